@@ -1,0 +1,70 @@
+//! Every size, depth and timeout of the protocol, in one place, with the reason for its value.
+//!
+//! Nothing in muxagent grows without a bound from this module. When a bound is hit the behaviour
+//! is defined where the bound is used: a decode error, a drop with a counter, backpressure, or a
+//! disconnect — never an allocation that follows a number an attacker chose.
+//!
+//! # Memory arithmetic
+//!
+//! A relay frame is at most [`MAX_FRAME_LEN`] (64 KiB + 1 KiB of header room). A decoder never
+//! allocates more than the frame it was handed: postcard reads lengths from the input and serde
+//! caps pre-allocation, and every length is checked against the bytes actually present. Nested
+//! types are not recursive, so decoding depth is fixed by the type definitions (at most
+//! [`MAX_NESTING_DEPTH`]) and cannot be driven by input.
+
+/// Protocol version spoken by this build, negotiated in the relay hello. Bumped on any change to a
+/// frame or message body that an older peer would misread.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Oldest protocol version this build still accepts.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// Largest Noise message (the Noise specification's limit): 65 535 bytes including the 16-byte
+/// Poly1305 tag.
+pub const MAX_NOISE_MESSAGE_LEN: usize = 65_535;
+
+/// Bytes the E2E channel adds before each Noise transport message: an explicit 8-byte counter.
+pub const CHANNEL_COUNTER_LEN: usize = 8;
+
+/// Authentication tag added by ChaCha20-Poly1305.
+pub const AEAD_TAG_LEN: usize = 16;
+
+/// Largest ciphertext on the E2E channel: counter + Noise message.
+pub const MAX_CHANNEL_CIPHERTEXT_LEN: usize = CHANNEL_COUNTER_LEN + MAX_NOISE_MESSAGE_LEN;
+
+/// Largest plaintext app message: what one Noise transport message can carry. Larger agent output
+/// is split into several events by the daemon.
+pub const MAX_APP_MESSAGE_LEN: usize = MAX_NOISE_MESSAGE_LEN - AEAD_TAG_LEN;
+
+/// Largest opaque payload a relay frame carries (`send`/`recv`/pairing rendezvous): one channel
+/// ciphertext.
+pub const MAX_PAYLOAD_LEN: usize = MAX_CHANNEL_CIPHERTEXT_LEN;
+
+/// Largest relay frame: a payload plus room for the kind byte, addresses and length prefixes.
+/// Tailscale DERP and iroh-relay both settle on 64 KiB packets; one channel message fits whole.
+pub const MAX_FRAME_LEN: usize = MAX_PAYLOAD_LEN + 1024;
+
+/// Longest hostname a machine announces (DNS allows 253; people name boxes much shorter, and
+/// this fits a phone screen).
+pub const MAX_HOSTNAME_LEN: usize = 64;
+
+/// Longest relay URL in a pairing ticket. Keeps the QR code scannable (version ≤ 15 or so).
+pub const MAX_RELAY_URL_LEN: usize = 200;
+
+/// Longest human-readable reason in an error frame or message.
+pub const MAX_REASON_LEN: usize = 200;
+
+/// Longest pairing ticket in its base64url text form. A ticket is ~230 bytes with a 200-byte URL;
+/// anything longer is rejected before decoding.
+pub const MAX_TICKET_TEXT_LEN: usize = 512;
+
+/// How long a pairing ticket (and its pairing id on the relay) stays valid.
+pub const PAIRING_TTL_SECS: u64 = 5 * 60;
+
+/// Time a client has after connecting to log in before the relay closes the connection (DERP's
+/// figure).
+pub const LOGIN_DEADLINE_SECS: u64 = 10;
+
+/// Deepest nesting of any wire type (a message inside an enum inside a struct …). Types are not
+/// recursive, so this is a property of the definitions, checked by review, not a runtime count.
+pub const MAX_NESTING_DEPTH: usize = 4;
