@@ -142,6 +142,9 @@ macro_rules! wire_enum {
         }
 
         impl $name {
+            /// Every kind byte this build knows, in order.
+            pub const KINDS: &'static [u8] = &[$($kind),*];
+
             /// The kind byte of this variant on the wire.
             pub fn kind(&self) -> u8 {
                 match self {
