@@ -51,6 +51,20 @@ pub const MAX_HOSTNAME_LEN: usize = 64;
 /// Longest relay URL in a pairing ticket. Keeps the QR code scannable (version ≤ 15 or so).
 pub const MAX_RELAY_URL_LEN: usize = 200;
 
+/// Longest encoded registry entry (two identities, a hostname, ids and a consent signature take
+/// about 300 bytes).
+pub const MAX_REGISTRY_ENTRY_LEN: usize = 512;
+
+/// Longest runtime name (`command`, `claude`, `codex`, `acp`, `gemini` …).
+pub const MAX_RUNTIME_NAME_LEN: usize = 32;
+
+/// Longest permission mode name (`default`, `plan`, `acceptEdits`, `bypassPermissions` …).
+pub const MAX_MODE_LEN: usize = 32;
+
+/// Most resync cursors in one hello: one per session a device follows on a machine. At 24 bytes
+/// each, 2 048 cursors fill 48 KiB, within one channel message.
+pub const MAX_CURSORS: usize = 2048;
+
 /// Longest human-readable reason in an error frame or message.
 pub const MAX_REASON_LEN: usize = 200;
 
