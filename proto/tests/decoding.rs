@@ -1,0 +1,262 @@
+//! Decoders refuse bad input with the right error, and skip what a newer peer may send.
+
+mod samples;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use muxagent_proto::app::{DeviceMessage, MachineMessage};
+use muxagent_proto::envelope::{DecodeError, Decoded};
+use muxagent_proto::frame::{
+    EntryError, ErrorCode, Frame, Login, RegistryEntry, Role, SignedEntry,
+};
+use muxagent_proto::identity::SignDomain;
+use muxagent_proto::limits::{MAX_FRAME_LEN, MAX_TICKET_TEXT_LEN};
+use muxagent_proto::ticket::{Ticket, TicketError};
+
+#[test]
+fn unknown_kinds_are_skipped_not_fatal() {
+    for kind in [0u8, 15, 200, 255] {
+        let bytes = [kind, 1, 2, 3];
+        assert_eq!(Frame::decode(&bytes), Ok(Decoded::Unknown { kind }));
+    }
+    assert_eq!(
+        DeviceMessage::decode(&[99, 0]),
+        Ok(Decoded::Unknown { kind: 99 })
+    );
+    assert_eq!(
+        MachineMessage::decode(&[99]),
+        Ok(Decoded::Unknown { kind: 99 })
+    );
+}
+
+#[test]
+fn empty_and_oversized_are_refused_before_parsing() {
+    assert_eq!(Frame::decode(&[]), Err(DecodeError::Empty));
+    let huge = vec![8u8; MAX_FRAME_LEN + 1];
+    assert_eq!(
+        Frame::decode(&huge),
+        Err(DecodeError::TooLarge {
+            len: MAX_FRAME_LEN + 1,
+            max: MAX_FRAME_LEN
+        })
+    );
+}
+
+#[test]
+fn a_length_prefix_larger_than_the_frame_is_malformed_not_an_allocation() {
+    // Send { to: 32 bytes, payload: length 2^32-1 } with nothing behind the length.
+    let mut bytes = vec![8u8];
+    bytes.extend_from_slice(&[0u8; 32]);
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    assert!(matches!(
+        Frame::decode(&bytes),
+        Err(DecodeError::Malformed { kind: 8, .. })
+    ));
+}
+
+#[test]
+fn field_rules_are_checked_after_decoding() {
+    let machine = samples::identity(2);
+    let mut login = Login::sign(&machine, &[1; 32], Role::Machine, None);
+    let bytes = Frame::Login(login.clone()).encode();
+    assert!(matches!(
+        Frame::decode(&bytes),
+        Err(DecodeError::Invalid { kind: 2, .. })
+    ));
+    login.role = Role::Device;
+    login.hostname = Some(samples::hostname("laptop"));
+    let bytes = Frame::Login(login).encode();
+    assert!(matches!(
+        Frame::decode(&bytes),
+        Err(DecodeError::Invalid { kind: 2, .. })
+    ));
+}
+
+#[test]
+fn login_signature_binds_challenge_role_and_hostname() {
+    let machine = samples::identity(2);
+    let login = Login::sign(
+        &machine,
+        &[1; 32],
+        Role::Machine,
+        Some(samples::hostname("pi")),
+    );
+    assert_eq!(login.verify(&[1; 32]), Ok(()));
+    assert!(login.verify(&[2; 32]).is_err());
+    let mut other_role = login.clone();
+    other_role.role = Role::PendingMachine;
+    assert!(other_role.verify(&[1; 32]).is_err());
+    let mut other_host = login;
+    other_host.hostname = Some(samples::hostname("p1"));
+    assert!(other_host.verify(&[1; 32]).is_err());
+}
+
+#[test]
+fn unknown_error_codes_survive_as_other() {
+    let frame = Frame::Error(muxagent_proto::frame::Error {
+        code: ErrorCode::Other(999),
+        request: None,
+        reason: "from the future".try_into().expect("short"),
+    });
+    assert_eq!(Frame::decode(&frame.encode()), Ok(Decoded::Known(frame)));
+}
+
+fn register_entry(consent_signer: u8) -> RegistryEntry {
+    let device = samples::identity(1);
+    let machine = samples::identity(2);
+    let consent = samples::identity(consent_signer).sign(
+        SignDomain::RegistryEntry,
+        &RegistryEntry::consent_message(&device.public().fingerprint(), &samples::PAIRING),
+    );
+    RegistryEntry::RegisterMachine {
+        device: device.public(),
+        machine: machine.public(),
+        hostname: samples::hostname("pi"),
+        pairing_id: samples::PAIRING,
+        machine_consent: consent,
+        at: 1,
+    }
+}
+
+#[test]
+fn registry_entries_verify_author_and_consent() {
+    let device = samples::identity(1);
+    let signed = SignedEntry::sign(&device, &register_entry(2)).expect("author");
+    assert_eq!(signed.verify(), Ok(register_entry(2)));
+
+    // Someone else cannot author the device's entry.
+    assert_eq!(
+        SignedEntry::sign(&samples::identity(3), &register_entry(2)),
+        Err(EntryError::WrongAuthor)
+    );
+    // A consent by another key than the machine's.
+    let forged = SignedEntry::sign(&device, &register_entry(3)).expect("author");
+    assert_eq!(forged.verify(), Err(EntryError::BadConsent));
+    // A flipped bit anywhere in the entry or the signature.
+    let mut tampered = signed.clone();
+    let last = tampered.entry.len() - 1;
+    tampered.entry[last] ^= 1;
+    assert!(tampered.verify().is_err());
+    let mut tampered = signed;
+    tampered.signature.0.0[0] ^= 1;
+    assert_eq!(tampered.verify(), Err(EntryError::BadSignature));
+}
+
+const NOW: u64 = 1_800_000_000;
+
+#[test]
+fn ticket_link_round_trips() {
+    let ticket = samples::ticket();
+    let link = ticket.link();
+    assert!(link.starts_with("https://relay.example.net/pair#"));
+    assert_eq!(Ticket::from_link(&link, NOW), Ok(ticket.clone()));
+    assert_eq!(
+        Ticket::from_link(&format!("  {link}\n"), NOW),
+        Ok(ticket.clone())
+    );
+    assert_eq!(Ticket::from_link(&ticket.encode(), NOW), Ok(ticket));
+}
+
+#[test]
+fn expired_tickets_are_refused() {
+    let ticket = samples::ticket();
+    assert_eq!(
+        Ticket::from_link(&ticket.link(), ticket.expires_at),
+        Err(TicketError::Expired {
+            expires_at: ticket.expires_at,
+            now: ticket.expires_at
+        })
+    );
+}
+
+#[test]
+fn every_truncation_of_a_ticket_is_refused() {
+    let text = samples::ticket().encode();
+    for cut in 0..text.len() {
+        let error = Ticket::decode(&text[..cut], NOW).expect_err("a cut ticket must not decode");
+        assert!(
+            matches!(
+                error,
+                TicketError::Empty
+                    | TicketError::Truncated
+                    | TicketError::NotBase64
+                    | TicketError::Malformed
+            ),
+            "cut at {cut}: {error:?}"
+        );
+    }
+}
+
+#[test]
+fn tampered_tickets_are_refused_or_differ() {
+    let ticket = samples::ticket();
+    let bytes = URL_SAFE_NO_PAD.decode(ticket.encode()).expect("base64");
+    for index in 0..bytes.len() {
+        let mut tampered = bytes.clone();
+        tampered[index] ^= 0x40;
+        match Ticket::decode(&URL_SAFE_NO_PAD.encode(&tampered), NOW) {
+            Ok(decoded) => assert_ne!(decoded, ticket, "byte {index} flipped, same ticket"),
+            Err(error) => assert!(!error.to_string().is_empty()),
+        }
+    }
+}
+
+#[test]
+fn malformed_tickets_get_clear_errors() {
+    let ticket = samples::ticket();
+    let bytes = URL_SAFE_NO_PAD.decode(ticket.encode()).expect("base64");
+
+    assert_eq!(Ticket::from_link("", NOW), Err(TicketError::Empty));
+    assert_eq!(
+        Ticket::from_link("https://relay/pair", NOW),
+        Err(TicketError::NoFragment)
+    );
+    assert_eq!(
+        Ticket::decode("not*base64", NOW),
+        Err(TicketError::NotBase64)
+    );
+    let long = "A".repeat(MAX_TICKET_TEXT_LEN + 1);
+    assert_eq!(
+        Ticket::decode(&long, NOW),
+        Err(TicketError::TooLong {
+            len: MAX_TICKET_TEXT_LEN + 1
+        })
+    );
+
+    let mut newer = bytes.clone();
+    newer[0] = 2;
+    assert_eq!(
+        Ticket::decode(&URL_SAFE_NO_PAD.encode(&newer), NOW),
+        Err(TicketError::UnsupportedVersion(2))
+    );
+    let mut longer = bytes;
+    longer.push(0);
+    assert_eq!(
+        Ticket::decode(&URL_SAFE_NO_PAD.encode(&longer), NOW),
+        Err(TicketError::TrailingBytes)
+    );
+
+    let mut ftp = ticket.clone();
+    ftp.relay_url = "ftp://relay".try_into().expect("short");
+    assert_eq!(
+        Ticket::decode(&ftp.encode(), NOW),
+        Err(TicketError::BadRelayUrl)
+    );
+    let mut control = ticket;
+    control.hostname = "pi\n".try_into().expect("short");
+    assert_eq!(
+        Ticket::decode(&control.encode(), NOW),
+        Err(TicketError::BadHostname)
+    );
+
+    // Messages are one line, for people.
+    let message = TicketError::Expired {
+        expires_at: 10,
+        now: 70,
+    }
+    .to_string();
+    assert_eq!(
+        message,
+        "the pairing link expired 60 s ago; run `muxagent pair` for a new one"
+    );
+}

@@ -1,0 +1,122 @@
+//! Byte-exact snapshots of every frame and message kind: a format change shows up in review as a
+//! changed `.snap` file. Update with `INSTA_UPDATE=always cargo test -p muxagent-proto --test
+//! snapshots` and read the diff.
+
+mod samples;
+
+use std::fmt::Write;
+
+use muxagent_proto::app::{DeviceMessage, Event, EventKind, MachineMessage};
+use muxagent_proto::frame::Frame;
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for (index, chunk) in bytes.chunks(32).enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        for byte in chunk {
+            write!(out, "{byte:02x}").expect("write to String");
+        }
+    }
+    out
+}
+
+fn dump<'a>(items: impl IntoIterator<Item = (&'a str, Vec<u8>)>) -> String {
+    let mut out = String::new();
+    for (name, bytes) in items {
+        writeln!(out, "{name} ({} bytes)\n{}\n", bytes.len(), hex(&bytes)).expect("write");
+    }
+    out
+}
+
+fn kinds<T>(items: &[(&str, T)], kind: impl Fn(&T) -> u8) -> Vec<u8> {
+    let mut kinds: Vec<u8> = items.iter().map(|(_, item)| kind(item)).collect();
+    kinds.sort_unstable();
+    kinds
+}
+
+#[test]
+fn every_frame_kind() {
+    let frames = samples::frames();
+    assert_eq!(
+        kinds(&frames, Frame::kind),
+        Frame::KINDS,
+        "a frame kind has no snapshot"
+    );
+    insta::assert_snapshot!(dump(
+        frames.iter().map(|(name, frame)| (*name, frame.encode()))
+    ));
+}
+
+#[test]
+fn every_device_message_kind() {
+    let messages = samples::device_messages();
+    assert_eq!(kinds(&messages, DeviceMessage::kind), DeviceMessage::KINDS);
+    insta::assert_snapshot!(dump(messages.iter().map(|(name, m)| (*name, m.encode()))));
+}
+
+#[test]
+fn every_machine_message_kind() {
+    let messages = samples::machine_messages();
+    assert_eq!(
+        kinds(&messages, MachineMessage::kind),
+        MachineMessage::KINDS
+    );
+    insta::assert_snapshot!(dump(messages.iter().map(|(name, m)| (*name, m.encode()))));
+}
+
+/// The position of each event kind; exhaustive, so a new kind fails to compile here until it is
+/// numbered, and then fails the coverage check until it has a sample.
+fn event_kind_index(kind: &EventKind) -> usize {
+    match kind {
+        EventKind::Prompt { .. } => 0,
+        EventKind::Text { .. } => 1,
+        EventKind::TextDelta { .. } => 2,
+        EventKind::Thinking { .. } => 3,
+        EventKind::Output { .. } => 4,
+        EventKind::ToolStarted { .. } => 5,
+        EventKind::ToolUpdated { .. } => 6,
+        EventKind::ToolFinished { .. } => 7,
+        EventKind::ApprovalRequested(_) => 8,
+        EventKind::ApprovalState { .. } => 9,
+        EventKind::ApprovalResolved { .. } => 10,
+        EventKind::PlanProposed { .. } => 11,
+        EventKind::Usage(_) => 12,
+        EventKind::Status(_) => 13,
+        EventKind::TurnFinished { .. } => 14,
+        EventKind::Error { .. } => 15,
+        EventKind::Exited { .. } => 16,
+        EventKind::Opaque { .. } => 17,
+    }
+}
+const EVENT_KIND_COUNT: usize = 18;
+
+#[test]
+fn every_event_kind() {
+    let events = samples::event_kinds();
+    let mut covered: Vec<usize> = events
+        .iter()
+        .map(|(_, kind)| event_kind_index(kind))
+        .collect();
+    covered.sort_unstable();
+    assert_eq!(
+        covered,
+        (0..EVENT_KIND_COUNT).collect::<Vec<_>>(),
+        "an event kind has no sample"
+    );
+    insta::assert_snapshot!(dump(events.into_iter().map(|(name, kind)| {
+        let event = Event {
+            session: samples::SESSION,
+            seq: 1,
+            at: 1_800_000_000,
+            kind,
+        };
+        (name, MachineMessage::Event(event).encode())
+    })));
+}
+
+#[test]
+fn ticket() {
+    insta::assert_snapshot!(samples::ticket().link());
+}
