@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::envelope::{Body, wire_enum};
 use crate::frame::Hostname;
-use crate::identity::{Fingerprint, Identity, PublicIdentity, SignDomain, Signature, SignatureError};
+use crate::identity::{
+    Fingerprint, Identity, PublicIdentity, SignDomain, Signature, SignatureError,
+};
 use crate::limits::{MAX_APP_MESSAGE_LEN, MAX_CURSORS, MAX_MODE_LEN, MAX_RUNTIME_NAME_LEN};
 
 /// A session's id on its machine: 16 random bytes, shown as hex.
@@ -27,7 +29,11 @@ pub struct SessionId(pub [u8; 16]);
 impl fmt::Display for SessionId {
     /// The first 8 hex digits; `{:#}` for all 32.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = if f.alternate() { &self.0[..] } else { &self.0[..4] };
+        let shown = if f.alternate() {
+            &self.0[..]
+        } else {
+            &self.0[..4]
+        };
         for byte in shown {
             write!(f, "{byte:02x}")?;
         }
@@ -367,14 +373,21 @@ impl SignedDecision {
     /// Sign `body` as `device`.
     pub fn sign(device: &Identity, body: DecisionBody) -> Self {
         let signature = device.sign(SignDomain::ApprovalDecision, &decision_bytes(&body));
-        SignedDecision { body, device: device.public(), signature }
+        SignedDecision {
+            body,
+            device: device.public(),
+            signature,
+        }
     }
 
     /// Check the signature. The machine must also check that `device` is paired and that
     /// `body.request_hash` is the hash of the pending request.
     pub fn verify(&self) -> Result<(), SignatureError> {
-        self.device
-            .verify(SignDomain::ApprovalDecision, &decision_bytes(&self.body), &self.signature)
+        self.device.verify(
+            SignDomain::ApprovalDecision,
+            &decision_bytes(&self.body),
+            &self.signature,
+        )
     }
 }
 
@@ -513,7 +526,17 @@ pub struct ForgetDevice {
     pub request: u32,
 }
 
-request_body!(ListRuntimes, ListSessions, SendPrompt, Interrupt, Stop, Decide, SetMode, Replay, ForgetDevice);
+request_body!(
+    ListRuntimes,
+    ListSessions,
+    SendPrompt,
+    Interrupt,
+    Stop,
+    Decide,
+    SetMode,
+    Replay,
+    ForgetDevice
+);
 
 /// Machine → device: the sessions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,7 +70,10 @@ impl fmt::Display for DecodeError {
                 write!(f, "message of kind {kind} is malformed: {reason}")
             }
             DecodeError::TrailingBytes { kind, extra } => {
-                write!(f, "message of kind {kind} has {extra} unexpected trailing bytes")
+                write!(
+                    f,
+                    "message of kind {kind} has {extra} unexpected trailing bytes"
+                )
             }
             DecodeError::Invalid { kind, reason } => {
                 write!(f, "message of kind {kind} is invalid: {reason}")
@@ -109,16 +112,23 @@ pub fn decode_body<T: Body>(kind: u8, bytes: &[u8]) -> Result<T, DecodeError> {
     let (body, rest) = postcard::take_from_bytes::<T>(bytes)
         .map_err(|reason| DecodeError::Malformed { kind, reason })?;
     if !rest.is_empty() {
-        return Err(DecodeError::TrailingBytes { kind, extra: rest.len() });
+        return Err(DecodeError::TrailingBytes {
+            kind,
+            extra: rest.len(),
+        });
     }
-    body.validate().map_err(|reason| DecodeError::Invalid { kind, reason })?;
+    body.validate()
+        .map_err(|reason| DecodeError::Invalid { kind, reason })?;
     Ok(body)
 }
 
 /// Split `bytes` into kind and body after checking the size limit.
 pub fn split(bytes: &[u8], max_len: usize) -> Result<(u8, &[u8]), DecodeError> {
     if bytes.len() > max_len {
-        return Err(DecodeError::TooLarge { len: bytes.len(), max: max_len });
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: max_len,
+        });
     }
     match bytes.split_first() {
         Some((kind, body)) => Ok((*kind, body)),

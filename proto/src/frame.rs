@@ -124,7 +124,8 @@ impl Login {
             &self.identity,
             &self.hostname,
         );
-        self.identity.verify(SignDomain::RelayLogin, &message, &self.signature)
+        self.identity
+            .verify(SignDomain::RelayLogin, &message, &self.signature)
     }
 
     /// What a login signs: the challenge, then every other field in a fixed layout.
@@ -526,7 +527,10 @@ impl SignedEntry {
         }
         let bytes = postcard::to_allocvec(entry).map_err(|_| EntryError::Malformed)?;
         let signature = author.sign(SignDomain::RegistryEntry, &bytes);
-        Ok(SignedEntry { entry: bytes, signature })
+        Ok(SignedEntry {
+            entry: bytes,
+            signature,
+        })
     }
 
     /// Decode the entry and check every signature it carries.

@@ -199,8 +199,14 @@ impl Fingerprint {
         let mut out = [0u8; 32];
         let mut digits = text.bytes().filter(|b| *b != b'-');
         for byte in &mut out {
-            let high = digits.next().and_then(hex_value).ok_or(FingerprintParseError)?;
-            let low = digits.next().and_then(hex_value).ok_or(FingerprintParseError)?;
+            let high = digits
+                .next()
+                .and_then(hex_value)
+                .ok_or(FingerprintParseError)?;
+            let low = digits
+                .next()
+                .and_then(hex_value)
+                .ok_or(FingerprintParseError)?;
             *byte = high << 4 | low;
         }
         match digits.next() {
@@ -256,7 +262,10 @@ mod tests {
         let node = identity(7);
         let signature = node.sign(SignDomain::RelayLogin, b"challenge");
         let public = node.public();
-        assert_eq!(public.verify(SignDomain::RelayLogin, b"challenge", &signature), Ok(()));
+        assert_eq!(
+            public.verify(SignDomain::RelayLogin, b"challenge", &signature),
+            Ok(())
+        );
         assert_eq!(
             public.verify(SignDomain::RegistryEntry, b"challenge", &signature),
             Err(SignatureError::Mismatch)
@@ -266,7 +275,9 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            identity(8).public().verify(SignDomain::RelayLogin, b"challenge", &signature),
+            identity(8)
+                .public()
+                .verify(SignDomain::RelayLogin, b"challenge", &signature),
             Err(SignatureError::Mismatch)
         );
     }
@@ -292,6 +303,9 @@ mod tests {
         assert!(long.starts_with(&short.replace('-', "")));
         assert_eq!(Fingerprint::parse_hex(&long), Ok(fingerprint));
         assert_eq!(Fingerprint::parse_hex(&short), Err(FingerprintParseError));
-        assert_eq!(Fingerprint::parse_hex(&alloc::format!("{long}0")), Err(FingerprintParseError));
+        assert_eq!(
+            Fingerprint::parse_hex(&alloc::format!("{long}0")),
+            Err(FingerprintParseError)
+        );
     }
 }

@@ -157,17 +157,18 @@ impl Ticket {
         if text.len() > MAX_TICKET_TEXT_LEN {
             return Err(TicketError::TooLong { len: text.len() });
         }
-        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| TicketError::NotBase64)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| TicketError::NotBase64)?;
         let (version, body) = bytes.split_first().ok_or(TicketError::Truncated)?;
         if *version != TICKET_VERSION {
             return Err(TicketError::UnsupportedVersion(*version));
         }
-        let (ticket, rest) = postcard::take_from_bytes::<Ticket>(body).map_err(|error| {
-            match error {
+        let (ticket, rest) =
+            postcard::take_from_bytes::<Ticket>(body).map_err(|error| match error {
                 postcard::Error::DeserializeUnexpectedEnd => TicketError::Truncated,
                 _ => TicketError::Malformed,
-            }
-        })?;
+            })?;
         if !rest.is_empty() {
             return Err(TicketError::TrailingBytes);
         }
@@ -195,13 +196,19 @@ impl Ticket {
             .strip_prefix("https://")
             .or_else(|| url.strip_prefix("http://"))
             .ok_or(TicketError::BadRelayUrl)?;
-        if rest.is_empty() || url.chars().any(|c| c.is_control() || c.is_whitespace() || c == '#')
+        if rest.is_empty()
+            || url
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == '#')
         {
             return Err(TicketError::BadRelayUrl);
         }
         validate_hostname(&self.hostname).map_err(|_| TicketError::BadHostname)?;
         if now >= self.expires_at {
-            return Err(TicketError::Expired { expires_at: self.expires_at, now });
+            return Err(TicketError::Expired {
+                expires_at: self.expires_at,
+                now,
+            });
         }
         Ok(())
     }
