@@ -120,3 +120,31 @@ fn every_event_kind() {
 fn ticket() {
     insta::assert_snapshot!(samples::ticket().link());
 }
+
+/// Writes the samples as fuzz seeds (`fuzz/seeds/<target>/<name>`) when
+/// `MUXAGENT_WRITE_FUZZ_SEEDS=1`; otherwise checks the committed seeds still decode.
+#[test]
+fn fuzz_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+    let mut seeds: Vec<(&str, &str, Vec<u8>)> = Vec::new();
+    for (name, frame) in samples::frames() {
+        seeds.push(("frame", name, frame.encode()));
+    }
+    for (name, message) in samples::device_messages() {
+        seeds.push(("device_message", name, message.encode()));
+    }
+    for (name, message) in samples::machine_messages() {
+        seeds.push(("machine_message", name, message.encode()));
+    }
+    seeds.push(("ticket", "link", samples::ticket().link().into_bytes()));
+    let write = std::env::var_os("MUXAGENT_WRITE_FUZZ_SEEDS").is_some();
+    for (target, name, bytes) in seeds {
+        let path = root.join(target).join(name);
+        if write {
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, &bytes).expect("write seed");
+        } else if let Ok(committed) = std::fs::read(&path) {
+            assert_eq!(committed, bytes, "{} is stale: rerun with MUXAGENT_WRITE_FUZZ_SEEDS=1", path.display());
+        }
+    }
+}
