@@ -144,7 +144,12 @@ fn fuzz_seeds() {
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             std::fs::write(&path, &bytes).expect("write seed");
         } else if let Ok(committed) = std::fs::read(&path) {
-            assert_eq!(committed, bytes, "{} is stale: rerun with MUXAGENT_WRITE_FUZZ_SEEDS=1", path.display());
+            assert_eq!(
+                committed,
+                bytes,
+                "{} is stale: rerun with MUXAGENT_WRITE_FUZZ_SEEDS=1",
+                path.display()
+            );
         }
     }
 }
