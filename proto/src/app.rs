@@ -200,6 +200,19 @@ pub enum ApprovalState {
 /// What happened in a session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
+    /// The session began: the first event of every session.
+    Started {
+        /// The runtime.
+        runtime: RuntimeName,
+        /// The runtime's arguments (the command line of a `command` session).
+        args: Vec<String>,
+        /// Working directory.
+        cwd: String,
+        /// Title.
+        title: String,
+        /// The device that started it.
+        device: Fingerprint,
+    },
     /// A prompt a device sent.
     Prompt {
         /// Its text.
@@ -519,6 +532,25 @@ pub struct Replay {
     pub after_seq: u64,
 }
 
+/// Device → machine, on the pairing channel only: the relay registered the machine under the
+/// device's account; the machine may now keep the device as paired and log in as a machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingComplete {
+    /// The account the relay put the machine in.
+    pub account: Fingerprint,
+}
+
+/// Machine → device, on the pairing channel only: the machine's consent to join the device's
+/// account, for the device's `RegisterMachine` entry (see
+/// [`RegistryEntry::consent_message`](crate::frame::RegistryEntry::consent_message)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairingConsent {
+    /// The machine's hostname, as it will be registered.
+    pub hostname: Hostname,
+    /// The machine's signature in [`SignDomain::RegistryEntry`].
+    pub consent: Signature,
+}
+
 /// Device → machine: forget this device (it was revoked or unpaired on the device's side).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForgetDevice {
@@ -608,7 +640,15 @@ pub struct AppError {
     pub message: String,
 }
 
-request_body!(SessionList, Runtimes, ReplayComplete, Ack, AppError);
+request_body!(
+    SessionList,
+    Runtimes,
+    ReplayComplete,
+    Ack,
+    AppError,
+    PairingComplete,
+    PairingConsent
+);
 
 wire_enum! {
     /// Every message a device sends to a machine.
@@ -635,6 +675,8 @@ wire_enum! {
         10 => Replay(Replay),
         /// See [`ForgetDevice`].
         11 => ForgetDevice(ForgetDevice),
+        /// See [`PairingComplete`].
+        12 => PairingComplete(PairingComplete),
     }
 }
 
@@ -653,5 +695,7 @@ wire_enum! {
         5 => Ack(Ack),
         /// See [`AppError`].
         6 => Error(AppError),
+        /// See [`PairingConsent`].
+        7 => PairingConsent(PairingConsent),
     }
 }

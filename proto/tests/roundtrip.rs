@@ -281,6 +281,7 @@ fn device_message_strategy() -> impl Strategy<Value = DeviceMessage> {
         }
         .into()),
         any::<u32>().prop_map(|request| ForgetDevice { request }.into()),
+        fingerprint().prop_map(|account| PairingComplete { account }.into()),
     ]
 }
 
@@ -317,7 +318,22 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
         Just(ApprovalState::Withdrawn),
         Just(ApprovalState::Expired),
     ];
+    let started = (
+        short::<32>(),
+        vec(text(), 0..3),
+        text(),
+        text(),
+        fingerprint(),
+    )
+        .prop_map(|(runtime, args, cwd, title, device)| EventKind::Started {
+            runtime,
+            args,
+            cwd,
+            title,
+            device,
+        });
     prop_oneof![
+        started,
         text().prop_map(|text| EventKind::Prompt { text }),
         text().prop_map(|text| EventKind::Text { text }),
         text().prop_map(|text| EventKind::TextDelta { text }),

@@ -244,6 +244,13 @@ pub fn device_messages() -> Vec<(&'static str, DeviceMessage)> {
             .into(),
         ),
         ("forget_device", ForgetDevice { request: 10 }.into()),
+        (
+            "pairing_complete",
+            PairingComplete {
+                account: fingerprint(1),
+            }
+            .into(),
+        ),
     ]
 }
 
@@ -256,6 +263,16 @@ pub fn event_kinds() -> Vec<(&'static str, EventKind)> {
         cost_usd_micros: Some(4_210),
     };
     vec![
+        (
+            "started",
+            EventKind::Started {
+                runtime: "command".try_into().expect("short"),
+                args: vec!["make".into(), "test".into()],
+                cwd: "/srv/app".into(),
+                title: "make test".into(),
+                device: fingerprint(1),
+            },
+        ),
         (
             "prompt",
             EventKind::Prompt {
@@ -426,6 +443,17 @@ pub fn machine_messages() -> Vec<(&'static str, MachineMessage)> {
                     session: SESSION,
                     last_seq: 42,
                 }],
+            }
+            .into(),
+        ),
+        (
+            "pairing_consent",
+            PairingConsent {
+                hostname: hostname("pi"),
+                consent: identity(2).sign(
+                    muxagent_proto::identity::SignDomain::RegistryEntry,
+                    &RegistryEntry::consent_message(&fingerprint(1), &PAIRING),
+                ),
             }
             .into(),
         ),

@@ -70,27 +70,28 @@ fn every_machine_message_kind() {
 /// numbered, and then fails the coverage check until it has a sample.
 fn event_kind_index(kind: &EventKind) -> usize {
     match kind {
-        EventKind::Prompt { .. } => 0,
-        EventKind::Text { .. } => 1,
-        EventKind::TextDelta { .. } => 2,
-        EventKind::Thinking { .. } => 3,
-        EventKind::Output { .. } => 4,
-        EventKind::ToolStarted { .. } => 5,
-        EventKind::ToolUpdated { .. } => 6,
-        EventKind::ToolFinished { .. } => 7,
-        EventKind::ApprovalRequested(_) => 8,
-        EventKind::ApprovalState { .. } => 9,
-        EventKind::ApprovalResolved { .. } => 10,
-        EventKind::PlanProposed { .. } => 11,
-        EventKind::Usage(_) => 12,
-        EventKind::Status(_) => 13,
-        EventKind::TurnFinished { .. } => 14,
-        EventKind::Error { .. } => 15,
-        EventKind::Exited { .. } => 16,
-        EventKind::Opaque { .. } => 17,
+        EventKind::Started { .. } => 0,
+        EventKind::Prompt { .. } => 1,
+        EventKind::Text { .. } => 2,
+        EventKind::TextDelta { .. } => 3,
+        EventKind::Thinking { .. } => 4,
+        EventKind::Output { .. } => 5,
+        EventKind::ToolStarted { .. } => 6,
+        EventKind::ToolUpdated { .. } => 7,
+        EventKind::ToolFinished { .. } => 8,
+        EventKind::ApprovalRequested(_) => 9,
+        EventKind::ApprovalState { .. } => 10,
+        EventKind::ApprovalResolved { .. } => 11,
+        EventKind::PlanProposed { .. } => 12,
+        EventKind::Usage(_) => 13,
+        EventKind::Status(_) => 14,
+        EventKind::TurnFinished { .. } => 15,
+        EventKind::Error { .. } => 16,
+        EventKind::Exited { .. } => 17,
+        EventKind::Opaque { .. } => 18,
     }
 }
-const EVENT_KIND_COUNT: usize = 18;
+const EVENT_KIND_COUNT: usize = 19;
 
 #[test]
 fn every_event_kind() {
