@@ -82,3 +82,28 @@ pub const LOGIN_DEADLINE_SECS: u64 = 10;
 /// Deepest nesting of any wire type (a message inside an enum inside a struct …). Types are not
 /// recursive, so this is a property of the definitions, checked by review, not a runtime count.
 pub const MAX_NESTING_DEPTH: usize = 4;
+
+// ---- E2E channel ----
+//
+// Appended by the Noise channel (`noise`); see `noise::packet` for the byte layout these bound.
+
+/// Bytes of the connection id the device picks for each handshake. It is a routing label, not a
+/// secret: it lets a receiver tell a late packet from an earlier connection (ignored) from a
+/// packet of the current one (checked, and fatal when wrong). 64 random bits make a collision
+/// between the few connections a pair ever has negligible.
+pub const CONNECTION_ID_LEN: usize = 8;
+
+/// Bytes in front of every E2E packet: one kind byte and the connection id.
+pub const PACKET_HEADER_LEN: usize = 1 + CONNECTION_ID_LEN;
+
+/// Largest Noise handshake message accepted, and largest pairing confirmation. The biggest one
+/// muxagent sends is the pairing response (32-byte ephemeral + 96-byte proof + 16-byte tag =
+/// 144 bytes); 1 KiB leaves room for a later version's payload while keeping every
+/// unauthenticated message a peer can make us process small.
+pub const MAX_HANDSHAKE_MESSAGE_LEN: usize = 1024;
+
+/// Largest E2E packet: header + [`MAX_CHANNEL_CIPHERTEXT_LEN`] (65 552 bytes), carried whole in
+/// one relay `send`/`recv` payload. Note for the relay framing: this is [`PACKET_HEADER_LEN`]
+/// bytes more than [`MAX_PAYLOAD_LEN`] today, so a maximum-size app message needs
+/// `MAX_PAYLOAD_LEN >= MAX_PACKET_LEN` (it still fits [`MAX_FRAME_LEN`]'s 1 KiB of header room).
+pub const MAX_PACKET_LEN: usize = PACKET_HEADER_LEN + MAX_CHANNEL_CIPHERTEXT_LEN;
