@@ -107,3 +107,115 @@ pub const MAX_HANDSHAKE_MESSAGE_LEN: usize = 1024;
 /// bytes more than [`MAX_PAYLOAD_LEN`] today, so a maximum-size app message needs
 /// `MAX_PAYLOAD_LEN >= MAX_PACKET_LEN` (it still fits [`MAX_FRAME_LEN`]'s 1 KiB of header room).
 pub const MAX_PACKET_LEN: usize = PACKET_HEADER_LEN + MAX_CHANNEL_CIPHERTEXT_LEN;
+
+// ---- Relay ----
+//
+// The relay (`muxagent-relay`) holds tens of thousands of mostly idle WebSocket connections, so
+// what an idle connection costs is the number that matters. Per idle logged-in connection:
+//
+// | what                                               | bytes          |
+// | -------------------------------------------------- | -------------- |
+// | WebSocket read buffer ([`RELAY_READ_BUFFER_LEN`])  | 4 096          |
+// | tungstenite + async wrapper state                  | ~1 000         |
+// | the connection's one task (its future, one timer)  | ~2 000         |
+// | outbound queue (empty: allocated on first use)     | ~100           |
+// | router entry (fingerprint, queue handle, hostname) | ~200           |
+// | TLS (`wss`): rustls session, keys, record buffers  | ~8 000–12 000  |
+//
+// i.e. about 8 KiB plain and 16–20 KiB with TLS; measured with `relay/bench/idle-rss.sh`
+// (see the relay's README section for the figure). A connection that has carried a
+// full-size frame keeps up to one frame of buffer per direction (≤ 2 × [`MAX_FRAME_LEN`])
+// until it closes: tungstenite does not shrink its buffers. A busy connection holds at most
+// [`RELAY_QUEUE_DEPTH`] frames in its queue: 32 × 65 KiB ≈ 2 MiB, and only while its reader
+// keeps up with [`RELAY_WRITE_TIMEOUT_MS`].
+
+/// URL path of the relay's WebSocket endpoint. A pairing ticket holds only the relay's base URL;
+/// clients append this.
+pub const RELAY_WS_PATH: &str = "/relay";
+
+/// Frames waiting for one receiver. When full, the relay drops the **newest** frame (the one
+/// being routed), counts it under `queue_full` and tells the sender `Error{Dropped}`: the sender
+/// learns at once that its E2E channel has a gap (Noise counters make any gap fatal to the
+/// channel anyway, so keeping older frames rather than newer ones buys nothing, and dropping the
+/// newest never touches what a writer is already sending). DERP keeps 32; iroh 512 for bursty
+/// QUIC. Our channel is request/response with paged resync, so 32 frames (≤ 2 MiB) absorbs any
+/// burst a well-behaved sender makes.
+pub const RELAY_QUEUE_DEPTH: usize = 32;
+
+/// Time one frame may take to be written to a receiver's socket. A receiver that does not read
+/// stalls the write once its kernel buffer is full; after this it is disconnected (DERP's 2 s),
+/// so its queue is freed and its senders get `PeerOffline` instead of drops.
+pub const RELAY_WRITE_TIMEOUT_MS: u64 = 2_000;
+
+/// WebSocket read buffer per connection. tungstenite's default of 128 KiB would cost 1.2 GiB at
+/// 10 000 idle connections; 4 KiB is what it advises for many connections, and a 64 KiB frame
+/// still arrives in 16 reads.
+pub const RELAY_READ_BUFFER_LEN: usize = 4 * 1024;
+
+/// Bytes a connection may send per second, sustained (a token bucket refilled at this rate). The
+/// relay stops reading a connection whose bucket is empty until it refills, so TCP pushes back
+/// on the sender (DERP's design) instead of the relay buffering. 2 MiB/s is far above an agent's
+/// output and a paged resync, and caps what one key can push through a small VPS.
+pub const RELAY_INBOUND_BYTES_PER_SEC: u32 = 2 * 1024 * 1024;
+
+/// Burst size of the inbound token bucket: a resync page train or a screenful of history goes
+/// through at full speed. Must be at least [`MAX_FRAME_LEN`].
+pub const RELAY_INBOUND_BURST_BYTES: u32 = 8 * 1024 * 1024;
+
+/// Connections the relay holds at most (including ones still logging in). A new one past the
+/// cap is closed at accept, before any TLS work. 50 000 × ~20 KiB ≈ 1 GiB of RAM, and needs
+/// `ulimit -n` above that.
+pub const RELAY_MAX_CONNECTIONS: usize = 50_000;
+
+/// Connections from one IP address at most. A household or office behind one NAT runs a few
+/// phones and daemons; 64 leaves room for them and stops one host from taking the relay's
+/// descriptors. (Tests and the load bench raise it for loopback.)
+pub const RELAY_MAX_CONNECTIONS_PER_IP: usize = 64;
+
+/// The relay pings each logged-in connection this often (plus jitter up to
+/// [`RELAY_PING_JITTER_SECS`] so pings of connections made together spread out). 15 s as
+/// iroh; also keeps NAT and proxy mappings warm.
+pub const RELAY_PING_INTERVAL_SECS: u64 = 15;
+
+/// Upper bound of the random delay added to each ping interval.
+pub const RELAY_PING_JITTER_SECS: u64 = 5;
+
+/// A connection that sends nothing (not even a pong) for this long after a ping is closed.
+/// 10 s tolerates a phone's radio waking up; a dead peer is noticed within ~30 s.
+pub const RELAY_PONG_TIMEOUT_SECS: u64 = 10;
+
+/// Largest HTTP request head (request line + headers) the relay reads before answering or
+/// upgrading. Browsers send ~1 KiB; anything over is refused with 431.
+pub const RELAY_HTTP_HEAD_MAX_LEN: usize = 8 * 1024;
+
+/// Pairing ids one connection may have open at once (a daemon shows one QR code at a time;
+/// a few allow a retry while an old one is still live).
+pub const RELAY_PAIRINGS_PER_CONNECTION: usize = 4;
+
+/// Pairing ids open on the relay at once, across all connections (each ~200 bytes; 10 000
+/// ids is 2 MiB). Past it `OpenPairing` is refused with `RateLimited`.
+pub const RELAY_MAX_PAIRINGS: usize = 10_000;
+
+/// Machines in one account. Covers a person's or a small team's fleet.
+pub const RELAY_MAX_MACHINES_PER_ACCOUNT: usize = 256;
+
+/// Devices (controllers) in one account: phones, tablets, terminals.
+pub const RELAY_MAX_DEVICES_PER_ACCOUNT: usize = 32;
+
+/// Keys the registry knows at most (machines + devices with an account + revoked keys), so
+/// its in-memory fold stays bounded: ~200 bytes each, 1 000 000 keys ≈ 200 MiB. Past it
+/// registrations are refused with `Internal` until an operator moves the account elsewhere
+/// (see the scale-out plan).
+pub const RELAY_MAX_REGISTRY_KEYS: usize = 1_000_000;
+
+/// On shutdown, clients are told to reconnect after about this long (they add their own
+/// jitter), so a restart does not meet all of them in the same millisecond.
+pub const RELAY_RESTART_RECONNECT_IN_MS: u32 = 2_000;
+
+/// On shutdown, clients are told to keep trying for at least this long before treating the
+/// relay as gone.
+pub const RELAY_RESTART_TRY_FOR_MS: u32 = 60_000;
+
+/// How long a shutting-down relay waits for its connections to take the `Restarting` frame and
+/// close before it drops the rest.
+pub const RELAY_SHUTDOWN_GRACE_MS: u64 = 3_000;

@@ -1,3 +1,77 @@
-//! The muxagent relay: authenticates keys and routes end-to-end-encrypted frames between a device
-//! and the machines of its account.
+//! The muxagent relay: authenticates keys and routes end-to-end-encrypted frames between a
+//! device and the machines of its account. It never sees content: everything between a device
+//! and a machine is a Noise ciphertext inside [`muxagent_proto::frame`] payloads.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), muxagent_relay::RelayError> {
+//! use muxagent_relay::{Relay, RelayConfig};
+//! let relay = Relay::bind(RelayConfig::new("127.0.0.1:8080".parse().unwrap(), "/var/lib/muxagent-relay")).await?;
+//! relay.run(muxagent_relay::shutdown::signals()?).await
+//! # }
+//! ```
+//!
+//! # Modules
+//!
+//! - [`config`]: what a relay is started with, and its limits.
+//! - `server`: binding, accepting, caps, graceful shutdown ([`Relay`]).
+//! - `http`: the HTTP side of the port (`/healthz`, `/metrics`, pages, the upgrade).
+//! - `conn`: one WebSocket connection: hello, login, the read/write/ping loop.
+//! - `router`: who is online, routing, pairing rendezvous, registry checks.
+//! - `registry`: the account model, folded from signed entries.
+//! - `log`: the registry's durable log (`muxagent-store`).
+//! - `outbox`: a connection's bounded queue and its drop policy.
+//! - `bucket`: the inbound byte budget.
+//! - `metrics`: counters, rendered in the Prometheus text format.
+//! - [`shutdown`]: SIGTERM/SIGINT.
+//! - [`client`]: a client for the relay (tests, load bench, daemon, `muxagent ctl`).
+//! - [`error`]: [`RelayError`].
+//!
+//! # Frame flow
+//!
+//! ```text
+//! client                                relay
+//!   ── GET /relay (Upgrade) ─────────────►
+//!   ◄──────────────── 101 + ServerHello{versions, challenge}
+//!   ── Login{role, identity, hostname, sig} ►   (within the login deadline)
+//!   ◄──────────────── LoginOk{account} [+ Presence of the account's online machines]
+//! pending machine: OpenPairing{id} ──► ◄── PairingOpened
+//! device: PairSend{id} ──► machine gets PairRecv{id, from};  machine: PairSend{id} ──► device
+//! device: Registry{RegisterMachine} ──► (append + fsync) ◄── RegistryAck  | Error{EntryRefused}
+//! device/machine: Send{to} ──► peer gets Recv{from}        | Error{NotAllowed|PeerOffline|Dropped}
+//! devices ◄── Presence{machine, hostname, online}
+//! any ◄── Error{Displaced|Revoked|Malformed} then close;  Restarting{reconnect_in, try_for} on shutdown
+//! ```
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod shutdown;
+
+mod bucket;
+mod conn;
+mod http;
+mod log;
+mod metrics;
+mod outbox;
+mod registry;
+mod router;
+mod server;
+mod stream;
+mod tls;
+
+pub use config::{Limits, RelayConfig, TlsFiles};
+pub use error::RelayError;
+pub use muxagent_proto::limits::RELAY_WS_PATH;
+pub use server::Relay;
+
+/// Log a warning to stderr.
+pub(crate) fn warn(message: std::fmt::Arguments<'_>) {
+    eprintln!("muxagent-relay: warning: {message}");
+}
+
+/// Log an event to stderr.
+pub(crate) fn info(message: std::fmt::Arguments<'_>) {
+    eprintln!("muxagent-relay: {message}");
+}

@@ -1,6 +1,92 @@
+//! `muxagent-relay`: the relay as a program. See `muxagent-relay --help`.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("muxagent-relay: not built yet");
-    std::process::exit(1);
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use muxagent_relay::{Limits, Relay, RelayConfig, TlsFiles};
+
+/// The muxagent relay: authenticates devices and machines by their keys and routes their
+/// end-to-end-encrypted frames. Serves WebSocket at /relay, and /healthz, /metrics, / and /pair
+/// over HTTP on the same port. Stops gracefully on SIGTERM or SIGINT (clients are told to
+/// reconnect).
+#[derive(FromArgs)]
+struct Args {
+    /// address to listen on (default 127.0.0.1:8080)
+    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    listen: SocketAddr,
+
+    /// folder for the registry log (accounts, machines, revocations); default
+    /// ./muxagent-relay-data
+    #[argh(option, default = "PathBuf::from(\"muxagent-relay-data\")")]
+    data_dir: PathBuf,
+
+    /// PEM certificate chain: serve https/wss (needs --tls-key)
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
+
+    /// the base URL clients and pairing links use, e.g. https://relay.example.com (default:
+    /// derived from --listen)
+    #[argh(option)]
+    public_url: Option<String>,
+
+    /// most connections at once, logins in progress included (default 50000)
+    #[argh(option)]
+    max_connections: Option<usize>,
+
+    /// most connections from one IP address (default 64)
+    #[argh(option)]
+    max_connections_per_ip: Option<usize>,
+
+    /// threads serving connections (default: the number of CPUs)
+    #[argh(option)]
+    threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("muxagent-relay: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".into()),
+    };
+    let mut limits = Limits::default();
+    if let Some(max) = args.max_connections {
+        limits.max_connections = max;
+    }
+    if let Some(max) = args.max_connections_per_ip {
+        limits.max_connections_per_ip = max;
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let config = RelayConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        tls,
+        public_url: args.public_url,
+        threads,
+        limits,
+    };
+    smol::block_on(async {
+        let shutdown = muxagent_relay::shutdown::signals().map_err(|e| e.to_string())?;
+        let relay = Relay::bind(config).await.map_err(|e| e.to_string())?;
+        relay.run(shutdown).await.map_err(|e| e.to_string())
+    })
 }

@@ -1,0 +1,90 @@
+//! The inbound byte budget of one connection: a token bucket that may go negative.
+//!
+//! The connection spends a frame's size after reading it; while the balance is negative it
+//! reads nothing until the bucket has refilled to zero, so the client's TCP window closes and
+//! the client slows down (DERP applies its limiter the same way, before reading a frame).
+
+use std::time::{Duration, Instant};
+
+pub(crate) struct Bucket {
+    /// Bytes available; negative when overspent.
+    balance: i64,
+    rate: i64,
+    burst: i64,
+    last: Instant,
+}
+
+impl Bucket {
+    pub(crate) fn new(rate_per_sec: u32, burst: u32, now: Instant) -> Self {
+        Bucket {
+            balance: i64::from(burst),
+            rate: i64::from(rate_per_sec.max(1)),
+            burst: i64::from(burst),
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last);
+        let earned = (elapsed.as_nanos().min(u128::from(u64::MAX)) as i128 * i128::from(self.rate)
+            / 1_000_000_000) as i64;
+        if earned > 0 {
+            self.balance = self.balance.saturating_add(earned).min(self.burst);
+            // Advance by the time the earned bytes took, so fractions are not lost.
+            let used =
+                Duration::from_nanos((earned as u128 * 1_000_000_000 / self.rate as u128) as u64);
+            self.last += used;
+            if self.balance == self.burst {
+                self.last = now;
+            }
+        }
+    }
+
+    /// Take `bytes` from the budget (possibly going negative).
+    pub(crate) fn spend(&mut self, bytes: usize, now: Instant) {
+        self.refill(now);
+        self.balance = self
+            .balance
+            .saturating_sub(bytes.min(i64::MAX as usize) as i64);
+    }
+
+    /// How long to wait before reading again; `None` when reading may go on now.
+    pub(crate) fn wait(&mut self, now: Instant) -> Option<Duration> {
+        self.refill(now);
+        if self.balance >= 0 {
+            return None;
+        }
+        let missing = (-self.balance) as u128;
+        let nanos = missing * 1_000_000_000 / self.rate as u128 + 1;
+        Some(Duration::from_nanos(nanos.min(u128::from(u64::MAX)) as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overspending_waits_for_the_refill() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(1000, 2000, start);
+        bucket.spend(1500, start);
+        assert_eq!(bucket.wait(start), None);
+        bucket.spend(1500, start);
+        let wait = bucket.wait(start).unwrap_or_default();
+        assert!(
+            wait > Duration::from_millis(990) && wait < Duration::from_millis(1010),
+            "{wait:?}"
+        );
+        assert_eq!(bucket.wait(start + Duration::from_millis(1001)), None);
+    }
+
+    #[test]
+    fn never_exceeds_the_burst() {
+        let start = Instant::now();
+        let mut bucket = Bucket::new(1000, 2000, start);
+        bucket.spend(0, start + Duration::from_secs(100));
+        bucket.spend(2001, start + Duration::from_secs(100));
+        assert!(bucket.wait(start + Duration::from_secs(100)).is_some());
+    }
+}

@@ -1,0 +1,154 @@
+//! What a relay is started with: where it listens, where it keeps its registry, TLS, the URL
+//! people reach it at, and every limit (defaults from [`muxagent_proto::limits`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use muxagent_proto::limits;
+
+/// A relay's configuration. [`RelayConfig::new`] fills in every default.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// Address to listen on (port 0 picks a free port; see [`crate::Relay::local_addr`]).
+    pub listen: SocketAddr,
+    /// Folder of the registry log. Created if missing.
+    pub data_dir: PathBuf,
+    /// PEM certificate chain and private key; without them the relay serves plain `http`/`ws`.
+    pub tls: Option<TlsFiles>,
+    /// The base URL clients and pairing links use (`https://relay.example.com`). Defaults to
+    /// `http(s)://<listen>`.
+    pub public_url: Option<String>,
+    /// Threads that run connections. The thread that awaits [`crate::Relay::run`] is one of
+    /// them; the others are started by `run` and stopped when it returns.
+    pub threads: usize,
+    /// Every bound the relay enforces.
+    pub limits: Limits,
+}
+
+impl RelayConfig {
+    /// A plain-`ws` relay on `listen` keeping its registry in `data_dir`, with default limits.
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        RelayConfig {
+            listen,
+            data_dir: data_dir.into(),
+            tls: None,
+            public_url: None,
+            threads: 1,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A certificate chain and its private key, both PEM files.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// The relay's bounds. Defaults and the reasons for them are in [`muxagent_proto::limits`];
+/// tests shorten the timeouts, the load bench raises the per-IP cap.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections at most, all roles and handshakes included.
+    pub max_connections: usize,
+    /// Connections from one IP address at most.
+    pub max_connections_per_ip: usize,
+    /// Frames queued for one receiver; past it the newest is dropped.
+    pub queue_depth: usize,
+    /// Time one frame may take to be written before the receiver is disconnected.
+    pub write_timeout: Duration,
+    /// Time from TCP accept to a verified login (TLS and HTTP included).
+    pub login_deadline: Duration,
+    /// Time between server pings on an idle connection (before jitter).
+    pub ping_interval: Duration,
+    /// Largest random delay added to each ping interval.
+    pub ping_jitter: Duration,
+    /// A connection silent this long after a ping is closed.
+    pub pong_timeout: Duration,
+    /// Sustained inbound bytes per second per connection.
+    pub inbound_bytes_per_sec: u32,
+    /// Inbound burst per connection.
+    pub inbound_burst_bytes: u32,
+    /// WebSocket read buffer per connection.
+    pub read_buffer_len: usize,
+    /// Largest HTTP request head.
+    pub http_head_max_len: usize,
+    /// Longest life of a pairing id.
+    pub pairing_ttl: Duration,
+    /// Pairing ids open per connection.
+    pub pairings_per_connection: usize,
+    /// Pairing ids open in total.
+    pub max_pairings: usize,
+    /// Machines per account.
+    pub max_machines_per_account: usize,
+    /// Devices per account.
+    pub max_devices_per_account: usize,
+    /// Keys the registry holds at most.
+    pub max_registry_keys: usize,
+    /// Reconnect hint sent in `Restarting`.
+    pub restart_reconnect_in: Duration,
+    /// Retry window sent in `Restarting`.
+    pub restart_try_for: Duration,
+    /// How long shutdown waits for connections to close.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: limits::RELAY_MAX_CONNECTIONS,
+            max_connections_per_ip: limits::RELAY_MAX_CONNECTIONS_PER_IP,
+            queue_depth: limits::RELAY_QUEUE_DEPTH,
+            write_timeout: Duration::from_millis(limits::RELAY_WRITE_TIMEOUT_MS),
+            login_deadline: Duration::from_secs(limits::LOGIN_DEADLINE_SECS),
+            ping_interval: Duration::from_secs(limits::RELAY_PING_INTERVAL_SECS),
+            ping_jitter: Duration::from_secs(limits::RELAY_PING_JITTER_SECS),
+            pong_timeout: Duration::from_secs(limits::RELAY_PONG_TIMEOUT_SECS),
+            inbound_bytes_per_sec: limits::RELAY_INBOUND_BYTES_PER_SEC,
+            inbound_burst_bytes: limits::RELAY_INBOUND_BURST_BYTES,
+            read_buffer_len: limits::RELAY_READ_BUFFER_LEN,
+            http_head_max_len: limits::RELAY_HTTP_HEAD_MAX_LEN,
+            pairing_ttl: Duration::from_secs(limits::PAIRING_TTL_SECS),
+            pairings_per_connection: limits::RELAY_PAIRINGS_PER_CONNECTION,
+            max_pairings: limits::RELAY_MAX_PAIRINGS,
+            max_machines_per_account: limits::RELAY_MAX_MACHINES_PER_ACCOUNT,
+            max_devices_per_account: limits::RELAY_MAX_DEVICES_PER_ACCOUNT,
+            max_registry_keys: limits::RELAY_MAX_REGISTRY_KEYS,
+            restart_reconnect_in: Duration::from_millis(u64::from(
+                limits::RELAY_RESTART_RECONNECT_IN_MS,
+            )),
+            restart_try_for: Duration::from_millis(u64::from(limits::RELAY_RESTART_TRY_FOR_MS)),
+            shutdown_grace: Duration::from_millis(limits::RELAY_SHUTDOWN_GRACE_MS),
+        }
+    }
+}
+
+impl Limits {
+    /// Check the bounds fit together.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.queue_depth == 0 {
+            return Err("the queue depth must be at least 1".into());
+        }
+        if (self.inbound_burst_bytes as usize) < limits::MAX_FRAME_LEN {
+            return Err(format!(
+                "the inbound burst ({} bytes) must hold one frame ({} bytes)",
+                self.inbound_burst_bytes,
+                limits::MAX_FRAME_LEN
+            ));
+        }
+        if self.inbound_bytes_per_sec == 0 {
+            return Err("the inbound rate must be above zero".into());
+        }
+        if self.read_buffer_len < 256 {
+            return Err("the read buffer must be at least 256 bytes".into());
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            return Err("the connection caps must be at least 1".into());
+        }
+        Ok(())
+    }
+}

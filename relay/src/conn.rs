@@ -1,0 +1,558 @@
+//! One WebSocket connection, after the HTTP upgrade: hello, login, then the loop that reads
+//! frames, writes the outbox and pings — all in the connection's single task (no separate
+//! writer or timer task per connection: an idle connection is one parked future).
+//!
+//! - **Reading** pauses while the inbound byte budget is overspent, so TCP pushes back.
+//! - **Writing** takes one frame at a time from the outbox, each under the write timeout; a
+//!   receiver that stalls a write past it is disconnected. Nobody else ever waits on this
+//!   connection: routing only pushes into its bounded outbox.
+//! - **Liveness**: a ping every interval + jitter; a connection silent for the pong timeout
+//!   after a ping is closed.
+//! - **Malformed** frames (undecodable, oversized, text) close this connection only, after an
+//!   `Error{Malformed}`; unknown kinds are counted and skipped.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
+use muxagent_proto::envelope::Decoded;
+use muxagent_proto::frame::{
+    ErrorCode, Frame, Login, LoginOk, Registry, RegistryAck, Role, ServerHello,
+};
+use muxagent_proto::limits::{MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use smol::Timer;
+use smol::future::{self, FutureExt as _};
+use smol::stream::StreamExt as _;
+
+use crate::bucket::Bucket;
+use crate::config::Limits;
+use crate::metrics::{ConnKind, Disconnect, DropReason, EntryKind, LoginFailure};
+use crate::outbox::{Next, Outbox, PushError};
+use crate::router::{Session, check_version, encode, error_frame};
+use crate::server::{Gauge, Shared};
+use crate::stream::Stream;
+
+pub(crate) type Ws = WebSocketStream<Stream>;
+
+/// tungstenite's settings for relay connections: small read buffer, every write goes out at
+/// once (no write batching buffer), frames and messages capped at one relay frame.
+pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(limits.read_buffer_len)
+        .write_buffer_size(0)
+        .max_write_buffer_size(2 * MAX_FRAME_LEN + 64)
+        .max_message_size(Some(MAX_FRAME_LEN))
+        .max_frame_size(Some(MAX_FRAME_LEN))
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `fut`, or `None` once `deadline` passes.
+pub(crate) async fn until<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+    async { Some(fut.await) }
+        .or(async {
+            Timer::at(deadline).await;
+            None
+        })
+        .await
+}
+
+/// Why writing failed.
+enum WriteError {
+    Timeout,
+    Io,
+}
+
+impl WriteError {
+    fn disconnect(self) -> Disconnect {
+        match self {
+            WriteError::Timeout => Disconnect::WriteTimeout,
+            WriteError::Io => Disconnect::Io,
+        }
+    }
+}
+
+async fn write(ws: &mut Ws, message: Message, timeout: Duration) -> Result<(), WriteError> {
+    match until(Instant::now() + timeout, ws.send(message)).await {
+        None => Err(WriteError::Timeout),
+        Some(Err(_)) => Err(WriteError::Io),
+        Some(Ok(())) => Ok(()),
+    }
+}
+
+/// Close politely: an optional last frame, the WebSocket close handshake, then read until the
+/// client's close arrives (so the kernel does not reset data it still has to deliver). Every
+/// step is bounded by `timeout`.
+async fn close(ws: &mut Ws, last: Option<Bytes>, timeout: Duration) {
+    if let Some(frame) = last {
+        if write(ws, Message::Binary(frame), timeout).await.is_err() {
+            return;
+        }
+    }
+    let _ = until(Instant::now() + timeout, ws.close(None)).await;
+    let _ = until(Instant::now() + timeout, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+fn random_bytes<const N: usize>() -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// Ping interval plus a random jitter.
+fn next_ping(limits: &Limits, now: Instant) -> Instant {
+    let jitter_ms = limits.ping_jitter.as_millis() as u64;
+    let jitter = match (jitter_ms, getrandom::u64()) {
+        (0, _) | (_, Err(_)) => 0,
+        (range, Ok(random)) => random % range,
+    };
+    now + limits.ping_interval + Duration::from_millis(jitter)
+}
+
+/// Serve one upgraded connection until it ends.
+pub(crate) async fn serve(shared: Arc<Shared>, mut ws: Ws, deadline: Instant, gauge: &mut Gauge) {
+    let limits = &shared.limits;
+    let metrics = &shared.metrics;
+    let Some(challenge) = random_bytes::<32>() else {
+        crate::warn(format_args!("no randomness for a login challenge"));
+        close(
+            &mut ws,
+            Some(error_frame(ErrorCode::Internal, None, "no randomness")),
+            limits.write_timeout,
+        )
+        .await;
+        return;
+    };
+    let hello = encode(Frame::ServerHello(ServerHello {
+        min_protocol: MIN_PROTOCOL_VERSION,
+        max_protocol: PROTOCOL_VERSION,
+        challenge,
+    }));
+    if let Err(e) = write(&mut ws, Message::Binary(hello), limits.write_timeout).await {
+        metrics.disconnect(e.disconnect());
+        return;
+    }
+
+    let login = match until(deadline, read_login(&mut ws, &shared)).await {
+        None => {
+            metrics.login_failed(LoginFailure::Deadline);
+            metrics.disconnect(Disconnect::LoginTimeout);
+            let frame = error_frame(
+                ErrorCode::LoginTimeout,
+                None,
+                "no login within the deadline",
+            );
+            close(&mut ws, Some(frame), limits.write_timeout).await;
+            return;
+        }
+        Some(Err(failure)) => {
+            metrics.login_failed(failure.counter);
+            metrics.disconnect(failure.disconnect);
+            let frame = failure.frame;
+            close(&mut ws, frame, limits.write_timeout).await;
+            return;
+        }
+        Some(Ok(login)) => login,
+    };
+    if !check_version(&login, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION) {
+        metrics.login_failed(LoginFailure::Version);
+        metrics.disconnect(Disconnect::LoginFailed);
+        let frame = error_frame(
+            ErrorCode::UnsupportedVersion,
+            None,
+            "no protocol version in common with this relay",
+        );
+        close(&mut ws, Some(frame), limits.write_timeout).await;
+        return;
+    }
+    if login.verify(&challenge).is_err() {
+        metrics.login_failed(LoginFailure::BadSignature);
+        metrics.disconnect(Disconnect::LoginFailed);
+        let frame = error_frame(
+            ErrorCode::LoginFailed,
+            None,
+            "the login signature does not verify",
+        );
+        close(&mut ws, Some(frame), limits.write_timeout).await;
+        return;
+    }
+    let session = Session {
+        conn: shared.next_conn_id(),
+        fingerprint: login.identity.fingerprint(),
+        identity: login.identity,
+        role: login.role,
+        hostname: login.hostname,
+        outbox: Arc::new(Outbox::new(limits.queue_depth)),
+    };
+    if shared.is_shutting_down() {
+        let frame = shared.restarting_frame();
+        metrics.disconnect(Disconnect::Shutdown);
+        close(&mut ws, Some(frame), limits.write_timeout).await;
+        return;
+    }
+    let (account, initial) = match shared.router.login(&session) {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            metrics.login_failed(refused.counter);
+            metrics.disconnect(if refused.code == ErrorCode::Revoked {
+                Disconnect::Revoked
+            } else {
+                Disconnect::LoginFailed
+            });
+            close(
+                &mut ws,
+                Some(error_frame(refused.code, None, refused.reason)),
+                limits.write_timeout,
+            )
+            .await;
+            return;
+        }
+    };
+    metrics.login_ok();
+    gauge.set(match session.role {
+        Role::Device => ConnKind::Device,
+        Role::Machine => ConnKind::Machine,
+        Role::PendingMachine => ConnKind::PendingMachine,
+    });
+    let ok = encode(Frame::LoginOk(LoginOk {
+        protocol: login.protocol,
+        account,
+    }));
+    let mut result = write(&mut ws, Message::Binary(ok), limits.write_timeout).await;
+    for frame in initial {
+        if result.is_err() {
+            break;
+        }
+        result = write(&mut ws, Message::Binary(frame), limits.write_timeout).await;
+    }
+    let reason = match result {
+        Err(e) => e.disconnect(),
+        Ok(()) => run(&shared, &mut ws, &session).await,
+    };
+    shared.router.logout(&session);
+    metrics.disconnect(reason);
+}
+
+struct LoginFailed {
+    counter: LoginFailure,
+    disconnect: Disconnect,
+    frame: Option<Bytes>,
+}
+
+/// Read until the client's `Login` (skipping control and unknown frames).
+async fn read_login(ws: &mut Ws, shared: &Shared) -> Result<Login, LoginFailed> {
+    let metrics = &shared.metrics;
+    let malformed = |reason: &str| LoginFailed {
+        counter: LoginFailure::NotALogin,
+        disconnect: Disconnect::Malformed,
+        frame: Some(error_frame(ErrorCode::Malformed, None, reason)),
+    };
+    loop {
+        let message = match ws.next().await {
+            None => {
+                return Err(LoginFailed {
+                    counter: LoginFailure::Closed,
+                    disconnect: Disconnect::Closed,
+                    frame: None,
+                });
+            }
+            Some(Err(e)) => {
+                metrics.malformed_frame();
+                return Err(LoginFailed {
+                    counter: LoginFailure::Closed,
+                    disconnect: ws_error_disconnect(&e),
+                    frame: Some(error_frame(ErrorCode::Malformed, None, &e.to_string())),
+                });
+            }
+            Some(Ok(message)) => message,
+        };
+        let data = match message {
+            Message::Binary(data) => data,
+            Message::Text(_) => {
+                metrics.malformed_frame();
+                return Err(malformed("text messages are not part of the protocol"));
+            }
+            Message::Close(_) => {
+                return Err(LoginFailed {
+                    counter: LoginFailure::Closed,
+                    disconnect: Disconnect::Closed,
+                    frame: None,
+                });
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+        };
+        metrics.frame_in(data.len());
+        match Frame::decode(&data) {
+            Ok(Decoded::Known(Frame::Login(login))) => return Ok(login),
+            Ok(Decoded::Known(_)) => {
+                return Err(LoginFailed {
+                    counter: LoginFailure::NotALogin,
+                    disconnect: Disconnect::LoginFailed,
+                    frame: Some(error_frame(ErrorCode::NotAllowed, None, "log in first")),
+                });
+            }
+            Ok(Decoded::Unknown { .. }) => metrics.unknown_frame(),
+            Err(e) => {
+                metrics.malformed_frame();
+                return Err(malformed(&e.to_string()));
+            }
+        }
+    }
+}
+
+fn ws_error_disconnect(error: &WsError) -> Disconnect {
+    match error {
+        WsError::Capacity(_) => Disconnect::Oversized,
+        WsError::Protocol(_) | WsError::Utf8(_) => Disconnect::Malformed,
+        WsError::ConnectionClosed | WsError::AlreadyClosed => Disconnect::Closed,
+        _ => Disconnect::Io,
+    }
+}
+
+enum Event {
+    Read(Option<Result<Message, WsError>>),
+    Refilled,
+    Out(Next),
+    Timer,
+}
+
+/// What handling one inbound frame asks for.
+enum Flow {
+    Continue,
+    Close(Disconnect, Option<Bytes>),
+}
+
+/// The logged-in loop. Returns why the connection ended.
+async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
+    let limits = &shared.limits;
+    let metrics = &shared.metrics;
+    let mut bucket = Bucket::new(
+        limits.inbound_bytes_per_sec,
+        limits.inbound_burst_bytes,
+        Instant::now(),
+    );
+    let mut ping_due = next_ping(limits, Instant::now());
+    let mut pong_due: Option<Instant> = None;
+    loop {
+        let throttle = bucket.wait(Instant::now());
+        if throttle.is_some() {
+            metrics.throttled();
+        }
+        let due = pong_due.map_or(ping_due, |pong| pong.min(ping_due));
+        let event = {
+            let out = future::poll_fn(|cx| session.outbox.poll_next(cx).map(Event::Out));
+            let read = async {
+                match throttle {
+                    Some(wait) => {
+                        Timer::after(wait).await;
+                        Event::Refilled
+                    }
+                    None => Event::Read(ws.next().await),
+                }
+            };
+            let timer = async {
+                Timer::at(due).await;
+                Event::Timer
+            };
+            out.or(read).or(timer).await
+        };
+        match event {
+            Event::Refilled => {}
+            Event::Timer => {
+                let now = Instant::now();
+                if pong_due.is_some_and(|pong| now >= pong) {
+                    return Disconnect::PongTimeout;
+                }
+                if now >= ping_due {
+                    if let Err(e) =
+                        write(ws, Message::Ping(Bytes::new()), limits.write_timeout).await
+                    {
+                        return e.disconnect();
+                    }
+                    pong_due = Some(now + limits.pong_timeout);
+                    ping_due = next_ping(limits, now);
+                }
+            }
+            Event::Out(Next::Frame(frame)) => {
+                if let Err(e) = write(ws, Message::Binary(frame), limits.write_timeout).await {
+                    return e.disconnect();
+                }
+            }
+            Event::Out(Next::Close(last, reason)) => {
+                close(ws, last, limits.write_timeout).await;
+                return reason;
+            }
+            Event::Read(None) => return Disconnect::Closed,
+            Event::Read(Some(Err(e))) => {
+                let reason = ws_error_disconnect(&e);
+                if matches!(reason, Disconnect::Oversized | Disconnect::Malformed) {
+                    metrics.malformed_frame();
+                    let frame = error_frame(ErrorCode::Malformed, None, &e.to_string());
+                    // The stream is unusable for reading; try to say why, briefly.
+                    let _ = write(ws, Message::Binary(frame), limits.write_timeout).await;
+                }
+                return reason;
+            }
+            Event::Read(Some(Ok(message))) => {
+                pong_due = None;
+                let flow = match message {
+                    Message::Binary(data) => {
+                        bucket.spend(data.len(), Instant::now());
+                        metrics.frame_in(data.len());
+                        handle(shared, session, &data).await
+                    }
+                    Message::Text(_) => {
+                        metrics.malformed_frame();
+                        Flow::Close(
+                            Disconnect::Malformed,
+                            Some(error_frame(
+                                ErrorCode::Malformed,
+                                None,
+                                "text messages are not part of the protocol",
+                            )),
+                        )
+                    }
+                    Message::Close(_) => Flow::Close(Disconnect::Closed, None),
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Flow::Continue,
+                };
+                if let Flow::Close(reason, last) = flow {
+                    close(ws, last, limits.write_timeout).await;
+                    return reason;
+                }
+            }
+        }
+    }
+}
+
+/// Queue a reply to the session's own connection (dropped, and counted, if its queue is full).
+fn reply(shared: &Shared, session: &Session, frame: Bytes) {
+    if let Err(PushError::Full) = session.outbox.push(frame) {
+        shared.metrics.dropped(DropReason::ReplyQueueFull);
+    }
+}
+
+/// Handle one binary frame from a logged-in client.
+async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
+    let metrics = &shared.metrics;
+    let frame = match Frame::decode(data) {
+        Ok(Decoded::Known(frame)) => frame,
+        Ok(Decoded::Unknown { .. }) => {
+            metrics.unknown_frame();
+            return Flow::Continue;
+        }
+        Err(e) => {
+            metrics.malformed_frame();
+            return Flow::Close(
+                Disconnect::Malformed,
+                Some(error_frame(ErrorCode::Malformed, None, &e.to_string())),
+            );
+        }
+    };
+    let refused = match frame {
+        Frame::Send(send) => shared.router.send(session, send).err(),
+        Frame::PairSend(send) => shared.router.pair_send(session, send, unix_now()).err(),
+        Frame::OpenPairing(open) => match shared.router.open_pairing(session, &open, unix_now()) {
+            Ok(opened) => {
+                reply(shared, session, encode(Frame::PairingOpened(opened)));
+                None
+            }
+            Err(refused) => Some(refused),
+        },
+        Frame::Registry(request) => {
+            registry(shared, session, request).await;
+            None
+        }
+        Frame::Login(_) => {
+            reply(
+                shared,
+                session,
+                error_frame(ErrorCode::NotAllowed, None, "already logged in"),
+            );
+            None
+        }
+        Frame::ServerHello(_)
+        | Frame::LoginOk(_)
+        | Frame::PairingOpened(_)
+        | Frame::PairRecv(_)
+        | Frame::Recv(_)
+        | Frame::RegistryAck(_)
+        | Frame::Presence(_)
+        | Frame::Error(_)
+        | Frame::Restarting(_) => {
+            reply(
+                shared,
+                session,
+                error_frame(
+                    ErrorCode::NotAllowed,
+                    None,
+                    "a relay-to-client frame was sent to the relay",
+                ),
+            );
+            None
+        }
+    };
+    if let Some(refused) = refused {
+        if let Some(counter) = refused.counter {
+            metrics.refused(counter);
+        }
+        reply(
+            shared,
+            session,
+            error_frame(refused.code, None, refused.reason),
+        );
+    }
+    Flow::Continue
+}
+
+/// A registry request: verify, check, make durable, apply, acknowledge.
+async fn registry(shared: &Shared, session: &Session, request: Registry) {
+    let metrics = &shared.metrics;
+    let id = Some(request.request);
+    let refuse = |code: ErrorCode, reason: &str| {
+        metrics.entry_refused();
+        reply(shared, session, error_frame(code, id, reason));
+    };
+    let entry = match request.entry.verify() {
+        Ok(entry) => entry,
+        Err(e) => return refuse(ErrorCode::EntryRefused, &e.to_string()),
+    };
+    // One registry change at a time: check, append + sync, apply.
+    let _writer = shared.registry_writes.lock().await;
+    if let Err(reason) = shared.router.check_entry(session, &entry, unix_now()) {
+        return refuse(ErrorCode::EntryRefused, reason);
+    }
+    if let Err(reason) = shared.append_durable(request.entry).await {
+        crate::warn(format_args!("registry log write failed: {reason}"));
+        return refuse(
+            ErrorCode::Internal,
+            "the relay could not store the entry; try again later",
+        );
+    }
+    let applied = shared.router.apply_entry(&entry);
+    metrics.entry_accepted(match entry {
+        muxagent_proto::frame::RegistryEntry::RegisterMachine { .. } => EntryKind::Register,
+        muxagent_proto::frame::RegistryEntry::RevokeMachine { .. } => EntryKind::Revoke,
+        muxagent_proto::frame::RegistryEntry::UnpairMachine { .. } => EntryKind::Unpair,
+    });
+    reply(
+        shared,
+        session,
+        encode(Frame::RegistryAck(RegistryAck {
+            request: request.request,
+        })),
+    );
+    for frame in applied.frames {
+        reply(shared, session, frame);
+    }
+}

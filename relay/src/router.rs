@@ -1,0 +1,730 @@
+//! Who is connected, the pairing rendezvous, and the registry they are checked against: every
+//! decision about who may send what to whom is made here, under one lock that is held for map
+//! lookups only (never across IO).
+//!
+//! Live connections are keyed by (fingerprint, role): a machine's daemon may hold its
+//! `Machine` connection and a `PendingMachine` one (to pair another device) at once. A second
+//! login for the same key and role displaces the first: the newest is active, the old one is
+//! sent `Error{Displaced}` and closed. (iroh keeps the old connection open but inactive;
+//! closing it frees its resources at once, and a client that is told `Displaced` must not
+//! reconnect by itself, which is what stops two processes sharing a key from fighting.)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_tungstenite::tungstenite::Bytes;
+use muxagent_proto::frame::{
+    self, ErrorCode, Frame, Hostname, Login, OpenPairing, PairRecv, PairSend, PairingId,
+    PairingOpened, Presence, Reason, Recv, RegistryEntry, Role, SignedEntry,
+};
+use muxagent_proto::identity::{Fingerprint, PublicIdentity};
+
+use crate::metrics::{Disconnect, DropReason, LoginFailure, Metrics, Refusal, RouteKind, Sizes};
+use crate::outbox::{Outbox, PushError};
+use crate::registry::{Caps, Registry};
+
+/// Encode a frame for the wire.
+pub(crate) fn encode(frame: Frame) -> Bytes {
+    Bytes::from(frame.encode())
+}
+
+/// A reason for people, cut to the wire limit at a character boundary.
+pub(crate) fn reason(text: &str) -> Reason {
+    let mut out = Reason::new();
+    for ch in text.chars() {
+        if out.push(ch).is_err() {
+            break;
+        }
+    }
+    out
+}
+
+/// An `Error` frame.
+pub(crate) fn error_frame(code: ErrorCode, request: Option<u32>, text: &str) -> Bytes {
+    encode(Frame::Error(frame::Error {
+        code,
+        request,
+        reason: reason(text),
+    }))
+}
+
+/// A refused request: what the client is told and what is counted.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Refused {
+    pub code: ErrorCode,
+    /// The refusal counter to bump; `None` when a drop counter already counted it.
+    pub counter: Option<Refusal>,
+    pub reason: &'static str,
+}
+
+const fn refused(code: ErrorCode, counter: Refusal, reason: &'static str) -> Refused {
+    Refused {
+        code,
+        counter: Some(counter),
+        reason,
+    }
+}
+
+/// A refused login.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LoginRefused {
+    pub code: ErrorCode,
+    pub counter: LoginFailure,
+    pub reason: &'static str,
+}
+
+/// A logged-in connection as the router knows it.
+pub(crate) struct Session {
+    pub conn: u64,
+    pub identity: PublicIdentity,
+    pub fingerprint: Fingerprint,
+    pub role: Role,
+    pub hostname: Option<Hostname>,
+    pub outbox: Arc<Outbox>,
+}
+
+impl Session {
+    fn key(&self) -> (Fingerprint, Role) {
+        (self.fingerprint, self.role)
+    }
+}
+
+struct Live {
+    conn: u64,
+    outbox: Arc<Outbox>,
+    hostname: Option<Hostname>,
+    /// For a machine: the account whose devices were told it is online.
+    account: Option<Fingerprint>,
+    /// Pairing ids this connection opened (at most `pairings_per_connection`).
+    pairings: Vec<PairingId>,
+}
+
+struct Pairing {
+    opener_conn: u64,
+    opener: (Fingerprint, Role),
+    machine: PublicIdentity,
+    expires_at: u64,
+    claimed_by: Option<Fingerprint>,
+    used: bool,
+}
+
+/// The bounds the router enforces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RouterLimits {
+    pub caps: Caps,
+    pub pairings_per_connection: usize,
+    pub max_pairings: usize,
+    pub pairing_ttl_secs: u64,
+}
+
+#[derive(Default)]
+struct State {
+    live: HashMap<(Fingerprint, Role), Live>,
+    pairings: HashMap<PairingId, Pairing>,
+    registry: Registry,
+}
+
+pub(crate) struct Router {
+    state: Mutex<State>,
+    limits: RouterLimits,
+    metrics: Arc<Metrics>,
+}
+
+/// What an accepted registry entry changed, for the author's connection.
+pub(crate) struct Applied {
+    /// Frames for the author to write after its ack (presence of its account's machines).
+    pub frames: Vec<Bytes>,
+}
+
+impl Router {
+    pub(crate) fn new(limits: RouterLimits, metrics: Arc<Metrics>) -> Self {
+        Router {
+            state: Mutex::new(State::default()),
+            limits,
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, outbox: &Outbox, frame: Bytes) -> Result<(), PushError> {
+        let result = outbox.push(frame);
+        match result {
+            Err(PushError::Full) => self.metrics.dropped(DropReason::QueueFull),
+            Err(PushError::Closing) => self.metrics.dropped(DropReason::ReceiverClosing),
+            Ok(()) => {}
+        }
+        result
+    }
+
+    /// Sizes for `/metrics`.
+    pub(crate) fn sizes(&self) -> Sizes {
+        let state = self.lock();
+        let (accounts, machines, revoked) = state.registry.sizes();
+        Sizes {
+            accounts,
+            machines,
+            revoked,
+            pairings: state.pairings.len(),
+        }
+    }
+
+    // ---- Registry at startup ----
+
+    /// Fold one stored entry at startup: re-verify its signatures and the registry's rules.
+    pub(crate) fn load(&self, signed: &SignedEntry) -> Result<(), String> {
+        let entry = signed.verify().map_err(|e| e.to_string())?;
+        let mut state = self.lock();
+        state.registry.check(&entry, &self.limits.caps)?;
+        state.registry.apply(&entry);
+        Ok(())
+    }
+
+    // ---- Login ----
+
+    /// Admit a verified login: check the key against the registry and make the session the
+    /// active one for its key and role (displacing an older one). Returns the account for
+    /// `LoginOk` and the frames to write right after it (presence of the account's machines).
+    pub(crate) fn login(
+        &self,
+        session: &Session,
+    ) -> Result<(Option<Fingerprint>, Vec<Bytes>), LoginRefused> {
+        let mut state = self.lock();
+        let fp = session.fingerprint;
+        let refuse = |code, counter, reason| {
+            Err(LoginRefused {
+                code,
+                counter,
+                reason,
+            })
+        };
+        if state.registry.is_revoked(&fp) {
+            return refuse(
+                ErrorCode::Revoked,
+                LoginFailure::Revoked,
+                "this key is revoked",
+            );
+        }
+        let mut initial = Vec::new();
+        let account = match session.role {
+            Role::Device => {
+                if state.registry.machine(&fp).is_some() {
+                    return refuse(
+                        ErrorCode::LoginFailed,
+                        LoginFailure::KeyConflict,
+                        "this key is a registered machine, not a device",
+                    );
+                }
+                let account = state.registry.device_account(&fp);
+                if let Some(account) = account {
+                    initial = online_machines(&state, &account);
+                }
+                account
+            }
+            Role::Machine => match state.registry.machine(&fp) {
+                Some(record) => Some(record.account),
+                None => {
+                    return refuse(
+                        ErrorCode::LoginFailed,
+                        LoginFailure::NotPaired,
+                        "this machine is not paired: log in as a pending machine and pair",
+                    );
+                }
+            },
+            Role::PendingMachine => {
+                if state.registry.is_device(&fp) {
+                    return refuse(
+                        ErrorCode::LoginFailed,
+                        LoginFailure::KeyConflict,
+                        "this key is a device of an account, not a machine",
+                    );
+                }
+                None
+            }
+        };
+        let live = Live {
+            conn: session.conn,
+            outbox: session.outbox.clone(),
+            hostname: session.hostname.clone(),
+            account: if session.role == Role::Machine {
+                account
+            } else {
+                None
+            },
+            pairings: Vec::new(),
+        };
+        if let Some(old) = state.live.insert(session.key(), live) {
+            old.outbox.close_with(
+                Some(error_frame(
+                    ErrorCode::Displaced,
+                    None,
+                    "a newer login for this key took over",
+                )),
+                Disconnect::Displaced,
+            );
+            for id in &old.pairings {
+                state.pairings.remove(id);
+            }
+            // The machine stays online through the new connection: no presence change.
+        } else if let (Role::Machine, Some(account)) = (session.role, account) {
+            let hostname = presence_hostname(&state, &fp, &session.hostname);
+            let frame = encode(Frame::Presence(Presence {
+                machine: fp,
+                hostname,
+                online: true,
+            }));
+            self.tell_devices(&state, &account, &frame);
+        }
+        Ok((
+            if session.role == Role::PendingMachine {
+                None
+            } else {
+                account
+            },
+            initial,
+        ))
+    }
+
+    /// Forget a connection that ended (unless a newer one already took its place).
+    pub(crate) fn logout(&self, session: &Session) {
+        let mut state = self.lock();
+        let key = session.key();
+        if state
+            .live
+            .get(&key)
+            .is_none_or(|live| live.conn != session.conn)
+        {
+            return;
+        }
+        let Some(live) = state.live.remove(&key) else {
+            return;
+        };
+        for id in &live.pairings {
+            state.pairings.remove(id);
+        }
+        if let Some(account) = live.account {
+            let hostname = presence_hostname(&state, &key.0, &live.hostname);
+            let frame = encode(Frame::Presence(Presence {
+                machine: key.0,
+                hostname,
+                online: false,
+            }));
+            self.tell_devices(&state, &account, &frame);
+        }
+    }
+
+    fn tell_devices(&self, state: &State, account: &Fingerprint, frame: &Bytes) {
+        let Some(members) = state.registry.account(account) else {
+            return;
+        };
+        for device in &members.devices {
+            if let Some(live) = state.live.get(&(*device, Role::Device)) {
+                let _ = self.push(&live.outbox, frame.clone());
+            }
+        }
+    }
+
+    /// Tell every connection `frame` and close it (shutdown).
+    pub(crate) fn close_all(&self, frame: &Bytes) {
+        let state = self.lock();
+        for live in state.live.values() {
+            live.outbox
+                .close_with(Some(frame.clone()), Disconnect::Shutdown);
+        }
+    }
+
+    // ---- Routing ----
+
+    /// Route a `Send` from `session`: only between a device and a machine of one account.
+    pub(crate) fn send(&self, session: &Session, send: frame::Send) -> Result<(), Refused> {
+        let state = self.lock();
+        let registry = &state.registry;
+        let from = session.fingerprint;
+        let target_role = match session.role {
+            Role::Device => {
+                let Some(account) = registry.device_account(&from) else {
+                    return Err(refused(
+                        ErrorCode::NotAllowed,
+                        Refusal::NotAllowed,
+                        "this device has no machines",
+                    ));
+                };
+                if registry
+                    .machine(&send.to)
+                    .is_none_or(|m| m.account != account)
+                {
+                    return Err(refused(
+                        ErrorCode::NotAllowed,
+                        Refusal::NotAllowed,
+                        "the receiver is not a machine of this device's account",
+                    ));
+                }
+                Role::Machine
+            }
+            Role::Machine => {
+                let Some(record) = registry.machine(&from) else {
+                    return Err(refused(
+                        ErrorCode::NotAllowed,
+                        Refusal::NotAllowed,
+                        "this machine is not paired",
+                    ));
+                };
+                if registry.device_account(&send.to) != Some(record.account) {
+                    return Err(refused(
+                        ErrorCode::NotAllowed,
+                        Refusal::NotAllowed,
+                        "the receiver is not a device of this machine's account",
+                    ));
+                }
+                Role::Device
+            }
+            Role::PendingMachine => {
+                return Err(refused(
+                    ErrorCode::NotAllowed,
+                    Refusal::NotAllowed,
+                    "a pending machine may only answer on its pairing ids",
+                ));
+            }
+        };
+        let Some(live) = state.live.get(&(send.to, target_role)) else {
+            return Err(refused(
+                ErrorCode::PeerOffline,
+                Refusal::PeerOffline,
+                "the receiver is not connected",
+            ));
+        };
+        let len = send.payload.len();
+        let frame = encode(Frame::Recv(Recv {
+            from,
+            payload: send.payload,
+        }));
+        self.deliver(&live.outbox, frame, RouteKind::Send, len)
+    }
+
+    fn deliver(
+        &self,
+        outbox: &Outbox,
+        frame: Bytes,
+        kind: RouteKind,
+        len: usize,
+    ) -> Result<(), Refused> {
+        match self.push(outbox, frame) {
+            Ok(()) => {
+                self.metrics.routed(kind, len);
+                Ok(())
+            }
+            Err(PushError::Full) => Err(Refused {
+                code: ErrorCode::Dropped,
+                counter: None,
+                reason: "the receiver's queue is full: the frame was dropped",
+            }),
+            Err(PushError::Closing) => Err(Refused {
+                code: ErrorCode::PeerOffline,
+                counter: None,
+                reason: "the receiver is disconnecting",
+            }),
+        }
+    }
+
+    // ---- Pairing rendezvous ----
+
+    /// A pending machine (or a paired one pairing a further device) opens a pairing id.
+    pub(crate) fn open_pairing(
+        &self,
+        session: &Session,
+        open: &OpenPairing,
+        now: u64,
+    ) -> Result<PairingOpened, Refused> {
+        if !matches!(session.role, Role::PendingMachine | Role::Machine) {
+            return Err(refused(
+                ErrorCode::NotAllowed,
+                Refusal::NotAllowed,
+                "only a machine opens pairing ids",
+            ));
+        }
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        if let Some(existing) = state.pairings.get(&open.pairing_id) {
+            if existing.opener_conn != session.conn || existing.expires_at <= now {
+                return Err(refused(
+                    ErrorCode::PairingTaken,
+                    Refusal::PairingTaken,
+                    "this pairing id is in use",
+                ));
+            }
+            return Ok(PairingOpened {
+                pairing_id: open.pairing_id,
+                expires_at: existing.expires_at,
+            });
+        }
+        let Some(live) = state
+            .live
+            .get_mut(&session.key())
+            .filter(|l| l.conn == session.conn)
+        else {
+            return Err(refused(
+                ErrorCode::NotAllowed,
+                Refusal::NotAllowed,
+                "this connection is closing",
+            ));
+        };
+        // Forget this connection's expired or used ids before counting.
+        live.pairings.retain(|id| {
+            let keep = state
+                .pairings
+                .get(id)
+                .is_some_and(|p| p.expires_at > now && !p.used);
+            if !keep {
+                state.pairings.remove(id);
+            }
+            keep
+        });
+        if live.pairings.len() >= self.limits.pairings_per_connection {
+            return Err(refused(
+                ErrorCode::RateLimited,
+                Refusal::PairingLimit,
+                "this connection has its maximum of open pairing ids",
+            ));
+        }
+        if state.pairings.len() >= self.limits.max_pairings {
+            state.pairings.retain(|_, p| p.expires_at > now);
+            if state.pairings.len() >= self.limits.max_pairings {
+                return Err(refused(
+                    ErrorCode::RateLimited,
+                    Refusal::PairingLimit,
+                    "the relay has its maximum of open pairing ids; try again later",
+                ));
+            }
+        }
+        let ceiling = now.saturating_add(self.limits.pairing_ttl_secs);
+        // A machine whose clock is behind would ask for an expiry in our past: give it the TTL.
+        let expires_at = if open.expires_at > now {
+            open.expires_at.min(ceiling)
+        } else {
+            ceiling
+        };
+        live.pairings.push(open.pairing_id);
+        state.pairings.insert(
+            open.pairing_id,
+            Pairing {
+                opener_conn: session.conn,
+                opener: session.key(),
+                machine: session.identity,
+                expires_at,
+                claimed_by: None,
+                used: false,
+            },
+        );
+        self.metrics.pairing_opened();
+        Ok(PairingOpened {
+            pairing_id: open.pairing_id,
+            expires_at,
+        })
+    }
+
+    /// Forward a `PairSend`: a device's goes to the machine that opened the id (the first
+    /// device to send claims it); the machine's goes to the device that claimed it.
+    pub(crate) fn pair_send(
+        &self,
+        session: &Session,
+        send: PairSend,
+        now: u64,
+    ) -> Result<(), Refused> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let unknown = refused(
+            ErrorCode::PairingUnknown,
+            Refusal::PairingUnknown,
+            "no live pairing has this id",
+        );
+        let Some(pairing) = state.pairings.get_mut(&send.pairing_id) else {
+            return Err(unknown);
+        };
+        if pairing.used || pairing.expires_at <= now {
+            return Err(unknown);
+        }
+        let from = session.fingerprint;
+        let target = if session.conn == pairing.opener_conn {
+            match pairing.claimed_by {
+                Some(device) => (device, Role::Device),
+                None => {
+                    return Err(refused(
+                        ErrorCode::NotAllowed,
+                        Refusal::NotAllowed,
+                        "no device has reached this pairing id yet",
+                    ));
+                }
+            }
+        } else if session.role == Role::Device {
+            match pairing.claimed_by {
+                None => {
+                    pairing.claimed_by = Some(from);
+                    self.metrics.pairing_claimed();
+                }
+                Some(device) if device == from => {}
+                Some(_) => {
+                    return Err(refused(
+                        ErrorCode::PairingTaken,
+                        Refusal::PairingTaken,
+                        "another device already claimed this pairing id",
+                    ));
+                }
+            }
+            pairing.opener
+        } else {
+            return Err(refused(
+                ErrorCode::NotAllowed,
+                Refusal::NotAllowed,
+                "only a device or the pairing id's machine may send on it",
+            ));
+        };
+        let Some(live) = state.live.get(&target) else {
+            return Err(refused(
+                ErrorCode::PeerOffline,
+                Refusal::PeerOffline,
+                "the other side of this pairing is not connected",
+            ));
+        };
+        let len = send.payload.len();
+        let frame = encode(Frame::PairRecv(PairRecv {
+            pairing_id: send.pairing_id,
+            from,
+            payload: send.payload,
+        }));
+        self.deliver(&live.outbox, frame, RouteKind::Pair, len)
+    }
+
+    // ---- Registry changes from clients ----
+
+    /// Whether `entry` (already signature-verified) may be accepted from `session` now: it must
+    /// come from its author's own connection in the right role, a registration must name a
+    /// live pairing id that its machine opened and this device claimed, and the registry's
+    /// rules must allow it.
+    pub(crate) fn check_entry(
+        &self,
+        session: &Session,
+        entry: &RegistryEntry,
+        now: u64,
+    ) -> Result<(), &'static str> {
+        let author_role = match entry {
+            RegistryEntry::RegisterMachine { .. } | RegistryEntry::RevokeMachine { .. } => {
+                Role::Device
+            }
+            RegistryEntry::UnpairMachine { .. } => Role::Machine,
+        };
+        if *entry.author() != session.identity || session.role != author_role {
+            return Err("a registry entry must be sent by its author, logged in in its role");
+        }
+        let state = self.lock();
+        if let RegistryEntry::RegisterMachine {
+            machine,
+            pairing_id,
+            ..
+        } = entry
+        {
+            let Some(pairing) = state.pairings.get(pairing_id) else {
+                return Err("the pairing id is not open on this relay");
+            };
+            if pairing.used || pairing.expires_at <= now {
+                return Err("the pairing id has expired or was used");
+            }
+            if pairing.machine != *machine {
+                return Err("the pairing id was opened by another machine");
+            }
+            if pairing.claimed_by != Some(session.fingerprint) {
+                return Err("this device has not claimed the pairing id");
+            }
+        }
+        state.registry.check(entry, &self.limits.caps)
+    }
+
+    /// Apply an entry that passed [`Router::check_entry`] and is durable in the log.
+    pub(crate) fn apply_entry(&self, entry: &RegistryEntry) -> Applied {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let account = state.registry.apply(entry);
+        let mut frames = Vec::new();
+        match entry {
+            RegistryEntry::RegisterMachine { pairing_id, .. } => {
+                if let Some(pairing) = state.pairings.get_mut(pairing_id) {
+                    pairing.used = true;
+                }
+                if let Some(account) = account {
+                    frames = online_machines(state, &account);
+                }
+            }
+            RegistryEntry::RevokeMachine { machine, .. } => {
+                let frame = error_frame(ErrorCode::Revoked, None, "this machine was revoked");
+                for role in [Role::Machine, Role::PendingMachine] {
+                    if let Some(live) = state.live.get(&(*machine, role)) {
+                        live.outbox
+                            .close_with(Some(frame.clone()), Disconnect::Revoked);
+                    }
+                }
+            }
+            RegistryEntry::UnpairMachine { machine, .. } => {
+                let fp = machine.fingerprint();
+                let taken = state.live.get_mut(&(fp, Role::Machine)).and_then(|live| {
+                    live.account
+                        .take()
+                        .map(|account| (account, live.hostname.clone()))
+                });
+                if let Some((account, hostname)) = taken {
+                    let hostname = presence_hostname(state, &fp, &hostname);
+                    let frame = encode(Frame::Presence(Presence {
+                        machine: fp,
+                        hostname,
+                        online: false,
+                    }));
+                    self.tell_devices(state, &account, &frame);
+                }
+            }
+        }
+        Applied { frames }
+    }
+}
+
+/// Presence frames for every machine of `account` that is online now.
+fn online_machines(state: &State, account: &Fingerprint) -> Vec<Bytes> {
+    let Some(members) = state.registry.account(account) else {
+        return Vec::new();
+    };
+    members
+        .machines
+        .iter()
+        .filter_map(|machine| {
+            let live = state.live.get(&(*machine, Role::Machine))?;
+            let hostname = presence_hostname(state, machine, &live.hostname);
+            Some(encode(Frame::Presence(Presence {
+                machine: *machine,
+                hostname,
+                online: true,
+            })))
+        })
+        .collect()
+}
+
+/// The hostname to announce: the one from the machine's login, else the registered one.
+fn presence_hostname(state: &State, machine: &Fingerprint, login: &Option<Hostname>) -> Hostname {
+    login
+        .clone()
+        .or_else(|| {
+            state
+                .registry
+                .machine(machine)
+                .map(|record| record.hostname.clone())
+        })
+        .unwrap_or_else(|| {
+            let mut unknown = Hostname::new();
+            let _ = unknown.push('?');
+            unknown
+        })
+}
+
+/// Check a login frame's shape against what this relay speaks (the signature is checked by
+/// the caller against its challenge).
+pub(crate) fn check_version(login: &Login, min: u16, max: u16) -> bool {
+    (min..=max).contains(&login.protocol)
+}

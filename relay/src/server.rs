@@ -1,0 +1,459 @@
+//! The listening side: [`Relay::bind`] opens the registry and the socket; [`Relay::run`]
+//! accepts connections until the shutdown future resolves, then shuts down gracefully.
+//!
+//! Per accepted TCP connection: caps (total and per IP) are checked before any TLS work; then
+//! one task runs TLS, reads the HTTP request head, and either answers a page or upgrades to
+//! the relay's WebSocket ([`crate::conn`]). The login deadline runs from accept, TLS and HTTP
+//! included.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Bytes;
+use async_tungstenite::tungstenite::protocol::Role as WsRole;
+use muxagent_proto::frame::{Frame, Restarting, SignedEntry};
+use smol::future::FutureExt as _;
+use smol::io::AsyncWriteExt as _;
+use smol::{Async, Executor, Timer};
+
+use crate::config::{Limits, RelayConfig};
+use crate::conn::{self, until};
+use crate::error::RelayError;
+use crate::http::{self, Page, Request};
+use crate::log::RegistryLog;
+use crate::metrics::{CapReason, ConnKind, Disconnect, HttpKind, Metrics};
+use crate::registry::Caps;
+use crate::router::{Router, RouterLimits, encode};
+use crate::stream::Stream;
+
+/// State shared by every connection of one relay.
+pub(crate) struct Shared {
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    pub router: Router,
+    log: Arc<Mutex<RegistryLog>>,
+    /// Serializes registry changes: check, append + sync, apply.
+    pub registry_writes: smol::lock::Mutex<()>,
+    tls: Option<futures_rustls::TlsAcceptor>,
+    public_url: String,
+    next_conn: AtomicU64,
+    shutting_down: AtomicBool,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    total: Mutex<usize>,
+}
+
+impl Shared {
+    pub(crate) fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn restarting_frame(&self) -> Bytes {
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        encode(Frame::Restarting(Restarting {
+            reconnect_in_ms: ms(self.limits.restart_reconnect_in),
+            try_for_ms: ms(self.limits.restart_try_for),
+        }))
+    }
+
+    /// Append an entry to the registry log and sync it, off the async threads.
+    pub(crate) async fn append_durable(&self, entry: SignedEntry) -> Result<(), String> {
+        let log = self.log.clone();
+        smol::unblock(move || {
+            log.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .append_durable(&entry)
+        })
+        .await
+    }
+
+    /// Take a connection slot for `ip`, or say which cap is hit.
+    fn admit(&self, ip: IpAddr) -> Result<(), CapReason> {
+        let mut total = self.total.lock().unwrap_or_else(PoisonError::into_inner);
+        if *total >= self.limits.max_connections {
+            return Err(CapReason::Total);
+        }
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= self.limits.max_connections_per_ip {
+            return Err(CapReason::PerIp);
+        }
+        *count += 1;
+        *total += 1;
+        Ok(())
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut total = self.total.lock().unwrap_or_else(PoisonError::into_inner);
+        *total = total.saturating_sub(1);
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = per_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Holds a connection's slot in the caps and its place in the shutdown wait; frees both when
+/// the connection's task ends.
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+    _alive: smol::channel::Sender<()>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.shared.release(self.ip);
+    }
+}
+
+/// A connection's place in the `relay_connections{role}` gauge.
+pub(crate) struct Gauge {
+    metrics: Arc<Metrics>,
+    kind: ConnKind,
+}
+
+impl Gauge {
+    fn new(metrics: Arc<Metrics>, kind: ConnKind) -> Self {
+        metrics.conn_enter(kind);
+        Gauge { metrics, kind }
+    }
+
+    pub(crate) fn set(&mut self, kind: ConnKind) {
+        self.metrics.conn_leave(self.kind);
+        self.metrics.conn_enter(kind);
+        self.kind = kind;
+    }
+}
+
+impl Drop for Gauge {
+    fn drop(&mut self) {
+        self.metrics.conn_leave(self.kind);
+    }
+}
+
+/// A bound relay, ready to [`Relay::run`].
+pub struct Relay {
+    listener: Async<TcpListener>,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    threads: usize,
+}
+
+impl Relay {
+    /// Open the registry in `config.data_dir` (re-verifying every stored entry), load TLS, and
+    /// bind the listening socket.
+    pub async fn bind(config: RelayConfig) -> Result<Relay, RelayError> {
+        config.limits.validate().map_err(RelayError::Config)?;
+        let metrics = Arc::new(Metrics::new());
+        let limits = config.limits.clone();
+        let router = Router::new(
+            RouterLimits {
+                caps: Caps {
+                    machines_per_account: limits.max_machines_per_account,
+                    devices_per_account: limits.max_devices_per_account,
+                    keys: limits.max_registry_keys,
+                },
+                pairings_per_connection: limits.pairings_per_connection,
+                max_pairings: limits.max_pairings,
+                pairing_ttl_secs: limits.pairing_ttl.as_secs().max(1),
+            },
+            metrics.clone(),
+        );
+        let data_dir = config.data_dir.clone();
+        let (log, entries) = smol::unblock(move || RegistryLog::open(&data_dir)).await?;
+        let stored = entries.len();
+        for entry in &entries {
+            if let Err(reason) = router.load(entry) {
+                metrics.entry_skipped_at_start();
+                crate::warn(format_args!("registry: skipped a stored entry: {reason}"));
+            }
+        }
+        let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+        let listener =
+            Async::<TcpListener>::bind(config.listen).map_err(|source| RelayError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener
+            .get_ref()
+            .local_addr()
+            .map_err(|source| RelayError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{local_addr}"));
+        if tls.is_none() && !local_addr.ip().is_loopback() {
+            crate::warn(format_args!(
+                "serving plain http/ws on {local_addr}, which is not loopback: keys and traffic \
+                 metadata travel unencrypted; give --tls-cert and --tls-key"
+            ));
+        }
+        crate::info(format_args!(
+            "listening on {scheme}://{local_addr} (public URL {public_url}, WebSocket at {}), \
+             {stored} registry entries",
+            muxagent_proto::limits::RELAY_WS_PATH
+        ));
+        let shared = Arc::new(Shared {
+            limits,
+            metrics,
+            router,
+            log: Arc::new(Mutex::new(log)),
+            registry_writes: smol::lock::Mutex::new(()),
+            tls,
+            public_url,
+            next_conn: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+            per_ip: Mutex::new(HashMap::new()),
+            total: Mutex::new(0),
+        });
+        Ok(Relay {
+            listener,
+            local_addr,
+            shared,
+            threads: config.threads.max(1),
+        })
+    }
+
+    /// The address the relay listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The base URL clients use (`--public-url`, or derived from the listening address).
+    pub fn public_url(&self) -> &str {
+        &self.shared.public_url
+    }
+
+    /// Serve until `shutdown` resolves; then stop accepting, send every client `Restarting`,
+    /// give connections [`Limits::shutdown_grace`] to close, and sync the registry log.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RelayError> {
+        let executor = Arc::new(Executor::new());
+        let (stop_workers, workers_stop) = smol::channel::bounded::<()>(1);
+        let workers: Vec<_> = (1..self.threads)
+            .map(|index| {
+                let executor = executor.clone();
+                let stop = workers_stop.clone();
+                std::thread::Builder::new()
+                    .name(format!("relay-{index}"))
+                    .spawn(move || smol::block_on(executor.run(stop.recv())))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| RelayError::Config(format!("cannot start a worker thread: {e}")))?;
+        let shared = self.shared.clone();
+        let result = executor.run(self.serve(executor.clone(), shutdown)).await;
+        drop(stop_workers);
+        for worker in workers {
+            let _ = smol::unblock(move || worker.join()).await;
+        }
+        drop(executor);
+        let flushed = shared
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .flush();
+        result?;
+        flushed.map_err(|reason| RelayError::Store { reason })
+    }
+
+    async fn serve(
+        self,
+        executor: Arc<Executor<'static>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RelayError> {
+        let Relay {
+            listener, shared, ..
+        } = self;
+        let (alive, all_closed) = smol::channel::bounded::<()>(1);
+        let mut shutdown = pin!(shutdown);
+        loop {
+            let accepted = async { Some(listener.accept().await) }
+                .or(async {
+                    shutdown.as_mut().await;
+                    None
+                })
+                .await;
+            let (tcp, peer) = match accepted {
+                None => break,
+                Some(Ok(accepted)) => accepted,
+                Some(Err(e)) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    crate::warn(format_args!("accept failed: {e}"));
+                    Timer::after(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            shared.metrics.accepted();
+            if let Err(reason) = shared.admit(peer.ip()) {
+                shared.metrics.capped(reason);
+                drop(tcp);
+                continue;
+            }
+            let slot = Slot {
+                shared: shared.clone(),
+                ip: peer.ip(),
+                _alive: alive.clone(),
+            };
+            executor
+                .spawn(connection(shared.clone(), tcp, slot))
+                .detach();
+        }
+        drop(listener);
+        shared.shutting_down.store(true, Ordering::Relaxed);
+        crate::info(format_args!("shutting down: telling clients to reconnect"));
+        shared.router.close_all(&shared.restarting_frame());
+        drop(alive);
+        let _ = until(
+            Instant::now() + shared.limits.shutdown_grace,
+            all_closed.recv(),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+/// One accepted TCP connection, from TLS to the end.
+async fn connection(shared: Arc<Shared>, tcp: Async<TcpStream>, slot: Slot) {
+    let deadline = Instant::now() + shared.limits.login_deadline;
+    let mut gauge = Gauge::new(shared.metrics.clone(), ConnKind::Handshake);
+    let _ = tcp.get_ref().set_nodelay(true);
+    let mut stream = match &shared.tls {
+        None => Stream::Plain(tcp),
+        Some(acceptor) => {
+            // Boxed: the handshake state is large and must not size the idle task.
+            match until(deadline, Box::pin(acceptor.accept(tcp))).await {
+                Some(Ok(tls)) => Stream::Tls(Box::new(tls)),
+                _ => {
+                    shared.metrics.disconnect(Disconnect::Handshake);
+                    return;
+                }
+            }
+        }
+    };
+    let max_head = shared.limits.http_head_max_len;
+    let head = until(
+        deadline,
+        Box::pin(http::read_request(&mut stream, max_head)),
+    )
+    .await;
+    let (request, leftover) = match head {
+        Some(Ok(parsed)) => parsed,
+        Some(Err(http::HeadError::Invalid(status))) => {
+            shared.metrics.http(HttpKind::BadRequest);
+            shared.metrics.disconnect(Disconnect::Http);
+            let _ = until(
+                deadline,
+                http::respond(&mut stream, status, "text/plain", status.as_bytes(), false),
+            )
+            .await;
+            return;
+        }
+        Some(Err(http::HeadError::Io)) | None => {
+            shared.metrics.disconnect(Disconnect::Handshake);
+            return;
+        }
+    };
+    match request {
+        Request::Upgrade { key } => {
+            if shared.is_shutting_down() {
+                let status = "503 Service Unavailable";
+                let _ = until(
+                    deadline,
+                    http::respond(&mut stream, status, "text/plain", b"restarting", false),
+                )
+                .await;
+                return;
+            }
+            shared.metrics.http(HttpKind::Upgrade);
+            let response = http::upgrade_response(&key);
+            let written = until(deadline, async {
+                stream.write_all(response.as_bytes()).await?;
+                stream.flush().await
+            })
+            .await;
+            if !matches!(written, Some(Ok(()))) {
+                shared.metrics.disconnect(Disconnect::Handshake);
+                return;
+            }
+            let config = conn::ws_config(&shared.limits);
+            let ws = WebSocketStream::from_partially_read(
+                stream,
+                leftover,
+                WsRole::Server,
+                Some(config),
+            )
+            .await;
+            conn::serve(shared.clone(), ws, deadline, &mut gauge).await;
+        }
+        Request::Page { page, head } => {
+            let (status, content_type, body) = page_body(&shared, page);
+            shared.metrics.disconnect(Disconnect::Http);
+            let _ = until(
+                deadline,
+                http::respond(&mut stream, status, content_type, body.as_bytes(), head),
+            )
+            .await;
+        }
+        Request::Bad(status) => {
+            shared.metrics.http(HttpKind::BadRequest);
+            shared.metrics.disconnect(Disconnect::Http);
+            let _ = until(
+                deadline,
+                http::respond(&mut stream, status, "text/plain", status.as_bytes(), false),
+            )
+            .await;
+        }
+    }
+    drop(slot);
+}
+
+fn page_body(shared: &Shared, page: Page) -> (&'static str, &'static str, String) {
+    let metrics = &shared.metrics;
+    match page {
+        Page::Healthz => {
+            metrics.http(HttpKind::Healthz);
+            ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string())
+        }
+        Page::Metrics => {
+            metrics.http(HttpKind::Metrics);
+            let sizes = shared.router.sizes();
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics.render(&sizes),
+            )
+        }
+        Page::Home | Page::Pair => {
+            metrics.http(HttpKind::Page);
+            (
+                "200 OK",
+                "text/html; charset=utf-8",
+                http::placeholder(page, &shared.public_url),
+            )
+        }
+        Page::NotFound => {
+            metrics.http(HttpKind::NotFound);
+            (
+                "404 Not Found",
+                "text/plain; charset=utf-8",
+                "not found\n".to_string(),
+            )
+        }
+    }
+}
