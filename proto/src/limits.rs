@@ -36,9 +36,9 @@ pub const MAX_CHANNEL_CIPHERTEXT_LEN: usize = CHANNEL_COUNTER_LEN + MAX_NOISE_ME
 /// is split into several events by the daemon.
 pub const MAX_APP_MESSAGE_LEN: usize = MAX_NOISE_MESSAGE_LEN - AEAD_TAG_LEN;
 
-/// Largest opaque payload a relay frame carries (`send`/`recv`/pairing rendezvous): one channel
-/// ciphertext.
-pub const MAX_PAYLOAD_LEN: usize = MAX_CHANNEL_CIPHERTEXT_LEN;
+/// Largest opaque payload a relay frame carries (`send`/`recv`/pairing rendezvous): one E2E
+/// packet ([`MAX_PACKET_LEN`]), so a maximum-size app message crosses the relay whole.
+pub const MAX_PAYLOAD_LEN: usize = MAX_PACKET_LEN;
 
 /// Largest relay frame: a payload plus room for the kind byte, addresses and length prefixes.
 /// Tailscale DERP and iroh-relay both settle on 64 KiB packets; one channel message fits whole.
@@ -137,9 +137,7 @@ pub const PACKET_HEADER_LEN: usize = 1 + CONNECTION_ID_LEN;
 pub const MAX_HANDSHAKE_MESSAGE_LEN: usize = 1024;
 
 /// Largest E2E packet: header + [`MAX_CHANNEL_CIPHERTEXT_LEN`] (65 552 bytes), carried whole in
-/// one relay `send`/`recv` payload. Note for the relay framing: this is [`PACKET_HEADER_LEN`]
-/// bytes more than [`MAX_PAYLOAD_LEN`] today, so a maximum-size app message needs
-/// `MAX_PAYLOAD_LEN >= MAX_PACKET_LEN` (it still fits [`MAX_FRAME_LEN`]'s 1 KiB of header room).
+/// one relay `send`/`recv` payload ([`MAX_PAYLOAD_LEN`] is this).
 pub const MAX_PACKET_LEN: usize = PACKET_HEADER_LEN + MAX_CHANNEL_CIPHERTEXT_LEN;
 
 // ---- Relay ----
