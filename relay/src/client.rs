@@ -500,7 +500,8 @@ impl Client {
                     Ok(Decoded::Unknown { .. }) => continue,
                     Err(e) => return Err(ClientError::Protocol(e.to_string())),
                 },
-                Message::Close(_) => return Err(ClientError::Closed),
+                // Read on: that sends tungstenite's close reply, then ends the stream.
+                Message::Close(_) => continue,
                 Message::Text(_) => return Err(ClientError::Protocol("a text message".into())),
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             }

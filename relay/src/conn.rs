@@ -92,10 +92,10 @@ async fn write(ws: &mut Ws, message: Message, timeout: Duration) -> Result<(), W
 /// client's close arrives (so the kernel does not reset data it still has to deliver). Every
 /// step is bounded by `timeout`.
 async fn close(ws: &mut Ws, last: Option<Bytes>, timeout: Duration) {
-    if let Some(frame) = last {
-        if write(ws, Message::Binary(frame), timeout).await.is_err() {
-            return;
-        }
+    if let Some(frame) = last
+        && write(ws, Message::Binary(frame), timeout).await.is_err()
+    {
+        return;
     }
     let _ = until(Instant::now() + timeout, ws.close(None)).await;
     let _ = until(Instant::now() + timeout, async {

@@ -12,7 +12,7 @@
 //!
 //! # Modules
 //!
-//! - [`config`]: what a relay is started with, and its limits.
+//! - [`config`] — what a relay is started with, and its limits.
 //! - `server`: binding, accepting, caps, graceful shutdown ([`Relay`]).
 //! - `http`: the HTTP side of the port (`/healthz`, `/metrics`, pages, the upgrade).
 //! - `conn`: one WebSocket connection: hello, login, the read/write/ping loop.
@@ -22,9 +22,9 @@
 //! - `outbox`: a connection's bounded queue and its drop policy.
 //! - `bucket`: the inbound byte budget.
 //! - `metrics`: counters, rendered in the Prometheus text format.
-//! - [`shutdown`]: SIGTERM/SIGINT.
-//! - [`client`]: a client for the relay (tests, load bench, daemon, `muxagent ctl`).
-//! - [`error`]: [`RelayError`].
+//! - [`shutdown`] — SIGTERM/SIGINT.
+//! - [`client`] — a client for the relay (tests, load bench, daemon, `muxagent ctl`).
+//! - [`error`] — [`RelayError`].
 //!
 //! # Frame flow
 //!

@@ -1,0 +1,351 @@
+//! Slow and hostile peers: a frozen receiver, a full queue, duplicate logins, the login
+//! deadline, malformed frames, connection caps, and the HTTP side of the port.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::Message;
+use common::*;
+use muxagent_proto::frame::{ErrorCode, Frame, Role};
+use muxagent_proto::limits::MAX_FRAME_LEN;
+use muxagent_relay::client::{Client, ClientConfig, RelayUrl};
+use smol::Async;
+use smol::io::AsyncReadExt;
+
+/// A TCP connection to `addr` with a tiny receive buffer, so a client that stops reading
+/// stalls the relay's writes quickly.
+fn tiny_socket(addr: SocketAddr) -> Async<TcpStream> {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    Async::new(TcpStream::from(socket)).expect("async socket")
+}
+
+#[test]
+fn a_frozen_receiver_stalls_nobody_and_is_cut_by_the_write_timeout() {
+    smol::block_on(async {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut config = common::config(temp.path());
+        config.limits.write_timeout = Duration::from_millis(1500);
+        config.limits.inbound_bytes_per_sec = 1 << 30;
+        config.limits.inbound_burst_bytes = 1 << 30;
+        let relay = TestRelay::start_with(config).await;
+        let (frozen_id, sender_id, d2, m2) = (identity(), identity(), identity(), identity());
+
+        // Account A: the frozen device and a machine that floods it.
+        let url = RelayUrl::parse(&relay.url).expect("url");
+        let mut frozen = within(
+            "frozen login",
+            Client::connect_over(
+                tiny_socket(relay.addr),
+                &url,
+                &frozen_id,
+                Role::Device,
+                None,
+                &ClientConfig::default(),
+                Instant::now() + STEP,
+            ),
+        )
+        .await
+        .expect("frozen device logs in");
+        pair(&relay, &frozen_id, &mut frozen, &sender_id).await;
+        let mut flooder = relay.machine(&sender_id, "flood").await;
+        // Account B: two peers that keep talking.
+        let mut device2 = relay.device(&d2).await;
+        pair(&relay, &d2, &mut device2, &m2).await;
+        let mut machine2 = relay.machine(&m2, "calm").await;
+
+        // From here on the frozen device never reads. Flood it with big frames.
+        let payload = vec![0xAB; 60 * 1024];
+        let flood = 160;
+        for _ in 0..flood {
+            flooder
+                .send(&send(&frozen_id, &payload))
+                .await
+                .expect("flooder sends");
+        }
+        // The other pair's round trips stay fast while the frozen one is stuck.
+        for round in 0..20u32 {
+            let started = Instant::now();
+            device2
+                .send(&send(&m2, &round.to_be_bytes()))
+                .await
+                .expect("send");
+            let (_, got) = expect_recv(&mut machine2, "machine 2 receives").await;
+            assert_eq!(got, round.to_be_bytes());
+            machine2
+                .send(&send(&d2, &round.to_be_bytes()))
+                .await
+                .expect("send");
+            expect_recv(&mut device2, "device 2 receives").await;
+            let rtt = started.elapsed();
+            assert!(
+                rtt < Duration::from_millis(250),
+                "round trip {round} took {rtt:?}"
+            );
+        }
+        // The flooder was told its frames were dropped (newest dropped, queue full) ...
+        let code = expect_error(&mut flooder, "a drop notice").await;
+        assert_eq!(
+            code,
+            ErrorCode::Dropped,
+            "the queue overflowed before the write timeout"
+        );
+        assert!(
+            relay
+                .metric("relay_dropped_total{reason=\"queue_full\"}")
+                .await
+                > 0
+        );
+        // ... and the frozen receiver is cut by the write timeout.
+        relay
+            .wait_metric("relay_disconnects_total{reason=\"write_timeout\"}", 1)
+            .await;
+        // Once it is gone, sends to it say so.
+        within("peer offline after the cut", async {
+            loop {
+                flooder
+                    .send(&send(&frozen_id, b"ping"))
+                    .await
+                    .expect("send");
+                if let Frame::Error(e) = flooder.recv().await.expect("flooder connected")
+                    && e.code == ErrorCode::PeerOffline
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        drop(frozen);
+        relay.stop().await;
+    });
+}
+
+#[test]
+fn a_duplicate_login_displaces_the_old_connection() {
+    smol::block_on(async {
+        let relay = TestRelay::start().await;
+        let (d, m) = (identity(), identity());
+        let mut device = relay.device(&d).await;
+        pair(&relay, &d, &mut device, &m).await;
+        let mut machine = relay.machine(&m, "box").await;
+        let mut newer = relay.device(&d).await;
+        let frames = until_closed(&mut device, "old connection closed").await;
+        assert!(
+            frames
+                .iter()
+                .any(|f| matches!(f, Frame::Error(e) if e.code == ErrorCode::Displaced)),
+            "{frames:?}"
+        );
+        machine
+            .send(&send(&d, b"to the newest"))
+            .await
+            .expect("send");
+        let (_, payload) = expect_recv(&mut newer, "the newest gets traffic").await;
+        assert_eq!(payload, b"to the newest");
+        // A duplicate machine too: the machine stays online, devices see no offline.
+        let mut machine_again = relay.machine(&m, "box").await;
+        until_closed(&mut machine, "old machine connection closed").await;
+        newer.send(&send(&m, b"x")).await.expect("send");
+        expect_recv(&mut machine_again, "newest machine gets traffic").await;
+        relay
+            .wait_metric("relay_disconnects_total{reason=\"displaced\"}", 2)
+            .await;
+        relay.stop().await;
+    });
+}
+
+#[test]
+fn the_login_deadline_closes_silent_connections() {
+    smol::block_on(async {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut config = common::config(temp.path());
+        config.limits.login_deadline = Duration::from_millis(300);
+        let relay = TestRelay::start_with(config).await;
+        // A WebSocket that never logs in.
+        let (mut idle, _hello) = within("open", Client::open(&relay.url, &ClientConfig::default()))
+            .await
+            .expect("open");
+        let started = Instant::now();
+        let frames = until_closed(&mut idle, "deadline").await;
+        assert!(
+            matches!(frames.as_slice(), [Frame::Error(e)] if e.code == ErrorCode::LoginTimeout),
+            "{frames:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // A TCP connection that never even sends an HTTP request.
+        let mut tcp = Async::<TcpStream>::connect(relay.addr)
+            .await
+            .expect("connect");
+        let mut buf = [0u8; 16];
+        let read = within("raw TCP closed", tcp.read(&mut buf)).await;
+        assert!(matches!(read, Ok(0) | Err(_)));
+        assert!(
+            relay
+                .metric("relay_login_failures_total{reason=\"deadline\"}")
+                .await
+                >= 1
+        );
+        relay.stop().await;
+    });
+}
+
+#[test]
+fn malformed_frames_close_only_their_connection() {
+    smol::block_on(async {
+        let relay = TestRelay::start().await;
+        let (d, m) = (identity(), identity());
+        let mut device = relay.device(&d).await;
+        pair(&relay, &d, &mut device, &m).await;
+        let mut machine = relay.machine(&m, "box").await;
+
+        let bad_inputs: Vec<(&str, Message)> = vec![
+            (
+                "garbage body",
+                Message::Binary(vec![8, 0xff, 0xff, 0xff, 0xff, 0xff].into()),
+            ),
+            ("empty message", Message::Binary(Vec::new().into())),
+            (
+                "oversized",
+                Message::Binary(vec![8; MAX_FRAME_LEN + 1].into()),
+            ),
+            ("text", Message::Text("hello".into())),
+        ];
+        for (what, message) in bad_inputs {
+            let attacker_id = identity();
+            let mut attacker = relay.device(&attacker_id).await;
+            attacker.send_message(message).await.expect("send");
+            let frames = until_closed(&mut attacker, what).await;
+            assert!(
+                frames
+                    .iter()
+                    .all(|f| matches!(f, Frame::Error(e) if e.code == ErrorCode::Malformed)),
+                "{what}: {frames:?}"
+            );
+            // Everyone else is fine.
+            device.send(&send(&m, what.as_bytes())).await.expect("send");
+            let (_, payload) = expect_recv(&mut machine, what).await;
+            assert_eq!(payload, what.as_bytes());
+        }
+        // An unknown kind is skipped, not fatal.
+        device.send_bytes(vec![200, 1, 2, 3]).await.expect("send");
+        device
+            .send(&send(&m, b"after unknown"))
+            .await
+            .expect("send");
+        let (_, payload) = expect_recv(&mut machine, "after an unknown kind").await;
+        assert_eq!(payload, b"after unknown");
+        assert_eq!(relay.metric("relay_unknown_frames_total").await, 1);
+        assert!(relay.metric("relay_malformed_frames_total").await >= 4);
+        assert!(
+            relay
+                .metric("relay_disconnects_total{reason=\"oversized\"}")
+                .await
+                >= 1
+        );
+        relay.stop().await;
+    });
+}
+
+#[test]
+fn connection_caps_close_at_accept() {
+    smol::block_on(async {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut config = common::config(temp.path());
+        config.limits.max_connections_per_ip = 2;
+        let relay = TestRelay::start_with(config).await;
+        // Two connections from 127.0.0.2 fill its share; the third is closed at once.
+        let from = |ip: [u8; 4]| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            socket
+                .bind(&SocketAddr::from((ip, 0)).into())
+                .expect("bind source");
+            socket.connect(&relay.addr.into()).expect("connect");
+            Async::new(TcpStream::from(socket)).expect("async")
+        };
+        let _held = [from([127, 0, 0, 2]), from([127, 0, 0, 2])];
+        let mut third = from([127, 0, 0, 2]);
+        let mut buf = [0u8; 8];
+        let read = within("capped connection closed", third.read(&mut buf)).await;
+        assert!(matches!(read, Ok(0) | Err(_)));
+        // Another address is not affected.
+        let (status, _) = relay.get("/healthz").await;
+        assert!(status.contains("200"), "{status}");
+        assert_eq!(
+            relay
+                .metric("relay_connections_refused_total{reason=\"per_ip_cap\"}")
+                .await,
+            1
+        );
+        relay.stop().await;
+    });
+}
+
+#[test]
+fn http_endpoints_on_the_same_port() {
+    smol::block_on(async {
+        let relay = TestRelay::start().await;
+        let (status, body) = relay.get("/healthz").await;
+        assert!(status.contains("200") && body == "ok\n", "{status} {body}");
+        let (status, body) = relay.get("/").await;
+        assert!(status.contains("200") && body.contains("muxagent relay"));
+        let (status, body) = relay.get("/pair").await;
+        assert!(status.contains("200") && body.contains("pairing link"));
+        let (status, _) = relay.get("/nothing-here").await;
+        assert!(status.contains("404"));
+        let (status, _) = relay.get("/relay").await;
+        assert!(status.contains("426"), "{status}");
+        let (status, body) = relay.get("/metrics").await;
+        assert!(status.contains("200"));
+        for series in [
+            "relay_connections{role=\"device\"}",
+            "relay_logins_total",
+            "relay_routed_frames_total{kind=\"send\"}",
+            "relay_routed_bytes_total{kind=\"send\"}",
+            "relay_dropped_total{reason=\"queue_full\"}",
+            "relay_pairings_opened_total",
+            "relay_registry_entries_total{kind=\"revoke\"}",
+            "relay_unknown_frames_total",
+            "relay_malformed_frames_total",
+            "relay_login_failures_total{reason=\"bad_signature\"}",
+        ] {
+            assert!(
+                body.lines().any(|l| l.starts_with(series)),
+                "{series} missing from /metrics"
+            );
+        }
+        // Connections by role are visible.
+        let d = identity();
+        let _device = relay.device(&d).await;
+        assert_eq!(relay.metric("relay_connections{role=\"device\"}").await, 1);
+        relay.stop().await;
+    });
+}
+
+#[test]
+fn shutdown_tells_clients_to_reconnect() {
+    smol::block_on(async {
+        let relay = TestRelay::start().await;
+        let d = identity();
+        let mut device = relay.device(&d).await;
+        let reading =
+            smol::spawn(async move { until_closed(&mut device, "closed by shutdown").await });
+        // Wait until the relay counts the login, then stop it.
+        relay.wait_metric("relay_logins_total", 1).await;
+        let addr = relay.addr;
+        relay.stop().await;
+        let frames = within("client sees the restart", reading).await;
+        match frames.as_slice() {
+            [Frame::Restarting(r)] => {
+                assert!(r.reconnect_in_ms > 0 && r.try_for_ms >= r.reconnect_in_ms)
+            }
+            other => panic!("expected Restarting, got {other:?}"),
+        }
+        // The port no longer accepts.
+        assert!(Async::<TcpStream>::connect(addr).await.is_err());
+    });
+}

@@ -1,0 +1,111 @@
+//! The registry survives a graceful restart and a `kill -9` of the relay process.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use muxagent_proto::frame::{ErrorCode, Role};
+use muxagent_relay::client::ClientError;
+
+#[test]
+fn a_restart_keeps_the_registry() {
+    smol::block_on(async {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let (d, m, revoked) = (identity(), identity(), identity());
+        {
+            let relay = TestRelay::start_with(common::config(temp.path())).await;
+            let mut device = relay.device(&d).await;
+            pair(&relay, &d, &mut device, &m).await;
+            pair(&relay, &d, &mut device, &revoked).await;
+            assert_eq!(
+                registry(&mut device, 5, revoke_entry(&d, &revoked)).await,
+                Ok(())
+            );
+            relay.stop().await;
+        }
+        let relay = TestRelay::start_with(common::config(temp.path())).await;
+        assert_eq!(relay.metric("relay_machines").await, 1);
+        assert_eq!(relay.metric("relay_revoked_keys").await, 1);
+        assert_eq!(
+            relay.metric("relay_registry_skipped_at_start_total").await,
+            0
+        );
+        let mut machine = relay.machine(&m, "box").await;
+        assert_eq!(machine.account(), Some(d.public().fingerprint()));
+        let mut device = relay.device(&d).await;
+        device
+            .send(&send(&m, b"after restart"))
+            .await
+            .expect("send");
+        expect_recv(&mut machine, "routing after restart").await;
+        let refused = relay.try_connect(&revoked, Role::Machine, Some("x")).await;
+        assert!(matches!(
+            refused,
+            Err(ClientError::Refused {
+                code: ErrorCode::Revoked,
+                ..
+            })
+        ));
+        relay.stop().await;
+    });
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start the relay binary on a free port; returns it and its `ws://` URL (read from its log).
+fn spawn_relay(dir: &std::path::Path) -> (Process, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_muxagent-relay"))
+        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--data-dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the relay binary");
+    let stderr = child.stderr.take().expect("stderr");
+    let process = Process(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the relay logs where it listens")
+            .expect("read log");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr = rest.split_whitespace().next().expect("address");
+            break format!("ws://{addr}");
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (process, url)
+}
+
+#[test]
+fn kill_dash_nine_loses_no_acknowledged_entry() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (d, m) = (identity(), identity());
+    let (mut first, url) = spawn_relay(temp.path());
+    smol::block_on(async {
+        let relay = TestRelay::external(&url);
+        let mut device = relay.device(&d).await;
+        pair(&relay, &d, &mut device, &m).await; // waits for the RegistryAck
+    });
+    // SIGKILL: no shutdown, no flush.
+    first.0.kill().expect("kill -9");
+    first.0.wait().expect("reap");
+    let (_second, url) = spawn_relay(temp.path());
+    smol::block_on(async {
+        let relay = TestRelay::external(&url);
+        let machine = relay.machine(&m, "box").await;
+        assert_eq!(machine.account(), Some(d.public().fingerprint()));
+    });
+}
