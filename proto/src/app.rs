@@ -535,10 +535,7 @@ pub struct Replay {
 /// Device → machine, on the pairing channel only: the relay registered the machine under the
 /// device's account; the machine may now keep the device as paired and log in as a machine.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PairingComplete {
-    /// The account the relay put the machine in.
-    pub account: Fingerprint,
-}
+pub struct PairingComplete {}
 
 /// Machine → device, on the pairing channel only: the machine's consent to join the device's
 /// account, for the device's `RegisterMachine` entry (see

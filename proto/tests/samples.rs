@@ -244,13 +244,7 @@ pub fn device_messages() -> Vec<(&'static str, DeviceMessage)> {
             .into(),
         ),
         ("forget_device", ForgetDevice { request: 10 }.into()),
-        (
-            "pairing_complete",
-            PairingComplete {
-                account: fingerprint(1),
-            }
-            .into(),
-        ),
+        ("pairing_complete", PairingComplete {}.into()),
     ]
 }
 
