@@ -11,6 +11,8 @@
 //! - [`ticket`]: the pairing ticket carried in the `/pair#…` link and QR code.
 //! - [`noise`]: the end-to-end channel between a device and a machine (Noise, via `snow`).
 //! - [`app`]: messages inside that channel: sessions, events, approvals, resync.
+//! - [`device`], [`machine`]: each side's protocol steps over the above, sans-IO, so
+//!   `muxagent ctl`, the web app and the daemon share one implementation.
 //! - [`limits`]: every size, depth and timeout, with the reasoning behind it.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -21,11 +23,14 @@ extern crate alloc;
 extern crate std;
 
 pub mod app;
+pub mod device;
 pub mod envelope;
 pub mod frame;
 pub mod identity;
 pub mod limits;
+pub mod machine;
 pub mod noise;
+pub mod peer;
 pub mod ticket;
 
 mod fixed_bytes;

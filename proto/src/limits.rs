@@ -65,6 +65,10 @@ pub const MAX_MODE_LEN: usize = 32;
 /// each, 2 048 cursors fill 48 KiB, within one channel message.
 pub const MAX_CURSORS: usize = 2048;
 
+/// Channels a machine keeps per device: the working one and one newer handshake that has not
+/// carried a message yet (a replayed handshake must not cut the working channel).
+pub const MAX_CHANNELS_PER_DEVICE: usize = 2;
+
 /// Longest human-readable reason in an error frame or message.
 pub const MAX_REASON_LEN: usize = 200;
 

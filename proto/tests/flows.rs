@@ -1,0 +1,312 @@
+//! The device and machine protocol cores against each other, with the relay played by the test:
+//! pairing from a ticket to the registry acknowledgement, then secure sessions.
+
+mod samples;
+
+use muxagent_proto::app::{Ack, DeviceMessage, Hello, ListSessions, MachineMessage, SessionList};
+use muxagent_proto::device::{self, MachineLink, Received};
+use muxagent_proto::frame::{Frame, PairSend, RegistryEntry};
+use muxagent_proto::identity::Identity;
+use muxagent_proto::machine::{self, Incoming, Peers};
+use muxagent_proto::peer::PeerError;
+use muxagent_proto::ticket::{PairingSecret, Ticket};
+
+/// A deterministic CSPRNG for tests (ChaCha20 keystream of a counter would do; splitmix is
+/// enough here because only uniqueness matters, not secrecy).
+struct TestRng(u64);
+
+impl rand_core::TryRng for TestRng {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.try_next_u64()? as u32)
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Ok(z ^ (z >> 31))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.try_next_u64()?.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+impl rand_core::TryCryptoRng for TestRng {}
+
+const NOW: u64 = 1_800_000_000;
+
+fn ticket(machine: &Identity) -> Ticket {
+    Ticket {
+        relay_url: "http://127.0.0.1:8080".try_into().expect("short"),
+        pairing_id: samples::PAIRING,
+        machine: machine.public().fingerprint(),
+        machine_noise: machine.public().noise,
+        secret: PairingSecret([0x42; 32]),
+        hostname: samples::hostname("pi"),
+        expires_at: NOW + 300,
+    }
+}
+
+fn pair_payload(frame: Frame) -> Vec<u8> {
+    match frame {
+        Frame::PairSend(PairSend { payload, .. }) => payload,
+        other => panic!("expected a PairSend, got {other:?}"),
+    }
+}
+
+fn send_payload(frame: Frame) -> Vec<u8> {
+    match frame {
+        Frame::Send(send) => send.payload,
+        other => panic!("expected a Send, got {other:?}"),
+    }
+}
+
+#[test]
+fn pairing_runs_from_ticket_to_registry_ack() {
+    let mut rng = TestRng(1);
+    let device = samples::identity(1);
+    let machine = samples::identity(2);
+    let ticket = ticket(&machine);
+    let device_fp = device.public().fingerprint();
+
+    let (mut device_flow, init) =
+        device::Pairing::start(&device, ticket.clone(), 7, &mut rng).expect("start");
+    let mut machine_flow = machine::Pairing::new(
+        &machine,
+        ticket.pairing_id,
+        PairingSecret(ticket.secret.0),
+        samples::hostname("pi"),
+    );
+
+    let machine::PairingStep::Send(response) = machine_flow
+        .on_pair_recv(&machine, device_fp, &pair_payload(init), &mut rng)
+        .expect("respond")
+    else {
+        panic!("machine must answer the init");
+    };
+    let device::PairingStep::Send(confirm) = device_flow
+        .on_pair_recv(&device, &pair_payload(response), NOW)
+        .expect("finish")
+    else {
+        panic!("device must confirm");
+    };
+    let machine::PairingStep::Send(consent) = machine_flow
+        .on_pair_recv(&machine, device_fp, &pair_payload(confirm), &mut rng)
+        .expect("confirm")
+    else {
+        panic!("machine must send its consent");
+    };
+    let device::PairingStep::Send(Frame::Registry(registry)) = device_flow
+        .on_pair_recv(&device, &pair_payload(consent), NOW)
+        .expect("consent")
+    else {
+        panic!("device must register the machine");
+    };
+    assert_eq!(registry.request, 7);
+    let entry = registry
+        .entry
+        .verify()
+        .expect("the relay accepts the entry");
+    assert!(matches!(
+        entry,
+        RegistryEntry::RegisterMachine { machine: m, pairing_id, .. }
+            if m == machine.public() && pairing_id == ticket.pairing_id
+    ));
+
+    // An acknowledgement for another request changes nothing.
+    assert_eq!(
+        device_flow.on_registry_ack(8),
+        Ok(device::PairingStep::Ignored)
+    );
+    let device::PairingStep::Paired(complete, paired) =
+        device_flow.on_registry_ack(7).expect("ack")
+    else {
+        panic!("device must finish");
+    };
+    assert_eq!(paired.identity, machine.public());
+    assert_eq!(paired.hostname.as_str(), "pi");
+    assert_eq!(
+        machine_flow.on_pair_recv(&machine, device_fp, &pair_payload(complete), &mut rng),
+        Ok(machine::PairingStep::Paired(device.public()))
+    );
+}
+
+#[test]
+fn a_wrong_secret_fails_pairing_at_the_device() {
+    let mut rng = TestRng(2);
+    let device = samples::identity(1);
+    let machine = samples::identity(2);
+    let ticket = ticket(&machine);
+    let (mut device_flow, init) =
+        device::Pairing::start(&device, ticket.clone(), 1, &mut rng).expect("start");
+    let mut machine_flow = machine::Pairing::new(
+        &machine,
+        ticket.pairing_id,
+        PairingSecret([0x43; 32]),
+        samples::hostname("pi"),
+    );
+    let step = machine_flow.on_pair_recv(
+        &machine,
+        device.public().fingerprint(),
+        &pair_payload(init),
+        &mut rng,
+    );
+    // IKpsk2: the machine cannot tell a wrong PSK from msg 1; the device sees it in msg 2.
+    let machine::PairingStep::Send(response) = step.expect("respond") else {
+        panic!("machine answers");
+    };
+    assert!(matches!(
+        device_flow.on_pair_recv(&device, &pair_payload(response), NOW),
+        Err(PeerError::Pairing(_))
+    ));
+}
+
+/// Device and machine with an open channel; returns both ends.
+fn connect(rng: &mut TestRng) -> (Identity, MachineLink, Identity, Peers) {
+    let device = samples::identity(1);
+    let machine = samples::identity(2);
+    let mut link = MachineLink::new(machine.public());
+    let mut peers = Peers::new();
+    let init = send_payload(link.connect(&device, rng).expect("connect"));
+    let paired = [device.public()];
+    let Incoming::Reply(reply) = peers
+        .receive(&machine, &paired, device.public().fingerprint(), &init, rng)
+        .expect("respond")
+    else {
+        panic!("machine answers the handshake");
+    };
+    assert_eq!(link.receive(&send_payload(reply)), Ok(Received::Opened));
+    assert!(link.is_open());
+    (device, link, machine, peers)
+}
+
+#[test]
+fn sessions_carry_messages_both_ways() {
+    let mut rng = TestRng(3);
+    let (device, mut link, machine, mut peers) = connect(&mut rng);
+    let device_fp = device.public().fingerprint();
+    let paired = [device.public()];
+
+    let hello = DeviceMessage::Hello(Hello { cursors: vec![] });
+    let bytes = send_payload(link.send(&hello).expect("send"));
+    assert_eq!(
+        peers.receive(&machine, &paired, device_fp, &bytes, &mut rng),
+        Ok(Incoming::Message(hello))
+    );
+    let list = MachineMessage::SessionList(SessionList {
+        request: None,
+        hostname: samples::hostname("pi"),
+        sessions: vec![samples::session_info()],
+    });
+    let bytes = send_payload(peers.send(device_fp, &list).expect("send"));
+    assert_eq!(link.receive(&bytes), Ok(Received::Message(list)));
+}
+
+#[test]
+fn an_unpaired_device_gets_no_channel() {
+    let mut rng = TestRng(4);
+    let stranger = samples::identity(9);
+    let machine = samples::identity(2);
+    let mut link = MachineLink::new(machine.public());
+    let init = send_payload(link.connect(&stranger, &mut rng).expect("connect"));
+    let mut peers = Peers::new();
+    let paired = [samples::identity(1).public()];
+    let result = peers.receive(
+        &machine,
+        &paired,
+        stranger.public().fingerprint(),
+        &init,
+        &mut rng,
+    );
+    assert!(matches!(result, Err(PeerError::Session(_))), "{result:?}");
+    assert_eq!(peers.connected().count(), 0);
+}
+
+#[test]
+fn a_replayed_handshake_does_not_cut_the_working_channel() {
+    let mut rng = TestRng(5);
+    let device = samples::identity(1);
+    let machine = samples::identity(2);
+    let device_fp = device.public().fingerprint();
+    let paired = [device.public()];
+    let mut link = MachineLink::new(machine.public());
+    let mut peers = Peers::new();
+    let init = send_payload(link.connect(&device, &mut rng).expect("connect"));
+    let Incoming::Reply(reply) = peers
+        .receive(&machine, &paired, device_fp, &init, &mut rng)
+        .expect("respond")
+    else {
+        panic!("reply");
+    };
+    link.receive(&send_payload(reply)).expect("open");
+    let first = send_payload(
+        link.send(&ListSessions { request: 1 }.into())
+            .expect("send"),
+    );
+    peers
+        .receive(&machine, &paired, device_fp, &first, &mut rng)
+        .expect("message");
+
+    // The relay replays the old handshake twice: the machine answers, but the device's channel
+    // keeps working.
+    for _ in 0..2 {
+        let replay = peers.receive(&machine, &paired, device_fp, &init, &mut rng);
+        assert!(matches!(replay, Ok(Incoming::Reply(_))));
+    }
+    let second = send_payload(
+        link.send(&ListSessions { request: 2 }.into())
+            .expect("send"),
+    );
+    assert_eq!(
+        peers.receive(&machine, &paired, device_fp, &second, &mut rng),
+        Ok(Incoming::Message(ListSessions { request: 2 }.into()))
+    );
+    let ack = MachineMessage::Ack(Ack {
+        request: 2,
+        session: None,
+    });
+    let bytes = send_payload(
+        peers
+            .send(device_fp, &ack)
+            .expect("send on the working channel"),
+    );
+    assert_eq!(link.receive(&bytes), Ok(Received::Message(ack)));
+}
+
+#[test]
+fn a_reconnect_replaces_the_channel_and_old_packets_are_stale() {
+    let mut rng = TestRng(6);
+    let (device, mut link, machine, mut peers) = connect(&mut rng);
+    let device_fp = device.public().fingerprint();
+    let paired = [device.public()];
+    let old = send_payload(
+        link.send(&ListSessions { request: 1 }.into())
+            .expect("send"),
+    );
+
+    let init = send_payload(link.connect(&device, &mut rng).expect("reconnect"));
+    let Incoming::Reply(reply) = peers
+        .receive(&machine, &paired, device_fp, &init, &mut rng)
+        .expect("respond")
+    else {
+        panic!("reply");
+    };
+    link.receive(&send_payload(reply)).expect("open");
+    let new = send_payload(
+        link.send(&ListSessions { request: 2 }.into())
+            .expect("send"),
+    );
+    assert_eq!(
+        peers.receive(&machine, &paired, device_fp, &new, &mut rng),
+        Ok(Incoming::Message(ListSessions { request: 2 }.into()))
+    );
+    // A late packet of the old connection finds no channel.
+    assert_eq!(
+        peers.receive(&machine, &paired, device_fp, &old, &mut rng),
+        Ok(Incoming::Stale)
+    );
+}
