@@ -188,7 +188,7 @@ impl Pairing {
             Self {
                 ticket,
                 request,
-                state: PairingState::AwaitResponse(noise),
+                state: PairingState::AwaitResponse(Box::new(noise)),
             },
             frame,
         ))
