@@ -36,7 +36,7 @@ enum LinkState {
     Closed,
     // Boxed: a snow handshake state is ~1 KiB, a channel a quarter of that.
     Handshaking(Box<Initiator>),
-    Open(Channel),
+    Open(Box<Channel>),
 }
 
 /// One secure connection from this device to one paired machine.
@@ -92,7 +92,7 @@ impl MachineLink {
                     return Ok(Received::Stale);
                 }
                 let channel = initiator.finish(payload)?;
-                self.state = LinkState::Open(channel);
+                self.state = LinkState::Open(Box::new(channel));
                 Ok(Received::Opened)
             }
             LinkState::Open(channel) => {
