@@ -1,7 +1,52 @@
 //! `muxagent`: the daemon and the command line.
 #![forbid(unsafe_code)]
 
+mod cli;
+mod commands;
+mod ctl;
+mod daemon;
+mod home;
+mod log;
+mod os;
+mod qr;
+mod render;
+mod up;
+mod version;
+
+use cli::{AuthCommand, Command, DaemonCommand};
+use commands::CommandError;
+
 fn main() {
-    eprintln!("muxagent: not built yet");
-    std::process::exit(1);
+    if version::print_if_requested() {
+        return;
+    }
+    let cli: cli::Cli = argh::from_env();
+    if let Err(error) = run(cli.command) {
+        eprintln!("muxagent: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> Result<(), CommandError> {
+    let home = home::Home::from_env()?;
+    match command {
+        Command::Up(up) => up::run(&home, &up.listen),
+        Command::Daemon(daemon) => match daemon.command {
+            DaemonCommand::Start(start) => commands::daemon_start(&home, start),
+            DaemonCommand::Stop(_) => commands::daemon_stop(&home),
+            DaemonCommand::Status(status) => commands::daemon_status(&home, status.json),
+            DaemonCommand::Install(_) => commands::daemon_install(&home),
+        },
+        Command::Pair(pair) => commands::pair(&home, pair),
+        Command::Auth(auth) => match auth.command {
+            AuthCommand::Status(status) => commands::auth_status(&home, status.json),
+        },
+        Command::Unpair(_) => commands::unpair(&home),
+        Command::Sessions(sessions) => commands::sessions(&home, sessions.json),
+        Command::Version(_) => {
+            println!("{}", version::LINE);
+            Ok(())
+        }
+        Command::Ctl(ctl) => ctl::run(&home, ctl.command),
+    }
 }

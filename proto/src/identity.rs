@@ -194,6 +194,11 @@ impl fmt::Display for FingerprintParseError {
 impl std::error::Error for FingerprintParseError {}
 
 impl Fingerprint {
+    /// The 64-hex-digit form.
+    pub fn to_hex(&self) -> alloc::string::String {
+        alloc::format!("{self:#}")
+    }
+
     /// Parse the 64-hex-digit form (`{:#}`); dashes are ignored.
     pub fn parse_hex(text: &str) -> Result<Self, FingerprintParseError> {
         let mut out = [0u8; 32];

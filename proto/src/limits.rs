@@ -255,3 +255,32 @@ pub const RELAY_RESTART_TRY_FOR_MS: u32 = 60_000;
 /// How long a shutting-down relay waits for its connections to take the `Restarting` frame and
 /// close before it drops the rest.
 pub const RELAY_SHUTDOWN_GRACE_MS: u64 = 3_000;
+
+// ---- Daemon ----
+//
+// The daemon holds one log per session and one relay connection. Memory per connected device:
+// its sync cursors (24 bytes a session) and its channel (~300 bytes); per running `command`
+// session: two read buffers of [`OUTPUT_CHUNK_LEN`].
+
+/// Events per replay page: one page is read from a session log, queued, then the next, so a
+/// device catching up on a long history never makes the daemon hold more than this in memory.
+pub const REPLAY_PAGE_EVENTS: usize = 64;
+
+/// Messages queued for the relay connection. Live events that find it full make the device
+/// resync instead of blocking the session (a session never waits on a slow phone).
+pub const DAEMON_OUTGOING_QUEUE: usize = 512;
+
+/// Largest piece of a command's output in one event. 8 KiB keeps an event well inside one
+/// channel message and a chatty command at a few hundred events a second.
+pub const OUTPUT_CHUNK_LEN: usize = 8 * 1024;
+
+/// First reconnect delay after losing the relay; doubles per failure up to
+/// [`RECONNECT_MAX_MS`], with ±50 % jitter so a fleet does not reconnect in step (iroh: 10 ms →
+/// 16 s).
+pub const RECONNECT_MIN_MS: u64 = 250;
+
+/// Longest reconnect delay.
+pub const RECONNECT_MAX_MS: u64 = 15_000;
+
+/// How long a stopped session's processes get after SIGTERM before SIGKILL.
+pub const STOP_GRACE_MS: u64 = 2_000;

@@ -542,7 +542,10 @@ impl Router {
         let Some(pairing) = state.pairings.get_mut(&send.pairing_id) else {
             return Err(unknown);
         };
-        if pairing.used || pairing.expires_at <= now {
+        // A used id still carries the last messages between its machine and the device that
+        // registered it (the device tells the machine the registration went through); no
+        // other device can reach it, since it stays claimed.
+        if pairing.expires_at <= now || (pairing.used && pairing.claimed_by.is_none()) {
             return Err(unknown);
         }
         let from = session.fingerprint;

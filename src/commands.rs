@@ -1,0 +1,408 @@
+//! The machine-side commands: `daemon start|stop|status|install`, `pair`, `auth status`,
+//! `unpair`, `sessions`, `version`. They talk to the running daemon over its control socket.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cli;
+use crate::daemon::control::{self, Notice};
+use crate::daemon::state::{KEY_FILE, MachineState};
+use crate::daemon::{self, DaemonError, lock};
+use crate::home::{Home, HomeError};
+use crate::{qr, render};
+
+/// A command failed; the message is one line for the person who ran it.
+#[derive(Debug)]
+pub struct CommandError(pub String);
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::error::Error> From<E> for CommandError {
+    fn from(error: E) -> Self {
+        CommandError(error.to_string())
+    }
+}
+
+/// The daemon's log file when it runs detached.
+pub const LOG_FILE: &str = "daemon.log";
+
+/// How long `daemon start` waits for the new daemon to answer.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `daemon start` waits for the relay to accept a pairing link before it returns.
+const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `muxagent daemon start`.
+pub fn daemon_start(home: &Home, start: cli::DaemonStart) -> Result<(), CommandError> {
+    if let Some(pid) = lock::running(home) {
+        return Err(DaemonError::AlreadyRunning(pid).into());
+    }
+    let relay = chosen_relay(home, start.relay)?;
+    if start.foreground {
+        if std::env::var_os(DETACHED_ENV).is_some() {
+            // Leave the terminal's session so closing it does not stop the daemon.
+            let _ = rustix::process::setsid();
+        }
+        return Ok(daemon::run_foreground(home.clone(), Some(relay))?);
+    }
+    let status = spawn_detached(home, &relay)?;
+    println!("daemon started (pid {}), relay {relay}", status["pid"]);
+    println!("log: {}", home.path(LOG_FILE).display());
+    if status["paired_devices"].as_u64() == Some(0) {
+        show_first_link(home)?;
+    }
+    Ok(())
+}
+
+const DETACHED_ENV: &str = "MUXAGENT_DETACHED";
+
+fn chosen_relay(home: &Home, given: Option<String>) -> Result<String, CommandError> {
+    let relay = match given {
+        Some(relay) => relay,
+        None => MachineState::load(home)?
+            .relay
+            .ok_or(DaemonError::NoRelay)?,
+    };
+    muxagent_relay::client::RelayUrl::parse(&relay)?;
+    Ok(relay.trim_end_matches('/').to_string())
+}
+
+/// Start the daemon in the background and wait until it answers.
+fn spawn_detached(home: &Home, relay: &str) -> Result<serde_json::Value, CommandError> {
+    let log_path = home.path(LOG_FILE);
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .map_err(|error| CommandError(format!("cannot open {}: {error}", log_path.display())))?;
+    let exe = std::env::current_exe()?;
+    std::process::Command::new(exe)
+        .args(["daemon", "start", "--foreground", "--relay", relay])
+        .env("MUXAGENT_HOME", home.root())
+        .env(DETACHED_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .map_err(|error| CommandError(format!("cannot start the daemon: {error}")))?;
+    smol::block_on(control::wait_until_up(home, START_TIMEOUT)).ok_or_else(|| {
+        CommandError(format!(
+            "the daemon did not start; see {}",
+            log_path.display()
+        ))
+    })
+}
+
+/// Print the pairing QR and link of a freshly started, unpaired daemon.
+fn show_first_link(home: &Home) -> Result<(), CommandError> {
+    let shown = smol::block_on(smol::future::or(
+        async {
+            let mut shown = false;
+            let _ = control::follow(home, "pair", |notice| {
+                if let Notice::PairingLink { link, .. } = notice {
+                    print_link(&link);
+                    shown = true;
+                }
+                false
+            })
+            .await;
+            shown
+        },
+        async {
+            smol::Timer::after(LINK_TIMEOUT).await;
+            false
+        },
+    ));
+    if !shown {
+        println!(
+            "not connected to the relay yet; `muxagent daemon status` shows the pairing link once it is"
+        );
+    }
+    Ok(())
+}
+
+fn print_link(link: &str) {
+    if let Some(code) = qr::render(link) {
+        println!("{code}");
+    }
+    println!("Scan the code with your phone, or open the link in a browser, or run");
+    println!("  muxagent ctl pair '{link}'");
+    println!("on the controlling computer. The link works once and expires in 5 minutes.");
+}
+
+/// `muxagent daemon stop`.
+pub fn daemon_stop(home: &Home) -> Result<(), CommandError> {
+    if lock::running(home).is_none() {
+        println!("the daemon is not running");
+        return Ok(());
+    }
+    smol::block_on(control::request(home, "stop")).ok_or_else(|| {
+        CommandError("the daemon holds its lock but does not answer on its socket".into())
+    })?;
+    let deadline = std::time::Instant::now() + START_TIMEOUT;
+    while lock::running(home).is_some() {
+        if std::time::Instant::now() > deadline {
+            return Err(CommandError("the daemon did not stop within 10 s".into()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("daemon stopped");
+    Ok(())
+}
+
+/// `muxagent daemon status`.
+pub fn daemon_status(home: &Home, json_out: bool) -> Result<(), CommandError> {
+    let status = match smol::block_on(control::request(home, "status")).and_then(|mut r| r.pop()) {
+        Some(status) => status,
+        None => {
+            let state = MachineState::load(home)?;
+            json!({ "running": false, "relay": state.relay, "paired_devices": state.devices.len() })
+        }
+    };
+    if json_out {
+        println!("{status}");
+        return Ok(());
+    }
+    if status["running"] != json!(true) {
+        println!("the daemon is not running (start it with `muxagent daemon start`)");
+        return Ok(());
+    }
+    println!(
+        "daemon running (pid {}) on {}",
+        status["pid"],
+        status["hostname"].as_str().unwrap_or("?")
+    );
+    println!(
+        "fingerprint  {}",
+        status["fingerprint"].as_str().unwrap_or("?")
+    );
+    println!(
+        "relay        {} ({})",
+        status["relay"].as_str().unwrap_or("?"),
+        if status["connected"] == json!(true) {
+            "connected"
+        } else {
+            "not connected"
+        }
+    );
+    if let Some(error) = status["last_error"].as_str() {
+        println!("last error   {error}");
+    }
+    println!("devices      {}", status["paired_devices"]);
+    println!("sessions     {}", status["sessions"]);
+    if let Some(link) = status["pairing"]["link"].as_str() {
+        print_link(link);
+    }
+    Ok(())
+}
+
+/// `muxagent daemon install`.
+pub fn daemon_install(home: &Home) -> Result<(), CommandError> {
+    let exe = std::env::current_exe()?;
+    let user_home = std::env::var_os("HOME").ok_or(HomeError::NoHome)?;
+    let user_home = std::path::PathBuf::from(user_home);
+    if cfg!(target_os = "macos") {
+        let path = user_home.join("Library/LaunchAgents/dev.muxagent.daemon.plist");
+        let plist = format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0">
+<dict>
+  <key>Label</key><string>dev.muxagent.daemon</string>
+  <key>ProgramArguments</key>
+  <array><string>{}</string><string>daemon</string><string>start</string><string>--foreground</string></array>
+  <key>EnvironmentVariables</key><dict><key>MUXAGENT_HOME</key><string>{}</string></dict>
+  <key>RunAtLoad</key><true/>
+  <key>KeepAlive</key><true/>
+  <key>StandardErrorPath</key><string>{}</string>
+</dict>
+</plist>
+"#,
+            exe.display(),
+            home.root().display(),
+            home.path(LOG_FILE).display()
+        );
+        write_unit(&path, &plist)?;
+        println!(
+            "wrote {}\nload it with: launchctl load -w {}",
+            path.display(),
+            path.display()
+        );
+    } else {
+        let path = user_home.join(".config/systemd/user/muxagent.service");
+        let unit = format!(
+            "[Unit]\nDescription=muxagent daemon\nAfter=network-online.target\n\n[Service]\nEnvironment=MUXAGENT_HOME={}\nExecStart={} daemon start --foreground\nRestart=on-failure\nRestartSec=5\n\n[Install]\nWantedBy=default.target\n",
+            home.root().display(),
+            exe.display()
+        );
+        write_unit(&path, &unit)?;
+        println!(
+            "wrote {}\nenable it with: systemctl --user daemon-reload && systemctl --user enable --now muxagent",
+            path.display()
+        );
+        println!("(to keep it running after you log out: loginctl enable-linger)");
+    }
+    Ok(())
+}
+
+fn write_unit(path: &std::path::Path, text: &str) -> Result<(), CommandError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::home::write_atomic(path, text.as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// `muxagent pair`.
+pub fn pair(home: &Home, pair: cli::Pair) -> Result<(), CommandError> {
+    if lock::running(home).is_none() {
+        let relay = chosen_relay(home, pair.relay)?;
+        let status = spawn_detached(home, &relay)?;
+        println!("daemon started (pid {}), relay {relay}", status["pid"]);
+    } else if pair.relay.is_some() {
+        return Err(CommandError(
+            "the daemon is running; stop it to change the relay (`muxagent daemon stop`)".into(),
+        ));
+    }
+    let mut outcome = Err(CommandError(
+        "the daemon stopped before pairing finished".into(),
+    ));
+    smol::block_on(control::follow(home, "pair", |notice| match notice {
+        Notice::PairingLink { link, .. } => {
+            print_link(&link);
+            println!("waiting for a device…");
+            true
+        }
+        Notice::Paired { device } => {
+            println!("paired with device {device}");
+            outcome = Ok(());
+            false
+        }
+        Notice::PairingExpired => {
+            outcome = Err(CommandError(
+                "the pairing link expired unused; run `muxagent pair` again".into(),
+            ));
+            false
+        }
+        Notice::Unpaired | Notice::Failed { .. } => {
+            outcome = Err(CommandError(format!("pairing failed: {notice:?}")));
+            false
+        }
+    }))
+    .map_err(CommandError)?;
+    outcome
+}
+
+/// `muxagent auth status`.
+pub fn auth_status(home: &Home, json_out: bool) -> Result<(), CommandError> {
+    let identity = home.load_identity(KEY_FILE)?;
+    let state = MachineState::load(home)?;
+    let fingerprint = identity.map(|identity| identity.public().fingerprint());
+    if json_out {
+        let devices: Vec<_> = state
+            .devices
+            .iter()
+            .map(|d| json!({ "fingerprint": d.fingerprint, "paired_at": d.paired_at }))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "fingerprint": fingerprint.map(|f| f.to_string()),
+                "fingerprint_full": fingerprint.map(|f| f.to_hex()),
+                "relay": state.relay,
+                "devices": devices,
+            })
+        );
+        return Ok(());
+    }
+    match fingerprint {
+        Some(fingerprint) => println!("fingerprint  {fingerprint}  ({})", fingerprint.to_hex()),
+        None => println!("fingerprint  none yet (made on the first `muxagent daemon start`)"),
+    }
+    println!(
+        "relay        {}",
+        state.relay.as_deref().unwrap_or("not set")
+    );
+    if state.devices.is_empty() {
+        println!("devices      none (pair with `muxagent pair`)");
+    }
+    for device in &state.devices {
+        println!(
+            "device       {}  paired {}",
+            device.fingerprint,
+            crate::log::timestamp(device.paired_at)
+        );
+    }
+    Ok(())
+}
+
+/// `muxagent unpair`.
+pub fn unpair(home: &Home) -> Result<(), CommandError> {
+    if lock::running(home).is_none() {
+        return Err(CommandError(
+            "the daemon must run to tell the relay; start it with `muxagent daemon start`".into(),
+        ));
+    }
+    let mut outcome = Err(CommandError(
+        "the daemon stopped before the relay answered".into(),
+    ));
+    smol::block_on(control::follow(home, "unpair", |notice| {
+        outcome = match notice {
+            Notice::Unpaired => {
+                println!("unpaired: the relay forgot this machine and it forgot its devices");
+                Ok(())
+            }
+            Notice::Failed { reason } => Err(CommandError(reason)),
+            other => Err(CommandError(format!("unexpected answer: {other:?}"))),
+        };
+        false
+    }))
+    .map_err(CommandError)?;
+    outcome
+}
+
+/// `muxagent sessions`.
+pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
+    let sessions = if lock::running(home).is_some() {
+        let rows = smol::block_on(control::request(home, "sessions"))
+            .and_then(|mut replies| replies.pop())
+            .ok_or_else(|| CommandError("the daemon did not answer".into()))?;
+        if json_out {
+            println!("{}", rows["sessions"]);
+            return Ok(());
+        }
+        rows["sessions"].as_array().cloned().unwrap_or_default()
+    } else {
+        let _lock = lock::acquire(home)?;
+        let (sessions, _) = daemon::sessions::Sessions::open(&daemon::sessions_dir(home))?;
+        let rows: Vec<_> = sessions.list().iter().map(render::session_json).collect();
+        if json_out {
+            println!("{}", serde_json::Value::Array(rows));
+            return Ok(());
+        }
+        rows
+    };
+    if sessions.is_empty() {
+        println!("no sessions");
+    }
+    for row in sessions {
+        println!(
+            "{:<10} {:<8} {:<16} {}",
+            row["id"].as_str().unwrap_or("").get(..8).unwrap_or(""),
+            row["runtime"].as_str().unwrap_or(""),
+            row["status"].as_str().unwrap_or(""),
+            row["title"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,872 @@
+//! The relay link: log in (as a pending machine until paired), keep the connection with jittered
+//! exponential backoff, pair, answer devices, and catch them up from their cursors.
+
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use muxagent_proto::app::{
+    Ack, AppError, AppErrorCode, Cursor, DeviceMessage, EventKind, MachineMessage, ReplayComplete,
+    RuntimeInfo, Runtimes, SessionId, SessionList, SessionStatus, StartSession, Stream,
+};
+use muxagent_proto::frame::{
+    self, ErrorCode, Frame, OpenPairing, PairingId, RegistryEntry, Role, SignedEntry,
+};
+use muxagent_proto::identity::Fingerprint;
+use muxagent_proto::limits::{
+    DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, RECONNECT_MAX_MS, RECONNECT_MIN_MS, STOP_GRACE_MS,
+};
+use muxagent_proto::machine::{Incoming, Pairing, PairingStep};
+use muxagent_proto::ticket::{PairingSecret, Ticket};
+use muxagent_relay::client::{Client, ClientConfig, ClientError};
+use rand_core::Rng;
+use smol::channel::Receiver;
+use smol::{LocalExecutor, Timer};
+
+use super::control::Notice;
+use super::{DeviceSync, Out, PairingOffer, Shared, command};
+use crate::{log, os};
+
+/// The registry request number of an unpair.
+const UNPAIR_REQUEST: u32 = 1;
+
+/// Why a relay connection ended, and how long to wait before the next.
+enum Ended {
+    /// Reconnect after the usual backoff.
+    Failed(String),
+    /// Reconnect at once (paired: log in again as a machine).
+    Again,
+    /// The relay asked for a pause.
+    After(Duration, String),
+}
+
+/// Keep a relay connection until the daemon stops.
+pub async fn run(core: Shared, executor: Rc<LocalExecutor<'static>>) {
+    let mut backoff = RECONNECT_MIN_MS;
+    loop {
+        let ended = connect_once(&core, &executor).await;
+        let wait = match ended {
+            Ended::Again => {
+                backoff = RECONNECT_MIN_MS;
+                continue;
+            }
+            Ended::Failed(reason) => {
+                log::warn(&format!("relay: {reason}; retrying"));
+                core.borrow_mut().status.last_error = Some(reason);
+                let jittered = jitter(backoff);
+                backoff = (backoff * 2).min(RECONNECT_MAX_MS);
+                jittered
+            }
+            Ended::After(delay, reason) => {
+                log::info(&format!("relay: {reason}"));
+                core.borrow_mut().status.last_error = Some(reason);
+                backoff = RECONNECT_MIN_MS;
+                delay + jitter(RECONNECT_MIN_MS)
+            }
+        };
+        Timer::after(wait).await;
+    }
+}
+
+/// `ms` ±50 %.
+fn jitter(ms: u64) -> Duration {
+    let spread = os::rng().next_u64() % (ms + 1);
+    Duration::from_millis(ms / 2 + spread)
+}
+
+async fn connect_once(core: &Shared, executor: &Rc<LocalExecutor<'static>>) -> Ended {
+    let (url, identity, hostname, role) = {
+        let core = core.borrow();
+        let role = if core.state.devices.is_empty() {
+            Role::PendingMachine
+        } else {
+            Role::Machine
+        };
+        let Some(url) = core.state.relay.clone() else {
+            return Ended::Failed("no relay URL".into());
+        };
+        (url, core.identity.clone(), core.hostname.clone(), role)
+    };
+    let mut client = match Client::connect(
+        &url,
+        &identity,
+        role,
+        Some(hostname),
+        &ClientConfig::default(),
+    )
+    .await
+    {
+        Ok(client) => client,
+        Err(ClientError::Refused {
+            code: ErrorCode::Revoked,
+            reason,
+        }) => {
+            return Ended::After(
+                Duration::from_secs(600),
+                format!(
+                    "this machine was revoked: {reason}; run `muxagent unpair` then `muxagent pair`"
+                ),
+            );
+        }
+        Err(error) => return Ended::Failed(error.to_string()),
+    };
+    log::info(&format!(
+        "relay: connected to {url} as {}",
+        if role == Role::Machine {
+            "machine"
+        } else {
+            "pending machine"
+        }
+    ));
+    let (outgoing, queue) = smol::channel::bounded(DAEMON_OUTGOING_QUEUE);
+    {
+        let mut core = core.borrow_mut();
+        core.outgoing = Some(outgoing);
+        core.status.connected = true;
+        core.status.last_error = None;
+        if role == Role::PendingMachine {
+            core.want_pairing = true;
+        }
+    }
+    let ended = serve(core, executor, &mut client, &queue, &url).await;
+    {
+        let mut core = core.borrow_mut();
+        core.outgoing = None;
+        core.status.connected = false;
+        core.status.pairing = None;
+        core.pairing = None;
+        core.peers.clear();
+        core.devices.clear();
+    }
+    client.close().await;
+    ended
+}
+
+enum Step {
+    Frame(Result<Frame, ClientError>),
+    Out(Out),
+    Tick,
+}
+
+async fn serve(
+    core: &Shared,
+    executor: &Rc<LocalExecutor<'static>>,
+    client: &mut Client,
+    queue: &Receiver<Out>,
+    url: &str,
+) -> Ended {
+    loop {
+        if core.borrow().want_pairing && core.borrow().pairing.is_none() {
+            open_pairing(core, url);
+        }
+        let expires = core
+            .borrow()
+            .status
+            .pairing
+            .as_ref()
+            .map(|offer| offer.expires_at);
+        let tick = async {
+            match expires {
+                Some(at) => {
+                    Timer::after(Duration::from_secs(at.saturating_sub(os::unix_now()))).await
+                }
+                None => smol::future::pending::<std::time::Instant>().await,
+            };
+            Step::Tick
+        };
+        let step = smol::future::or(
+            async { Step::Frame(client.recv().await) },
+            smol::future::or(
+                async {
+                    match queue.recv().await {
+                        Ok(out) => Step::Out(out),
+                        Err(_) => smol::future::pending().await,
+                    }
+                },
+                tick,
+            ),
+        )
+        .await;
+        match step {
+            Step::Frame(Ok(frame)) => {
+                if let Some(ended) = on_frame(core, executor, frame) {
+                    return ended;
+                }
+            }
+            Step::Frame(Err(error)) => return Ended::Failed(error.to_string()),
+            Step::Out(out) => {
+                let frame = match out {
+                    Out::Wake => continue,
+                    Out::Frame(frame) => frame,
+                    Out::ToDevice(device, message) => {
+                        let sealed = core.borrow_mut().peers.send(device, &message);
+                        match sealed {
+                            Ok(frame) => frame,
+                            Err(_) => continue, // the device's channel is gone; it will resync
+                        }
+                    }
+                };
+                if let Err(error) = client.send(&frame).await {
+                    return Ended::Failed(error.to_string());
+                }
+            }
+            Step::Tick => {
+                let mut core = core.borrow_mut();
+                core.pairing = None;
+                core.status.pairing = None;
+                core.notify(Notice::PairingExpired);
+                // An unpaired machine keeps offering a fresh link; a paired one offered one
+                // only because `muxagent pair` asked.
+                core.want_pairing = core.state.devices.is_empty();
+                log::info("the pairing link expired");
+            }
+        }
+    }
+}
+
+/// Make a new ticket, register its pairing id with the relay, and show the link.
+fn open_pairing(core: &Shared, url: &str) {
+    let mut rng = os::rng();
+    let mut id = [0u8; 16];
+    let mut secret = [0u8; 32];
+    rng.fill_bytes(&mut id);
+    rng.fill_bytes(&mut secret);
+    let pairing_id = PairingId(id);
+    let expires_at = os::unix_now() + PAIRING_TTL_SECS;
+    let mut core = core.borrow_mut();
+    let public = core.identity.public();
+    let Ok(relay_url) = url.try_into() else {
+        log::error("the relay URL is too long for a pairing ticket");
+        core.want_pairing = false;
+        return;
+    };
+    let ticket = Ticket {
+        relay_url,
+        pairing_id,
+        machine: public.fingerprint(),
+        machine_noise: public.noise,
+        secret: PairingSecret(secret),
+        hostname: core.hostname.clone(),
+        expires_at,
+    };
+    let link = ticket.link();
+    let pairing = Pairing::new(
+        &core.identity,
+        pairing_id,
+        PairingSecret(secret),
+        core.hostname.clone(),
+    );
+    core.pairing = Some(pairing);
+    core.send_frame(
+        OpenPairing {
+            pairing_id,
+            expires_at,
+        }
+        .into(),
+    );
+    core.status.pairing = Some(PairingOffer {
+        link: link.clone(),
+        expires_at,
+    });
+    core.notify(Notice::PairingLink {
+        link: link.clone(),
+        expires_at,
+    });
+    log::info(&format!(
+        "pair a device with this link (valid {} min):\n{}\n{link}",
+        PAIRING_TTL_SECS / 60,
+        crate::qr::render(&link).unwrap_or_default()
+    ));
+}
+
+fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) -> Option<Ended> {
+    match frame {
+        Frame::Recv(recv) => {
+            let incoming = {
+                let mut core = core.borrow_mut();
+                let identity = core.identity.clone();
+                let paired = core.state.device_identities();
+                core.peers
+                    .receive(&identity, &paired, recv.from, &recv.payload, &mut os::rng())
+            };
+            match incoming {
+                Ok(Incoming::Reply(frame)) => core.borrow().send_frame(frame),
+                Ok(Incoming::Message(message)) => on_message(core, executor, recv.from, message),
+                Ok(Incoming::Skipped | Incoming::Stale) => {}
+                Err(error) => log::warn(&format!("device {}: {error}", recv.from)),
+            }
+            None
+        }
+        Frame::PairRecv(recv) => on_pair_recv(core, recv),
+        Frame::RegistryAck(ack) if ack.request == UNPAIR_REQUEST => {
+            let mut core = core.borrow_mut();
+            core.state.devices.clear();
+            let home = core.home.clone();
+            if let Err(error) = core.state.save(&home) {
+                log::error(&format!(
+                    "unpaired on the relay, but could not save it: {error}"
+                ));
+            }
+            core.notify(Notice::Unpaired);
+            log::info("unpaired: this machine left its account");
+            Some(Ended::Again)
+        }
+        Frame::PairingOpened(_) | Frame::RegistryAck(_) | Frame::Presence(_) => None,
+        Frame::Error(error) if error.request == Some(UNPAIR_REQUEST) => {
+            core.borrow_mut().notify(Notice::Failed {
+                reason: format!("the relay refused: {}", error.reason),
+            });
+            None
+        }
+        Frame::Error(error) => match error.code {
+            ErrorCode::Displaced => Some(Ended::After(
+                Duration::from_secs(60),
+                format!(
+                    "another daemon logged in with this machine's key: {}",
+                    error.reason
+                ),
+            )),
+            ErrorCode::Revoked => Some(Ended::After(
+                Duration::from_secs(600),
+                format!("revoked: {}", error.reason),
+            )),
+            ErrorCode::PeerOffline | ErrorCode::Dropped => None,
+            _ => {
+                log::warn(&format!("relay: {:?}: {}", error.code, error.reason));
+                None
+            }
+        },
+        Frame::Restarting(restarting) => Some(Ended::After(
+            Duration::from_millis(u64::from(restarting.reconnect_in_ms)),
+            "the relay is restarting".into(),
+        )),
+        _ => None,
+    }
+}
+
+fn on_pair_recv(core: &Shared, recv: frame::PairRecv) -> Option<Ended> {
+    let mut core = core.borrow_mut();
+    let identity = core.identity.clone();
+    let pairing = core
+        .pairing
+        .as_mut()
+        .filter(|p| p.pairing_id() == recv.pairing_id)?;
+    match pairing.on_pair_recv(&identity, recv.from, &recv.payload, &mut os::rng()) {
+        Ok(PairingStep::Send(frame)) => core.send_frame(frame),
+        Ok(PairingStep::Ignored) => {}
+        Ok(PairingStep::Paired(device)) => {
+            core.state.add_device(&device, os::unix_now());
+            let saved = core.state.save(&core.home);
+            core.pairing = None;
+            core.status.pairing = None;
+            core.want_pairing = false;
+            match saved {
+                Ok(()) => log::info(&format!("paired with device {}", device.fingerprint())),
+                Err(error) => log::error(&format!("paired, but could not save it: {error}")),
+            }
+            core.notify(Notice::Paired {
+                device: device.fingerprint().to_string(),
+            });
+            // Log in again: a pending machine becomes a machine.
+            return Some(Ended::Again);
+        }
+        Err(error) => log::warn(&format!("pairing with {}: {error}", recv.from)),
+    }
+    None
+}
+
+fn on_message(
+    core: &Shared,
+    executor: &Rc<LocalExecutor<'static>>,
+    device: Fingerprint,
+    message: DeviceMessage,
+) {
+    let now = os::unix_now();
+    match message {
+        DeviceMessage::Hello(hello) => {
+            let mut c = core.borrow_mut();
+            let mut sync = DeviceSync::default();
+            // Sessions the device has no cursor for: only what happens from now on.
+            for info in c.sessions.list() {
+                sync.cursors.insert(info.id, info.last_seq);
+            }
+            for cursor in hello.cursors {
+                if c.sessions.info(&cursor.session).is_some() {
+                    sync.cursors.insert(cursor.session, cursor.last_seq);
+                }
+            }
+            c.devices.insert(device, sync);
+            let list = SessionList {
+                request: None,
+                hostname: c.hostname.clone(),
+                sessions: c.sessions.list(),
+            };
+            c.reply(device, MachineMessage::SessionList(list));
+            c.request_replay(device);
+        }
+        DeviceMessage::ListSessions(request) => {
+            let c = core.borrow();
+            let list = SessionList {
+                request: Some(request.request),
+                hostname: c.hostname.clone(),
+                sessions: c.sessions.list(),
+            };
+            c.reply(device, MachineMessage::SessionList(list));
+        }
+        DeviceMessage::ListRuntimes(request) => {
+            let runtimes = vec![RuntimeInfo {
+                name: "command".try_into().unwrap_or_default(),
+                available: true,
+                detail: "any shell command".into(),
+            }];
+            core.borrow().reply(
+                device,
+                MachineMessage::Runtimes(Runtimes {
+                    request: request.request,
+                    runtimes,
+                }),
+            );
+        }
+        DeviceMessage::StartSession(start) => {
+            let request = start.request;
+            match start_session(core, executor, device, start, now) {
+                Ok(session) => core.borrow().reply(device, ack(request, Some(session))),
+                Err((code, message)) => core.borrow().reply(device, refuse(request, code, message)),
+            }
+        }
+        DeviceMessage::SendPrompt(prompt) => {
+            let request = prompt.request;
+            let result = send_input(core, executor, prompt.session, prompt.text, now);
+            core.borrow().reply(
+                device,
+                match result {
+                    Ok(()) => ack(request, Some(prompt.session)),
+                    Err((code, message)) => refuse(request, code, message),
+                },
+            );
+        }
+        DeviceMessage::Interrupt(interrupt) => {
+            let c = core.borrow();
+            let reply = match c.processes.get(&interrupt.session) {
+                Some(process) => match process.signal(rustix::process::Signal::INT) {
+                    Ok(()) => ack(interrupt.request, Some(interrupt.session)),
+                    Err(error) => {
+                        refuse(interrupt.request, AppErrorCode::Internal, error.to_string())
+                    }
+                },
+                None => not_running(&c.sessions, interrupt.request, interrupt.session),
+            };
+            c.reply(device, reply);
+        }
+        DeviceMessage::Stop(stop) => {
+            let reply = stop_session(core, executor, stop.session, stop.request);
+            core.borrow().reply(device, reply);
+        }
+        DeviceMessage::Decide(decide) => core.borrow().reply(
+            device,
+            refuse(
+                decide.request,
+                AppErrorCode::UnknownApproval,
+                "no approval is pending with that id".into(),
+            ),
+        ),
+        DeviceMessage::SetMode(set) => core.borrow().reply(
+            device,
+            refuse(
+                set.request,
+                AppErrorCode::InvalidState,
+                "command sessions have no permission modes".into(),
+            ),
+        ),
+        DeviceMessage::Replay(replay) => {
+            let mut c = core.borrow_mut();
+            if c.sessions.info(&replay.session).is_none() {
+                c.reply(
+                    device,
+                    refuse(
+                        replay.request,
+                        AppErrorCode::UnknownSession,
+                        format!("no session {}", replay.session),
+                    ),
+                );
+                return;
+            }
+            if let Some(sync) = c.devices.get_mut(&device) {
+                sync.cursors.insert(replay.session, replay.after_seq);
+            }
+            c.request_replay(device);
+        }
+        DeviceMessage::ForgetDevice(forget) => {
+            let mut c = core.borrow_mut();
+            c.reply(device, ack(forget.request, None));
+            let signing = c
+                .state
+                .devices
+                .iter()
+                .position(|d| d.identity().map(|i| i.fingerprint()) == Some(device));
+            if let Some(index) = signing {
+                c.state.devices.remove(index);
+                let home = c.home.clone();
+                if let Err(error) = c.state.save(&home) {
+                    log::error(&format!("could not forget device {device}: {error}"));
+                }
+                log::info(&format!("device {device} unpaired itself"));
+            }
+        }
+        DeviceMessage::PairingComplete(_) => {}
+    }
+}
+
+fn ack(request: u32, session: Option<SessionId>) -> MachineMessage {
+    MachineMessage::Ack(Ack { request, session })
+}
+
+fn refuse(request: u32, code: AppErrorCode, message: String) -> MachineMessage {
+    MachineMessage::Error(AppError {
+        request: Some(request),
+        code,
+        message,
+    })
+}
+
+fn not_running(sessions: &super::Sessions, request: u32, session: SessionId) -> MachineMessage {
+    match sessions.info(&session) {
+        None => refuse(
+            request,
+            AppErrorCode::UnknownSession,
+            format!("no session {session}"),
+        ),
+        Some(_) => refuse(
+            request,
+            AppErrorCode::InvalidState,
+            format!("session {session} is not running"),
+        ),
+    }
+}
+
+type Refusal = (AppErrorCode, String);
+
+fn start_session(
+    core: &Shared,
+    executor: &Rc<LocalExecutor<'static>>,
+    device: Fingerprint,
+    start: StartSession,
+    now: u64,
+) -> Result<SessionId, Refusal> {
+    if start.runtime.as_str() != "command" {
+        return Err((
+            AppErrorCode::UnknownRuntime,
+            format!(
+                "runtime `{}` is not available on this machine (available: command)",
+                start.runtime
+            ),
+        ));
+    }
+    let cwd = Path::new(&start.cwd);
+    if !cwd.is_dir() {
+        return Err((
+            AppErrorCode::BadRequest,
+            format!("{} is not a directory on this machine", start.cwd),
+        ));
+    }
+    let argv = command::command_line(&start.args, &start.prompt);
+    let mut id = [0u8; 16];
+    os::rng().fill_bytes(&mut id);
+    let id = SessionId(id);
+    let title = start
+        .title
+        .clone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| argv.join(" ").chars().take(80).collect());
+    let started = EventKind::Started {
+        runtime: start.runtime.clone(),
+        args: argv.clone(),
+        cwd: start.cwd.clone(),
+        title,
+        device,
+    };
+    core.borrow_mut()
+        .create_session(id, started, now)
+        .map_err(|e| (AppErrorCode::Internal, e.to_string()))?;
+    match command::spawn(&argv, cwd) {
+        Ok((process, child)) => {
+            core.borrow_mut().processes.insert(id, process);
+            executor
+                .spawn(watch_child(core.clone(), id, child))
+                .detach();
+            Ok(id)
+        }
+        Err(error) => {
+            let mut c = core.borrow_mut();
+            let _ = c.record(
+                id,
+                EventKind::Error {
+                    message: format!("cannot start {}: {error}", argv[0]),
+                },
+                now,
+            );
+            let _ = c.record(id, EventKind::Status(SessionStatus::Error), now);
+            Ok(id)
+        }
+    }
+}
+
+/// Pump a child's output into its session, then record how it ended.
+async fn watch_child(core: Shared, id: SessionId, mut child: smol::process::Child) {
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let out = {
+        let core = core.clone();
+        async move {
+            if let Some(stdout) = stdout {
+                command::pump(stdout, Stream::Stdout, |stream, text| {
+                    super::record_output(&core, id, stream, text)
+                })
+                .await;
+            }
+        }
+    };
+    let err = {
+        let core = core.clone();
+        async move {
+            if let Some(stderr) = stderr {
+                command::pump(stderr, Stream::Stderr, |stream, text| {
+                    super::record_output(&core, id, stream, text)
+                })
+                .await;
+            }
+        }
+    };
+    smol::future::zip(out, err).await;
+    let status = child.status().await;
+    let mut c = core.borrow_mut();
+    c.processes.remove(&id);
+    let stopped = c.stopping.remove(&id);
+    let now = os::unix_now();
+    let (code, signal, final_status) = match status {
+        Ok(status) => {
+            let (code, signal) = command::exit_parts(status);
+            let final_status = if stopped {
+                SessionStatus::Stopped
+            } else if code == Some(0) {
+                SessionStatus::Done
+            } else {
+                SessionStatus::Error
+            };
+            (code, signal, final_status)
+        }
+        Err(_) => (None, None, SessionStatus::Error),
+    };
+    for kind in [
+        EventKind::Exited { code, signal },
+        EventKind::Status(final_status),
+    ] {
+        if let Err(error) = c.record(id, kind, now) {
+            log::error(&format!("session {id}: {error}"));
+        }
+    }
+}
+
+fn send_input(
+    core: &Shared,
+    executor: &Rc<LocalExecutor<'static>>,
+    session: SessionId,
+    text: String,
+    now: u64,
+) -> Result<(), Refusal> {
+    let mut c = core.borrow_mut();
+    let Some(process) = c.processes.get_mut(&session) else {
+        return Err(match c.sessions.info(&session) {
+            None => (
+                AppErrorCode::UnknownSession,
+                format!("no session {session}"),
+            ),
+            Some(_) => (
+                AppErrorCode::InvalidState,
+                format!("session {session} is not running"),
+            ),
+        });
+    };
+    let Some(mut stdin) = process.stdin.take() else {
+        return Err((
+            AppErrorCode::InvalidState,
+            "the session's input is busy or closed".into(),
+        ));
+    };
+    c.record(session, EventKind::Prompt { text: text.clone() }, now)
+        .map_err(|e| (AppErrorCode::Internal, e.to_string()))?;
+    let core = core.clone();
+    executor
+        .spawn(async move {
+            use smol::io::AsyncWriteExt;
+            let mut line = text.into_bytes();
+            line.push(b'\n');
+            let written = stdin.write_all(&line).await.and(stdin.flush().await);
+            if written.is_ok()
+                && let Some(process) = core.borrow_mut().processes.get_mut(&session)
+            {
+                process.stdin = Some(stdin);
+            }
+        })
+        .detach();
+    Ok(())
+}
+
+fn stop_session(
+    core: &Shared,
+    executor: &Rc<LocalExecutor<'static>>,
+    session: SessionId,
+    request: u32,
+) -> MachineMessage {
+    let mut c = core.borrow_mut();
+    let Some(process) = c.processes.get(&session) else {
+        return not_running(&c.sessions, request, session);
+    };
+    if let Err(error) = process.signal(rustix::process::Signal::TERM) {
+        return refuse(request, AppErrorCode::Internal, error.to_string());
+    }
+    let group = process.group;
+    c.stopping.insert(session);
+    let core = core.clone();
+    executor
+        .spawn(async move {
+            Timer::after(Duration::from_millis(STOP_GRACE_MS)).await;
+            if core.borrow().processes.contains_key(&session) {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
+        })
+        .detach();
+    ack(request, Some(session))
+}
+
+/// Take replay requests and run one catch-up task per device.
+pub async fn replayer(
+    core: Shared,
+    executor: Rc<LocalExecutor<'static>>,
+    requests: Receiver<Fingerprint>,
+) {
+    while let Ok(device) = requests.recv().await {
+        executor.spawn(replay(core.clone(), device)).detach();
+    }
+}
+
+/// Send `device` every event after its cursors, a page at a time with backpressure, then
+/// `ReplayComplete`, then switch it to live events — with no await between the last empty read
+/// and the switch, so no event falls between replay and live.
+async fn replay(core: Shared, device: Fingerprint) {
+    let mut complete_sent = false;
+    loop {
+        let (page, outgoing) = {
+            let mut c = core.borrow_mut();
+            let Some(outgoing) = c.outgoing.clone() else {
+                return;
+            };
+            let ids = c.sessions.ids();
+            let Some(sync) = c.devices.get(&device) else {
+                return;
+            };
+            let cursors = sync.cursors.clone();
+            let mut page = Vec::new();
+            for id in ids {
+                let after = cursors.get(&id).copied().unwrap_or(0);
+                match c.sessions.page_after(id, after) {
+                    Ok(events) if !events.is_empty() => {
+                        page = events;
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(error) => log::error(&format!("replay for {device}: {error}")),
+                }
+            }
+            if page.is_empty() {
+                if complete_sent {
+                    if let Some(sync) = c.devices.get_mut(&device) {
+                        sync.live = true;
+                        sync.replaying = false;
+                    }
+                    return;
+                }
+                let cursors = cursors
+                    .iter()
+                    .map(|(session, last_seq)| Cursor {
+                        session: *session,
+                        last_seq: *last_seq,
+                    })
+                    .collect();
+                let complete = MachineMessage::ReplayComplete(ReplayComplete {
+                    request: None,
+                    cursors,
+                });
+                if outgoing.try_send(Out::ToDevice(device, complete)).is_ok() {
+                    if let Some(sync) = c.devices.get_mut(&device) {
+                        sync.live = true;
+                        sync.replaying = false;
+                    }
+                    return;
+                }
+                (Vec::new(), outgoing)
+            } else {
+                if let (Some(sync), Some(last)) = (c.devices.get_mut(&device), page.last()) {
+                    sync.cursors.insert(last.session, last.seq);
+                }
+                (page, outgoing)
+            }
+        };
+        if page.is_empty() {
+            // The queue was full: wait for room, then look again for events that came meanwhile.
+            let cursors = core
+                .borrow()
+                .devices
+                .get(&device)
+                .map(|s| {
+                    s.cursors
+                        .iter()
+                        .map(|(session, last_seq)| Cursor {
+                            session: *session,
+                            last_seq: *last_seq,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let complete = MachineMessage::ReplayComplete(ReplayComplete {
+                request: None,
+                cursors,
+            });
+            if outgoing
+                .send(Out::ToDevice(device, complete))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            complete_sent = true;
+            continue;
+        }
+        for event in page {
+            if outgoing
+                .send(Out::ToDevice(device, MachineMessage::Event(event)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// A device-signed or machine-signed registry entry for this machine leaving its account.
+pub fn unpair_entry(core: &super::Core) -> Option<Frame> {
+    let identity = &core.identity;
+    let entry = RegistryEntry::UnpairMachine {
+        machine: identity.public(),
+        at: os::unix_now(),
+    };
+    let signed = SignedEntry::sign(identity, &entry).ok()?;
+    Some(
+        frame::Registry {
+            request: UNPAIR_REQUEST,
+            entry: signed,
+        }
+        .into(),
+    )
+}

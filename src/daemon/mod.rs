@@ -1,0 +1,371 @@
+//! The machine's daemon: one process per machine that keeps the relay link, runs sessions and
+//! answers devices. Everything runs on one thread (a `LocalExecutor`), so the shared state is a
+//! `RefCell` that is never held across an await.
+//!
+//! - [`state`]: what is kept between runs (`machine.json`).
+//! - [`sessions`]: the sessions' logs and metadata.
+//! - [`command`]: the `command` runtime.
+//! - [`link`]: the relay connection, pairing and the device protocol.
+//! - [`control`]: the Unix socket the CLI talks to.
+//! - [`lock`]: one daemon per `$MUXAGENT_HOME`.
+
+pub mod command;
+pub mod control;
+pub mod link;
+pub mod lock;
+pub mod sessions;
+pub mod state;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use muxagent_proto::app::{Event, EventKind, MachineMessage, SessionId, SessionStatus, Stream};
+use muxagent_proto::frame::{Frame, Hostname};
+use muxagent_proto::identity::{Fingerprint, Identity};
+use muxagent_proto::machine::{Pairing, Peers};
+use smol::LocalExecutor;
+use smol::channel::Sender;
+
+use crate::home::{Home, HomeError};
+use crate::log;
+use crate::os;
+use command::Process;
+use sessions::{SessionError, Sessions};
+use state::MachineState;
+
+/// What the relay link sends, in order. App messages are encrypted when they are written, so
+/// the channel's counter order is the wire order.
+#[derive(Debug)]
+pub enum Out {
+    /// A frame as it is.
+    Frame(Frame),
+    /// An app message for a device, encrypted on its channel when written.
+    ToDevice(Fingerprint, MachineMessage),
+    /// Nothing to send: look at the state again (a pairing was asked for).
+    Wake,
+}
+
+/// Where a device is in its resync.
+#[derive(Debug, Default)]
+pub struct DeviceSync {
+    /// The last seq queued for the device, per session.
+    pub cursors: BTreeMap<SessionId, u64>,
+    /// Caught up: new events go to it as they happen.
+    pub live: bool,
+    /// A replay task runs for it.
+    pub replaying: bool,
+}
+
+/// The pairing link on show, for `daemon status`.
+#[derive(Clone, Debug)]
+pub struct PairingOffer {
+    /// `<relay>/pair#<ticket>`.
+    pub link: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// The relay link as the status command shows it.
+#[derive(Clone, Debug, Default)]
+pub struct LinkStatus {
+    /// Logged in to the relay now.
+    pub connected: bool,
+    /// The last failure, for people.
+    pub last_error: Option<String>,
+    /// A pairing link waiting for a device.
+    pub pairing: Option<PairingOffer>,
+}
+
+/// Everything the daemon's tasks share.
+pub struct Core {
+    pub home: Home,
+    pub identity: Rc<Identity>,
+    pub hostname: Hostname,
+    pub state: MachineState,
+    pub sessions: Sessions,
+    pub peers: Peers,
+    pub devices: BTreeMap<Fingerprint, DeviceSync>,
+    pub outgoing: Option<Sender<Out>>,
+    pub processes: BTreeMap<SessionId, Process>,
+    /// Sessions a device asked to stop (their exit is `Stopped`, not `Error`).
+    pub stopping: BTreeSet<SessionId>,
+    pub status: LinkStatus,
+    pub pairing: Option<Pairing>,
+    /// A device or `muxagent pair` asked for a pairing link.
+    pub want_pairing: bool,
+    /// Devices to catch up; the replayer task takes them.
+    pub replays: Sender<Fingerprint>,
+    /// Control clients waiting for pairing or unpairing news.
+    pub watchers: Vec<Sender<control::Notice>>,
+}
+
+/// The shared state.
+pub type Shared = Rc<RefCell<Core>>;
+
+/// The daemon could not start or run.
+#[derive(Debug)]
+pub enum DaemonError {
+    /// The state folder.
+    Home(HomeError),
+    /// The session logs.
+    Sessions(SessionError),
+    /// Another daemon holds the lock.
+    AlreadyRunning(String),
+    /// No relay URL was given or saved.
+    NoRelay,
+    /// A socket or process operation failed.
+    Io(&'static str, std::io::Error),
+}
+
+impl fmt::Display for DaemonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DaemonError::Home(error) => error.fmt(f),
+            DaemonError::Sessions(error) => error.fmt(f),
+            DaemonError::AlreadyRunning(pid) => write!(f, "the daemon is already running (pid {pid})"),
+            DaemonError::NoRelay => f.write_str(
+                "no relay is set: pass --relay URL (e.g. https://relay.example.net) once; it is saved",
+            ),
+            DaemonError::Io(what, error) => write!(f, "{what}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for DaemonError {}
+
+impl From<HomeError> for DaemonError {
+    fn from(error: HomeError) -> Self {
+        DaemonError::Home(error)
+    }
+}
+
+impl From<SessionError> for DaemonError {
+    fn from(error: SessionError) -> Self {
+        DaemonError::Sessions(error)
+    }
+}
+
+/// Path of the sessions folder.
+pub fn sessions_dir(home: &Home) -> PathBuf {
+    home.path("sessions")
+}
+
+impl Core {
+    /// Load keys, state and sessions from `home`.
+    pub fn load(home: Home, replays: Sender<Fingerprint>) -> Result<Self, DaemonError> {
+        let identity = home.load_or_create_identity(state::KEY_FILE, &mut os::rng())?;
+        let state = MachineState::load(&home)?;
+        let (sessions, repaired) = Sessions::open(&sessions_dir(&home))?;
+        for line in repaired {
+            log::warn(&line);
+        }
+        Ok(Core {
+            identity: Rc::new(identity),
+            hostname: os::hostname(),
+            state,
+            sessions,
+            peers: Peers::new(),
+            devices: BTreeMap::new(),
+            outgoing: None,
+            processes: BTreeMap::new(),
+            stopping: BTreeSet::new(),
+            status: LinkStatus::default(),
+            pairing: None,
+            want_pairing: false,
+            replays,
+            watchers: Vec::new(),
+            home,
+        })
+    }
+
+    /// Mark sessions whose process died with the previous daemon.
+    pub fn close_orphans(&mut self) -> Result<(), SessionError> {
+        for id in self.sessions.unfinished() {
+            let now = os::unix_now();
+            self.record(
+                id,
+                EventKind::Error {
+                    message: "the daemon stopped while this session ran; its process is gone"
+                        .into(),
+                },
+                now,
+            )?;
+            self.record(id, EventKind::Status(SessionStatus::Error), now)?;
+        }
+        Ok(())
+    }
+
+    /// Log an event and send it to every caught-up device. A device whose queue is full falls
+    /// back to replay from its cursor, so nothing is lost and the session never waits.
+    pub fn record(
+        &mut self,
+        id: SessionId,
+        kind: EventKind,
+        at: u64,
+    ) -> Result<Event, SessionError> {
+        let event = self.sessions.record(id, kind, at)?;
+        self.broadcast(&event);
+        Ok(event)
+    }
+
+    /// Create a session and broadcast its first event.
+    pub fn create_session(
+        &mut self,
+        id: SessionId,
+        started: EventKind,
+        at: u64,
+    ) -> Result<Event, SessionError> {
+        let event = self.sessions.create(id, started, at)?;
+        self.broadcast(&event);
+        Ok(event)
+    }
+
+    fn broadcast(&mut self, event: &Event) {
+        let Some(outgoing) = self.outgoing.clone() else {
+            return;
+        };
+        let mut fallen_behind = Vec::new();
+        for (device, sync) in self.devices.iter_mut().filter(|(_, sync)| sync.live) {
+            let message = MachineMessage::Event(event.clone());
+            match outgoing.try_send(Out::ToDevice(*device, message)) {
+                Ok(()) => {
+                    sync.cursors.insert(event.session, event.seq);
+                }
+                Err(_) => {
+                    sync.live = false;
+                    fallen_behind.push(*device);
+                }
+            }
+        }
+        for device in fallen_behind {
+            self.request_replay(device);
+        }
+    }
+
+    /// Have the replayer catch `device` up from its cursors (once; later requests while one runs
+    /// are folded into it).
+    pub fn request_replay(&mut self, device: Fingerprint) {
+        if let Some(sync) = self.devices.get_mut(&device) {
+            sync.live = false;
+            if !sync.replaying {
+                sync.replaying = true;
+                let _ = self.replays.try_send(device);
+            }
+        }
+    }
+
+    /// Tell every waiting control client.
+    pub fn notify(&mut self, notice: control::Notice) {
+        self.watchers
+            .retain(|watcher| watcher.try_send(notice.clone()).is_ok());
+    }
+
+    /// Queue a message for a device (dropped if the relay link is down: the device will resync).
+    pub fn reply(&self, device: Fingerprint, message: MachineMessage) {
+        if let Some(outgoing) = &self.outgoing {
+            let _ = outgoing.try_send(Out::ToDevice(device, message));
+        }
+    }
+
+    /// Queue a frame for the relay.
+    pub fn send_frame(&self, frame: Frame) {
+        if let Some(outgoing) = &self.outgoing {
+            let _ = outgoing.try_send(Out::Frame(frame));
+        }
+    }
+}
+
+/// Record an output chunk of a session (from a reader task).
+pub fn record_output(core: &Shared, id: SessionId, stream: Stream, text: String) {
+    let result = core
+        .borrow_mut()
+        .record(id, EventKind::Output { stream, text }, os::unix_now());
+    if let Err(error) = result {
+        log::error(&format!("session {id}: could not log output: {error}"));
+    }
+}
+
+/// Run the daemon in this process until `stop` resolves or a control `stop` arrives.
+pub fn run_foreground(home: Home, relay: Option<String>) -> Result<(), DaemonError> {
+    let _lock = lock::acquire(&home)?;
+    let (replays, replay_requests) = smol::channel::unbounded();
+    let mut core = Core::load(home, replays)?;
+    if let Some(relay) = relay {
+        core.state.relay = Some(relay);
+        core.state.save(&core.home)?;
+    }
+    if core.state.relay.is_none() {
+        return Err(DaemonError::NoRelay);
+    }
+    core.close_orphans()?;
+    log::info(&format!(
+        "daemon {} on {} ({}) started, relay {}",
+        env!("CARGO_PKG_VERSION"),
+        core.hostname,
+        core.identity.public().fingerprint(),
+        core.state.relay.as_deref().unwrap_or("?")
+    ));
+    let core = Rc::new(RefCell::new(core));
+    let executor = Rc::new(LocalExecutor::new());
+    let (stop_tx, stop_rx) = smol::channel::bounded::<()>(1);
+    let listener = control::bind(&core.borrow().home)?;
+    executor
+        .spawn(control::serve(
+            core.clone(),
+            executor.clone(),
+            listener,
+            stop_tx.clone(),
+        ))
+        .detach();
+    executor
+        .spawn(link::run(core.clone(), executor.clone()))
+        .detach();
+    executor
+        .spawn(link::replayer(
+            core.clone(),
+            executor.clone(),
+            replay_requests,
+        ))
+        .detach();
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+            .map_err(|error| DaemonError::Io("cannot watch for SIGTERM", error))?;
+    executor
+        .spawn(async move {
+            use smol::stream::StreamExt;
+            let mut signals = signals;
+            if signals.next().await.is_some() {
+                let _ = stop_tx.send(()).await;
+            }
+        })
+        .detach();
+    smol::block_on(executor.run(async {
+        let _ = stop_rx.recv().await;
+    }));
+    shutdown(&core);
+    Ok(())
+}
+
+/// Stop every session's processes and log why.
+fn shutdown(core: &Shared) {
+    let mut core = core.borrow_mut();
+    let ids: Vec<SessionId> = core.processes.keys().copied().collect();
+    for id in ids {
+        if let Some(process) = core.processes.remove(&id) {
+            let _ = process.signal(rustix::process::Signal::TERM);
+        }
+        let now = os::unix_now();
+        let _ = core.record(
+            id,
+            EventKind::Error {
+                message: "the daemon was stopped".into(),
+            },
+            now,
+        );
+        let _ = core.record(id, EventKind::Status(SessionStatus::Stopped), now);
+    }
+    log::info("daemon stopped");
+}
