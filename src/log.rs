@@ -58,6 +58,6 @@ mod tests {
     fn timestamps() {
         assert_eq!(super::timestamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::timestamp(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(super::timestamp(1_795_515_541), "2026-11-24T09:39:01Z");
+        assert_eq!(super::timestamp(1_795_515_541), "2026-11-24T10:19:01Z");
     }
 }
