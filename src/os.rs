@@ -18,10 +18,14 @@ pub fn unix_now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
-/// This machine's hostname, cut to the protocol's limit; `machine` if it has none.
+/// This machine's name as devices see it: `$MUXAGENT_HOSTNAME`, else the hostname; cut to the
+/// protocol's limit; `machine` if there is none.
 pub fn hostname() -> Hostname {
     let uname = rustix::system::uname();
-    let name = uname.nodename().to_string_lossy();
+    let name = match std::env::var("MUXAGENT_HOSTNAME") {
+        Ok(name) if !name.trim().is_empty() => name.trim().to_string(),
+        _ => uname.nodename().to_string_lossy().into_owned(),
+    };
     let mut host = Hostname::new();
     for ch in name
         .chars()

@@ -596,6 +596,17 @@ pub struct ReplayComplete {
     pub cursors: Vec<Cursor>,
 }
 
+/// Machine → device: a replay page ended and more history is waiting. The device asks for the
+/// next page with a [`Hello`] carrying its cursors, so at most one page is in flight and a slow
+/// device (or the relay's bounded queue) sets the pace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayMore {
+    /// Where the page ended, per session.
+    pub cursors: Vec<Cursor>,
+}
+
+impl Body for ReplayMore {}
+
 /// Machine → device: a request was accepted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
@@ -694,5 +705,7 @@ wire_enum! {
         6 => Error(AppError),
         /// See [`PairingConsent`].
         7 => PairingConsent(PairingConsent),
+        /// See [`ReplayMore`].
+        8 => ReplayMore(ReplayMore),
     }
 }

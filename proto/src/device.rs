@@ -209,6 +209,9 @@ impl Pairing {
         let pairing_id = self.ticket.pairing_id;
         match &mut self.state {
             PairingState::AwaitResponse(noise) => {
+                if payload.is_empty() {
+                    return Err(PeerError::Refused);
+                }
                 if packet::decode(payload)?.connection != noise.connection_id() {
                     return Ok(PairingStep::Ignored);
                 }

@@ -262,9 +262,11 @@ pub const RELAY_SHUTDOWN_GRACE_MS: u64 = 3_000;
 // its sync cursors (24 bytes a session) and its channel (~300 bytes); per running `command`
 // session: two read buffers of [`OUTPUT_CHUNK_LEN`].
 
-/// Events per replay page: one page is read from a session log, queued, then the next, so a
-/// device catching up on a long history never makes the daemon hold more than this in memory.
-pub const REPLAY_PAGE_EVENTS: usize = 64;
+/// Events per replay page. The machine sends one page, then `ReplayMore`, and waits for the
+/// device to ask for the next: one page in flight, so a slow phone sets the pace and the relay's
+/// queue ([`RELAY_QUEUE_DEPTH`] frames) never overflows. Half the relay queue leaves room for
+/// the answers and live traffic sharing the connection.
+pub const REPLAY_PAGE_EVENTS: usize = RELAY_QUEUE_DEPTH / 2;
 
 /// Messages queued for the relay connection. Live events that find it full make the device
 /// resync instead of blocking the session (a session never waits on a slow phone).

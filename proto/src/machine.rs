@@ -201,16 +201,26 @@ impl Pairing {
     ) -> Result<PairingStep, PeerError> {
         let pairing_id = self.pairing_id;
         match packet::decode(payload)?.kind() {
-            Kind::PairingInit => {
-                let response = self.noise.respond(payload, rng)?;
-                Ok(PairingStep::Send(
+            Kind::PairingInit => match self.noise.respond(payload, rng) {
+                Ok(response) => Ok(PairingStep::Send(
                     PairSend {
                         pairing_id,
                         payload: response,
                     }
                     .into(),
-                ))
-            }
+                )),
+                // Tell the device at once instead of letting it time out: an empty payload is
+                // "refused" (unauthenticated, so it can only make a pairing fail sooner, which
+                // the relay could do anyway by dropping frames).
+                Err(crate::noise::pairing::PairingError::RequestRejected) => Ok(PairingStep::Send(
+                    PairSend {
+                        pairing_id,
+                        payload: Vec::new(),
+                    }
+                    .into(),
+                )),
+                Err(error) => Err(error.into()),
+            },
             Kind::PairingConfirm => {
                 let mut channel = self.noise.confirm(payload)?;
                 let device = *channel.peer();

@@ -29,6 +29,9 @@ pub enum PeerError {
     NotConnected,
     /// The peer sent something this step does not expect.
     Unexpected(&'static str),
+    /// The machine could not read the pairing request: the link is damaged or was made by
+    /// another machine.
+    Refused,
 }
 
 impl fmt::Display for PeerError {
@@ -42,6 +45,9 @@ impl fmt::Display for PeerError {
             PeerError::Entry(error) => write!(f, "registry entry: {error}"),
             PeerError::NotConnected => f.write_str("no secure channel to that peer yet"),
             PeerError::Unexpected(what) => write!(f, "unexpected message from the peer: {what}"),
+            PeerError::Refused => f.write_str(
+                "the machine refused the pairing request: the link is damaged or not from this machine",
+            ),
         }
     }
 }

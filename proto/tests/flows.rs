@@ -310,3 +310,35 @@ fn a_reconnect_replaces_the_channel_and_old_packets_are_stale() {
         Ok(Incoming::Stale)
     );
 }
+
+#[test]
+fn a_ticket_for_another_machine_key_is_refused_at_once() {
+    let mut rng = TestRng(7);
+    let device = samples::identity(1);
+    let machine = samples::identity(2);
+    let mut ticket = ticket(&machine);
+    ticket.machine_noise = samples::identity(3).public().noise;
+    let (mut device_flow, init) =
+        device::Pairing::start(&device, ticket.clone(), 1, &mut rng).expect("start");
+    let mut machine_flow = machine::Pairing::new(
+        &machine,
+        ticket.pairing_id,
+        PairingSecret(ticket.secret.0),
+        samples::hostname("pi"),
+    );
+    let machine::PairingStep::Send(refusal) = machine_flow
+        .on_pair_recv(
+            &machine,
+            device.public().fingerprint(),
+            &pair_payload(init),
+            &mut rng,
+        )
+        .expect("the machine answers, with a refusal")
+    else {
+        panic!("machine answers");
+    };
+    assert_eq!(
+        device_flow.on_pair_recv(&device, &pair_payload(refusal), NOW),
+        Err(PeerError::Refused)
+    );
+}

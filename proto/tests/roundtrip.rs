@@ -479,6 +479,12 @@ fn machine_message_strategy() -> impl Strategy<Value = MachineMessage> {
             message
         }
         .into()),
+        (hostname(), signature()).prop_map(|(hostname, consent)| PairingConsent {
+            hostname,
+            consent
+        }
+        .into()),
+        vec(cursor(), 0..8).prop_map(|cursors| ReplayMore { cursors }.into()),
     ]
 }
 

@@ -441,6 +441,16 @@ pub fn machine_messages() -> Vec<(&'static str, MachineMessage)> {
             .into(),
         ),
         (
+            "replay_more",
+            ReplayMore {
+                cursors: vec![Cursor {
+                    session: SESSION,
+                    last_seq: 16,
+                }],
+            }
+            .into(),
+        ),
+        (
             "pairing_consent",
             PairingConsent {
                 hostname: hostname("pi"),

@@ -465,10 +465,20 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
                 .await?;
             let mut stdout = std::io::stdout();
             loop {
-                let Arrival::Message(MachineMessage::Event(event)) =
-                    conversation.next(None).await?
-                else {
-                    continue;
+                let event = match conversation.next(None).await? {
+                    Arrival::Message(MachineMessage::Event(event)) => event,
+                    Arrival::Message(MachineMessage::ReplayMore(more)) => {
+                        conversation
+                            .send(
+                                &Hello {
+                                    cursors: more.cursors,
+                                }
+                                .into(),
+                            )
+                            .await?;
+                        continue;
+                    }
+                    _ => continue,
                 };
                 if event.session != id || event.seq <= last_seq {
                     continue;
@@ -618,6 +628,15 @@ async fn pending_approvals(
                 _ => {}
             },
             Arrival::Message(MachineMessage::ReplayComplete(_)) => return Ok(pending),
+            Arrival::Message(MachineMessage::ReplayMore(more)) => {
+                let hello = Hello {
+                    cursors: more.cursors,
+                };
+                conversation
+                    .send(&hello.into())
+                    .await
+                    .map_err(CommandError)?;
+            }
             _ => {}
         }
     }

@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use muxagent_proto::app::{
     Ack, AppError, AppErrorCode, Cursor, DeviceMessage, EventKind, MachineMessage, ReplayComplete,
-    RuntimeInfo, Runtimes, SessionId, SessionList, SessionStatus, StartSession, Stream,
+    ReplayMore, RuntimeInfo, Runtimes, SessionId, SessionList, SessionStatus, StartSession, Stream,
 };
 use muxagent_proto::frame::{
     self, ErrorCode, Frame, OpenPairing, PairingId, RegistryEntry, Role, SignedEntry,
 };
 use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::{
-    DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, RECONNECT_MAX_MS, RECONNECT_MIN_MS, STOP_GRACE_MS,
+    DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, RECONNECT_MAX_MS, RECONNECT_MIN_MS,
+    REPLAY_PAGE_EVENTS, STOP_GRACE_MS,
 };
 use muxagent_proto::machine::{Incoming, Pairing, PairingStep};
 use muxagent_proto::ticket::{PairingSecret, Ticket};
@@ -385,7 +386,11 @@ fn on_message(
     match message {
         DeviceMessage::Hello(hello) => {
             let mut c = core.borrow_mut();
-            let mut sync = DeviceSync::default();
+            c.generation += 1;
+            let mut sync = DeviceSync {
+                generation: c.generation,
+                ..DeviceSync::default()
+            };
             // Sessions the device has no cursor for: only what happens from now on.
             for info in c.sessions.list() {
                 sync.cursors.insert(info.id, info.last_seq);
@@ -743,114 +748,142 @@ fn stop_session(
 pub async fn replayer(
     core: Shared,
     executor: Rc<LocalExecutor<'static>>,
-    requests: Receiver<Fingerprint>,
+    requests: Receiver<(Fingerprint, u64)>,
 ) {
-    while let Ok(device) = requests.recv().await {
-        executor.spawn(replay(core.clone(), device)).detach();
+    while let Ok((device, generation)) = requests.recv().await {
+        executor
+            .spawn(replay(core.clone(), device, generation))
+            .detach();
     }
 }
 
-/// Send `device` every event after its cursors, a page at a time with backpressure, then
-/// `ReplayComplete`, then switch it to live events — with no await between the last empty read
-/// and the switch, so no event falls between replay and live.
-async fn replay(core: Shared, device: Fingerprint) {
-    let mut complete_sent = false;
-    loop {
-        let (page, outgoing) = {
-            let mut c = core.borrow_mut();
-            let Some(outgoing) = c.outgoing.clone() else {
-                return;
-            };
-            let ids = c.sessions.ids();
-            let Some(sync) = c.devices.get(&device) else {
-                return;
-            };
-            let cursors = sync.cursors.clone();
-            let mut page = Vec::new();
-            for id in ids {
-                let after = cursors.get(&id).copied().unwrap_or(0);
-                match c.sessions.page_after(id, after) {
-                    Ok(events) if !events.is_empty() => {
-                        page = events;
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(error) => log::error(&format!("replay for {device}: {error}")),
-                }
+/// The cursors of a device as a message field.
+fn cursor_list(sync: &DeviceSync) -> Vec<Cursor> {
+    sync.cursors
+        .iter()
+        .map(|(session, last_seq)| Cursor {
+            session: *session,
+            last_seq: *last_seq,
+        })
+        .collect()
+}
+
+/// One page of events after the device's cursors (across sessions, oldest session first),
+/// advancing the cursors past it.
+fn next_page(core: &mut super::Core, device: &Fingerprint) -> Vec<muxagent_proto::app::Event> {
+    let ids = core.sessions.ids();
+    let mut page = Vec::new();
+    for id in ids {
+        let Some(sync) = core.devices.get(device) else {
+            return page;
+        };
+        let after = sync.cursors.get(&id).copied().unwrap_or(0);
+        match core.sessions.page_after(id, after) {
+            Ok(events) => {
+                let room = REPLAY_PAGE_EVENTS - page.len();
+                page.extend(events.into_iter().take(room));
             }
-            if page.is_empty() {
-                if complete_sent {
-                    if let Some(sync) = c.devices.get_mut(&device) {
-                        sync.live = true;
-                        sync.replaying = false;
-                    }
-                    return;
-                }
-                let cursors = cursors
-                    .iter()
-                    .map(|(session, last_seq)| Cursor {
-                        session: *session,
-                        last_seq: *last_seq,
-                    })
-                    .collect();
-                let complete = MachineMessage::ReplayComplete(ReplayComplete {
+            Err(error) => log::error(&format!("replay for {device}: {error}")),
+        }
+        if let (Some(sync), Some(last)) = (core.devices.get_mut(device), page.last())
+            && last.session == id
+        {
+            sync.cursors.insert(id, last.seq);
+        }
+        if page.len() >= REPLAY_PAGE_EVENTS {
+            break;
+        }
+    }
+    page
+}
+
+/// Whether any session holds events after the device's cursors.
+fn behind(core: &mut super::Core, device: &Fingerprint) -> bool {
+    let Some(sync) = core.devices.get(device) else {
+        return false;
+    };
+    let cursors = sync.cursors.clone();
+    core.sessions
+        .list()
+        .iter()
+        .any(|info| info.last_seq > cursors.get(&info.id).copied().unwrap_or(0))
+}
+
+/// Catch `device` up by one page: send the events after its cursors, then `ReplayMore` (it asks
+/// again) or, when nothing is left, `ReplayComplete` and switch it to live events — with no
+/// await between the last look at the logs and the switch, so no event falls in between.
+async fn replay(core: Shared, device: Fingerprint, generation: u64) {
+    let current = |core: &super::Core| {
+        core.devices
+            .get(&device)
+            .is_some_and(|sync| sync.generation == generation)
+    };
+    let (page, outgoing) = {
+        let mut c = core.borrow_mut();
+        let Some(outgoing) = c.outgoing.clone() else {
+            return;
+        };
+        if !current(&c) {
+            return;
+        }
+        (next_page(&mut c, &device), outgoing)
+    };
+    for event in page {
+        if outgoing
+            .send(Out::ToDevice(device, MachineMessage::Event(event)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    loop {
+        let waiting = {
+            let mut c = core.borrow_mut();
+            if !current(&c) {
+                return;
+            }
+            let more = behind(&mut c, &device);
+            let Some(sync) = c.devices.get_mut(&device) else {
+                return;
+            };
+            let cursors = cursor_list(sync);
+            let message = if more {
+                MachineMessage::ReplayMore(ReplayMore { cursors })
+            } else {
+                MachineMessage::ReplayComplete(ReplayComplete {
                     request: None,
                     cursors,
-                });
-                if outgoing.try_send(Out::ToDevice(device, complete)).is_ok() {
-                    if let Some(sync) = c.devices.get_mut(&device) {
-                        sync.live = true;
-                        sync.replaying = false;
-                    }
+                })
+            };
+            match outgoing.try_send(Out::ToDevice(device, message)) {
+                Ok(()) => {
+                    sync.replaying = false;
+                    sync.live = !more;
                     return;
                 }
-                (Vec::new(), outgoing)
-            } else {
-                if let (Some(sync), Some(last)) = (c.devices.get_mut(&device), page.last()) {
-                    sync.cursors.insert(last.session, last.seq);
-                }
-                (page, outgoing)
+                Err(error) => error.into_inner(),
             }
         };
-        if page.is_empty() {
-            // The queue was full: wait for room, then look again for events that came meanwhile.
-            let cursors = core
-                .borrow()
-                .devices
-                .get(&device)
-                .map(|s| {
-                    s.cursors
-                        .iter()
-                        .map(|(session, last_seq)| Cursor {
-                            session: *session,
-                            last_seq: *last_seq,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let complete = MachineMessage::ReplayComplete(ReplayComplete {
-                request: None,
-                cursors,
-            });
-            if outgoing
-                .send(Out::ToDevice(device, complete))
-                .await
-                .is_err()
-            {
+        // The queue is full: wait for room, then look again (events may have come meanwhile).
+        if let Out::ToDevice(_, MachineMessage::ReplayComplete(_)) = &waiting {
+            if outgoing.send(Out::Wake).await.is_err() {
                 return;
             }
-            complete_sent = true;
             continue;
         }
-        for event in page {
-            if outgoing
-                .send(Out::ToDevice(device, MachineMessage::Event(event)))
-                .await
-                .is_err()
-            {
-                return;
-            }
+        if outgoing.send(waiting).await.is_err() {
+            return;
         }
+        if let Some(sync) = core
+            .borrow_mut()
+            .devices
+            .get_mut(&device)
+            .filter(|sync| sync.generation == generation)
+        {
+            sync.replaying = false;
+        }
+        return;
     }
 }
 

@@ -57,6 +57,8 @@ pub struct DeviceSync {
     pub live: bool,
     /// A replay task runs for it.
     pub replaying: bool,
+    /// Bumped by every `Hello`: a replay task of an older generation stops.
+    pub generation: u64,
 }
 
 /// The pairing link on show, for `daemon status`.
@@ -96,8 +98,10 @@ pub struct Core {
     pub pairing: Option<Pairing>,
     /// A device or `muxagent pair` asked for a pairing link.
     pub want_pairing: bool,
-    /// Devices to catch up; the replayer task takes them.
-    pub replays: Sender<Fingerprint>,
+    /// Devices to catch up (with their sync generation); the replayer task takes them.
+    pub replays: Sender<(Fingerprint, u64)>,
+    /// The last sync generation handed out.
+    pub generation: u64,
     /// Control clients waiting for pairing or unpairing news.
     pub watchers: Vec<Sender<control::Notice>>,
 }
@@ -155,7 +159,7 @@ pub fn sessions_dir(home: &Home) -> PathBuf {
 
 impl Core {
     /// Load keys, state and sessions from `home`.
-    pub fn load(home: Home, replays: Sender<Fingerprint>) -> Result<Self, DaemonError> {
+    pub fn load(home: Home, replays: Sender<(Fingerprint, u64)>) -> Result<Self, DaemonError> {
         let identity = home.load_or_create_identity(state::KEY_FILE, &mut os::rng())?;
         let state = MachineState::load(&home)?;
         let (sessions, repaired) = Sessions::open(&sessions_dir(&home))?;
@@ -176,6 +180,7 @@ impl Core {
             pairing: None,
             want_pairing: false,
             replays,
+            generation: 0,
             watchers: Vec::new(),
             home,
         })
@@ -252,7 +257,7 @@ impl Core {
             sync.live = false;
             if !sync.replaying {
                 sync.replaying = true;
-                let _ = self.replays.try_send(device);
+                let _ = self.replays.try_send((device, sync.generation));
             }
         }
     }

@@ -1,0 +1,283 @@
+//! End to end: relay, daemons and controllers as real processes on 127.0.0.1, each with its own
+//! `MUXAGENT_HOME`.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn relay_process() {
+    // Runs only when this binary is re-executed as a relay (see support::Relay).
+    maybe_run_relay();
+}
+
+struct World {
+    _temp: tempfile::TempDir,
+    root: std::path::PathBuf,
+    relay: Relay,
+}
+
+impl World {
+    fn new() -> World {
+        let temp = tempfile::tempdir().expect("tempdir");
+        let root = temp.path().to_path_buf();
+        let relay = Relay::start(&root.join("relay"));
+        World {
+            _temp: temp,
+            root,
+            relay,
+        }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        let path = self.root.join(name);
+        std::fs::create_dir_all(&path).expect("dir");
+        path
+    }
+
+    fn machine(&self, name: &str) -> Daemon {
+        Daemon::start(&self.path(name), &self.relay.url())
+    }
+}
+
+fn lines_of(output: &[String]) -> Vec<String> {
+    output
+        .iter()
+        .filter(|line| line.starts_with("line "))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn two_machines_one_controller_sessions_on_both() {
+    let world = World::new();
+    let alpha = world.machine("alpha");
+    let beta = world.machine("beta");
+    let ctl = world.path("ctl");
+    pair(&ctl, &alpha);
+    pair(&ctl, &beta);
+
+    let machines = ok(&ctl, &["ctl", "machines", "--json"]);
+    let machines: serde_json::Value = serde_json::from_str(&machines).expect("json");
+    assert_eq!(machines.as_array().map(Vec::len), Some(2));
+    assert!(
+        machines
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|m| m["online"] == serde_json::json!(true))
+    );
+
+    let work = world.path("work");
+    let a = start_session(&ctl, "alpha", &work, "echo from alpha; echo oops >&2");
+    let b = start_session(&ctl, "beta", &work, "pwd; echo from beta");
+    for (machine, session, expect) in [("alpha", &a, "from alpha"), ("beta", &b, "from beta")] {
+        let watch = Watch::start(&ctl, machine, &session[..8]);
+        let output = watch.read_until(|line| line.starts_with("● done"));
+        assert!(
+            output.iter().any(|line| line == expect),
+            "{machine}: {output:?}"
+        );
+        assert!(watch.finish().success());
+    }
+    let sessions = ok(&ctl, &["ctl", "sessions", "--json"]);
+    let sessions: serde_json::Value = serde_json::from_str(&sessions).expect("json");
+    assert_eq!(sessions.as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn relay_and_daemon_crashes_lose_nothing() {
+    let mut world = World::new();
+    let mut alpha = world.machine("alpha");
+    let ctl = world.path("ctl");
+    pair(&ctl, &alpha);
+    let work = world.path("work");
+
+    // A slow producer: 300 numbered lines.
+    let session = start_session(
+        &ctl,
+        "alpha",
+        &work,
+        "i=1; while [ $i -le 300 ]; do echo line $i; i=$((i+1)); sleep 0.01; done",
+    );
+    let watch = Watch::start(&ctl, "alpha", &session[..8]);
+    let mut seen = watch.read_until(|line| line == "line 20");
+    world.relay.kill();
+    world.relay.restart();
+    seen.extend(watch.read_until(|line| line.starts_with("● ")));
+    assert!(watch.finish().success());
+    let expected: Vec<String> = (1..=300).map(|n| format!("line {n}")).collect();
+    if lines_of(&seen) != expected {
+        eprintln!(
+            "WATCH STDERR: {}",
+            std::fs::read_to_string(ctl.join("watch.err")).unwrap_or_default()
+        );
+        eprintln!("DAEMON LOG: {}", alpha.log());
+    }
+    assert_eq!(
+        lines_of(&seen),
+        expected,
+        "every line exactly once, in order"
+    );
+
+    // The daemon dies hard; its history survives and a new session works.
+    alpha.kill();
+    alpha.restart();
+    let watch = Watch::start(&ctl, "alpha", &session[..8]);
+    let replayed = watch.read_until(|line| line.starts_with("● "));
+    assert_eq!(lines_of(&replayed), expected);
+    let again = start_session(&ctl, "alpha", &work, "echo after the crash");
+    let watch = Watch::start(&ctl, "alpha", &again[..8]);
+    let output = watch.read_until(|line| line.starts_with("● "));
+    assert!(
+        output.contains(&"after the crash".to_string()),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn a_second_controller_sees_the_same_sessions() {
+    let world = World::new();
+    let alpha = world.machine("alpha");
+    let first = world.path("first");
+    let second = world.path("second");
+    pair(&first, &alpha);
+    let session = start_session(&first, "alpha", &world.path("work"), "echo shared");
+    // Pairing a second device: the machine offers a new link on request.
+    let mut pairing = muxagent(&alpha.home)
+        .arg("pair")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("pair");
+    let link = alpha.link();
+    let out = ok(&second, &["ctl", "pair", &link]);
+    assert!(out.starts_with("paired with alpha"), "{out}");
+    assert!(pairing.wait().expect("pair exits").success());
+
+    let list = |home| -> Vec<String> {
+        let out = ok(home, &["ctl", "sessions", "alpha", "--json"]);
+        let rows: serde_json::Value = serde_json::from_str(&out).expect("json");
+        rows.as_array()
+            .expect("rows")
+            .iter()
+            .map(|row| row["id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    assert_eq!(list(&first), vec![session.clone()]);
+    assert_eq!(list(&second), vec![session.clone()]);
+    let watch = Watch::start(&second, "alpha", &session[..8]);
+    assert!(
+        watch
+            .read_until(|line| line.starts_with("● "))
+            .contains(&"shared".to_string())
+    );
+}
+
+#[test]
+fn a_revoked_machine_is_cut_off_and_the_other_keeps_working() {
+    let world = World::new();
+    let alpha = world.machine("alpha");
+    let beta = world.machine("beta");
+    let ctl = world.path("ctl");
+    pair(&ctl, &alpha);
+    pair(&ctl, &beta);
+
+    let out = ok(&ctl, &["ctl", "revoke", "alpha"]);
+    assert!(out.starts_with("revoked alpha"), "{out}");
+    let machines = ok(&ctl, &["ctl", "machines", "--json"]);
+    let machines: serde_json::Value = serde_json::from_str(&machines).expect("json");
+    let names: Vec<&str> = machines
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|m| m["hostname"].as_str())
+        .collect();
+    assert_eq!(names, ["beta"]);
+    let error = fails(&ctl, &["ctl", "sessions", "alpha"]);
+    assert!(
+        error.contains("no paired machine is called `alpha`"),
+        "{error}"
+    );
+    // The relay refuses alpha's key from now on.
+    wait_for("alpha to be refused", || {
+        alpha.status()["connected"] == serde_json::json!(false)
+    });
+    wait_for("the refusal in alpha's log", || {
+        alpha.log().contains("revoked")
+    });
+    assert!(
+        world.relay.metrics().contains("revocations"),
+        "metrics count revocations"
+    );
+
+    let session = start_session(&ctl, "beta", &world.path("work"), "echo still here");
+    let watch = Watch::start(&ctl, "beta", &session[..8]);
+    assert!(
+        watch
+            .read_until(|line| line.starts_with("● "))
+            .contains(&"still here".to_string())
+    );
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_failure() {
+    let world = World::new();
+    let alpha = world.machine("alpha");
+    let ctl = world.path("ctl");
+    let link = alpha.link();
+
+    // Tampered: a character of the ticket changed.
+    let (base, ticket) = link.split_once('#').expect("fragment");
+    let mut bytes = ticket.as_bytes().to_vec();
+    let middle = bytes.len() / 2;
+    bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{base}#{}", String::from_utf8(bytes).expect("ascii"));
+    let error = fails(&ctl, &["ctl", "pair", &tampered]);
+    assert!(error.contains("pair"), "{error}");
+
+    // Expired: a real ticket whose expiry has passed, re-encoded.
+    let expired = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let mut ticket = muxagent_proto::ticket::Ticket::from_link(&link, now).expect("valid link");
+        ticket.expires_at = now - 60;
+        ticket.link()
+    };
+    let error = fails(&ctl, &["ctl", "pair", &expired]);
+    assert!(error.contains("expired"), "{error}");
+
+    // Used twice.
+    ok(&ctl, &["ctl", "pair", &link]);
+    let other = world.path("other");
+    let error = fails(&other, &["ctl", "pair", &link]);
+    assert!(
+        error.contains("unknown, expired or already used"),
+        "{error}"
+    );
+
+    // An unknown machine name.
+    let error = fails(&ctl, &["ctl", "sessions", "gamma"]);
+    assert!(
+        error.contains("no paired machine is called `gamma`"),
+        "{error}"
+    );
+
+    // A relay that does not answer.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let lonely = world.path("lonely");
+    let error = fails(&lonely, &["daemon", "start", "--relay", "ftp://nowhere"]);
+    assert!(error.contains("scheme"), "{error}");
+    let dead_ticket = {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let mut ticket = muxagent_proto::ticket::Ticket::from_link(&link, now).expect("valid link");
+        ticket.relay_url = dead.as_str().try_into().expect("short");
+        ticket.link()
+    };
+    let error = fails(&other, &["ctl", "pair", &dead_ticket]);
+    assert!(error.contains("does not answer"), "{error}");
+}

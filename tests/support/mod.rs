@@ -1,0 +1,348 @@
+//! Real processes on loopback for the end-to-end tests: a relay (this test binary re-executed as
+//! one, so it can be killed with SIGKILL on its own), daemons and controllers (the `muxagent`
+//! binary), each with its own temporary `MUXAGENT_HOME`.
+//!
+//! Waiting is always for something observable (a health check answering, a line appearing, a
+//! status field) with a deadline, never a fixed sleep.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Upper bound for any one wait in these tests.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The environment variable that turns this test binary into a relay.
+const RELAY_ENV: &str = "MUXAGENT_TEST_RELAY";
+
+/// Call first in every test binary's tests: if this process was started as a relay, run it and
+/// never return.
+pub fn maybe_run_relay() {
+    let Ok(spec) = std::env::var(RELAY_ENV) else {
+        return;
+    };
+    let (addr, dir) = spec.split_once('|').expect("addr|dir");
+    let config = muxagent_relay::RelayConfig::new(addr.parse().expect("addr"), dir);
+    let relay = smol::block_on(muxagent_relay::Relay::bind(config)).expect("relay binds");
+    smol::block_on(relay.run(std::future::pending())).expect("relay runs");
+    std::process::exit(0);
+}
+
+/// Poll `check` until it holds or the deadline passes.
+pub fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A free port on 127.0.0.1 (bound and released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A relay process.
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Relay {
+    pub fn start(dir: &Path) -> Relay {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut relay = Relay {
+            addr,
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        relay.restart();
+        relay
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Start (again) on the same address and data.
+    pub fn restart(&mut self) {
+        let child = Command::new(std::env::current_exe().expect("test exe"))
+            .args([
+                "--exact",
+                "relay_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(RELAY_ENV, format!("{}|{}", self.addr, self.dir.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start relay");
+        self.child = Some(child);
+        let addr = self.addr;
+        wait_for("the relay's /healthz", || healthz(addr));
+    }
+
+    /// SIGKILL, and wait until the port is closed.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The relay's /metrics text.
+    pub fn metrics(&self) -> String {
+        http_get(self.addr, "/metrics").unwrap_or_default()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+fn healthz(addr: SocketAddr) -> bool {
+    http_get(addr, "/healthz").is_some_and(|reply| reply.starts_with("HTTP/1.1 200"))
+}
+
+/// The `muxagent` binary with a home.
+pub fn muxagent(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_muxagent"));
+    command.env("MUXAGENT_HOME", home).stdin(Stdio::null());
+    command
+}
+
+/// Run `muxagent ARGS` to completion.
+pub fn run(home: &Path, args: &[&str]) -> Output {
+    muxagent(home).args(args).output().expect("run muxagent")
+}
+
+/// Run and require success; return stdout.
+pub fn ok(home: &Path, args: &[&str]) -> String {
+    let output = run(home, args);
+    assert!(
+        output.status.success(),
+        "muxagent {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Run and require failure with a one-line error; return it.
+pub fn fails(home: &Path, args: &[&str]) -> String {
+    let output = run(home, args);
+    assert!(!output.status.success(), "muxagent {args:?} should fail");
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one line of error, got: {stderr}"
+    );
+    assert!(stderr.starts_with("muxagent: "), "{stderr}");
+    stderr
+}
+
+/// A daemon in the foreground with its log in `home/test-daemon.log`.
+pub struct Daemon {
+    pub home: PathBuf,
+    child: Option<Child>,
+    relay: String,
+}
+
+impl Daemon {
+    pub fn start(home: &Path, relay: &str) -> Daemon {
+        let mut daemon = Daemon {
+            home: home.to_path_buf(),
+            child: None,
+            relay: relay.into(),
+        };
+        daemon.restart();
+        daemon
+    }
+
+    pub fn restart(&mut self) {
+        std::fs::create_dir_all(&self.home).expect("home");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.join("test-daemon.log"))
+            .expect("log");
+        // The machine's name as devices see it: its home folder's name.
+        let name = self
+            .home
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("machine")
+            .to_string();
+        let child = muxagent(&self.home)
+            .env("MUXAGENT_HOSTNAME", name)
+            .args(["daemon", "start", "--foreground", "--relay", &self.relay])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start daemon");
+        self.child = Some(child);
+        wait_for("the daemon to connect", || {
+            self.status()["connected"] == serde_json::json!(true)
+        });
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let out = run(&self.home, &["daemon", "status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The pairing link on offer.
+    pub fn link(&self) -> String {
+        let mut link = String::new();
+        wait_for(
+            "a pairing link",
+            || match self.status()["pairing"]["link"].as_str() {
+                Some(found) => {
+                    link = found.to_string();
+                    true
+                }
+                None => false,
+            },
+        );
+        link
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("test-daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM first so sessions are stopped cleanly, then make sure.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Pair `controller` with `daemon`; returns the machine's hostname as the controller knows it.
+pub fn pair(controller: &Path, daemon: &Daemon) {
+    let link = daemon.link();
+    let out = ok(controller, &["ctl", "pair", &link]);
+    assert!(out.starts_with("paired with "), "{out}");
+    wait_for("the machine to log in as paired", || {
+        daemon.status()["paired_devices"].as_u64() == Some(1)
+            && daemon.status()["connected"] == serde_json::json!(true)
+    });
+}
+
+/// `ctl watch` as a child whose stdout lines arrive on a channel.
+pub struct Watch {
+    child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Watch {
+    pub fn start(controller: &Path, machine: &str, session: &str) -> Watch {
+        let mut child = muxagent(controller)
+            .args(["ctl", "watch", machine, session])
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(controller.join("watch.err")).expect("watch log"))
+            .spawn()
+            .expect("watch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch { child, lines }
+    }
+
+    /// Lines until one satisfies `until` (included).
+    pub fn read_until(&self, mut until: impl FnMut(&str) -> bool) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let line = self.lines.recv_timeout(DEADLINE).expect("watch output");
+            let done = until(&line);
+            out.push(line);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// Wait for the watch to exit by itself.
+    pub fn finish(mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "watch did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start a command session; returns its id.
+pub fn start_session(controller: &Path, machine: &str, cwd: &Path, command: &str) -> String {
+    let out = ok(
+        controller,
+        &[
+            "ctl",
+            "start",
+            machine,
+            "--runtime",
+            "command",
+            "--cwd",
+            cwd.to_str().expect("utf8"),
+            "--json",
+            "--",
+            command,
+        ],
+    );
+    let value: serde_json::Value = serde_json::from_str(&out).expect("json");
+    value["session"].as_str().expect("session").to_string()
+}
