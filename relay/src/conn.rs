@@ -12,7 +12,9 @@
 //!   `Error{Malformed}`; unknown kinds are counted and skipped.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_tungstenite::WebSocketStream;
@@ -24,7 +26,6 @@ use muxagent_proto::frame::{
 };
 use muxagent_proto::limits::{MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use smol::Timer;
-use smol::future::{self, FutureExt as _};
 use smol::stream::StreamExt as _;
 
 use crate::bucket::Bucket;
@@ -56,13 +57,33 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 /// `fut`, or `None` once `deadline` passes.
-pub(crate) async fn until<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
-    async { Some(fut.await) }
-        .or(async {
-            Timer::at(deadline).await;
-            None
-        })
-        .await
+pub(crate) fn until<F: Future>(deadline: Instant, fut: F) -> Until<F> {
+    Until {
+        fut: Box::pin(fut),
+        timer: Timer::at(deadline),
+    }
+}
+
+/// The future of [`until`]: a plain struct (the inner future boxed), so wrapping a future in
+/// a deadline adds a timer and a pointer, not a copy of the future's state.
+pub(crate) struct Until<F> {
+    fut: Pin<Box<F>>,
+    timer: Timer,
+}
+
+impl<F: Future> Future for Until<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(value) = this.fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(value));
+        }
+        match Pin::new(&mut this.timer).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// Why writing failed.
@@ -81,11 +102,18 @@ impl WriteError {
 }
 
 async fn write(ws: &mut Ws, message: Message, timeout: Duration) -> Result<(), WriteError> {
-    match until(Instant::now() + timeout, ws.send(message)).await {
-        None => Err(WriteError::Timeout),
-        Some(Err(_)) => Err(WriteError::Io),
-        Some(Ok(())) => Ok(()),
-    }
+    let mut send = std::pin::pin!(ws.send(message));
+    let mut timer = Timer::after(timeout);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = send.as_mut().poll(cx) {
+            return Poll::Ready(result.map_err(|_| WriteError::Io));
+        }
+        if Pin::new(&mut timer).poll(cx).is_ready() {
+            return Poll::Ready(Err(WriteError::Timeout));
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Close politely: an optional last frame, the WebSocket close handshake, then read until the
@@ -121,102 +149,121 @@ fn next_ping(limits: &Limits, now: Instant) -> Instant {
 }
 
 /// Serve one upgraded connection until it ends.
-pub(crate) async fn serve(shared: Arc<Shared>, mut ws: Ws, deadline: Instant, gauge: &mut Gauge) {
+pub(crate) async fn serve(shared: &Arc<Shared>, ws: &mut Ws, deadline: Instant, gauge: &mut Gauge) {
+    // The login phase is boxed: its state is large and short-lived, and must not size the
+    // future that an idle connection keeps for hours.
+    let Some(session) = Box::pin(log_in(shared, ws, deadline, gauge)).await else {
+        return;
+    };
+    let reason = run(shared, ws, &session).await;
+    shared.router.logout(&session);
+    shared.metrics.disconnect(reason);
+}
+
+/// Hello, login, `LoginOk` (and the presence that follows it). `None` when the connection
+/// ended (counted already).
+async fn log_in(
+    shared: &Arc<Shared>,
+    ws: &mut Ws,
+    deadline: Instant,
+    gauge: &mut Gauge,
+) -> Option<Session> {
     let limits = &shared.limits;
     let metrics = &shared.metrics;
     let Some(challenge) = random_bytes::<32>() else {
         crate::warn(format_args!("no randomness for a login challenge"));
-        close(
-            &mut ws,
-            Some(error_frame(ErrorCode::Internal, None, "no randomness")),
-            limits.write_timeout,
-        )
-        .await;
-        return;
+        let frame = error_frame(ErrorCode::Internal, None, "no randomness");
+        close(ws, Some(frame), limits.write_timeout).await;
+        return None;
     };
     let hello = encode(Frame::ServerHello(ServerHello {
         min_protocol: MIN_PROTOCOL_VERSION,
         max_protocol: PROTOCOL_VERSION,
         challenge,
     }));
-    if let Err(e) = write(&mut ws, Message::Binary(hello), limits.write_timeout).await {
+    if let Err(e) = write(ws, Message::Binary(hello), limits.write_timeout).await {
         metrics.disconnect(e.disconnect());
-        return;
+        return None;
     }
-
-    let login = match until(deadline, read_login(&mut ws, &shared)).await {
+    let login = match until(deadline, read_login(ws, shared)).await {
         None => {
-            metrics.login_failed(LoginFailure::Deadline);
-            metrics.disconnect(Disconnect::LoginTimeout);
             let frame = error_frame(
                 ErrorCode::LoginTimeout,
                 None,
                 "no login within the deadline",
             );
-            close(&mut ws, Some(frame), limits.write_timeout).await;
-            return;
+            return refuse(
+                shared,
+                ws,
+                LoginFailure::Deadline,
+                Disconnect::LoginTimeout,
+                Some(frame),
+            )
+            .await;
         }
         Some(Err(failure)) => {
-            metrics.login_failed(failure.counter);
-            metrics.disconnect(failure.disconnect);
-            let frame = failure.frame;
-            close(&mut ws, frame, limits.write_timeout).await;
-            return;
+            return refuse(
+                shared,
+                ws,
+                failure.counter,
+                failure.disconnect,
+                failure.frame,
+            )
+            .await;
         }
         Some(Ok(login)) => login,
     };
     if !check_version(&login, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION) {
-        metrics.login_failed(LoginFailure::Version);
-        metrics.disconnect(Disconnect::LoginFailed);
         let frame = error_frame(
             ErrorCode::UnsupportedVersion,
             None,
             "no protocol version in common with this relay",
         );
-        close(&mut ws, Some(frame), limits.write_timeout).await;
-        return;
+        return refuse(
+            shared,
+            ws,
+            LoginFailure::Version,
+            Disconnect::LoginFailed,
+            Some(frame),
+        )
+        .await;
     }
     if login.verify(&challenge).is_err() {
-        metrics.login_failed(LoginFailure::BadSignature);
-        metrics.disconnect(Disconnect::LoginFailed);
         let frame = error_frame(
             ErrorCode::LoginFailed,
             None,
             "the login signature does not verify",
         );
-        close(&mut ws, Some(frame), limits.write_timeout).await;
-        return;
+        return refuse(
+            shared,
+            ws,
+            LoginFailure::BadSignature,
+            Disconnect::LoginFailed,
+            Some(frame),
+        )
+        .await;
+    }
+    if shared.is_shutting_down() {
+        metrics.disconnect(Disconnect::Shutdown);
+        close(ws, Some(shared.restarting_frame()), limits.write_timeout).await;
+        return None;
     }
     let session = Session {
         conn: shared.next_conn_id(),
         fingerprint: login.identity.fingerprint(),
-        identity: login.identity,
         role: login.role,
-        hostname: login.hostname,
         outbox: Arc::new(Outbox::new(limits.queue_depth)),
     };
-    if shared.is_shutting_down() {
-        let frame = shared.restarting_frame();
-        metrics.disconnect(Disconnect::Shutdown);
-        close(&mut ws, Some(frame), limits.write_timeout).await;
-        return;
-    }
-    let (account, initial) = match shared.router.login(&session) {
+    let (account, initial) = match shared.router.login(&session, login.hostname) {
         Ok(admitted) => admitted,
         Err(refused) => {
-            metrics.login_failed(refused.counter);
-            metrics.disconnect(if refused.code == ErrorCode::Revoked {
+            let disconnect = if refused.code == ErrorCode::Revoked {
                 Disconnect::Revoked
             } else {
                 Disconnect::LoginFailed
-            });
-            close(
-                &mut ws,
-                Some(error_frame(refused.code, None, refused.reason)),
-                limits.write_timeout,
-            )
-            .await;
-            return;
+            };
+            let frame = error_frame(refused.code, None, refused.reason);
+            return refuse(shared, ws, refused.counter, disconnect, Some(frame)).await;
         }
     };
     metrics.login_ok();
@@ -229,19 +276,33 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut ws: Ws, deadline: Instant, ga
         protocol: login.protocol,
         account,
     }));
-    let mut result = write(&mut ws, Message::Binary(ok), limits.write_timeout).await;
+    let mut result = write(ws, Message::Binary(ok), limits.write_timeout).await;
     for frame in initial {
         if result.is_err() {
             break;
         }
-        result = write(&mut ws, Message::Binary(frame), limits.write_timeout).await;
+        result = write(ws, Message::Binary(frame), limits.write_timeout).await;
     }
-    let reason = match result {
-        Err(e) => e.disconnect(),
-        Ok(()) => run(&shared, &mut ws, &session).await,
-    };
-    shared.router.logout(&session);
-    metrics.disconnect(reason);
+    if let Err(e) = result {
+        shared.router.logout(&session);
+        metrics.disconnect(e.disconnect());
+        return None;
+    }
+    Some(session)
+}
+
+/// Count a refused login and close with `frame`.
+async fn refuse(
+    shared: &Shared,
+    ws: &mut Ws,
+    counter: LoginFailure,
+    disconnect: Disconnect,
+    frame: Option<Bytes>,
+) -> Option<Session> {
+    shared.metrics.login_failed(counter);
+    shared.metrics.disconnect(disconnect);
+    close(ws, frame, shared.limits.write_timeout).await;
+    None
 }
 
 struct LoginFailed {
@@ -320,6 +381,44 @@ fn ws_error_disconnect(error: &WsError) -> Disconnect {
     }
 }
 
+/// Waits for the first of: an outbound frame (or close), an inbound message (unless the
+/// byte budget is overspent, then the refill), the ping/pong timer. A plain struct rather than
+/// combined `async` blocks, so the state an idle connection parks in is a few pointers.
+struct Wait<'a> {
+    ws: &'a mut Ws,
+    outbox: &'a Outbox,
+    /// `Some` while reading is paused for the byte budget.
+    refill: Option<&'a mut Timer>,
+    timer: &'a mut Timer,
+}
+
+impl Future for Wait<'_> {
+    type Output = Event;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Event> {
+        let this = self.get_mut();
+        if let Poll::Ready(next) = this.outbox.poll_next(cx) {
+            return Poll::Ready(Event::Out(next));
+        }
+        match &mut this.refill {
+            Some(refill) => {
+                if Pin::new(&mut **refill).poll(cx).is_ready() {
+                    return Poll::Ready(Event::Refilled);
+                }
+            }
+            None => {
+                if let Poll::Ready(message) = this.ws.poll_next(cx) {
+                    return Poll::Ready(Event::Read(message));
+                }
+            }
+        }
+        if Pin::new(&mut *this.timer).poll(cx).is_ready() {
+            return Poll::Ready(Event::Timer);
+        }
+        Poll::Pending
+    }
+}
+
 enum Event {
     Read(Option<Result<Message, WsError>>),
     Refilled,
@@ -344,29 +443,30 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
     );
     let mut ping_due = next_ping(limits, Instant::now());
     let mut pong_due: Option<Instant> = None;
+    // Two timers for the connection's life, re-armed in place: no timer churn per event.
+    let mut timer = Timer::at(ping_due);
+    let mut armed = ping_due;
+    let mut refill = Timer::never();
     loop {
         let throttle = bucket.wait(Instant::now());
         if throttle.is_some() {
             metrics.throttled();
         }
         let due = pong_due.map_or(ping_due, |pong| pong.min(ping_due));
-        let event = {
-            let out = future::poll_fn(|cx| session.outbox.poll_next(cx).map(Event::Out));
-            let read = async {
-                match throttle {
-                    Some(wait) => {
-                        Timer::after(wait).await;
-                        Event::Refilled
-                    }
-                    None => Event::Read(ws.next().await),
-                }
-            };
-            let timer = async {
-                Timer::at(due).await;
-                Event::Timer
-            };
-            out.or(read).or(timer).await
-        };
+        if due != armed {
+            timer.set_at(due);
+            armed = due;
+        }
+        if let Some(wait) = throttle {
+            refill.set_after(wait);
+        }
+        let event = Wait {
+            ws: &mut *ws,
+            outbox: &session.outbox,
+            refill: throttle.map(|_| &mut refill),
+            timer: &mut timer,
+        }
+        .await;
         match event {
             Event::Refilled => {}
             Event::Timer => {
@@ -375,9 +475,8 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     return Disconnect::PongTimeout;
                 }
                 if now >= ping_due {
-                    if let Err(e) =
-                        write(ws, Message::Ping(Bytes::new()), limits.write_timeout).await
-                    {
+                    let ping = Message::Ping(Bytes::new());
+                    if let Err(e) = Box::pin(write(ws, ping, limits.write_timeout)).await {
                         return e.disconnect();
                     }
                     pong_due = Some(now + limits.pong_timeout);
@@ -385,12 +484,15 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                 }
             }
             Event::Out(Next::Frame(frame)) => {
-                if let Err(e) = write(ws, Message::Binary(frame), limits.write_timeout).await {
+                // Boxed, like every rare or short-lived state here: the future an idle
+                // connection parks in holds only what waiting needs.
+                let written = Box::pin(write(ws, Message::Binary(frame), limits.write_timeout));
+                if let Err(e) = written.await {
                     return e.disconnect();
                 }
             }
             Event::Out(Next::Close(last, reason)) => {
-                close(ws, last, limits.write_timeout).await;
+                Box::pin(close(ws, last, limits.write_timeout)).await;
                 return reason;
             }
             Event::Read(None) => return Disconnect::Closed,
@@ -400,7 +502,7 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     metrics.malformed_frame();
                     let frame = error_frame(ErrorCode::Malformed, None, &e.to_string());
                     // The stream is unusable for reading; try to say why, briefly.
-                    let _ = write(ws, Message::Binary(frame), limits.write_timeout).await;
+                    let _ = Box::pin(write(ws, Message::Binary(frame), limits.write_timeout)).await;
                 }
                 return reason;
             }
@@ -410,7 +512,9 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     Message::Binary(data) => {
                         bucket.spend(data.len(), Instant::now());
                         metrics.frame_in(data.len());
-                        handle(shared, session, &data).await
+                        // Boxed: handling a frame (a registry write above all) needs far more
+                        // state than waiting does.
+                        Box::pin(handle(shared, session, &data)).await
                     }
                     Message::Text(_) => {
                         metrics.malformed_frame();
@@ -427,7 +531,7 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Flow::Continue,
                 };
                 if let Flow::Close(reason, last) = flow {
-                    close(ws, last, limits.write_timeout).await;
+                    Box::pin(close(ws, last, limits.write_timeout)).await;
                     return reason;
                 }
             }

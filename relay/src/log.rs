@@ -6,7 +6,7 @@
 //! (signatures and rules): the relay's disk alone cannot forge an account, a machine or a
 //! revocation, and an entry that no longer verifies is skipped and counted.
 //!
-//! A lock file (`flock`) in the folder keeps a second relay process off the same log.
+//! A lock file (`File::try_lock`, an `flock`) in the folder keeps a second relay process off the same log.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use muxagent_proto::frame::SignedEntry;
 use muxagent_proto::limits::LOG_SEGMENT_LEN;
 use muxagent_store::{Log, Options};
-use rustix::fs::{FlockOperation, flock};
 
 use crate::error::RelayError;
 
@@ -43,7 +42,7 @@ impl RegistryLog {
             .write(true)
             .open(&lock_path)
             .map_err(|e| store_error("cannot open", &lock_path, &e))?;
-        flock(&lock, FlockOperation::NonBlockingLockExclusive).map_err(|_| RelayError::Store {
+        lock.try_lock().map_err(|_| RelayError::Store {
             reason: format!(
                 "another relay is using {} (its lock {} is held)",
                 data_dir.display(),

@@ -17,7 +17,7 @@ use muxagent_proto::frame::{
     self, ErrorCode, Frame, Hostname, Login, OpenPairing, PairRecv, PairSend, PairingId,
     PairingOpened, Presence, Reason, Recv, RegistryEntry, Role, SignedEntry,
 };
-use muxagent_proto::identity::{Fingerprint, PublicIdentity};
+use muxagent_proto::identity::Fingerprint;
 
 use crate::metrics::{Disconnect, DropReason, LoginFailure, Metrics, Refusal, RouteKind, Sizes};
 use crate::outbox::{Outbox, PushError};
@@ -76,10 +76,8 @@ pub(crate) struct LoginRefused {
 /// A logged-in connection as the router knows it.
 pub(crate) struct Session {
     pub conn: u64,
-    pub identity: PublicIdentity,
     pub fingerprint: Fingerprint,
     pub role: Role,
-    pub hostname: Option<Hostname>,
     pub outbox: Arc<Outbox>,
 }
 
@@ -102,7 +100,6 @@ struct Live {
 struct Pairing {
     opener_conn: u64,
     opener: (Fingerprint, Role),
-    machine: PublicIdentity,
     expires_at: u64,
     claimed_by: Option<Fingerprint>,
     used: bool,
@@ -190,6 +187,7 @@ impl Router {
     pub(crate) fn login(
         &self,
         session: &Session,
+        hostname: Option<Hostname>,
     ) -> Result<(Option<Fingerprint>, Vec<Bytes>), LoginRefused> {
         let mut state = self.lock();
         let fp = session.fingerprint;
@@ -247,7 +245,7 @@ impl Router {
         let live = Live {
             conn: session.conn,
             outbox: session.outbox.clone(),
-            hostname: session.hostname.clone(),
+            hostname: hostname.clone(),
             account: if session.role == Role::Machine {
                 account
             } else {
@@ -269,7 +267,7 @@ impl Router {
             }
             // The machine stays online through the new connection: no presence change.
         } else if let (Role::Machine, Some(account)) = (session.role, account) {
-            let hostname = presence_hostname(&state, &fp, &session.hostname);
+            let hostname = presence_hostname(&state, &fp, &hostname);
             let frame = encode(Frame::Presence(Presence {
                 machine: fp,
                 hostname,
@@ -511,7 +509,6 @@ impl Router {
             Pairing {
                 opener_conn: session.conn,
                 opener: session.key(),
-                machine: session.identity,
                 expires_at,
                 claimed_by: None,
                 used: false,
@@ -617,7 +614,8 @@ impl Router {
             }
             RegistryEntry::UnpairMachine { .. } => Role::Machine,
         };
-        if *entry.author() != session.identity || session.role != author_role {
+        // The fingerprint covers both public keys: equal fingerprints, equal identities.
+        if entry.author().fingerprint() != session.fingerprint || session.role != author_role {
             return Err("a registry entry must be sent by its author, logged in in its role");
         }
         let state = self.lock();
@@ -633,7 +631,7 @@ impl Router {
             if pairing.used || pairing.expires_at <= now {
                 return Err("the pairing id has expired or was used");
             }
-            if pairing.machine != *machine {
+            if pairing.opener.0 != machine.fingerprint() {
                 return Err("the pairing id was opened by another machine");
             }
             if pairing.claimed_by != Some(session.fingerprint) {

@@ -332,54 +332,45 @@ impl Relay {
 async fn connection(shared: Arc<Shared>, tcp: Async<TcpStream>, slot: Slot) {
     let deadline = Instant::now() + shared.limits.login_deadline;
     let mut gauge = Gauge::new(shared.metrics.clone(), ConnKind::Handshake);
+    // Boxed: TLS and HTTP need far more state than an idle connection, and must not size it.
+    let Some(mut ws) = Box::pin(handshake(&shared, tcp, deadline)).await else {
+        return;
+    };
+    conn::serve(&shared, &mut ws, deadline, &mut gauge).await;
+    drop(slot);
+}
+
+/// TLS, then one HTTP request: a page is answered (`None`), an upgrade becomes a WebSocket.
+async fn handshake(shared: &Shared, tcp: Async<TcpStream>, deadline: Instant) -> Option<conn::Ws> {
     let _ = tcp.get_ref().set_nodelay(true);
     let mut stream = match &shared.tls {
         None => Stream::Plain(tcp),
-        Some(acceptor) => {
-            // Boxed: the handshake state is large and must not size the idle task.
-            match until(deadline, Box::pin(acceptor.accept(tcp))).await {
-                Some(Ok(tls)) => Stream::Tls(Box::new(tls)),
-                _ => {
-                    shared.metrics.disconnect(Disconnect::Handshake);
-                    return;
-                }
+        Some(acceptor) => match until(deadline, acceptor.accept(tcp)).await {
+            Some(Ok(tls)) => Stream::Tls(Box::new(tls)),
+            _ => {
+                shared.metrics.disconnect(Disconnect::Handshake);
+                return None;
             }
-        }
+        },
     };
     let max_head = shared.limits.http_head_max_len;
-    let head = until(
-        deadline,
-        Box::pin(http::read_request(&mut stream, max_head)),
-    )
-    .await;
+    let head = until(deadline, http::read_request(&mut stream, max_head)).await;
     let (request, leftover) = match head {
         Some(Ok(parsed)) => parsed,
-        Some(Err(http::HeadError::Invalid(status))) => {
-            shared.metrics.http(HttpKind::BadRequest);
-            shared.metrics.disconnect(Disconnect::Http);
-            let _ = until(
-                deadline,
-                http::respond(&mut stream, status, "text/plain", status.as_bytes(), false),
-            )
-            .await;
-            return;
-        }
+        Some(Err(http::HeadError::Invalid(status))) => (Request::Bad(status), Vec::new()),
         Some(Err(http::HeadError::Io)) | None => {
             shared.metrics.disconnect(Disconnect::Handshake);
-            return;
+            return None;
         }
     };
-    match request {
+    let (status, content_type, body, head_only) = match request {
+        Request::Upgrade { .. } if shared.is_shutting_down() => (
+            "503 Service Unavailable",
+            "text/plain",
+            "restarting\n".to_string(),
+            false,
+        ),
         Request::Upgrade { key } => {
-            if shared.is_shutting_down() {
-                let status = "503 Service Unavailable";
-                let _ = until(
-                    deadline,
-                    http::respond(&mut stream, status, "text/plain", b"restarting", false),
-                )
-                .await;
-                return;
-            }
             shared.metrics.http(HttpKind::Upgrade);
             let response = http::upgrade_response(&key);
             let written = until(deadline, async {
@@ -389,7 +380,7 @@ async fn connection(shared: Arc<Shared>, tcp: Async<TcpStream>, slot: Slot) {
             .await;
             if !matches!(written, Some(Ok(()))) {
                 shared.metrics.disconnect(Disconnect::Handshake);
-                return;
+                return None;
             }
             let config = conn::ws_config(&shared.limits);
             let ws = WebSocketStream::from_partially_read(
@@ -399,28 +390,30 @@ async fn connection(shared: Arc<Shared>, tcp: Async<TcpStream>, slot: Slot) {
                 Some(config),
             )
             .await;
-            conn::serve(shared.clone(), ws, deadline, &mut gauge).await;
+            return Some(ws);
         }
         Request::Page { page, head } => {
-            let (status, content_type, body) = page_body(&shared, page);
-            shared.metrics.disconnect(Disconnect::Http);
-            let _ = until(
-                deadline,
-                http::respond(&mut stream, status, content_type, body.as_bytes(), head),
-            )
-            .await;
+            let (status, content_type, body) = page_body(shared, page);
+            (status, content_type, body, head)
         }
         Request::Bad(status) => {
             shared.metrics.http(HttpKind::BadRequest);
-            shared.metrics.disconnect(Disconnect::Http);
-            let _ = until(
-                deadline,
-                http::respond(&mut stream, status, "text/plain", status.as_bytes(), false),
-            )
-            .await;
+            (status, "text/plain", format!("{status}\n"), false)
         }
-    }
-    drop(slot);
+    };
+    shared.metrics.disconnect(Disconnect::Http);
+    let _ = until(
+        deadline,
+        http::respond(
+            &mut stream,
+            status,
+            content_type,
+            body.as_bytes(),
+            head_only,
+        ),
+    )
+    .await;
+    None
 }
 
 fn page_body(shared: &Shared, page: Page) -> (&'static str, &'static str, String) {
@@ -455,5 +448,44 @@ fn page_body(shared: &Shared, page: Page) -> (&'static str, &'static str, String
                 "not found\n".to_string(),
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle connection costs is mostly its task: keep the future small (the login
+    /// phase, frame handling and closing are boxed so they do not size it).
+    #[test]
+    fn the_connection_future_stays_small() {
+        smol::block_on(async {
+            let temp = tempfile::tempdir().expect("temp dir");
+            let config = RelayConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), temp.path());
+            let relay = Relay::bind(config).await.expect("bind");
+            let tcp = Async::<TcpStream>::connect(relay.local_addr())
+                .await
+                .expect("connect");
+            let (alive, _all_closed) = smol::channel::bounded::<()>(1);
+            let shared = relay.shared.clone();
+            let slot = Slot {
+                shared: shared.clone(),
+                ip: [127, 0, 0, 1].into(),
+                _alive: alive,
+            };
+            let future = connection(shared.clone(), tcp, slot);
+            let size = std::mem::size_of_val(&future);
+            assert!(size <= 1280, "the connection future is {size} bytes");
+            drop(future);
+            let tcp = Async::<TcpStream>::connect(relay.local_addr())
+                .await
+                .expect("connect");
+            let mut ws =
+                WebSocketStream::from_raw_socket(Stream::Plain(tcp), WsRole::Server, None).await;
+            let mut gauge = Gauge::new(shared.metrics.clone(), ConnKind::Handshake);
+            let serve = conn::serve(&shared, &mut ws, Instant::now(), &mut gauge);
+            let size = std::mem::size_of_val(&serve);
+            assert!(size <= 768, "the serve future is {size} bytes");
+        });
     }
 }
