@@ -98,9 +98,17 @@ impl Home {
         Self::open(root)
     }
 
-    /// Use `root`, creating it 0700 if missing.
+    /// Use `root`, creating it 0700 if missing and closing it to other users if it was open.
     pub fn open(root: PathBuf) -> Result<Self, HomeError> {
         create_private_dir(&root)?;
+        let mode = fs::metadata(&root)
+            .map_err(io_error("inspect", &root))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+                .map_err(io_error("restrict to its owner", &root))?;
+        }
         Ok(Self { root })
     }
 

@@ -281,3 +281,43 @@ fn bad_input_gets_one_clear_line_and_a_failure() {
     let error = fails(&other, &["ctl", "pair", &dead_ticket]);
     assert!(error.contains("does not answer"), "{error}");
 }
+
+#[test]
+fn the_daemon_detaches_holds_its_lock_and_stops() {
+    let world = World::new();
+    let home = world.path("solo");
+    let url = world.relay.url();
+    let out = ok(&home, &["daemon", "start", "--relay", &url]);
+    assert!(out.contains("daemon started"), "{out}");
+    assert!(
+        out.contains("/pair#"),
+        "an unpaired daemon shows its pairing link: {out}"
+    );
+    let status = ok(&home, &["daemon", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(status["running"], serde_json::json!(true));
+    assert!(
+        status["pairing"]["link"]
+            .as_str()
+            .is_some_and(|link| link.contains("/pair#"))
+    );
+
+    let error = fails(&home, &["daemon", "start"]);
+    assert!(error.contains("already running"), "{error}");
+
+    let mode = |name: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(home.join(name))
+            .expect(name)
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("."), 0o700);
+    assert_eq!(mode("machine.key"), 0o600);
+    assert_eq!(mode("daemon.sock"), 0o600);
+
+    assert!(ok(&home, &["daemon", "stop"]).contains("daemon stopped"));
+    let status = ok(&home, &["daemon", "status", "--json"]);
+    assert!(status.contains("\"running\":false"), "{status}");
+}
