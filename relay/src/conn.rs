@@ -479,7 +479,8 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     if let Err(e) = Box::pin(write(ws, ping, limits.write_timeout)).await {
                         return e.disconnect();
                     }
-                    pong_due = Some(now + limits.pong_timeout);
+                    // The deadline runs from the first unanswered ping.
+                    pong_due.get_or_insert(now + limits.pong_timeout);
                     ping_due = next_ping(limits, now);
                 }
             }

@@ -349,3 +349,88 @@ fn shutdown_tells_clients_to_reconnect() {
         assert!(Async::<TcpStream>::connect(addr).await.is_err());
     });
 }
+
+#[test]
+fn pings_keep_readers_alive_and_cut_silent_peers() {
+    smol::block_on(async {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut config = common::config(temp.path());
+        config.limits.ping_interval = Duration::from_millis(100);
+        config.limits.ping_jitter = Duration::from_millis(20);
+        config.limits.pong_timeout = Duration::from_millis(200);
+        let relay = TestRelay::start_with(config).await;
+        let (alive_id, silent_id) = (identity(), identity());
+        // This one keeps a recv pending, so its client answers every ping.
+        let mut alive = relay.device(&alive_id).await;
+        let reader = smol::spawn(async move {
+            let result = alive.recv().await;
+            (alive, result)
+        });
+        // This one never reads: its pongs never go out.
+        let _silent = relay.device(&silent_id).await;
+        smol::Timer::after(Duration::from_secs(1)).await;
+        let (_, body) = relay.get("/metrics").await;
+        eprintln!(
+            "{}",
+            body.lines()
+                .filter(|l| l.starts_with("relay_disc")
+                    || l.starts_with("relay_conn")
+                    || l.starts_with("relay_frames"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        relay
+            .wait_metric("relay_disconnects_total{reason=\"pong_timeout\"}", 1)
+            .await;
+        // Several ping intervals later the reader is still connected.
+        assert_eq!(relay.metric("relay_connections{role=\"device\"}").await, 1);
+        assert!(
+            quiet_for(Duration::from_millis(500), reader)
+                .await
+                .is_none(),
+            "the reader was closed"
+        );
+        assert_eq!(
+            relay
+                .metric("relay_disconnects_total{reason=\"pong_timeout\"}")
+                .await,
+            1
+        );
+        relay.stop().await;
+    });
+}
+
+#[test]
+fn the_inbound_byte_budget_slows_a_fast_sender() {
+    smol::block_on(async {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut config = common::config(temp.path());
+        config.limits.inbound_bytes_per_sec = 256 * 1024;
+        config.limits.inbound_burst_bytes = MAX_FRAME_LEN as u32;
+        let relay = TestRelay::start_with(config).await;
+        let (d, m) = (identity(), identity());
+        let mut device = relay.device(&d).await;
+        pair(&relay, &d, &mut device, &m).await;
+        let mut machine = relay.machine(&m, "box").await;
+        // 8 × 64 KiB = 512 KiB at 256 KiB/s after a 65 KiB burst: about 1.75 s.
+        let payload = vec![7u8; 64 * 1024];
+        let started = Instant::now();
+        let sender = smol::spawn(async move {
+            for _ in 0..8 {
+                device.send(&send(&m, &payload)).await.expect("send");
+            }
+            device
+        });
+        for _ in 0..8 {
+            expect_recv(&mut machine, "throttled frames arrive").await;
+        }
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(1200),
+            "8 frames took only {elapsed:?}"
+        );
+        assert!(relay.metric("relay_throttled_total").await > 0);
+        drop(within("sender done", sender).await);
+        relay.stop().await;
+    });
+}

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use common::*;
-use muxagent_proto::frame::{ErrorCode, Role};
+use muxagent_proto::frame::{ErrorCode, Frame, Role};
 use muxagent_relay::client::ClientError;
 
 #[test]
@@ -64,7 +64,7 @@ impl Drop for Process {
 /// Start the relay binary on a free port; returns it and its `ws://` URL (read from its log).
 fn spawn_relay(dir: &std::path::Path) -> (Process, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_muxagent-relay"))
-        .args(["--listen", "127.0.0.1:0", "--threads", "1", "--data-dir"])
+        .args(["--listen", "127.0.0.1:0", "--threads", "2", "--data-dir"])
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -108,4 +108,34 @@ fn kill_dash_nine_loses_no_acknowledged_entry() {
         let machine = relay.machine(&m, "box").await;
         assert_eq!(machine.account(), Some(d.public().fingerprint()));
     });
+}
+
+#[test]
+fn sigterm_tells_clients_and_exits_cleanly() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (mut relay_process, url) = spawn_relay(temp.path());
+    smol::block_on(async {
+        let relay = TestRelay::external(&url);
+        let d = identity();
+        let mut device = relay.device(&d).await;
+        let status = Command::new("kill")
+            .args(["-TERM", &relay_process.0.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        let frames = until_closed(&mut device, "closed by SIGTERM").await;
+        assert!(
+            matches!(frames.as_slice(), [Frame::Restarting(r)] if r.reconnect_in_ms > 0),
+            "{frames:?}"
+        );
+    });
+    let exited = smol::block_on(within("the relay to exit", async {
+        loop {
+            if let Some(status) = relay_process.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            smol::Timer::after(std::time::Duration::from_millis(20)).await;
+        }
+    }));
+    assert!(exited.success(), "the relay exited with {exited}");
 }
