@@ -445,17 +445,23 @@ impl Router {
         let mut guard = self.lock();
         let state = &mut *guard;
         if let Some(existing) = state.pairings.get(&open.pairing_id) {
-            if existing.opener_conn != session.conn || existing.expires_at <= now {
+            let live = existing.expires_at > now && !existing.used;
+            if live && existing.opener_conn == session.conn {
+                // Opening one's own live id again is answered, not refused (a retried frame).
+                return Ok(PairingOpened {
+                    pairing_id: open.pairing_id,
+                    expires_at: existing.expires_at,
+                });
+            }
+            if live || existing.used {
                 return Err(refused(
                     ErrorCode::PairingTaken,
                     Refusal::PairingTaken,
                     "this pairing id is in use",
                 ));
             }
-            return Ok(PairingOpened {
-                pairing_id: open.pairing_id,
-                expires_at: existing.expires_at,
-            });
+            // Expired and never used: forget it, and open it afresh below.
+            state.pairings.remove(&open.pairing_id);
         }
         let Some(live) = state
             .live

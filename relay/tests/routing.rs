@@ -243,6 +243,24 @@ fn pending_machine_can_only_use_its_pairing_ids() {
             expect_error(&mut intruder, "device opens").await,
             ErrorCode::NotAllowed
         );
+        // The relay caps a pairing id's life at its TTL (5 minutes), whatever the machine asks.
+        let long = new_pairing_id();
+        pending
+            .send(&Frame::OpenPairing(muxagent_proto::frame::OpenPairing {
+                pairing_id: long,
+                expires_at: unix_now() + 24 * 3600,
+            }))
+            .await
+            .expect("send");
+        let expires_at = recv_until(&mut pending, "capped pairing", |frame| match frame {
+            Frame::PairingOpened(opened) if opened.pairing_id == long => Some(opened.expires_at),
+            _ => None,
+        })
+        .await;
+        assert!(
+            expires_at <= unix_now() + 5 * 60,
+            "pairing id lives until {expires_at}"
+        );
         // A pending machine logging in as Machine is refused.
         let refused = relay.try_connect(&m, Role::Machine, Some("box")).await;
         assert!(matches!(
