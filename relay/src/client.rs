@@ -38,7 +38,7 @@ use smol::Async;
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::stream::StreamExt as _;
 
-use crate::conn::until;
+use crate::time::until;
 
 /// Which certificates a `wss://` client trusts.
 #[derive(Clone, Debug, Default)]

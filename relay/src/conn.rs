@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -35,6 +35,7 @@ use crate::outbox::{Next, Outbox, PushError};
 use crate::router::{Session, check_version, encode, error_frame};
 use crate::server::{Gauge, Shared};
 use crate::stream::Stream;
+use crate::time::{unix_now, until};
 
 pub(crate) type Ws = WebSocketStream<Stream>;
 
@@ -47,43 +48,6 @@ pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
         .max_write_buffer_size(2 * MAX_FRAME_LEN + 64)
         .max_message_size(Some(MAX_FRAME_LEN))
         .max_frame_size(Some(MAX_FRAME_LEN))
-}
-
-/// Unix seconds now.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `fut`, or `None` once `deadline` passes.
-pub(crate) fn until<F: Future>(deadline: Instant, fut: F) -> Until<F> {
-    Until {
-        fut: Box::pin(fut),
-        timer: Timer::at(deadline),
-    }
-}
-
-/// The future of [`until`]: a plain struct (the inner future boxed), so wrapping a future in
-/// a deadline adds a timer and a pointer, not a copy of the future's state.
-pub(crate) struct Until<F> {
-    fut: Pin<Box<F>>,
-    timer: Timer,
-}
-
-impl<F: Future> Future for Until<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if let Poll::Ready(value) = this.fut.as_mut().poll(cx) {
-            return Poll::Ready(Some(value));
-        }
-        match Pin::new(&mut this.timer).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 /// Why writing failed.

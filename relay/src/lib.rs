@@ -22,6 +22,7 @@
 //! - `outbox`: a connection's bounded queue and its drop policy.
 //! - `bucket`: the inbound byte budget.
 //! - `metrics`: counters, rendered in the Prometheus text format.
+//! - `time`: deadlines around futures, the Unix clock.
 //! - [`shutdown`] — SIGTERM/SIGINT.
 //! - [`client`] — a client for the relay (tests, load bench, daemon, `muxagent ctl`).
 //! - [`error`] — [`RelayError`].
@@ -59,6 +60,7 @@ mod registry;
 mod router;
 mod server;
 mod stream;
+mod time;
 mod tls;
 
 pub use config::{Limits, RelayConfig, TlsFiles};

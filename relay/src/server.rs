@@ -23,7 +23,7 @@ use smol::io::AsyncWriteExt as _;
 use smol::{Async, Executor, Timer};
 
 use crate::config::{Limits, RelayConfig};
-use crate::conn::{self, until};
+use crate::conn;
 use crate::error::RelayError;
 use crate::http::{self, Page, Request};
 use crate::log::RegistryLog;
@@ -31,6 +31,7 @@ use crate::metrics::{CapReason, ConnKind, Disconnect, HttpKind, Metrics};
 use crate::registry::Caps;
 use crate::router::{Router, RouterLimits, encode};
 use crate::stream::Stream;
+use crate::time::until;
 
 /// State shared by every connection of one relay.
 pub(crate) struct Shared {
