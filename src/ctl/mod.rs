@@ -36,6 +36,28 @@ struct Controller {
 }
 
 impl Controller {
+    /// Log in to `machine`'s relay as this device.
+    async fn connect(
+        &self,
+        machine: &Machine,
+    ) -> Result<muxagent_relay::client::Client, CommandError> {
+        link::connect(&machine.relay, &self.identity)
+            .await
+            .map_err(CommandError)
+    }
+
+    /// Open a secure channel to `machine` over `client`.
+    async fn open<'a>(
+        &self,
+        client: &'a mut muxagent_relay::client::Client,
+        machine: &Machine,
+        identity: muxagent_proto::identity::PublicIdentity,
+    ) -> Result<Conversation<'a>, CommandError> {
+        Conversation::open(client, &self.identity, identity, &machine.hostname)
+            .await
+            .map_err(CommandError)
+    }
+
     fn load(home: &Home) -> Result<Self, CommandError> {
         let home = home.child("controller")?;
         let identity = home.load_or_create_identity(state::KEY_FILE, &mut os::rng())?;
@@ -196,17 +218,15 @@ async fn list_sessions(
     let identity = machine
         .identity()
         .ok_or_else(|| CommandError("damaged machine record".into()))?;
-    let mut client = link::connect(&machine.relay, &controller.identity)
-        .await
-        .map_err(CommandError)?;
-    let mut conversation = Conversation::open(
-        &mut client,
-        &controller.identity,
-        identity,
-        &machine.hostname,
-    )
-    .await
-    .map_err(CommandError)?;
+    let mut client = controller.connect(machine).await?;
+    let mut conversation = controller.open(&mut client, machine, identity).await?;
+    session_list(&mut conversation).await
+}
+
+/// Ask the machine for its sessions.
+async fn session_list(
+    conversation: &mut Conversation<'_>,
+) -> Result<Vec<SessionInfo>, CommandError> {
     let request = conversation.request_id();
     match conversation
         .ask(&ListSessions { request }.into(), request)
@@ -214,7 +234,9 @@ async fn list_sessions(
         .map_err(CommandError)?
     {
         MachineMessage::SessionList(list) => Ok(list.sessions),
-        other => Err(CommandError(format!("unexpected answer {other:?}"))),
+        other => Err(CommandError(format!(
+            "unexpected answer to the session list: {other:?}"
+        ))),
     }
 }
 
@@ -294,17 +316,8 @@ fn resolve_session(
 
 async fn start_session(controller: &Controller, start: cli::CtlStart) -> Result<(), CommandError> {
     let (machine, identity) = controller.machine(&start.machine)?;
-    let mut client = link::connect(&machine.relay, &controller.identity)
-        .await
-        .map_err(CommandError)?;
-    let mut conversation = Conversation::open(
-        &mut client,
-        &controller.identity,
-        identity,
-        &machine.hostname,
-    )
-    .await
-    .map_err(CommandError)?;
+    let mut client = controller.connect(&machine).await?;
+    let mut conversation = controller.open(&mut client, &machine, identity).await?;
     let request = conversation.request_id();
     let message =
         StartSession {
@@ -358,27 +371,15 @@ async fn with_session<'a>(
     identity: muxagent_proto::identity::PublicIdentity,
     prefix: &str,
 ) -> Result<(Conversation<'a>, SessionId), CommandError> {
-    let mut conversation =
-        Conversation::open(client, &controller.identity, identity, &machine.hostname)
-            .await
-            .map_err(CommandError)?;
-    let request = conversation.request_id();
-    let MachineMessage::SessionList(list) = conversation
-        .ask(&ListSessions { request }.into(), request)
-        .await
-        .map_err(CommandError)?
-    else {
-        return Err(CommandError("unexpected answer to the session list".into()));
-    };
-    let session = resolve_session(&list.sessions, prefix, &machine.hostname)?;
+    let mut conversation = controller.open(client, machine, identity).await?;
+    let sessions = session_list(&mut conversation).await?;
+    let session = resolve_session(&sessions, prefix, &machine.hostname)?;
     Ok((conversation, session))
 }
 
 async fn send_prompt(controller: &Controller, send: cli::CtlSend) -> Result<(), CommandError> {
     let (machine, identity) = controller.machine(&send.machine)?;
-    let mut client = link::connect(&machine.relay, &controller.identity)
-        .await
-        .map_err(CommandError)?;
+    let mut client = controller.connect(&machine).await?;
     let (mut conversation, session) =
         with_session(controller, &mut client, &machine, identity, &send.session).await?;
     let request = conversation.request_id();
@@ -397,9 +398,7 @@ async fn send_prompt(controller: &Controller, send: cli::CtlSend) -> Result<(), 
 
 async fn stop_session(controller: &Controller, stop: cli::CtlStop) -> Result<(), CommandError> {
     let (machine, identity) = controller.machine(&stop.machine)?;
-    let mut client = link::connect(&machine.relay, &controller.identity)
-        .await
-        .map_err(CommandError)?;
+    let mut client = controller.connect(&machine).await?;
     let (mut conversation, session) =
         with_session(controller, &mut client, &machine, identity, &stop.session).await?;
     let request = conversation.request_id();
@@ -520,9 +519,7 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
 
 async fn revoke_machine(mut controller: Controller, name: &str) -> Result<(), CommandError> {
     let (machine, identity) = controller.machine(name)?;
-    let mut client = link::connect(&machine.relay, &controller.identity)
-        .await
-        .map_err(CommandError)?;
+    let mut client = controller.connect(&machine).await?;
     // Best effort: tell the machine to forget this device first (it may be offline).
     if let Ok(mut conversation) = Conversation::open(
         &mut client,
@@ -650,27 +647,10 @@ async fn approvals(controller: &Controller, json_out: bool) -> Result<(), Comman
             continue;
         };
         let result: Result<(), CommandError> = async {
-            let mut client = link::connect(&machine.relay, &controller.identity)
-                .await
-                .map_err(CommandError)?;
-            let mut conversation = Conversation::open(
-                &mut client,
-                &controller.identity,
-                identity,
-                &machine.hostname,
-            )
-            .await
-            .map_err(CommandError)?;
-            let request = conversation.request_id();
-            let MachineMessage::SessionList(list) = conversation
-                .ask(&ListSessions { request }.into(), request)
-                .await
-                .map_err(CommandError)?
-            else {
-                return Err(CommandError("unexpected answer to the session list".into()));
-            };
-            let waiting: Vec<SessionId> = list
-                .sessions
+            let mut client = controller.connect(machine).await?;
+            let mut conversation = controller.open(&mut client, machine, identity).await?;
+            let waiting: Vec<SessionId> = session_list(&mut conversation)
+                .await?
                 .iter()
                 .filter(|s| s.pending_approvals > 0)
                 .map(|s| s.id)
@@ -725,9 +705,7 @@ async fn decide(
                 "`{reference}` is not a request; use SESSION/N as `muxagent ctl approvals` shows it"
             ))
         })?;
-    let mut client = link::connect(&machine.relay, &controller.identity)
-        .await
-        .map_err(CommandError)?;
+    let mut client = controller.connect(&machine).await?;
     let (mut conversation, session) =
         with_session(controller, &mut client, &machine, identity, session_prefix).await?;
     let pending = pending_approvals(&mut conversation, &[session]).await?;
