@@ -1,6 +1,8 @@
 //! `muxagent-relay`: the relay as a program. See `muxagent-relay --help`.
 #![forbid(unsafe_code)]
 
+mod version;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +52,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if version::print_if_requested() {
+        return ExitCode::SUCCESS;
+    }
     let args: Args = argh::from_env();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
