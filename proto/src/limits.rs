@@ -182,9 +182,17 @@ pub const RELAY_WS_PATH: &str = "/relay";
 pub const RELAY_QUEUE_DEPTH: usize = 32;
 
 /// Time one frame may take to be written to a receiver's socket. A receiver that does not read
-/// stalls the write once its kernel buffer is full; after this it is disconnected (DERP's 2 s),
-/// so its queue is freed and its senders get `PeerOffline` instead of drops.
+/// stalls the write once its kernel buffer ([`RELAY_SEND_BUFFER_LEN`]) is full; after this it is
+/// disconnected (DERP's 2 s), so its queue is freed and its senders get `PeerOffline` instead of
+/// drops.
 pub const RELAY_WRITE_TIMEOUT_MS: u64 = 2_000;
+
+/// Kernel send buffer of each relay connection (`SO_SNDBUF`; Linux doubles it for bookkeeping).
+/// Without it Linux grows the buffer up to `tcp_wmem`'s maximum (4 MiB by default), which
+/// swallows two whole queues for a receiver that has stopped reading: its writes never stall,
+/// so the write timeout never starts. 256 KiB still carries 2.5 MiB/s (above
+/// [`RELAY_INBOUND_BYTES_PER_SEC`]) at 100 ms round trip.
+pub const RELAY_SEND_BUFFER_LEN: usize = 256 * 1024;
 
 /// WebSocket read buffer per connection. tungstenite's default of 128 KiB would cost 1.2 GiB at
 /// 10 000 idle connections; 4 KiB is what it advises for many connections, and a 64 KiB frame

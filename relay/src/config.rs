@@ -61,6 +61,9 @@ pub struct Limits {
     pub queue_depth: usize,
     /// Time one frame may take to be written before the receiver is disconnected.
     pub write_timeout: Duration,
+    /// Kernel send buffer per connection (`SO_SNDBUF`): what a stalled reader absorbs before
+    /// the relay's writes to it stall and the write timeout runs.
+    pub send_buffer_len: usize,
     /// Time from TCP accept to a verified login (TLS and HTTP included).
     pub login_deadline: Duration,
     /// Time between server pings on an idle connection (before jitter).
@@ -104,6 +107,7 @@ impl Default for Limits {
             max_connections_per_ip: limits::RELAY_MAX_CONNECTIONS_PER_IP,
             queue_depth: limits::RELAY_QUEUE_DEPTH,
             write_timeout: Duration::from_millis(limits::RELAY_WRITE_TIMEOUT_MS),
+            send_buffer_len: limits::RELAY_SEND_BUFFER_LEN,
             login_deadline: Duration::from_secs(limits::LOGIN_DEADLINE_SECS),
             ping_interval: Duration::from_secs(limits::RELAY_PING_INTERVAL_SECS),
             ping_jitter: Duration::from_secs(limits::RELAY_PING_JITTER_SECS),
@@ -142,6 +146,13 @@ impl Limits {
         }
         if self.inbound_bytes_per_sec == 0 {
             return Err("the inbound rate must be above zero".into());
+        }
+        if self.send_buffer_len < limits::MAX_FRAME_LEN {
+            return Err(format!(
+                "the send buffer ({} bytes) must hold one frame ({} bytes)",
+                self.send_buffer_len,
+                limits::MAX_FRAME_LEN
+            ));
         }
         if self.read_buffer_len < 256 {
             return Err("the read buffer must be at least 256 bytes".into());

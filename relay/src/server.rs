@@ -344,6 +344,10 @@ async fn connection(shared: Arc<Shared>, tcp: Async<TcpStream>, slot: Slot) {
 /// TLS, then one HTTP request: a page is answered (`None`), an upgrade becomes a WebSocket.
 async fn handshake(shared: &Shared, tcp: Async<TcpStream>, deadline: Instant) -> Option<conn::Ws> {
     let _ = tcp.get_ref().set_nodelay(true);
+    // A fixed send buffer (no autotuning up to megabytes): a receiver that stops reading
+    // stalls the relay's writes soon, so the write timeout can cut it.
+    let _ =
+        socket2::SockRef::from(tcp.get_ref()).set_send_buffer_size(shared.limits.send_buffer_len);
     let mut stream = match &shared.tls {
         None => Stream::Plain(tcp),
         Some(acceptor) => match until(deadline, acceptor.accept(tcp)).await {
