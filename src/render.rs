@@ -105,6 +105,7 @@ pub fn event_json(event: &Event) -> serde_json::Value {
         EventKind::Opaque { source, raw } => {
             json!({ "kind": "opaque", "source": source.as_str(), "raw": raw })
         }
+        EventKind::AgentSession { id } => json!({ "kind": "agent_session", "id": id }),
     };
     if let (Some(object), serde_json::Value::Object(detail)) = (value.as_object_mut(), detail) {
         object.extend(detail);
@@ -185,5 +186,6 @@ pub fn event_text(event: &Event) -> String {
         } => format!("■ killed by signal {signal}\n"),
         EventKind::Exited { .. } => "■ exited\n".into(),
         EventKind::Opaque { source, raw } => format!("  [{}] {raw}\n", source.as_str()),
+        EventKind::AgentSession { id } => format!("  agent session {id}\n"),
     }
 }

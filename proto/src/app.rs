@@ -320,6 +320,12 @@ pub enum EventKind {
         /// The message (JSON).
         raw: String,
     },
+    /// The agent's own id for this conversation: a later process resumes it (Claude's
+    /// `session_id`, Codex's thread id, an ACP session id).
+    AgentSession {
+        /// The id, as the agent gave it.
+        id: String,
+    },
 }
 
 /// One event of a session, as logged by the machine.

@@ -297,3 +297,32 @@ pub const RECONNECT_MAX_MS: u64 = 15_000;
 
 /// How long a stopped session's processes get after SIGTERM before SIGKILL.
 pub const STOP_GRACE_MS: u64 = 2_000;
+
+// ---- Agents ----
+//
+// Per running agent session: a line buffer of up to [`AGENT_LINE_MAX_LEN`], and the two queues
+// below between the agent's runtime and the daemon.
+
+/// Longest line an agent may print. Claude Code's `initialize` answer is ~25 KB and a tool result
+/// quoting a file can be far larger; a longer line is skipped with an error event.
+pub const AGENT_LINE_MAX_LEN: usize = 8 * 1024 * 1024;
+
+/// Reports from an agent's runtime waiting for the daemon to log them. When it is full the
+/// runtime stops reading the agent's output, so a flood slows the agent instead of growing.
+pub const AGENT_REPORT_QUEUE: usize = 64;
+
+/// Commands (prompts, answers, interrupts) waiting for an agent's runtime.
+pub const AGENT_COMMAND_QUEUE: usize = 16;
+
+/// How long the daemon keeps reading an agent's standard error after its standard output ended
+/// (a grandchild may hold the pipe open for ever).
+pub const AGENT_STDERR_DRAIN_MS: u64 = 500;
+
+/// Longest text field of one logged event. Longer agent text, tool output or input is cut to
+/// this with a note of how much was left out, so every event fits one channel message
+/// ([`MAX_APP_MESSAGE_LEN`]) even with two such fields.
+pub const EVENT_FIELD_MAX_LEN: usize = 24 * 1024;
+
+/// Approvals one session may have waiting. An agent asking for more is answered with a deny
+/// for the excess, so a runaway agent cannot grow the daemon's memory.
+pub const MAX_PENDING_APPROVALS: usize = 64;

@@ -376,6 +376,7 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
         (option::of(any::<i32>()), option::of(any::<i32>()))
             .prop_map(|(code, signal)| EventKind::Exited { code, signal }),
         (short::<32>(), text()).prop_map(|(source, raw)| EventKind::Opaque { source, raw }),
+        text().prop_map(|id| EventKind::AgentSession { id }),
     ]
 }
 

@@ -373,6 +373,12 @@ pub fn event_kinds() -> Vec<(&'static str, EventKind)> {
                 raw: r#"{"type":"new_thing"}"#.into(),
             },
         ),
+        (
+            "agent_session",
+            EventKind::AgentSession {
+                id: "5f0c1d2e-0000-4000-8000-000000000001".into(),
+            },
+        ),
     ]
 }
 

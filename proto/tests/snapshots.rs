@@ -89,9 +89,10 @@ fn event_kind_index(kind: &EventKind) -> usize {
         EventKind::Error { .. } => 16,
         EventKind::Exited { .. } => 17,
         EventKind::Opaque { .. } => 18,
+        EventKind::AgentSession { .. } => 19,
     }
 }
-const EVENT_KIND_COUNT: usize = 19;
+const EVENT_KIND_COUNT: usize = 20;
 
 #[test]
 fn every_event_kind() {

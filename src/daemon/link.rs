@@ -6,16 +6,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use muxagent_proto::app::{
-    Ack, AppError, AppErrorCode, Cursor, DeviceMessage, EventKind, MachineMessage, ReplayComplete,
-    ReplayMore, RuntimeInfo, Runtimes, SessionId, SessionList, SessionStatus, StartSession, Stream,
+    Ack, AppError, AppErrorCode, Cursor, DeviceMessage, MachineMessage, ReplayComplete, ReplayMore,
+    RuntimeInfo, Runtimes, SessionId, SessionList,
 };
 use muxagent_proto::frame::{
     self, ErrorCode, Frame, OpenPairing, PairingId, RegistryEntry, Role, SignedEntry,
 };
 use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::{
-    DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, RECONNECT_MAX_MS, RECONNECT_MIN_MS,
-    REPLAY_PAGE_EVENTS, STOP_GRACE_MS,
+    DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, RECONNECT_MAX_MS, RECONNECT_MIN_MS, REPLAY_PAGE_EVENTS,
 };
 use muxagent_proto::machine::{Incoming, Pairing, PairingStep};
 use muxagent_proto::ticket::{PairingSecret, Ticket};
@@ -25,7 +24,7 @@ use smol::channel::Receiver;
 use smol::{LocalExecutor, Timer};
 
 use super::control::Notice;
-use super::{DeviceSync, Out, PairingOffer, Shared, command};
+use super::{DeviceSync, Out, PairingOffer, Shared, agent, approvals, runtime};
 use crate::{log, os};
 
 /// The registry request number of an unpair.
@@ -382,7 +381,6 @@ fn on_message(
     device: Fingerprint,
     message: DeviceMessage,
 ) {
-    let now = os::unix_now();
     match message {
         DeviceMessage::Hello(hello) => {
             let mut c = core.borrow_mut();
@@ -419,11 +417,7 @@ fn on_message(
             c.reply(device, MachineMessage::SessionList(list));
         }
         DeviceMessage::ListRuntimes(request) => {
-            let runtimes = vec![RuntimeInfo {
-                name: "command".try_into().unwrap_or_default(),
-                available: true,
-                detail: "any shell command".into(),
-            }];
+            let runtimes = runtime_list();
             core.borrow().reply(
                 device,
                 MachineMessage::Runtimes(Runtimes {
@@ -434,55 +428,31 @@ fn on_message(
         }
         DeviceMessage::StartSession(start) => {
             let request = start.request;
-            match start_session(core, executor, device, start, now) {
-                Ok(session) => core.borrow().reply(device, ack(request, Some(session))),
-                Err((code, message)) => core.borrow().reply(device, refuse(request, code, message)),
-            }
+            let result = agent::start(core, executor, device, start);
+            answer(core, device, request, result);
         }
         DeviceMessage::SendPrompt(prompt) => {
-            let request = prompt.request;
-            let result = send_input(core, executor, prompt.session, prompt.text, now);
-            core.borrow().reply(
-                device,
-                match result {
-                    Ok(()) => ack(request, Some(prompt.session)),
-                    Err((code, message)) => refuse(request, code, message),
-                },
-            );
+            let result =
+                agent::prompt(core, executor, prompt.session, prompt.text).map(|()| prompt.session);
+            answer(core, device, prompt.request, result);
         }
         DeviceMessage::Interrupt(interrupt) => {
-            let c = core.borrow();
-            let reply = match c.processes.get(&interrupt.session) {
-                Some(process) => match process.signal(rustix::process::Signal::INT) {
-                    Ok(()) => ack(interrupt.request, Some(interrupt.session)),
-                    Err(error) => {
-                        refuse(interrupt.request, AppErrorCode::Internal, error.to_string())
-                    }
-                },
-                None => not_running(&c.sessions, interrupt.request, interrupt.session),
-            };
-            c.reply(device, reply);
+            let result = agent::interrupt(core, interrupt.session).map(|()| interrupt.session);
+            answer(core, device, interrupt.request, result);
         }
         DeviceMessage::Stop(stop) => {
-            let reply = stop_session(core, executor, stop.session, stop.request);
-            core.borrow().reply(device, reply);
+            let result = agent::stop(core, executor, stop.session).map(|()| stop.session);
+            answer(core, device, stop.request, result);
         }
-        DeviceMessage::Decide(decide) => core.borrow().reply(
-            device,
-            refuse(
-                decide.request,
-                AppErrorCode::UnknownApproval,
-                "no approval is pending with that id".into(),
-            ),
-        ),
-        DeviceMessage::SetMode(set) => core.borrow().reply(
-            device,
-            refuse(
-                set.request,
-                AppErrorCode::InvalidState,
-                "command sessions have no permission modes".into(),
-            ),
-        ),
+        DeviceMessage::Decide(decide) => {
+            let result = approvals::decide(core, device, decide.decision);
+            answer(core, device, decide.request, result);
+        }
+        DeviceMessage::SetMode(set) => {
+            let result =
+                agent::set_mode(core, set.session, set.mode.as_str()).map(|()| set.session);
+            answer(core, device, set.request, result);
+        }
         DeviceMessage::Replay(replay) => {
             let mut c = core.borrow_mut();
             if c.sessions.info(&replay.session).is_none() {
@@ -522,6 +492,59 @@ fn on_message(
     }
 }
 
+/// Answer a request with an ack naming its session, or with the refusal.
+fn answer(
+    core: &Shared,
+    device: Fingerprint,
+    request: u32,
+    result: Result<SessionId, agent::Refusal>,
+) {
+    let reply = match result {
+        Ok(session) => ack(request, Some(session)),
+        Err((code, message)) => refuse(request, code, message),
+    };
+    core.borrow().reply(device, reply);
+}
+
+/// The runtimes and whether their programs are installed.
+fn runtime_list() -> Vec<RuntimeInfo> {
+    runtime::NAMES
+        .iter()
+        .filter_map(|name| runtime::by_name(name))
+        .map(|runtime| {
+            let (available, detail) = match runtime.program() {
+                None if runtime.name() == "command" => (true, "any shell command".to_string()),
+                None => (true, "an ACP agent: give its command line".to_string()),
+                Some(program) => match find_program(&program) {
+                    Some(path) => (true, path.display().to_string()),
+                    None => (false, format!("{program} is not installed (not on PATH)")),
+                },
+            };
+            RuntimeInfo {
+                name: runtime.name().try_into().unwrap_or_default(),
+                available,
+                detail,
+            }
+        })
+        .collect()
+}
+
+/// `program` as a path, or looked up on `PATH`.
+fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &Path| {
+        path.metadata()
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = Path::new(program);
+        return executable(path).then(|| path.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|path| executable(path))
+}
+
 fn ack(request: u32, session: Option<SessionId>) -> MachineMessage {
     MachineMessage::Ack(Ack { request, session })
 }
@@ -532,216 +555,6 @@ fn refuse(request: u32, code: AppErrorCode, message: String) -> MachineMessage {
         code,
         message,
     })
-}
-
-fn not_running(sessions: &super::Sessions, request: u32, session: SessionId) -> MachineMessage {
-    match sessions.info(&session) {
-        None => refuse(
-            request,
-            AppErrorCode::UnknownSession,
-            format!("no session {session}"),
-        ),
-        Some(_) => refuse(
-            request,
-            AppErrorCode::InvalidState,
-            format!("session {session} is not running"),
-        ),
-    }
-}
-
-type Refusal = (AppErrorCode, String);
-
-fn start_session(
-    core: &Shared,
-    executor: &Rc<LocalExecutor<'static>>,
-    device: Fingerprint,
-    start: StartSession,
-    now: u64,
-) -> Result<SessionId, Refusal> {
-    if start.runtime.as_str() != "command" {
-        return Err((
-            AppErrorCode::UnknownRuntime,
-            format!(
-                "runtime `{}` is not available on this machine (available: command)",
-                start.runtime
-            ),
-        ));
-    }
-    let cwd = Path::new(&start.cwd);
-    if !cwd.is_dir() {
-        return Err((
-            AppErrorCode::BadRequest,
-            format!("{} is not a directory on this machine", start.cwd),
-        ));
-    }
-    let argv = command::command_line(&start.args, &start.prompt);
-    let mut id = [0u8; 16];
-    os::rng().fill_bytes(&mut id);
-    let id = SessionId(id);
-    let title = start
-        .title
-        .clone()
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| argv.join(" ").chars().take(80).collect());
-    let started = EventKind::Started {
-        runtime: start.runtime.clone(),
-        args: argv.clone(),
-        cwd: start.cwd.clone(),
-        title,
-        device,
-    };
-    core.borrow_mut()
-        .create_session(id, started, now)
-        .map_err(|e| (AppErrorCode::Internal, e.to_string()))?;
-    match command::spawn(&argv, cwd) {
-        Ok((process, child)) => {
-            core.borrow_mut().processes.insert(id, process);
-            executor
-                .spawn(watch_child(core.clone(), id, child))
-                .detach();
-            Ok(id)
-        }
-        Err(error) => {
-            let mut c = core.borrow_mut();
-            let _ = c.record(
-                id,
-                EventKind::Error {
-                    message: format!("cannot start {}: {error}", argv[0]),
-                },
-                now,
-            );
-            let _ = c.record(id, EventKind::Status(SessionStatus::Error), now);
-            Ok(id)
-        }
-    }
-}
-
-/// Pump a child's output into its session, then record how it ended.
-async fn watch_child(core: Shared, id: SessionId, mut child: smol::process::Child) {
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let out = {
-        let core = core.clone();
-        async move {
-            if let Some(stdout) = stdout {
-                command::pump(stdout, Stream::Stdout, |stream, text| {
-                    super::record_output(&core, id, stream, text)
-                })
-                .await;
-            }
-        }
-    };
-    let err = {
-        let core = core.clone();
-        async move {
-            if let Some(stderr) = stderr {
-                command::pump(stderr, Stream::Stderr, |stream, text| {
-                    super::record_output(&core, id, stream, text)
-                })
-                .await;
-            }
-        }
-    };
-    smol::future::zip(out, err).await;
-    let status = child.status().await;
-    let mut c = core.borrow_mut();
-    c.processes.remove(&id);
-    let stopped = c.stopping.remove(&id);
-    let now = os::unix_now();
-    let (code, signal, final_status) = match status {
-        Ok(status) => {
-            let (code, signal) = command::exit_parts(status);
-            let final_status = if stopped {
-                SessionStatus::Stopped
-            } else if code == Some(0) {
-                SessionStatus::Done
-            } else {
-                SessionStatus::Error
-            };
-            (code, signal, final_status)
-        }
-        Err(_) => (None, None, SessionStatus::Error),
-    };
-    for kind in [
-        EventKind::Exited { code, signal },
-        EventKind::Status(final_status),
-    ] {
-        if let Err(error) = c.record(id, kind, now) {
-            log::error(&format!("session {id}: {error}"));
-        }
-    }
-}
-
-fn send_input(
-    core: &Shared,
-    executor: &Rc<LocalExecutor<'static>>,
-    session: SessionId,
-    text: String,
-    now: u64,
-) -> Result<(), Refusal> {
-    let mut c = core.borrow_mut();
-    let Some(process) = c.processes.get_mut(&session) else {
-        return Err(match c.sessions.info(&session) {
-            None => (
-                AppErrorCode::UnknownSession,
-                format!("no session {session}"),
-            ),
-            Some(_) => (
-                AppErrorCode::InvalidState,
-                format!("session {session} is not running"),
-            ),
-        });
-    };
-    let Some(mut stdin) = process.stdin.take() else {
-        return Err((
-            AppErrorCode::InvalidState,
-            "the session's input is busy or closed".into(),
-        ));
-    };
-    c.record(session, EventKind::Prompt { text: text.clone() }, now)
-        .map_err(|e| (AppErrorCode::Internal, e.to_string()))?;
-    let core = core.clone();
-    executor
-        .spawn(async move {
-            use smol::io::AsyncWriteExt;
-            let mut line = text.into_bytes();
-            line.push(b'\n');
-            let written = stdin.write_all(&line).await.and(stdin.flush().await);
-            if written.is_ok()
-                && let Some(process) = core.borrow_mut().processes.get_mut(&session)
-            {
-                process.stdin = Some(stdin);
-            }
-        })
-        .detach();
-    Ok(())
-}
-
-fn stop_session(
-    core: &Shared,
-    executor: &Rc<LocalExecutor<'static>>,
-    session: SessionId,
-    request: u32,
-) -> MachineMessage {
-    let mut c = core.borrow_mut();
-    let Some(process) = c.processes.get(&session) else {
-        return not_running(&c.sessions, request, session);
-    };
-    if let Err(error) = process.signal(rustix::process::Signal::TERM) {
-        return refuse(request, AppErrorCode::Internal, error.to_string());
-    }
-    let group = process.group;
-    c.stopping.insert(session);
-    let core = core.clone();
-    executor
-        .spawn(async move {
-            Timer::after(Duration::from_millis(STOP_GRACE_MS)).await;
-            if core.borrow().processes.contains_key(&session) {
-                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-            }
-        })
-        .detach();
-    ack(request, Some(session))
 }
 
 /// Take replay requests and run one catch-up task per device.

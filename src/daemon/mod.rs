@@ -4,15 +4,21 @@
 //!
 //! - [`state`]: what is kept between runs (`machine.json`).
 //! - [`sessions`]: the sessions' logs and metadata.
-//! - [`command`]: the `command` runtime.
+//! - [`runtime`]: the agent adapters (command, Claude Code, Codex, ACP) behind one trait.
+//! - [`process`]: agent processes in their own process groups.
+//! - [`agent`]: running sessions — start, prompt, interrupt, mode, stop, and their reports.
+//! - [`approvals`]: asks, signed decisions, their states and the auto-deny policy.
 //! - [`link`]: the relay connection, pairing and the device protocol.
 //! - [`control`]: the Unix socket the CLI talks to.
 //! - [`lock`]: one daemon per `$MUXAGENT_HOME`.
 
-pub mod command;
+pub mod agent;
+pub mod approvals;
 pub mod control;
 pub mod link;
 pub mod lock;
+pub mod process;
+pub mod runtime;
 pub mod sessions;
 pub mod state;
 
@@ -22,7 +28,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use muxagent_proto::app::{Event, EventKind, MachineMessage, SessionId, SessionStatus, Stream};
+use muxagent_proto::app::{
+    ApprovalState, Event, EventKind, MachineMessage, SessionId, SessionStatus,
+};
 use muxagent_proto::frame::{Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity};
 use muxagent_proto::machine::{Pairing, Peers};
@@ -32,7 +40,6 @@ use smol::channel::Sender;
 use crate::home::{Home, HomeError};
 use crate::log;
 use crate::os;
-use command::Process;
 use sessions::{SessionError, Sessions};
 use state::MachineState;
 
@@ -91,7 +98,7 @@ pub struct Core {
     pub peers: Peers,
     pub devices: BTreeMap<Fingerprint, DeviceSync>,
     pub outgoing: Option<Sender<Out>>,
-    pub processes: BTreeMap<SessionId, Process>,
+    pub agents: BTreeMap<SessionId, agent::Running>,
     /// Sessions a device asked to stop (their exit is `Stopped`, not `Error`).
     pub stopping: BTreeSet<SessionId>,
     pub status: LinkStatus,
@@ -174,7 +181,7 @@ impl Core {
             peers: Peers::new(),
             devices: BTreeMap::new(),
             outgoing: None,
-            processes: BTreeMap::new(),
+            agents: BTreeMap::new(),
             stopping: BTreeSet::new(),
             status: LinkStatus::default(),
             pairing: None,
@@ -190,11 +197,20 @@ impl Core {
     pub fn close_orphans(&mut self) -> Result<(), SessionError> {
         for id in self.sessions.unfinished() {
             let now = os::unix_now();
+            approvals::withdraw_all(self, id, now);
+            let resumable = self
+                .sessions
+                .state(&id)
+                .is_some_and(|state| state.agent_session.is_some());
+            let message = if resumable {
+                "the daemon stopped while this session ran; its agent is gone — a new prompt resumes its conversation"
+            } else {
+                "the daemon stopped while this session ran; its process is gone"
+            };
             self.record(
                 id,
                 EventKind::Error {
-                    message: "the daemon stopped while this session ran; its process is gone"
-                        .into(),
+                    message: message.into(),
                 },
                 now,
             )?;
@@ -212,8 +228,29 @@ impl Core {
         at: u64,
     ) -> Result<Event, SessionError> {
         let event = self.sessions.record(id, kind, at)?;
-        self.broadcast(&event);
+        let delivered = self.broadcast(&event);
+        if delivered && let EventKind::ApprovalRequested(request) = &event.kind {
+            self.mark_delivered(id, request.approval);
+        }
         Ok(event)
+    }
+
+    /// A device was sent an approval request: its state moves from requested to delivered.
+    pub fn mark_delivered(&mut self, id: SessionId, approval: u64) {
+        let requested = self
+            .sessions
+            .state(&id)
+            .and_then(|state| state.approvals.get(&approval))
+            .is_some_and(|open| open.state == ApprovalState::Requested);
+        if requested {
+            let kind = EventKind::ApprovalState {
+                approval,
+                state: ApprovalState::Delivered,
+            };
+            if let Ok(event) = self.sessions.record(id, kind, os::unix_now()) {
+                self.broadcast(&event);
+            }
+        }
     }
 
     /// Create a session and broadcast its first event.
@@ -228,16 +265,19 @@ impl Core {
         Ok(event)
     }
 
-    fn broadcast(&mut self, event: &Event) {
+    /// Send `event` to every caught-up device; true if at least one was sent it.
+    fn broadcast(&mut self, event: &Event) -> bool {
         let Some(outgoing) = self.outgoing.clone() else {
-            return;
+            return false;
         };
+        let mut sent = false;
         let mut fallen_behind = Vec::new();
         for (device, sync) in self.devices.iter_mut().filter(|(_, sync)| sync.live) {
             let message = MachineMessage::Event(event.clone());
             match outgoing.try_send(Out::ToDevice(*device, message)) {
                 Ok(()) => {
                     sync.cursors.insert(event.session, event.seq);
+                    sent = true;
                 }
                 Err(_) => {
                     sync.live = false;
@@ -248,6 +288,7 @@ impl Core {
         for device in fallen_behind {
             self.request_replay(device);
         }
+        sent
     }
 
     /// Have the replayer catch `device` up from its cursors (once; later requests while one runs
@@ -280,16 +321,6 @@ impl Core {
         if let Some(outgoing) = &self.outgoing {
             let _ = outgoing.try_send(Out::Frame(frame));
         }
-    }
-}
-
-/// Record an output chunk of a session (from a reader task).
-pub fn record_output(core: &Shared, id: SessionId, stream: Stream, text: String) {
-    let result = core
-        .borrow_mut()
-        .record(id, EventKind::Output { stream, text }, os::unix_now());
-    if let Err(error) = result {
-        log::error(&format!("session {id}: could not log output: {error}"));
     }
 }
 
@@ -357,12 +388,13 @@ pub fn run_foreground(home: Home, relay: Option<String>) -> Result<(), DaemonErr
 /// Stop every session's processes and log why.
 fn shutdown(core: &Shared) {
     let mut core = core.borrow_mut();
-    let ids: Vec<SessionId> = core.processes.keys().copied().collect();
+    let ids: Vec<SessionId> = core.agents.keys().copied().collect();
     for id in ids {
-        if let Some(process) = core.processes.remove(&id) {
-            let _ = process.signal(rustix::process::Signal::TERM);
+        if let Some(running) = core.agents.remove(&id) {
+            let _ = process::signal_group(running.group, rustix::process::Signal::TERM);
         }
         let now = os::unix_now();
+        approvals::withdraw_all(&mut core, id, now);
         let _ = core.record(
             id,
             EventKind::Error {

@@ -8,7 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use muxagent_proto::app::{
-    ApprovalState, Event, EventKind, SessionId, SessionInfo, SessionStatus, Usage,
+    ApprovalId, ApprovalRequest, ApprovalState, Event, EventKind, SessionId, SessionInfo,
+    SessionStatus, Usage,
 };
 use muxagent_store::{Log, Options};
 
@@ -44,8 +45,32 @@ impl fmt::Display for SessionError {
 
 impl std::error::Error for SessionError {}
 
+/// An approval that is not closed yet (not applied, withdrawn or expired).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenApproval {
+    /// What was asked.
+    pub request: ApprovalRequest,
+    /// Requested, Delivered or Decided.
+    pub state: ApprovalState,
+}
+
+/// What the log says about a session beyond its [`SessionInfo`]: what a daemon needs to answer
+/// approvals and to resume the agent.
+#[derive(Clone, Debug, Default)]
+pub struct SessionState {
+    /// The runtime's arguments as started.
+    pub args: Vec<String>,
+    /// Approvals not closed yet, by number.
+    pub approvals: BTreeMap<ApprovalId, OpenApproval>,
+    /// The highest approval number handed out.
+    pub last_approval: ApprovalId,
+    /// The agent's own session id, for resuming.
+    pub agent_session: Option<String>,
+}
+
 struct Session {
     info: SessionInfo,
+    state: SessionState,
     log: Log<Event>,
 }
 
@@ -81,13 +106,14 @@ fn empty_info(id: SessionId) -> SessionInfo {
     }
 }
 
-/// Apply one event to a session's metadata.
-fn fold(info: &mut SessionInfo, event: &Event) {
+/// Apply one event to a session's metadata and state.
+fn fold(info: &mut SessionInfo, state: &mut SessionState, event: &Event) {
     info.last_seq = event.seq;
     info.updated_at = event.at;
     match &event.kind {
         EventKind::Started {
             runtime,
+            args,
             cwd,
             title,
             ..
@@ -97,21 +123,46 @@ fn fold(info: &mut SessionInfo, event: &Event) {
             info.title = title.clone();
             info.created_at = event.at;
             info.status = SessionStatus::Running;
+            state.args = args.clone();
         }
         EventKind::Status(status) => info.status = *status,
         EventKind::Usage(usage) => info.usage = *usage,
-        EventKind::ApprovalRequested(_) => info.pending_approvals += 1,
-        EventKind::ApprovalResolved { .. } => {
-            info.pending_approvals = info.pending_approvals.saturating_sub(1);
+        EventKind::ApprovalRequested(request) => {
+            state.last_approval = state.last_approval.max(request.approval);
+            state.approvals.insert(
+                request.approval,
+                OpenApproval {
+                    request: request.clone(),
+                    state: ApprovalState::Requested,
+                },
+            );
+        }
+        EventKind::ApprovalResolved { approval, .. } => {
+            if let Some(open) = state.approvals.get_mut(approval) {
+                open.state = ApprovalState::Decided;
+            }
         }
         EventKind::ApprovalState {
-            state: ApprovalState::Withdrawn | ApprovalState::Expired,
-            ..
-        } => {
-            info.pending_approvals = info.pending_approvals.saturating_sub(1);
-        }
+            approval,
+            state: new_state,
+        } => match new_state {
+            ApprovalState::Applied | ApprovalState::Withdrawn | ApprovalState::Expired => {
+                state.approvals.remove(approval);
+            }
+            ApprovalState::Requested | ApprovalState::Delivered | ApprovalState::Decided => {
+                if let Some(open) = state.approvals.get_mut(approval) {
+                    open.state = *new_state;
+                }
+            }
+        },
+        EventKind::AgentSession { id } => state.agent_session = Some(id.clone()),
         _ => {}
     }
+    info.pending_approvals = state
+        .approvals
+        .values()
+        .filter(|open| open.state != ApprovalState::Decided)
+        .count() as u32;
 }
 
 impl Sessions {
@@ -137,11 +188,12 @@ impl Sessions {
                 repaired.push(format!("session {id}: {report}"));
             }
             let mut info = empty_info(id);
+            let mut state = SessionState::default();
             for item in log.iter().map_err(store)? {
                 let (_, event) = item.map_err(store)?;
-                fold(&mut info, &event);
+                fold(&mut info, &mut state, &event);
             }
-            sessions.insert(id, Session { info, log });
+            sessions.insert(id, Session { info, state, log });
         }
         Ok((
             Self {
@@ -169,6 +221,7 @@ impl Sessions {
             id,
             Session {
                 info: empty_info(id),
+                state: SessionState::default(),
                 log,
             },
         );
@@ -198,7 +251,7 @@ impl Sessions {
         };
         session.log.append(&event).map_err(store)?;
         session.log.sync().map_err(store)?;
-        fold(&mut session.info, &event);
+        fold(&mut session.info, &mut session.state, &event);
         Ok(event)
     }
 
@@ -237,6 +290,11 @@ impl Sessions {
     /// A session's metadata.
     pub fn info(&self, id: &SessionId) -> Option<&SessionInfo> {
         self.sessions.get(id).map(|session| &session.info)
+    }
+
+    /// What the log says about a session's approvals and agent.
+    pub fn state(&self, id: &SessionId) -> Option<&SessionState> {
+        self.sessions.get(id).map(|session| &session.state)
     }
 
     /// Every session's metadata, newest first.

@@ -51,6 +51,9 @@ pub struct MachineState {
     /// Devices that paired with this machine.
     #[serde(default)]
     pub devices: Vec<PairedDevice>,
+    /// Approval policy: deny an approval nobody decided within this many minutes (none: wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_deny_after_minutes: Option<u32>,
 }
 
 impl MachineState {
@@ -70,6 +73,13 @@ impl MachineState {
             .iter()
             .filter_map(PairedDevice::identity)
             .collect()
+    }
+
+    /// Whether `device` is paired with this machine.
+    pub fn is_paired(&self, device: &Fingerprint) -> bool {
+        self.device_identities()
+            .iter()
+            .any(|identity| identity.fingerprint() == *device)
     }
 
     /// Add a device (replacing an older record of the same key).

@@ -1,0 +1,268 @@
+//! Approvals (DESIGN §5): an agent's ask becomes a numbered request bound by its hash to exactly
+//! what was asked; a device's signed decision is checked against it before the agent hears it.
+//!
+//! Every step is an event in the session's log, so the log is the audit trail (who decided
+//! what, from which device, when) and the state machine survives restarts:
+//! requested → delivered → decided (`ApprovalResolved`) → applied, or withdrawn / expired.
+//! The open approvals themselves are folded from the log ([`super::sessions::SessionState`]).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use muxagent_proto::app::{
+    AppErrorCode, ApprovalKind, ApprovalRequest, ApprovalState, Decision, EventKind, SessionId,
+    SessionStatus, SignedDecision, request_hash,
+};
+use muxagent_proto::identity::Fingerprint;
+use muxagent_proto::limits::MAX_PENDING_APPROVALS;
+use smol::{LocalExecutor, Timer};
+
+use super::agent::{self, Refusal};
+use super::runtime::{Ask, Command};
+use super::{Core, Shared};
+use crate::{log, os};
+
+/// How an approval closed on the agent's side.
+pub enum Close {
+    /// The agent took the ask back.
+    Withdrawn,
+    /// The agent was given the decision.
+    Applied,
+}
+
+/// Log a new ask of session `id` and, under an auto-deny policy, arm its timer.
+pub fn ask(core: &Shared, executor: &Rc<LocalExecutor<'static>>, id: SessionId, ask: Ask) {
+    let now = os::unix_now();
+    let mut c = core.borrow_mut();
+    let Some(state) = c.sessions.state(&id) else {
+        return;
+    };
+    if state.approvals.len() >= MAX_PENDING_APPROVALS {
+        let message = format!(
+            "the agent asked for more than {MAX_PENDING_APPROVALS} approvals at once; this one was denied"
+        );
+        answer_agent(&c, id, &ask.agent_request, deny(&message));
+        let _ = c.record(id, EventKind::Error { message }, now);
+        return;
+    }
+    let approval = state.last_approval + 1;
+    let hash = request_hash(&id, &ask.agent_request, &ask.tool, &ask.input);
+    if let (ApprovalKind::Plan, Some(plan)) = (ask.kind, ask.plan) {
+        record(
+            &mut c,
+            id,
+            agent::fit(EventKind::PlanProposed { approval, plan }),
+        );
+    }
+    // The hash covers the whole input; a very long one is shown cut.
+    let shown = match agent::fit(EventKind::Text { text: ask.input }) {
+        EventKind::Text { text } => text,
+        _ => String::new(),
+    };
+    let request = ApprovalRequest {
+        approval,
+        kind: ask.kind,
+        agent_request: ask.agent_request,
+        tool: ask.tool,
+        input: shown,
+        request_hash: hash,
+    };
+    record(&mut c, id, EventKind::ApprovalRequested(request));
+    agent::set_status(&mut c, id, SessionStatus::WaitingApproval, now);
+    if let Some(minutes) = c.state.auto_deny_after_minutes.filter(|m| *m > 0) {
+        drop(c);
+        let core = core.clone();
+        executor
+            .spawn(async move {
+                Timer::after(Duration::from_secs(u64::from(minutes) * 60)).await;
+                expire(&core, id, approval, minutes);
+            })
+            .detach();
+    }
+}
+
+/// The policy's time is up: deny the approval if nobody decided it.
+fn expire(core: &Shared, id: SessionId, approval: u64, minutes: u32) {
+    let mut c = core.borrow_mut();
+    let Some(open) = c
+        .sessions
+        .state(&id)
+        .and_then(|state| state.approvals.get(&approval))
+        .filter(|open| open.state != ApprovalState::Decided)
+        .cloned()
+    else {
+        return;
+    };
+    let message = format!("nobody decided within {minutes} minutes (this machine's policy)");
+    answer_agent(&c, id, &open.request.agent_request, deny(&message));
+    record(
+        &mut c,
+        id,
+        EventKind::ApprovalState {
+            approval,
+            state: ApprovalState::Expired,
+        },
+    );
+    after_close(&mut c, id);
+}
+
+fn deny(message: &str) -> Decision {
+    Decision::Deny {
+        message: message.into(),
+    }
+}
+
+fn answer_agent(c: &Core, id: SessionId, agent_request: &str, decision: Decision) -> bool {
+    c.agents.get(&id).is_some_and(|running| {
+        running
+            .commands
+            .try_send(Command::Answer {
+                agent_request: agent_request.into(),
+                decision,
+            })
+            .is_ok()
+    })
+}
+
+fn record(c: &mut Core, id: SessionId, kind: EventKind) {
+    if let Err(error) = c.record(id, kind, os::unix_now()) {
+        log::error(&format!("session {id}: {error}"));
+    }
+}
+
+/// Back to running when nothing waits any more.
+fn after_close(c: &mut Core, id: SessionId) {
+    let waiting = c
+        .sessions
+        .info(&id)
+        .map(|info| (info.status, info.pending_approvals));
+    if let Some((SessionStatus::WaitingApproval, 0)) = waiting {
+        agent::set_status(c, id, SessionStatus::Running, os::unix_now());
+    }
+}
+
+/// The agent withdrew an ask, or was given its answer.
+pub fn close(c: &mut Core, id: SessionId, agent_request: &str, how: Close) {
+    let Some((approval, state)) = c.sessions.state(&id).and_then(|state| {
+        state
+            .approvals
+            .iter()
+            .find(|(_, open)| open.request.agent_request == agent_request)
+            .map(|(approval, open)| (*approval, open.state))
+    }) else {
+        return; // already closed (expired, or withdrawn by the runtime itself)
+    };
+    let closed = match how {
+        Close::Withdrawn => ApprovalState::Withdrawn,
+        Close::Applied if state == ApprovalState::Decided => ApprovalState::Applied,
+        Close::Applied => return,
+    };
+    record(
+        c,
+        id,
+        EventKind::ApprovalState {
+            approval,
+            state: closed,
+        },
+    );
+    after_close(c, id);
+}
+
+/// The agent is gone: every open approval of the session is withdrawn.
+pub fn withdraw_all(c: &mut Core, id: SessionId, now: u64) {
+    let open: Vec<u64> = c
+        .sessions
+        .state(&id)
+        .map(|state| state.approvals.keys().copied().collect())
+        .unwrap_or_default();
+    for approval in open {
+        let kind = EventKind::ApprovalState {
+            approval,
+            state: ApprovalState::Withdrawn,
+        };
+        if let Err(error) = c.record(id, kind, now) {
+            log::error(&format!("session {id}: {error}"));
+        }
+    }
+}
+
+/// A device sent `decision`: check it from end to end, answer the agent, log it. A refused
+/// decision changes nothing.
+pub fn decide(
+    core: &Shared,
+    sender: Fingerprint,
+    decision: SignedDecision,
+) -> Result<SessionId, Refusal> {
+    let mut c = core.borrow_mut();
+    let body = &decision.body;
+    let id = body.session;
+    let state = c
+        .sessions
+        .state(&id)
+        .ok_or_else(|| (AppErrorCode::UnknownSession, format!("no session {id}")))?;
+    let approval = body.approval;
+    let Some(open) = state.approvals.get(&approval) else {
+        let message = if approval == 0 || approval > state.last_approval {
+            format!("session {id} has no approval {approval}")
+        } else {
+            format!(
+                "approval {approval} of session {id} is no longer pending (it was decided, withdrawn or expired)"
+            )
+        };
+        return Err((AppErrorCode::UnknownApproval, message));
+    };
+    if open.state == ApprovalState::Decided {
+        return Err((
+            AppErrorCode::UnknownApproval,
+            format!("approval {approval} of session {id} was already decided"),
+        ));
+    }
+    if body.request_hash != open.request.request_hash {
+        return Err((
+            AppErrorCode::HashMismatch,
+            format!(
+                "the decision is for another request than approval {approval} of session {id} (hash mismatch); nothing was changed"
+            ),
+        ));
+    }
+    if decision.verify().is_err() {
+        return Err((
+            AppErrorCode::BadSignature,
+            "the decision's signature does not verify; nothing was changed".into(),
+        ));
+    }
+    let signer = decision.device.fingerprint();
+    if signer != sender {
+        return Err((
+            AppErrorCode::BadSignature,
+            format!("the decision is signed by device {signer}, not by {sender} which sent it"),
+        ));
+    }
+    if !c.state.is_paired(&signer) {
+        return Err((
+            AppErrorCode::BadSignature,
+            format!("device {signer} is not paired with this machine"),
+        ));
+    }
+    let agent_request = open.request.agent_request.clone();
+    if !c.agents.contains_key(&id) {
+        return Err((
+            AppErrorCode::InvalidState,
+            format!("session {id} is not running; its approvals are void"),
+        ));
+    }
+    if !answer_agent(&c, id, &agent_request, body.decision.clone()) {
+        return Err((
+            AppErrorCode::InvalidState,
+            "the agent has too many commands waiting; try again in a moment".into(),
+        ));
+    }
+    let kind = EventKind::ApprovalResolved {
+        approval,
+        decision: body.decision.clone(),
+        device: signer,
+    };
+    record(&mut c, id, kind);
+    after_close(&mut c, id);
+    Ok(id)
+}
