@@ -60,6 +60,10 @@ pub struct DaemonStart {
     /// stay in the foreground and log to the terminal
     #[argh(switch)]
     pub foreground: bool,
+    /// approval policy: deny what nobody decided within MINUTES (0: wait for ever, the
+    /// default; saved for later starts)
+    #[argh(option)]
+    pub auto_deny_after: Option<u32>,
 }
 
 /// Stop the running daemon; its sessions' processes are stopped too.

@@ -47,6 +47,11 @@ pub fn daemon_start(home: &Home, start: cli::DaemonStart) -> Result<(), CommandE
         return Err(DaemonError::AlreadyRunning(pid).into());
     }
     let relay = chosen_relay(home, start.relay)?;
+    if let Some(minutes) = start.auto_deny_after {
+        let mut state = MachineState::load(home)?;
+        state.auto_deny_after_minutes = (minutes > 0).then_some(minutes);
+        state.save(home)?;
+    }
     if start.foreground {
         if std::env::var_os(DETACHED_ENV).is_some() {
             // Leave the terminal's session so closing it does not stop the daemon.

@@ -173,14 +173,21 @@ pub struct Daemon {
     pub home: PathBuf,
     child: Option<Child>,
     relay: String,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
     pub fn start(home: &Path, relay: &str) -> Daemon {
+        Daemon::start_with_env(home, relay, Vec::new())
+    }
+
+    /// A daemon whose environment (and so its agents') has `env` added.
+    pub fn start_with_env(home: &Path, relay: &str, env: Vec<(String, String)>) -> Daemon {
         let mut daemon = Daemon {
             home: home.to_path_buf(),
             child: None,
             relay: relay.into(),
+            env,
         };
         daemon.restart();
         daemon
@@ -202,6 +209,7 @@ impl Daemon {
             .to_string();
         let child = muxagent(&self.home)
             .env("MUXAGENT_HOSTNAME", name)
+            .envs(self.env.iter().map(|(key, value)| (key, value)))
             .args(["daemon", "start", "--foreground", "--relay", &self.relay])
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
