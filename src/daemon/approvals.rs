@@ -266,3 +266,182 @@ pub fn decide(
     after_close(&mut c, id);
     Ok(id)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use muxagent_proto::app::{ApprovalId, DecisionBody};
+    use muxagent_proto::identity::Identity;
+    use smol::channel::Receiver;
+
+    use super::*;
+    use crate::daemon::agent::Running;
+    use crate::home::Home;
+
+    const SESSION: SessionId = SessionId([7; 16]);
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        core: Shared,
+        device: Identity,
+        request: ApprovalRequest,
+        agent: Receiver<Command>,
+    }
+
+    /// A machine with one paired device and one session whose agent asked once.
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::open(dir.path().to_path_buf()).expect("home");
+        let (replays, _) = smol::channel::unbounded();
+        let mut core = Core::load(home, replays).expect("core");
+        let device = Identity::generate(&mut os::rng());
+        core.state.add_device(&device.public(), 0);
+        let started = EventKind::Started {
+            runtime: "claude".try_into().expect("name"),
+            args: Vec::new(),
+            cwd: "/".into(),
+            title: "t".into(),
+            device: device.public().fingerprint(),
+        };
+        core.create_session(SESSION, started, 0).expect("session");
+        let (commands, agent) = smol::channel::bounded(4);
+        core.agents.insert(
+            SESSION,
+            Running {
+                group: rustix::process::Pid::from_raw(i32::MAX).expect("pid"),
+                commands,
+                modes: &[],
+            },
+        );
+        let input = r#"{"command":"rm -rf build"}"#;
+        let request = ApprovalRequest {
+            approval: 1,
+            kind: ApprovalKind::Tool,
+            agent_request: "req-9".into(),
+            tool: "Bash".into(),
+            input: input.into(),
+            request_hash: request_hash(&SESSION, "req-9", "Bash", input),
+        };
+        core.record(SESSION, EventKind::ApprovalRequested(request.clone()), 0)
+            .expect("ask");
+        Setup {
+            _dir: dir,
+            core: Rc::new(RefCell::new(core)),
+            device,
+            request,
+            agent,
+        }
+    }
+
+    fn body(approval: ApprovalId, hash: [u8; 32], decision: Decision) -> DecisionBody {
+        DecisionBody {
+            session: SESSION,
+            approval,
+            request_hash: hash,
+            decision,
+            decided_at: 0,
+        }
+    }
+
+    fn last_seq(setup: &Setup) -> u64 {
+        setup.core.borrow().sessions.info(&SESSION).expect("info").last_seq
+    }
+
+    /// `decision` is refused with `code`, and neither the log nor the agent hears of it.
+    fn refused(setup: &Setup, sender: Fingerprint, decision: SignedDecision, code: AppErrorCode) {
+        let before = last_seq(setup);
+        let result = decide(&setup.core, sender, decision);
+        assert_eq!(result.map_err(|(code, _)| code), Err(code));
+        assert_eq!(last_seq(setup), before, "a refused decision logs nothing");
+        assert!(setup.agent.try_recv().is_err(), "the agent hears nothing");
+    }
+
+    #[test]
+    fn a_signed_decision_for_the_asked_request_reaches_the_agent_once() {
+        let setup = setup();
+        let me = setup.device.public().fingerprint();
+        let signed = SignedDecision::sign(
+            &setup.device,
+            body(1, setup.request.request_hash, Decision::AllowOnce),
+        );
+        assert_eq!(decide(&setup.core, me, signed.clone()), Ok(SESSION));
+        assert_eq!(
+            setup.agent.try_recv(),
+            Ok(Command::Answer {
+                agent_request: "req-9".into(),
+                decision: Decision::AllowOnce
+            })
+        );
+        let core = setup.core.borrow();
+        let open = &core.sessions.state(&SESSION).expect("state").approvals[&1];
+        assert_eq!(open.state, ApprovalState::Decided);
+        drop(core);
+        refused(&setup, me, signed, AppErrorCode::UnknownApproval);
+    }
+
+    #[test]
+    fn tampered_decisions_are_refused() {
+        let setup = setup();
+        let me = setup.device.public().fingerprint();
+        let hash = setup.request.request_hash;
+
+        let mut wrong_hash = hash;
+        wrong_hash[0] ^= 1;
+        let signed = SignedDecision::sign(&setup.device, body(1, wrong_hash, Decision::AllowOnce));
+        refused(&setup, me, signed, AppErrorCode::HashMismatch);
+
+        let mut forged = SignedDecision::sign(
+            &setup.device,
+            body(
+                1,
+                hash,
+                Decision::Deny {
+                    message: "no".into(),
+                },
+            ),
+        );
+        forged.body.decision = Decision::AllowAlways;
+        refused(&setup, me, forged, AppErrorCode::BadSignature);
+
+        let stranger = Identity::generate(&mut os::rng());
+        let signed = SignedDecision::sign(&stranger, body(1, hash, Decision::AllowOnce));
+        refused(
+            &setup,
+            stranger.public().fingerprint(),
+            signed.clone(),
+            AppErrorCode::BadSignature,
+        );
+        // Signed by one device, sent by another.
+        refused(&setup, me, signed, AppErrorCode::BadSignature);
+
+        let signed = SignedDecision::sign(&setup.device, body(2, hash, Decision::AllowOnce));
+        refused(&setup, me, signed, AppErrorCode::UnknownApproval);
+
+        let mut elsewhere = body(1, hash, Decision::AllowOnce);
+        elsewhere.session = SessionId([8; 16]);
+        let signed = SignedDecision::sign(&setup.device, elsewhere);
+        refused(&setup, me, signed, AppErrorCode::UnknownSession);
+
+        // After all that, the real decision still goes through.
+        let signed = SignedDecision::sign(&setup.device, body(1, hash, Decision::AllowOnce));
+        assert_eq!(decide(&setup.core, me, signed), Ok(SESSION));
+    }
+
+    #[test]
+    fn a_withdrawn_approval_cannot_be_decided() {
+        let setup = setup();
+        let me = setup.device.public().fingerprint();
+        close(
+            &mut setup.core.borrow_mut(),
+            SESSION,
+            "req-9",
+            Close::Withdrawn,
+        );
+        let signed = SignedDecision::sign(
+            &setup.device,
+            body(1, setup.request.request_hash, Decision::AllowOnce),
+        );
+        refused(&setup, me, signed, AppErrorCode::UnknownApproval);
+    }
+}
