@@ -33,6 +33,9 @@ pub struct Running {
     pub commands: Sender<Command>,
     /// The modes its runtime accepts.
     pub modes: &'static [&'static str],
+    /// A prompt was sent and its turn has not finished: where a session goes when its last
+    /// approval closes (running, or idle when the turn ended while the approval waited).
+    pub turn_open: bool,
 }
 
 /// Start a session for `device`. Returns its id once the first event is logged; a program that
@@ -161,6 +164,7 @@ fn launch(
                 group: io.group,
                 commands: commands.clone(),
                 modes: runtime.modes(),
+                turn_open: prompt.is_some() || runtime.name() == "command",
             },
         );
         set_status(&mut c, id, SessionStatus::Running, now);
@@ -242,6 +246,9 @@ fn on_report(core: &Shared, executor: &Rc<LocalExecutor<'static>>, id: SessionId
             record(core, id, fit(kind));
             if turn_over {
                 let mut c = core.borrow_mut();
+                if let Some(running) = c.agents.get_mut(&id) {
+                    running.turn_open = false;
+                }
                 let waiting = c
                     .sessions
                     .info(&id)
@@ -397,6 +404,9 @@ pub fn prompt(
             .try_send(Command::Prompt(text.clone()))
             .map_err(|_| busy())?;
         let mut c = core.borrow_mut();
+        if let Some(running) = c.agents.get_mut(&session) {
+            running.turn_open = true;
+        }
         c.record(session, EventKind::Prompt { text }, now)
             .map_err(|error| (AppErrorCode::Internal, error.to_string()))?;
         set_status(&mut c, session, SessionStatus::Running, now);

@@ -312,6 +312,7 @@ mod tests {
                 group: rustix::process::Pid::from_raw(i32::MAX).expect("pid"),
                 commands,
                 modes: &[],
+                turn_open: true,
             },
         );
         let input = r#"{"command":"rm -rf build"}"#;
@@ -345,7 +346,13 @@ mod tests {
     }
 
     fn last_seq(setup: &Setup) -> u64 {
-        setup.core.borrow().sessions.info(&SESSION).expect("info").last_seq
+        setup
+            .core
+            .borrow()
+            .sessions
+            .info(&SESSION)
+            .expect("info")
+            .last_seq
     }
 
     /// `decision` is refused with `code`, and neither the log nor the agent hears of it.

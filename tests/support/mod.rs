@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod agents;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
