@@ -43,6 +43,13 @@ struct Entry {
 }
 
 fn main() {
+    if let Some(count) = std::env::var("FAKE_AGENT_BENCH")
+        .ok()
+        .and_then(|count| count.parse().ok())
+    {
+        bench(count);
+        return;
+    }
     let fixture = PathBuf::from(std::env::var("FAKE_AGENT_FIXTURE").unwrap_or_default());
     let state = PathBuf::from(std::env::var("FAKE_AGENT_STATE").unwrap_or_default());
     let entries = read_fixture(&fixture);
@@ -103,6 +110,50 @@ fn main() {
     // The recording is over: like a CLI waiting for its next prompt, wait for the end of input.
     for line in input.map_while(Result::ok) {
         transcript(&state, "extra", &line);
+    }
+}
+
+/// `FAKE_AGENT_BENCH=N`: speak just enough of Claude Code's protocol to ask for approval `N`
+/// times in a row after the first prompt, and time each ask from the moment it is printed to
+/// the moment its answer is read. Writes the times (µs) to `FAKE_AGENT_STATE/bench.json`.
+fn bench(count: usize) {
+    let state = PathBuf::from(std::env::var("FAKE_AGENT_STATE").unwrap_or_default());
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock().lines().map_while(Result::ok);
+    let mut stdout = std::io::stdout();
+    let mut say = |value: Value| {
+        let _ = writeln!(stdout, "{value}").and_then(|()| stdout.flush());
+    };
+    let mut times = Vec::with_capacity(count);
+    while let Some(line) = input.next() {
+        let message: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if message["type"] == "control_request" {
+            say(serde_json::json!({"type": "control_response", "response": {
+                "subtype": "success", "request_id": message["request_id"], "response": {}}}));
+            continue;
+        }
+        if message["type"] != "user" {
+            continue;
+        }
+        say(serde_json::json!({"type": "system", "subtype": "init", "session_id": "bench"}));
+        for n in 0..count {
+            let id = format!("bench-{n}");
+            let started = std::time::Instant::now();
+            say(serde_json::json!({"type": "control_request", "request_id": id, "request": {
+                "subtype": "can_use_tool", "tool_name": "Bash",
+                "input": {"command": format!("true {n}")}, "tool_use_id": format!("toolu_{n}")}}));
+            let answered = input.by_ref().any(|line| {
+                let answer: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                answer["type"] == "control_response" && answer["response"]["request_id"] == *id
+            });
+            if !answered {
+                return;
+            }
+            times.push(started.elapsed().as_micros() as u64);
+        }
+        say(serde_json::json!({"type": "result", "subtype": "success", "is_error": false,
+            "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}));
+        let _ = std::fs::write(state.join("bench.json"), Value::from(times.clone()).to_string());
     }
 }
 
