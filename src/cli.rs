@@ -156,6 +156,10 @@ pub enum CtlCommand {
     Approvals(CtlApprovals),
     Approve(CtlApprove),
     Deny(CtlDeny),
+    Interrupt(CtlInterrupt),
+    Mode(CtlMode),
+    Runtimes(CtlRuntimes),
+    BenchApprovals(CtlBenchApprovals),
     Stop(CtlStop),
     Revoke(CtlRevoke),
 }
@@ -192,7 +196,25 @@ pub struct CtlSessions {
 
 /// Start a session on a machine.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "start")]
+#[argh(
+    subcommand,
+    name = "start",
+    example = "muxagent ctl start alpha --runtime claude --cwd ~/src/app --prompt \"fix the tests\"",
+    example = "muxagent ctl start alpha --runtime codex --cwd ~/src/app add a README",
+    example = "muxagent ctl start alpha --runtime acp --cwd ~/src/app --prompt hello -- gemini --acp",
+    example = "muxagent ctl start alpha --runtime command --cwd /tmp -- ls -la",
+    example = "muxagent ctl start beta --runtime claude --cwd ~/src/app --plan-from alpha:1a2b3c4d",
+    note = "WORDS after the options (after `--` when one starts with a dash) are:\n\
+            - for `acp`: the agent's command line (required), e.g. `-- gemini --acp`;\n\
+            - for `command`: the shell command, run with `sh -c`;\n\
+            - otherwise: the prompt, instead of --prompt.\n\
+            claude, codex and gemini need a prompt (or --plan-from).\n\
+            --plan-from MACHINE:SESSION takes the newest plan a person approved in that session\n\
+            and starts this one with it as the prompt; --prompt or WORDS are added after a blank\n\
+            line. The default title is then `plan from MACHINE:SESSION`.\n\
+            Prints `started session ID on HOST` and the watch command; with --json\n\
+            one object: machine, session (the full id)."
+)]
 pub struct CtlStart {
     /// hostname, id prefix or fingerprint
     #[argh(positional)]
@@ -203,18 +225,24 @@ pub struct CtlStart {
     /// working directory on the machine
     #[argh(option)]
     pub cwd: String,
+    /// the first prompt
+    #[argh(option)]
+    pub prompt: Option<String>,
+    /// start from the plan approved in MACHINE:SESSION (session id or prefix)
+    #[argh(option, arg_name = "MACHINE:SESSION")]
+    pub plan_from: Option<String>,
     /// a title for the session
     #[argh(option)]
     pub title: Option<String>,
     /// permission mode to start in
     #[argh(option)]
     pub mode: Option<String>,
-    /// the prompt (for `command`: the command line)
-    #[argh(positional, greedy)]
-    pub prompt: Vec<String>,
     /// print JSON
     #[argh(switch)]
     pub json: bool,
+    /// the agent command line (acp), the shell command (command) or the prompt
+    #[argh(positional, greedy)]
+    pub words: Vec<String>,
 }
 
 /// Send a prompt to a session.
@@ -234,7 +262,26 @@ pub struct CtlSend {
 
 /// Stream a session's events until it ends (or Ctrl-C).
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "watch")]
+#[argh(
+    subcommand,
+    name = "watch",
+    example = "muxagent ctl watch alpha 1a2b --until approval && muxagent ctl approvals",
+    note = "--until STATE decides when watch exits (after printing the history first):\n\
+            - end (default): the session finished (done, error or stopped);\n\
+            - approval: the session has an approval waiting (exits 1 if it finishes first);\n\
+            - idle: the agent waits for a prompt or finished, with no approval waiting.\n\
+            The condition is checked on the live state once the history is replayed.\n\
+            Lines: streamed text and command output as they come; `› prompt`; `… thinking`;\n\
+            `⚙ TOOL: summary` for a tool call and `✓ TOOL  output` / `✗ TOOL  output` for its\n\
+            result (first lines), then its diff; `plan (approval SESSION/N):` and the plan;\n\
+            `? approval SESSION/N  TOOL: summary` followed by the `muxagent ctl approve` and\n\
+            `deny` commands to answer it;\n\
+            `  approval SESSION/N delivered` (or applied, withdrawn, expired);\n\
+            `  approval SESSION/N allowed once|allowed always|denied (why) by DEVICE`;\n\
+            `  tokens N in / N out · $D` (dollars only when the agent reports them);\n\
+            `  turn finished (why)`; `● STATUS`; `! error`; `■ exited with code N`.\n\
+            --json prints one object per event: session, seq, at, kind and its fields."
+)]
 pub struct CtlWatch {
     /// hostname, id prefix or fingerprint
     #[argh(positional)]
@@ -245,11 +292,45 @@ pub struct CtlWatch {
     /// print one JSON object per event
     #[argh(switch)]
     pub json: bool,
+    /// when to exit: end (default), approval or idle
+    #[argh(option, default = "CtlUntil::End", arg_name = "STATE")]
+    pub until: CtlUntil,
+}
+
+/// When `ctl watch` exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CtlUntil {
+    /// The session finished.
+    End,
+    /// An approval is waiting.
+    Approval,
+    /// The agent waits for a prompt (or finished) with no approval waiting.
+    Idle,
+}
+
+impl argh::FromArgValue for CtlUntil {
+    fn from_arg_value(value: &str) -> Result<Self, String> {
+        match value {
+            "end" => Ok(Self::End),
+            "approval" => Ok(Self::Approval),
+            "idle" => Ok(Self::Idle),
+            other => Err(format!(
+                "`{other}` is not a state to wait for; use end, approval or idle"
+            )),
+        }
+    }
 }
 
 /// List approvals waiting on every machine.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "approvals")]
+#[argh(
+    subcommand,
+    name = "approvals",
+    note = "One line per approval: MACHINE SESSION/N KIND STATE TOOL: summary  (session title).\n\
+            KIND is tool or plan; STATE is requested or delivered. With --json an array of\n\
+            objects: machine, request (SESSION/N), session, approval, kind, state, tool, input,\n\
+            summary, title."
+)]
 pub struct CtlApprovals {
     /// print JSON
     #[argh(switch)]
@@ -258,7 +339,12 @@ pub struct CtlApprovals {
 
 /// Allow what an agent asked for.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "approve")]
+#[argh(
+    subcommand,
+    name = "approve",
+    note = "Signs the decision with this controller's key, bound to the exact request.\n\
+            Prints `answered SESSION/N on HOST: allowed once` (or `allowed always`)."
+)]
 pub struct CtlApprove {
     /// hostname, id prefix or fingerprint
     #[argh(positional)]
@@ -273,7 +359,12 @@ pub struct CtlApprove {
 
 /// Refuse what an agent asked for.
 #[derive(FromArgs, Debug)]
-#[argh(subcommand, name = "deny")]
+#[argh(
+    subcommand,
+    name = "deny",
+    note = "The message goes to the agent (default: `denied from muxagent ctl`).\n\
+            Prints `answered SESSION/N on HOST: denied (MESSAGE)`."
+)]
 pub struct CtlDeny {
     /// hostname, id prefix or fingerprint
     #[argh(positional)]
@@ -296,6 +387,82 @@ pub struct CtlStop {
     /// session id (or a prefix)
     #[argh(positional)]
     pub session: String,
+}
+
+/// Interrupt the agent's current turn (the session stays; send it a new prompt).
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "interrupt",
+    note = "Prints `interrupted session ID on HOST`. Approvals the agent was waiting on are\n\
+            withdrawn."
+)]
+pub struct CtlInterrupt {
+    /// hostname, id prefix or fingerprint
+    #[argh(positional)]
+    pub machine: String,
+    /// session id (or a prefix)
+    #[argh(positional)]
+    pub session: String,
+}
+
+/// Change a session's permission mode.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "mode",
+    note = "Modes depend on the runtime (claude: default, acceptEdits, plan,\n\
+            bypassPermissions …); the machine refuses the ones its runtime does not know.\n\
+            Prints `session ID on HOST: mode MODE`."
+)]
+pub struct CtlMode {
+    /// hostname, id prefix or fingerprint
+    #[argh(positional)]
+    pub machine: String,
+    /// session id (or a prefix)
+    #[argh(positional)]
+    pub session: String,
+    /// the mode
+    #[argh(positional)]
+    pub mode: String,
+}
+
+/// List the runtimes a machine offers and whether their programs are there.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "runtimes",
+    note = "One line per runtime: NAME available|missing DETAIL (a version, or why it is\n\
+            missing). With --json an array of objects: name, available, detail."
+)]
+pub struct CtlRuntimes {
+    /// hostname, id prefix or fingerprint
+    #[argh(positional)]
+    pub machine: String,
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// For benchmarks: stay connected to a session and allow each approval as soon as it arrives.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "bench-approvals",
+    note = "Exits once COUNT approvals were allowed and acknowledged (or when the session\n\
+            ends first, with an error). Prints `allowed N approvals in session ID on HOST`.\n\
+            bench/approval.sh uses it to time approval round trips."
+)]
+pub struct CtlBenchApprovals {
+    /// hostname, id prefix or fingerprint
+    #[argh(positional)]
+    pub machine: String,
+    /// session id (or a prefix)
+    #[argh(positional)]
+    pub session: String,
+    /// how many approvals to allow (default 100)
+    #[argh(option, default = "100")]
+    pub count: u32,
 }
 
 /// Remove a machine from your account: the relay refuses it from now on.

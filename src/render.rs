@@ -1,9 +1,27 @@
 //! How sessions and events look to people (text) and to scripts (`--json`).
+//!
+//! [`Transcript`] is the readable view `ctl watch` prints: streamed text inline, one marked line
+//! per everything else, tool inputs and outputs summarized. [`event_json`] is the exact view:
+//! one object per event with every field.
+
+use std::collections::HashMap;
 
 use muxagent_proto::app::{
-    ApprovalKind, Decision, Event, EventKind, SessionInfo, SessionStatus, Stream,
+    ApprovalKind, ApprovalState, Decision, Event, EventKind, SessionId, SessionInfo, SessionStatus,
+    Stream, Usage,
 };
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::json;
+
+/// How long a one-line summary (a tool's input, an opaque message) may get.
+const SUMMARY_CHARS: usize = 100;
+/// How many lines of a tool's output the transcript shows.
+const OUTPUT_LINES: usize = 5;
+/// How long one shown line of tool output may get.
+const OUTPUT_LINE_CHARS: usize = 160;
+/// Tool calls whose names the transcript remembers for their results (older ones are forgotten:
+/// an agent that never finishes its calls must not grow the map).
+const TOOL_NAMES: usize = 64;
 
 /// A status as one word.
 pub fn status_word(status: SessionStatus) -> &'static str {
@@ -14,6 +32,26 @@ pub fn status_word(status: SessionStatus) -> &'static str {
         SessionStatus::Done => "done",
         SessionStatus::Error => "error",
         SessionStatus::Stopped => "stopped",
+    }
+}
+
+/// An approval state as one word.
+pub fn approval_state_word(state: ApprovalState) -> &'static str {
+    match state {
+        ApprovalState::Requested => "requested",
+        ApprovalState::Delivered => "delivered",
+        ApprovalState::Decided => "decided",
+        ApprovalState::Applied => "applied",
+        ApprovalState::Withdrawn => "withdrawn",
+        ApprovalState::Expired => "expired",
+    }
+}
+
+/// An approval kind as one word.
+pub fn approval_kind_word(kind: ApprovalKind) -> &'static str {
+    match kind {
+        ApprovalKind::Tool => "tool",
+        ApprovalKind::Plan => "plan",
     }
 }
 
@@ -35,7 +73,7 @@ pub fn session_json(info: &SessionInfo) -> serde_json::Value {
     })
 }
 
-/// An event as a JSON object.
+/// An event as a JSON object: `session`, `seq`, `at`, `kind` and the kind's fields.
 pub fn event_json(event: &Event) -> serde_json::Value {
     let mut value = json!({
         "session": format!("{:#}", event.session),
@@ -64,7 +102,7 @@ pub fn event_json(event: &Event) -> serde_json::Value {
             name,
             input,
         } => {
-            json!({ "kind": "tool_started", "tool_call": tool_call, "name": name, "input": input })
+            json!({ "kind": "tool_started", "tool_call": tool_call, "name": name, "input": input, "summary": input_summary(input) })
         }
         EventKind::ToolUpdated { tool_call, detail } => {
             json!({ "kind": "tool_updated", "tool_call": tool_call, "detail": detail })
@@ -77,18 +115,29 @@ pub fn event_json(event: &Event) -> serde_json::Value {
         } => {
             json!({ "kind": "tool_finished", "tool_call": tool_call, "ok": ok, "output": output, "diff": diff })
         }
-        EventKind::ApprovalRequested(request) => {
-            json!({ "kind": "approval_requested", "approval": request.approval, "tool": request.tool, "input": request.input, "plan": request.kind == ApprovalKind::Plan })
-        }
+        EventKind::ApprovalRequested(request) => json!({
+            "kind": "approval_requested",
+            "approval": request.approval,
+            "approval_kind": approval_kind_word(request.kind),
+            "plan": request.kind == ApprovalKind::Plan,
+            "agent_request": request.agent_request,
+            "tool": request.tool,
+            "input": request.input,
+            "summary": input_summary(&request.input),
+        }),
         EventKind::ApprovalState { approval, state } => {
-            json!({ "kind": "approval_state", "approval": approval, "state": format!("{state:?}").to_lowercase() })
+            json!({ "kind": "approval_state", "approval": approval, "state": approval_state_word(*state) })
         }
         EventKind::ApprovalResolved {
             approval,
             decision,
             device,
         } => {
-            json!({ "kind": "approval_resolved", "approval": approval, "decision": decision_word(decision), "device": device.to_string() })
+            let message = match decision {
+                Decision::Deny { message } => Some(message),
+                _ => None,
+            };
+            json!({ "kind": "approval_resolved", "approval": approval, "decision": decision_word(decision), "message": message, "device": device.to_string() })
         }
         EventKind::PlanProposed { approval, plan } => {
             json!({ "kind": "plan_proposed", "approval": approval, "plan": plan })
@@ -113,6 +162,7 @@ pub fn event_json(event: &Event) -> serde_json::Value {
     value
 }
 
+/// A decision for `--json`: `allow`, `allow_always` or `deny: MESSAGE` (kept as it was).
 fn decision_word(decision: &Decision) -> String {
     match decision {
         Decision::AllowOnce => "allow".into(),
@@ -121,71 +171,769 @@ fn decision_word(decision: &Decision) -> String {
     }
 }
 
-/// An event as text for `ctl watch`: command output as it came, everything else on a line of
-/// its own, marked.
-pub fn event_text(event: &Event) -> String {
-    match &event.kind {
-        EventKind::Output { text, .. } | EventKind::TextDelta { text } => text.clone(),
-        EventKind::Text { text } => format!("{text}\n"),
-        EventKind::Started { args, cwd, .. } => format!("▶ {} (in {cwd})\n", args.join(" ")),
-        EventKind::Prompt { text } => format!("› {text}\n"),
-        EventKind::Thinking { text } => format!("… {text}\n"),
-        EventKind::ToolStarted { name, input, .. } => format!("⚙ {name} {input}\n"),
-        EventKind::ToolUpdated { detail, .. } => format!("  {detail}\n"),
-        EventKind::ToolFinished {
-            ok, output, diff, ..
-        } => {
-            let mut out = format!("{} {}\n", if *ok { "✓" } else { "✗" }, output.trim_end());
-            if let Some(diff) = diff {
-                out.push_str(diff);
-                if !diff.ends_with('\n') {
-                    out.push('\n');
+/// A decision for people: `allowed once`, `allowed always`, `denied (MESSAGE)`.
+pub fn decision_text(decision: &Decision) -> String {
+    match decision {
+        Decision::AllowOnce => "allowed once".into(),
+        Decision::AllowAlways => "allowed always".into(),
+        Decision::Deny { message } if message.is_empty() => "denied".into(),
+        Decision::Deny { message } => format!("denied ({})", one_line(message, SUMMARY_CHARS)),
+    }
+}
+
+/// `n` with thousands separators: `5,261`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Usage for people: `tokens 5,261 in / 37 out · $0.0218`, the dollars only when the agent
+/// reported a cost.
+pub fn usage_text(usage: &Usage) -> String {
+    let tokens = format!(
+        "tokens {} in / {} out",
+        thousands(usage.input_tokens),
+        thousands(usage.output_tokens)
+    );
+    match usage.cost_usd_micros {
+        Some(micros) => format!("{tokens} · ${:.4}", micros as f64 / 1e6),
+        None => tokens,
+    }
+}
+
+/// `text` on one line: whitespace runs (newlines included) become one space, and it is cut at
+/// `max` characters with `…`.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    for word in text.split_whitespace() {
+        for c in (!out.is_empty())
+            .then_some(' ')
+            .into_iter()
+            .chain(word.chars())
+        {
+            if count == max {
+                out.push('…');
+                return out;
+            }
+            out.push(c);
+            count += 1;
+        }
+    }
+    out
+}
+
+/// The object keys whose value best says what a tool call does, most telling first.
+const SUMMARY_KEYS: [&str; 4] = ["command", "file_path", "path", "pattern"];
+
+/// A tool input (JSON as the agent sent it) in one line of at most ~100 characters: its
+/// `command`, `file_path`, `path` or `pattern`, else its first string field, else the input
+/// itself.
+pub fn input_summary(input: &str) -> String {
+    let mut parser = serde_json::Deserializer::from_str(input);
+    let fields = (&mut parser)
+        .deserialize_map(FieldsVisitor)
+        .ok()
+        .filter(|_| parser.end().is_ok());
+    let chosen = match fields {
+        Some(fields) => SUMMARY_KEYS
+            .iter()
+            .find_map(|key| {
+                fields
+                    .iter()
+                    .find(|(name, _)| name == key)
+                    .and_then(|(_, value)| text_of(value))
+            })
+            .or_else(|| {
+                fields
+                    .iter()
+                    .find_map(|(_, value)| value.as_str().map(String::from))
+            }),
+        None => None,
+    };
+    one_line(chosen.as_deref().unwrap_or(input), SUMMARY_CHARS)
+}
+
+/// A string, or an argv-style array of strings joined with spaces.
+fn text_of(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|item| item.as_str())
+            .collect::<Option<Vec<&str>>>()
+            .map(|words| words.join(" ")),
+        _ => None,
+    }
+}
+
+/// A JSON object's fields in the order the agent wrote them (serde_json's own map sorts them,
+/// and "first string field" means the agent's first).
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Vec<(String, serde_json::Value)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = Vec::new();
+        while let Some(field) = map.next_entry::<String, serde_json::Value>()? {
+            fields.push(field);
+        }
+        Ok(fields)
+    }
+}
+
+/// ANSI styles, applied only when `on` (stdout is a terminal).
+#[derive(Clone, Copy, Debug)]
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn wrap(self, code: &str, text: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn dim(self, text: &str) -> String {
+        self.wrap("2", text)
+    }
+    fn bold(self, text: &str) -> String {
+        self.wrap("1", text)
+    }
+    fn red(self, text: &str) -> String {
+        self.wrap("31", text)
+    }
+    fn green(self, text: &str) -> String {
+        self.wrap("32", text)
+    }
+    fn cyan(self, text: &str) -> String {
+        self.wrap("36", text)
+    }
+}
+
+/// The readable view of one session for `ctl watch`. It keeps what reading needs across events:
+/// the text streamed since the last complete text (so a complete text repeating it is not
+/// printed twice), whether the output ends mid-line, and tool names for their results.
+#[derive(Debug)]
+pub struct Transcript {
+    host: String,
+    paint: Paint,
+    streamed: String,
+    at_line_start: bool,
+    tools: HashMap<String, String>,
+}
+
+impl Transcript {
+    /// A transcript of a session on `host` (named in the approve/deny lines it prints), with
+    /// colors when `color`.
+    pub fn new(host: &str, color: bool) -> Self {
+        Self {
+            host: host.into(),
+            paint: Paint { on: color },
+            streamed: String::new(),
+            at_line_start: true,
+            tools: HashMap::new(),
+        }
+    }
+
+    /// The text to print for `event` (possibly empty).
+    pub fn event_text(&mut self, event: &Event) -> String {
+        let text = match &event.kind {
+            EventKind::Output { text, .. } => return self.inline(text),
+            EventKind::TextDelta { text } => {
+                self.streamed.push_str(text);
+                return self.inline(text);
+            }
+            EventKind::Text { text } => return self.complete_text(text),
+            kind => self.line(event.session, kind),
+        };
+        self.streamed_boundary(&event.kind);
+        if text.is_empty() {
+            return text;
+        }
+        let out = if self.at_line_start {
+            text
+        } else {
+            format!("\n{text}")
+        };
+        self.at_line_start = true;
+        out
+    }
+
+    /// What ends the transcript: a newline when it stopped mid-line.
+    pub fn finish(&mut self) -> &'static str {
+        if self.at_line_start {
+            ""
+        } else {
+            self.at_line_start = true;
+            "\n"
+        }
+    }
+
+    fn inline(&mut self, text: &str) -> String {
+        if !text.is_empty() {
+            self.at_line_start = text.ends_with('\n');
+        }
+        text.to_string()
+    }
+
+    /// A complete text: only what the deltas before it did not already show.
+    fn complete_text(&mut self, text: &str) -> String {
+        if let Some(rest) = self.streamed.strip_prefix(text) {
+            self.streamed = rest.to_string();
+            return String::new();
+        }
+        let shown = match text.strip_prefix(self.streamed.as_str()) {
+            Some(rest) if !self.streamed.is_empty() => rest.to_string(),
+            _ if self.at_line_start => text.to_string(),
+            _ => format!("\n{text}"),
+        };
+        self.streamed.clear();
+        let mut out = self.inline(&shown);
+        if !self.at_line_start {
+            out.push('\n');
+            self.at_line_start = true;
+        }
+        out
+    }
+
+    /// Deltas and the complete text repeating them may be separated by thinking, usage and
+    /// messages we do not model; a new prompt, a tool call or the end of the turn separates
+    /// answers, so what was streamed before can no longer be repeated.
+    fn streamed_boundary(&mut self, kind: &EventKind) {
+        let keeps = matches!(
+            kind,
+            EventKind::Thinking { .. }
+                | EventKind::Usage(_)
+                | EventKind::Opaque { .. }
+                | EventKind::AgentSession { .. }
+                | EventKind::Status(_)
+        );
+        if !keeps {
+            self.streamed.clear();
+        }
+    }
+
+    /// Everything but streamed text, as whole lines.
+    fn line(&mut self, session: SessionId, kind: &EventKind) -> String {
+        let paint = self.paint;
+        match kind {
+            EventKind::Output { .. } | EventKind::TextDelta { .. } | EventKind::Text { .. } => {
+                String::new()
+            }
+            EventKind::Started {
+                runtime,
+                args,
+                cwd,
+                title,
+                ..
+            } => {
+                if args.is_empty() {
+                    format!("▶ {}: {title} (in {cwd})\n", runtime.as_str())
+                } else {
+                    format!("▶ {} (in {cwd})\n", args.join(" "))
                 }
             }
-            out
+            EventKind::Prompt { text } => format!("› {}\n", indent_rest(text, "  ")),
+            EventKind::Thinking { text } => {
+                format!("{}\n", paint.dim(&format!("… {}", indent_rest(text, "  "))))
+            }
+            EventKind::ToolStarted {
+                tool_call,
+                name,
+                input,
+            } => {
+                if self.tools.len() >= TOOL_NAMES {
+                    self.tools.clear();
+                }
+                self.tools.insert(tool_call.clone(), name.clone());
+                format!("⚙ {}\n", tool_line(name, input))
+            }
+            EventKind::ToolUpdated { detail, .. } => {
+                let detail = one_line(detail, OUTPUT_LINE_CHARS);
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {}\n", paint.dim(&detail))
+                }
+            }
+            EventKind::ToolFinished {
+                tool_call,
+                ok,
+                output,
+                diff,
+            } => {
+                let name = self.tools.remove(tool_call);
+                let mark = if *ok {
+                    paint.green("✓")
+                } else {
+                    paint.red("✗")
+                };
+                let mut out = tool_result(&mark, name.as_deref(), output);
+                if let Some(diff) = diff {
+                    out.push_str(&diff_text(diff, paint));
+                }
+                out
+            }
+            EventKind::ApprovalRequested(request) => {
+                let what = match request.kind {
+                    ApprovalKind::Tool => tool_line(&request.tool, &request.input),
+                    ApprovalKind::Plan => "plan: accept it and leave plan mode".into(),
+                };
+                let reference = format!("{session}/{}", request.approval);
+                format!(
+                    "{}\n  allow: muxagent ctl approve {host} {reference}\n  deny:  muxagent ctl deny {host} {reference}\n",
+                    paint.bold(&format!("? approval {reference}  {what}")),
+                    host = self.host,
+                )
+            }
+            EventKind::ApprovalState { approval, state } => match state {
+                // Requested is the request itself; decided is the resolution line.
+                ApprovalState::Requested | ApprovalState::Decided => String::new(),
+                _ => format!(
+                    "  approval {session}/{approval} {}\n",
+                    approval_state_word(*state)
+                ),
+            },
+            EventKind::ApprovalResolved {
+                approval,
+                decision,
+                device,
+            } => format!(
+                "  approval {session}/{approval} {} by {device}\n",
+                decision_text(decision)
+            ),
+            EventKind::PlanProposed { approval, plan } => format!(
+                "{}\n{}\n",
+                paint.bold(&format!("plan (approval {session}/{approval}):")),
+                plan.trim_end()
+            ),
+            EventKind::Usage(usage) => format!("  {}\n", usage_text(usage)),
+            EventKind::Status(status) => format!("● {}\n", status_word(*status)),
+            EventKind::TurnFinished { reason } if reason.is_empty() => "  turn finished\n".into(),
+            EventKind::TurnFinished { reason } => format!("  turn finished ({reason})\n"),
+            EventKind::Error { message } => format!("{}\n", paint.red(&format!("! {message}"))),
+            EventKind::Exited {
+                code: Some(code), ..
+            } => format!("■ exited with code {code}\n"),
+            EventKind::Exited {
+                signal: Some(signal),
+                ..
+            } => format!("■ killed by signal {signal}\n"),
+            EventKind::Exited { .. } => "■ exited\n".into(),
+            EventKind::Opaque { source, raw } => format!(
+                "  {}\n",
+                paint.dim(&format!(
+                    "[{}] {}",
+                    source.as_str(),
+                    one_line(raw, SUMMARY_CHARS)
+                ))
+            ),
+            EventKind::AgentSession { id } => {
+                format!("  {}\n", paint.dim(&format!("agent session {id}")))
+            }
         }
-        EventKind::ApprovalRequested(request) => format!(
-            "? approval {}/{}: {} {}\n",
-            event.session, request.approval, request.tool, request.input
-        ),
-        EventKind::ApprovalState { approval, state } => {
-            format!("  approval {approval}: {state:?}\n")
+    }
+}
+
+/// `Bash: touch x.txt`, or the bare tool name when the input says nothing.
+fn tool_line(name: &str, input: &str) -> String {
+    let summary = input_summary(input);
+    if summary.is_empty() || summary == "{}" {
+        name.to_string()
+    } else {
+        format!("{name}: {summary}")
+    }
+}
+
+/// `✓ Bash  first line` and the next few lines of the output, indented, then how many more.
+fn tool_result(mark: &str, name: Option<&str>, output: &str) -> String {
+    let head = match name {
+        Some(name) => format!("{mark} {name} "),
+        None => mark.to_string(),
+    };
+    let lines: Vec<&str> = output
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    let mut out = String::new();
+    for (index, line) in lines.iter().take(OUTPUT_LINES).enumerate() {
+        let line = cut(line.trim_end(), OUTPUT_LINE_CHARS);
+        if index == 0 {
+            out.push_str(&format!("{head} {line}\n"));
+        } else {
+            out.push_str(&format!("    {line}\n"));
         }
-        EventKind::ApprovalResolved {
-            approval,
-            decision,
-            device,
-        } => {
+    }
+    if lines.is_empty() {
+        out = format!("{}\n", head.trim_end());
+    } else if lines.len() > OUTPUT_LINES {
+        out.push_str(&format!(
+            "    … {} more lines\n",
+            lines.len() - OUTPUT_LINES
+        ));
+    }
+    out
+}
+
+/// `line` cut at `max` characters with `…`.
+fn cut(line: &str, max: usize) -> String {
+    match line.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line.to_string(),
+    }
+}
+
+/// Following lines of `text` indented by `prefix`, so a multi-line text stays one block.
+fn indent_rest(text: &str, prefix: &str) -> String {
+    text.trim_end().replace('\n', &format!("\n{prefix}"))
+}
+
+/// A unified diff as given, ending with a newline; additions green and removals red on a
+/// terminal.
+fn diff_text(diff: &str, paint: Paint) -> String {
+    let mut out = String::with_capacity(diff.len() + 1);
+    for line in diff.lines() {
+        let styled = if line.starts_with("+++") || line.starts_with("---") {
+            paint.bold(line)
+        } else if line.starts_with('+') {
+            paint.green(line)
+        } else if line.starts_with('-') {
+            paint.red(line)
+        } else if line.starts_with("@@") {
+            paint.cyan(line)
+        } else {
+            line.to_string()
+        };
+        out.push_str(&styled);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use muxagent_proto::app::ApprovalRequest;
+    use muxagent_proto::identity::Fingerprint;
+
+    use super::*;
+
+    const S: SessionId = SessionId([0xab; 16]);
+
+    fn event(seq: u64, kind: EventKind) -> Event {
+        Event {
+            session: S,
+            seq,
+            at: 1,
+            kind,
+        }
+    }
+
+    /// The transcript of `kinds`, without colors.
+    fn transcript(kinds: Vec<EventKind>) -> String {
+        let mut view = Transcript::new("alpha", false);
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(index, kind)| view.event_text(&event(index as u64 + 1, kind)))
+            .collect()
+    }
+
+    fn delta(text: &str) -> EventKind {
+        EventKind::TextDelta { text: text.into() }
+    }
+
+    fn text(text: &str) -> EventKind {
+        EventKind::Text { text: text.into() }
+    }
+
+    fn request(kind: ApprovalKind, tool: &str, input: &str) -> EventKind {
+        EventKind::ApprovalRequested(ApprovalRequest {
+            approval: 3,
+            kind,
+            agent_request: "toolu_1".into(),
+            tool: tool.into(),
+            input: input.into(),
+            request_hash: [0; 32],
+        })
+    }
+
+    #[test]
+    fn summaries_pick_the_telling_field() {
+        assert_eq!(
+            input_summary(r#"{"description":"make a file","command":"touch x.txt"}"#),
+            "touch x.txt"
+        );
+        assert_eq!(
+            input_summary(r#"{"content":"hi","file_path":"/w/a.rs"}"#),
+            "/w/a.rs"
+        );
+        assert_eq!(
+            input_summary(r#"{"pattern":"fn main","path":"src"}"#),
+            "src"
+        );
+        assert_eq!(
+            input_summary(r#"{"command":["bash","-lc","ls -la"]}"#),
+            "bash -lc ls -la"
+        );
+        // The agent's first string field, not the alphabetically first.
+        assert_eq!(
+            input_summary(r#"{"url":"https://x.test","a":1,"prompt":"read"}"#),
+            "https://x.test"
+        );
+        assert_eq!(input_summary(r#"{"n":1}"#), r#"{"n":1}"#);
+        assert_eq!(input_summary("not json\n at all"), "not json at all");
+        let long = format!(r#"{{"command":"echo {}"}}"#, "y".repeat(300));
+        let summary = input_summary(&long);
+        assert_eq!(summary.chars().count(), SUMMARY_CHARS + 1);
+        assert!(summary.ends_with('…'));
+        assert_eq!(
+            input_summary("{\"command\":\"cat <<EOF\\nline\\nEOF\"}"),
+            "cat <<EOF line EOF"
+        );
+    }
+
+    #[test]
+    fn numbers_and_usage() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(5261), "5,261");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        let usage = Usage {
+            input_tokens: 5261,
+            output_tokens: 37,
+            cached_tokens: 0,
+            cost_usd_micros: Some(21_800),
+        };
+        assert_eq!(usage_text(&usage), "tokens 5,261 in / 37 out · $0.0218");
+        let free = Usage {
+            cost_usd_micros: None,
+            ..usage
+        };
+        assert_eq!(usage_text(&free), "tokens 5,261 in / 37 out");
+    }
+
+    #[test]
+    fn streamed_text_is_not_printed_twice() {
+        let out = transcript(vec![
+            delta("Hel"),
+            delta("lo."),
+            EventKind::Opaque {
+                source: "claude".try_into().unwrap(),
+                raw: "{}".into(),
+            },
+            text("Hello."),
+            EventKind::TurnFinished {
+                reason: "end_turn".into(),
+            },
+        ]);
+        assert_eq!(out, "Hello.\n  [claude] {}\n  turn finished (end_turn)\n");
+    }
+
+    #[test]
+    fn a_text_longer_than_its_deltas_prints_the_rest_and_other_texts_in_full() {
+        assert_eq!(transcript(vec![delta("Hel"), text("Hello")]), "Hello\n");
+        assert_eq!(transcript(vec![delta("abc"), text("xyz")]), "abc\nxyz\n");
+        assert_eq!(transcript(vec![text("one"), text("one")]), "one\none\n");
+        // A tool call in between: the next answer is new text.
+        let call = EventKind::ToolStarted {
+            tool_call: "t".into(),
+            name: "Bash".into(),
+            input: r#"{"command":"ls"}"#.into(),
+        };
+        assert_eq!(
+            transcript(vec![delta("ok"), call, text("ok")]),
+            "ok\n⚙ Bash: ls\nok\n"
+        );
+    }
+
+    #[test]
+    fn tools_results_and_diffs() {
+        let out = transcript(vec![
+            EventKind::ToolStarted {
+                tool_call: "t1".into(),
+                name: "Bash".into(),
+                input: r#"{"command":"touch x.txt","description":"create"}"#.into(),
+            },
+            EventKind::ToolFinished {
+                tool_call: "t1".into(),
+                ok: true,
+                output: String::new(),
+                diff: None,
+            },
+            EventKind::ToolStarted {
+                tool_call: "t2".into(),
+                name: "Bash".into(),
+                input: r#"{"command":"seq 8"}"#.into(),
+            },
+            EventKind::ToolFinished {
+                tool_call: "t2".into(),
+                ok: false,
+                output: "1\n2\n3\n4\n5\n6\n7\n8\n".into(),
+                diff: None,
+            },
+            EventKind::ToolFinished {
+                tool_call: "t3".into(),
+                ok: true,
+                output: "patched".into(),
+                diff: Some("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+new".into()),
+            },
+        ]);
+        assert_eq!(
+            out,
+            "⚙ Bash: touch x.txt\n✓ Bash\n⚙ Bash: seq 8\n✗ Bash  1\n    2\n    3\n    4\n    5\n    … 3 more lines\n\
+             ✓ patched\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+new\n"
+        );
+        let mut colored = Transcript::new("alpha", true);
+        let diff = colored.event_text(&event(
+            1,
+            EventKind::ToolFinished {
+                tool_call: "t".into(),
+                ok: true,
+                output: String::new(),
+                diff: Some("-old\n+new\n".into()),
+            },
+        ));
+        assert!(
+            diff.contains("\x1b[31m-old\x1b[0m\n\x1b[32m+new\x1b[0m\n"),
+            "{diff:?}"
+        );
+    }
+
+    #[test]
+    fn approvals_show_the_commands_to_answer_them() {
+        let device = Fingerprint([7; 32]);
+        let out = transcript(vec![
+            request(ApprovalKind::Tool, "Bash", r#"{"command":"touch x.txt"}"#),
+            EventKind::ApprovalState {
+                approval: 3,
+                state: ApprovalState::Delivered,
+            },
+            EventKind::ApprovalResolved {
+                approval: 3,
+                decision: Decision::Deny {
+                    message: "not now".into(),
+                },
+                device,
+            },
+            EventKind::ApprovalState {
+                approval: 3,
+                state: ApprovalState::Decided,
+            },
+            EventKind::ApprovalState {
+                approval: 3,
+                state: ApprovalState::Applied,
+            },
+        ]);
+        let s = "abababab";
+        assert_eq!(
+            out,
             format!(
-                "  approval {approval}: {} by {device}\n",
-                decision_word(decision)
+                "? approval {s}/3  Bash: touch x.txt\n  allow: muxagent ctl approve alpha {s}/3\n  deny:  muxagent ctl deny alpha {s}/3\n\
+                 \x20 approval {s}/3 delivered\n  approval {s}/3 denied (not now) by {device}\n  approval {s}/3 applied\n"
             )
-        }
-        EventKind::PlanProposed { plan, .. } => format!("plan:\n{plan}\n"),
-        EventKind::Usage(usage) => match usage.cost_usd_micros {
-            Some(micros) => format!(
-                "  tokens {} in / {} out, ${:.4}\n",
-                usage.input_tokens,
-                usage.output_tokens,
-                micros as f64 / 1e6
-            ),
-            None => format!(
-                "  tokens {} in / {} out\n",
-                usage.input_tokens, usage.output_tokens
-            ),
-        },
-        EventKind::Status(status) => format!("● {}\n", status_word(*status)),
-        EventKind::TurnFinished { reason } => format!("  turn finished ({reason})\n"),
-        EventKind::Error { message } => format!("! {message}\n"),
-        EventKind::Exited {
-            code: Some(code), ..
-        } => format!("■ exited with code {code}\n"),
-        EventKind::Exited {
-            signal: Some(signal),
-            ..
-        } => format!("■ killed by signal {signal}\n"),
-        EventKind::Exited { .. } => "■ exited\n".into(),
-        EventKind::Opaque { source, raw } => format!("  [{}] {raw}\n", source.as_str()),
-        EventKind::AgentSession { id } => format!("  agent session {id}\n"),
+        );
+    }
+
+    #[test]
+    fn plans_thinking_usage_and_lines_after_streamed_text() {
+        let out = transcript(vec![
+            EventKind::Thinking {
+                text: "hmm\nwell".into(),
+            },
+            EventKind::PlanProposed {
+                approval: 3,
+                plan: "1. do\n2. check\n".into(),
+            },
+            request(ApprovalKind::Plan, "ExitPlanMode", r#"{"plan":"1. do"}"#),
+            delta("partial"),
+            EventKind::Usage(Usage {
+                input_tokens: 10,
+                output_tokens: 2,
+                cached_tokens: 0,
+                cost_usd_micros: None,
+            }),
+            EventKind::AgentSession { id: "abc".into() },
+            EventKind::Status(SessionStatus::Idle),
+        ]);
+        let s = "abababab";
+        assert_eq!(
+            out,
+            format!(
+                "… hmm\n  well\nplan (approval {s}/3):\n1. do\n2. check\n\
+                 ? approval {s}/3  plan: accept it and leave plan mode\n  allow: muxagent ctl approve alpha {s}/3\n  deny:  muxagent ctl deny alpha {s}/3\n\
+                 partial\n  tokens 10 in / 2 out\n  agent session abc\n● idle\n"
+            )
+        );
+        let mut colored = Transcript::new("alpha", true);
+        let thinking = colored.event_text(&event(1, EventKind::Thinking { text: "x".into() }));
+        assert_eq!(thinking, "\x1b[2m… x\x1b[0m\n");
+    }
+
+    #[test]
+    fn command_output_stays_as_it_came() {
+        let out = transcript(vec![
+            EventKind::Started {
+                runtime: "command".try_into().unwrap(),
+                args: vec!["sh".into(), "-c".into(), "echo hi".into()],
+                cwd: "/w".into(),
+                title: "echo hi".into(),
+                device: Fingerprint([1; 32]),
+            },
+            EventKind::Output {
+                stream: Stream::Stdout,
+                text: "hi\nno newline".into(),
+            },
+            EventKind::Status(SessionStatus::Done),
+        ]);
+        assert_eq!(out, "▶ sh -c echo hi (in /w)\nhi\nno newline\n● done\n");
+    }
+
+    #[test]
+    fn json_keeps_fields_and_adds_summaries() {
+        let value = event_json(&event(
+            4,
+            request(ApprovalKind::Tool, "Bash", r#"{"command":"ls"}"#),
+        ));
+        assert_eq!(value["kind"], "approval_requested");
+        assert_eq!(value["seq"], 4);
+        assert_eq!(value["approval"], 3);
+        assert_eq!(value["approval_kind"], "tool");
+        assert_eq!(value["plan"], false);
+        assert_eq!(value["summary"], "ls");
+        let resolved = event_json(&event(
+            5,
+            EventKind::ApprovalResolved {
+                approval: 3,
+                decision: Decision::Deny {
+                    message: "no".into(),
+                },
+                device: Fingerprint([1; 32]),
+            },
+        ));
+        assert_eq!(resolved["decision"], "deny: no");
+        assert_eq!(resolved["message"], "no");
+        let state = event_json(&event(
+            6,
+            EventKind::ApprovalState {
+                approval: 3,
+                state: ApprovalState::Withdrawn,
+            },
+        ));
+        assert_eq!(state["state"], "withdrawn");
     }
 }

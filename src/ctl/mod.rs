@@ -2,15 +2,18 @@
 //! `$MUXAGENT_HOME/controller/` and speaks the device side of the protocol
 //! ([`muxagent_proto::device`]) — the same core as the web app.
 
+pub mod history;
 pub mod link;
 pub mod state;
 
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use muxagent_proto::app::{
-    ApprovalRequest, ApprovalState, Cursor, Decide, Decision, DecisionBody, DeviceMessage,
-    EventKind, Hello, ListSessions, MachineMessage, SendPrompt, SessionId, SessionInfo,
-    SessionStatus, SignedDecision, StartSession, Stop,
+    Cursor, Decide, Decision, DecisionBody, DeviceMessage, Hello, Interrupt, ListRuntimes,
+    ListSessions, MachineMessage, Mode, RuntimeName, SendPrompt, SessionId, SessionInfo, SetMode,
+    SignedDecision, StartSession, Stop,
 };
 use muxagent_proto::device::{Pairing, PairingStep};
 use muxagent_proto::frame::{self, ErrorCode, Frame, RegistryEntry, SignedEntry};
@@ -19,10 +22,11 @@ use muxagent_proto::limits::{RECONNECT_MAX_MS, RECONNECT_MIN_MS};
 use muxagent_proto::ticket::Ticket;
 use serde_json::json;
 
-use crate::cli::{self, CtlCommand};
+use crate::cli::{self, CtlCommand, CtlUntil};
 use crate::commands::CommandError;
 use crate::home::Home;
 use crate::{os, render};
+use history::{History, PlanError};
 use link::{Arrival, Conversation};
 use state::{Machine, Machines};
 
@@ -97,6 +101,10 @@ pub fn run(home: &Home, command: CtlCommand) -> Result<(), CommandError> {
             CtlCommand::Start(start) => start_session(&controller, start).await,
             CtlCommand::Send(send) => send_prompt(&controller, send).await,
             CtlCommand::Watch(watch) => watch_session(&controller, watch).await,
+            CtlCommand::Interrupt(interrupt) => interrupt_session(&controller, interrupt).await,
+            CtlCommand::Mode(mode) => set_mode(&controller, mode).await,
+            CtlCommand::Runtimes(list) => runtimes(&controller, &list.machine, list.json).await,
+            CtlCommand::BenchApprovals(bench) => bench_approvals(&controller, bench).await,
             CtlCommand::Stop(stop) => stop_session(&controller, stop).await,
             CtlCommand::Revoke(revoke) => revoke_machine(controller, &revoke.machine).await,
             CtlCommand::Approvals(list) => approvals(&controller, list.json).await,
@@ -297,14 +305,14 @@ fn resolve_session(
     sessions: &[SessionInfo],
     prefix: &str,
     host: &str,
-) -> Result<SessionId, CommandError> {
+) -> Result<SessionInfo, CommandError> {
     let prefix = prefix.to_ascii_lowercase();
     let matches: Vec<&SessionInfo> = sessions
         .iter()
         .filter(|s| format!("{:#}", s.id).starts_with(&prefix))
         .collect();
     match matches.as_slice() {
-        [one] if !prefix.is_empty() => Ok(one.id),
+        [one] if !prefix.is_empty() => Ok((*one).clone()),
         [] | [_] => Err(CommandError(format!(
             "{host} has no session `{prefix}`; `muxagent ctl sessions {host}` lists them"
         ))),
@@ -314,30 +322,160 @@ fn resolve_session(
     }
 }
 
+/// What `ctl start` sends before any plan is added: the runtime's arguments and the text of
+/// the first prompt (for `command`: the shell command line).
+#[derive(Debug, PartialEq, Eq)]
+struct Launch {
+    args: Vec<String>,
+    text: Option<String>,
+}
+
+/// Sort `ctl start`'s words and `--prompt` by runtime (see the command's help), refusing what
+/// the machine would refuse later with a less helpful message.
+fn launch_parts(
+    runtime: &str,
+    words: &[String],
+    prompt: Option<String>,
+    with_plan: bool,
+) -> Result<Launch, String> {
+    let prompt = prompt.filter(|prompt| !prompt.trim().is_empty());
+    let spoken = (!words.is_empty()).then(|| words.join(" "));
+    match runtime {
+        "acp" if words.is_empty() => Err(
+            "an acp session needs the agent's command line after the options, e.g. `-- gemini --acp`"
+                .into(),
+        ),
+        "acp" => Ok(Launch {
+            args: words.to_vec(),
+            text: prompt,
+        }),
+        "command" if with_plan => Err(
+            "--plan-from needs an agent runtime (claude, codex, gemini or acp), not `command`".into(),
+        ),
+        "command" => match (spoken, prompt) {
+            (Some(_), Some(_)) => Err(
+                "give a command session its command line once: as words or with --prompt".into(),
+            ),
+            (None, None) => {
+                Err("a command session needs a command line, e.g. `-- ls -la`".into())
+            }
+            (spoken, prompt) => Ok(Launch {
+                args: Vec::new(),
+                text: spoken.or(prompt),
+            }),
+        },
+        _ => {
+            let text = match (spoken, prompt) {
+                (Some(_), Some(_)) => {
+                    return Err(
+                        "give the prompt once: with --prompt or as words after the options".into(),
+                    );
+                }
+                (spoken, prompt) => spoken.or(prompt),
+            };
+            if text.is_none() && !with_plan && matches!(runtime, "claude" | "codex" | "gemini") {
+                return Err(format!(
+                    "a {runtime} session needs a prompt: --prompt TEXT or words after the options"
+                ));
+            }
+            Ok(Launch {
+                args: Vec::new(),
+                text,
+            })
+        }
+    }
+}
+
+/// The first prompt: the plan handed off, then what the person added after a blank line.
+fn first_prompt(plan: Option<&str>, text: Option<String>) -> String {
+    match (plan, text) {
+        (Some(plan), Some(text)) => format!("{}\n\n{text}", plan.trim_end()),
+        (Some(plan), None) => plan.trim_end().to_string(),
+        (None, text) => text.unwrap_or_default(),
+    }
+}
+
+/// `MACHINE:SESSION` split in two.
+fn plan_reference(reference: &str) -> Result<(&str, &str), CommandError> {
+    reference
+        .rsplit_once(':')
+        .filter(|(machine, session)| !machine.is_empty() && !session.is_empty())
+        .ok_or_else(|| {
+            CommandError(format!(
+                "`{reference}` is not MACHINE:SESSION (e.g. alpha:1a2b3c4d)"
+            ))
+        })
+}
+
+/// The newest approved plan of the session `reference` names, with the hostname and session.
+async fn approved_plan(
+    controller: &Controller,
+    reference: &str,
+) -> Result<(String, SessionId, String), CommandError> {
+    let (name, prefix) = plan_reference(reference)?;
+    let (machine, identity) = controller.machine(name)?;
+    let host = machine.hostname.clone();
+    let mut client = controller.connect(&machine).await?;
+    let (mut conversation, info) =
+        with_session(controller, &mut client, &machine, identity, prefix).await?;
+    let id = info.id;
+    let histories = histories(&mut conversation, &[info]).await?;
+    let history = histories.get(&id).cloned().unwrap_or_default();
+    match history.approved_plan() {
+        Ok((_, plan)) => Ok((host, id, plan.to_string())),
+        Err(PlanError::NoPlan) => Err(CommandError(format!(
+            "session {id} on {host} has not proposed a plan"
+        ))),
+        Err(PlanError::NotApproved { approval, state }) => Err(CommandError(format!(
+            "the plan of session {id} on {host} is not approved (approval {id}/{approval}: {state})"
+        ))),
+    }
+}
+
 async fn start_session(controller: &Controller, start: cli::CtlStart) -> Result<(), CommandError> {
+    // Everything that can be checked here is, before any machine is contacted.
+    let launch = launch_parts(
+        &start.runtime,
+        &start.words,
+        start.prompt.clone(),
+        start.plan_from.is_some(),
+    )
+    .map_err(CommandError)?;
+    let runtime: RuntimeName = start
+        .runtime
+        .as_str()
+        .try_into()
+        .map_err(|_| CommandError(format!("runtime name `{}` is too long", start.runtime)))?;
+    let mode: Option<Mode> = match &start.mode {
+        Some(mode) => Some(
+            mode.as_str()
+                .try_into()
+                .map_err(|_| CommandError(format!("mode `{mode}` is too long")))?,
+        ),
+        None => None,
+    };
     let (machine, identity) = controller.machine(&start.machine)?;
+    let mut title = start.title.clone();
+    let plan = match &start.plan_from {
+        Some(reference) => {
+            let (host, session, plan) = approved_plan(controller, reference).await?;
+            title.get_or_insert_with(|| format!("plan from {host}:{session}"));
+            Some(plan)
+        }
+        None => None,
+    };
     let mut client = controller.connect(&machine).await?;
     let mut conversation = controller.open(&mut client, &machine, identity).await?;
     let request = conversation.request_id();
-    let message =
-        StartSession {
-            request,
-            runtime: start.runtime.as_str().try_into().map_err(|_| {
-                CommandError(format!("runtime name `{}` is too long", start.runtime))
-            })?,
-            args: Vec::new(),
-            cwd: start.cwd.clone(),
-            prompt: start.prompt.join(" "),
-            title: start.title.clone(),
-            mode: match &start.mode {
-                Some(mode) => Some(
-                    mode.as_str()
-                        .try_into()
-                        .map_err(|_| CommandError(format!("mode `{mode}` is too long")))?,
-                ),
-                None => None,
-            },
-        };
+    let message = StartSession {
+        request,
+        runtime,
+        args: launch.args,
+        cwd: start.cwd.clone(),
+        prompt: first_prompt(plan.as_deref(), launch.text),
+        title,
+        mode,
+    };
     let answer = conversation
         .ask(&message.into(), request)
         .await
@@ -370,63 +508,169 @@ async fn with_session<'a>(
     machine: &Machine,
     identity: muxagent_proto::identity::PublicIdentity,
     prefix: &str,
-) -> Result<(Conversation<'a>, SessionId), CommandError> {
+) -> Result<(Conversation<'a>, SessionInfo), CommandError> {
     let mut conversation = controller.open(client, machine, identity).await?;
     let sessions = session_list(&mut conversation).await?;
     let session = resolve_session(&sessions, prefix, &machine.hostname)?;
     Ok((conversation, session))
 }
 
-async fn send_prompt(controller: &Controller, send: cli::CtlSend) -> Result<(), CommandError> {
-    let (machine, identity) = controller.machine(&send.machine)?;
+/// Send `message` (built for the resolved session with a fresh request number) to the session
+/// `prefix` names on `name`; returns the machine's hostname and the session once it is accepted.
+async fn session_request(
+    controller: &Controller,
+    name: &str,
+    prefix: &str,
+    message: impl FnOnce(u32, SessionId) -> DeviceMessage,
+) -> Result<(String, SessionId), CommandError> {
+    let (machine, identity) = controller.machine(name)?;
     let mut client = controller.connect(&machine).await?;
-    let (mut conversation, session) =
-        with_session(controller, &mut client, &machine, identity, &send.session).await?;
+    let (mut conversation, info) =
+        with_session(controller, &mut client, &machine, identity, prefix).await?;
     let request = conversation.request_id();
-    let message = SendPrompt {
-        request,
-        session,
-        text: send.text.join(" "),
-    };
     conversation
-        .ask(&message.into(), request)
+        .ask(&message(request, info.id), request)
         .await
         .map_err(CommandError)?;
-    println!("sent to session {session} on {}", machine.hostname);
+    Ok((machine.hostname, info.id))
+}
+
+async fn send_prompt(controller: &Controller, send: cli::CtlSend) -> Result<(), CommandError> {
+    let text = send.text.join(" ");
+    let (host, session) = session_request(
+        controller,
+        &send.machine,
+        &send.session,
+        |request, session| {
+            SendPrompt {
+                request,
+                session,
+                text,
+            }
+            .into()
+        },
+    )
+    .await?;
+    println!("sent to session {session} on {host}");
     Ok(())
 }
 
 async fn stop_session(controller: &Controller, stop: cli::CtlStop) -> Result<(), CommandError> {
-    let (machine, identity) = controller.machine(&stop.machine)?;
-    let mut client = controller.connect(&machine).await?;
-    let (mut conversation, session) =
-        with_session(controller, &mut client, &machine, identity, &stop.session).await?;
-    let request = conversation.request_id();
-    conversation
-        .ask(&Stop { request, session }.into(), request)
-        .await
-        .map_err(CommandError)?;
-    println!("stopping session {session} on {}", machine.hostname);
+    let (host, session) = session_request(
+        controller,
+        &stop.machine,
+        &stop.session,
+        |request, session| Stop { request, session }.into(),
+    )
+    .await?;
+    println!("stopping session {session} on {host}");
     Ok(())
 }
 
-fn finished(status: SessionStatus) -> bool {
-    matches!(
-        status,
-        SessionStatus::Done | SessionStatus::Error | SessionStatus::Stopped
+async fn interrupt_session(
+    controller: &Controller,
+    interrupt: cli::CtlInterrupt,
+) -> Result<(), CommandError> {
+    let (host, session) = session_request(
+        controller,
+        &interrupt.machine,
+        &interrupt.session,
+        |request, session| Interrupt { request, session }.into(),
     )
+    .await?;
+    println!("interrupted session {session} on {host}");
+    Ok(())
 }
 
-/// Print a session's history and follow it live until it ends, reconnecting (and resuming from
-/// the last event printed) when the relay or the machine goes away.
+async fn set_mode(controller: &Controller, set: cli::CtlMode) -> Result<(), CommandError> {
+    let mode: Mode = set
+        .mode
+        .as_str()
+        .try_into()
+        .map_err(|_| CommandError(format!("mode `{}` is too long", set.mode)))?;
+    let (host, session) = session_request(
+        controller,
+        &set.machine,
+        &set.session,
+        |request, session| {
+            SetMode {
+                request,
+                session,
+                mode,
+            }
+            .into()
+        },
+    )
+    .await?;
+    println!("session {session} on {host}: mode {}", set.mode);
+    Ok(())
+}
+
+async fn runtimes(controller: &Controller, name: &str, json_out: bool) -> Result<(), CommandError> {
+    let (machine, identity) = controller.machine(name)?;
+    let mut client = controller.connect(&machine).await?;
+    let mut conversation = controller.open(&mut client, &machine, identity).await?;
+    let request = conversation.request_id();
+    let answer = conversation
+        .ask(&ListRuntimes { request }.into(), request)
+        .await
+        .map_err(CommandError)?;
+    let MachineMessage::Runtimes(list) = answer else {
+        return Err(CommandError(format!(
+            "unexpected answer to the runtime list: {answer:?}"
+        )));
+    };
+    if json_out {
+        let rows: Vec<_> = list
+            .runtimes
+            .iter()
+            .map(|r| json!({ "name": r.name.as_str(), "available": r.available, "detail": r.detail }))
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    for runtime in &list.runtimes {
+        println!(
+            "{:<10} {:<9} {}",
+            runtime.name.as_str(),
+            if runtime.available {
+                "available"
+            } else {
+                "missing"
+            },
+            runtime.detail
+        );
+    }
+    Ok(())
+}
+
+/// Whether `ctl watch --until` is satisfied by the live state: `Some(Ok)` to exit 0,
+/// `Some(Err)` to exit 1 (the session ended without what was awaited), `None` to keep going.
+fn verdict(until: CtlUntil, history: &History) -> Option<Result<(), String>> {
+    match until {
+        CtlUntil::End => history.finished().then_some(Ok(())),
+        CtlUntil::Idle => history.idle().then_some(Ok(())),
+        CtlUntil::Approval if history.pending().next().is_some() => Some(Ok(())),
+        CtlUntil::Approval => history.finished().then(|| {
+            let status = history.status.map_or("finished", render::status_word);
+            Err(format!("ended ({status}) with no approval waiting"))
+        }),
+    }
+}
+
+/// Print a session's history and follow it live until `--until` is satisfied, reconnecting
+/// (and resuming from the last event printed) when the relay or the machine goes away.
 async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<(), CommandError> {
     use std::io::Write;
     let (machine, identity) = controller.machine(&watch.machine)?;
+    let mut transcript =
+        render::Transcript::new(&machine.hostname, std::io::stdout().is_terminal());
+    let mut history = History::default();
     let mut last_seq = 0u64;
     let mut session: Option<SessionId> = None;
     let mut backoff = RECONNECT_MIN_MS;
     loop {
-        let attempt: Result<bool, String> = async {
+        let attempt: Result<Result<(), String>, String> = async {
             let mut client = link::connect(&machine.relay, &controller.identity).await?;
             let mut conversation;
             let id = match session {
@@ -441,13 +685,14 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
                     id
                 }
                 None => {
-                    let (opened, id) =
+                    let (opened, info) =
                         with_session(controller, &mut client, &machine, identity, &watch.session)
                             .await
                             .map_err(|e| e.0)?;
                     conversation = opened;
-                    session = Some(id);
-                    id
+                    session = Some(info.id);
+                    history = History::new(Some(info.status));
+                    info.id
                 }
             };
             backoff = RECONNECT_MIN_MS;
@@ -463,49 +708,57 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
                 )
                 .await?;
             let mut stdout = std::io::stdout();
+            // The condition is the live state's: checked once the history is in, then after
+            // every live event.
+            let mut live = false;
             loop {
-                let event = match conversation.next(None).await? {
-                    Arrival::Message(MachineMessage::Event(event)) => event,
+                match conversation.next(None).await? {
+                    Arrival::Message(MachineMessage::Event(event)) => {
+                        if event.session != id || event.seq <= last_seq {
+                            continue;
+                        }
+                        if event.seq > last_seq + 1 && last_seq > 0 {
+                            eprintln!(
+                                "(events {}–{} are no longer kept on the machine)",
+                                last_seq + 1,
+                                event.seq - 1
+                            );
+                        }
+                        last_seq = event.seq;
+                        history.apply(&event);
+                        if watch.json {
+                            let _ = writeln!(stdout, "{}", render::event_json(&event));
+                        } else {
+                            let _ = write!(stdout, "{}", transcript.event_text(&event));
+                        }
+                        let _ = stdout.flush();
+                    }
                     Arrival::Message(MachineMessage::ReplayMore(more)) => {
-                        conversation
-                            .send(
-                                &Hello {
-                                    cursors: more.cursors,
-                                }
-                                .into(),
-                            )
-                            .await?;
+                        let hello = Hello {
+                            cursors: more.cursors,
+                        };
+                        conversation.send(&hello.into()).await?;
                         continue;
                     }
+                    Arrival::Message(MachineMessage::ReplayComplete(_)) => live = true,
                     _ => continue,
-                };
-                if event.session != id || event.seq <= last_seq {
-                    continue;
                 }
-                if event.seq > last_seq + 1 && last_seq > 0 {
-                    eprintln!(
-                        "(events {}–{} are no longer kept on the machine)",
-                        last_seq + 1,
-                        event.seq - 1
-                    );
-                }
-                last_seq = event.seq;
-                if watch.json {
-                    let _ = writeln!(stdout, "{}", render::event_json(&event));
-                } else {
-                    let _ = write!(stdout, "{}", render::event_text(&event));
-                }
-                let _ = stdout.flush();
-                if let EventKind::Status(status) = event.kind
-                    && finished(status)
-                {
-                    return Ok(true);
+                if live && let Some(outcome) = verdict(watch.until, &history) {
+                    return Ok(outcome);
                 }
             }
         }
         .await;
         match attempt {
-            Ok(_) => return Ok(()),
+            Ok(outcome) => {
+                if !watch.json {
+                    print!("{}", transcript.finish());
+                }
+                return outcome.map_err(|error| {
+                    let id = session.map(|id| id.to_string()).unwrap_or_default();
+                    CommandError(format!("session {id} on {} {error}", machine.hostname))
+                });
+            }
             Err(error) if session.is_none() => return Err(CommandError(error)),
             Err(error) => {
                 eprintln!("({error}; reconnecting)");
@@ -588,15 +841,20 @@ async fn revoke_machine(mut controller: Controller, name: &str) -> Result<(), Co
     Ok(())
 }
 
-/// The approvals still pending in `sessions`, read from their history (a replay from seq 0).
-async fn pending_approvals(
+/// The histories of `sessions`, replayed from their first event. The deadline is per message:
+/// a long history may take longer than one exchange, a silent machine may not.
+async fn histories(
     conversation: &mut Conversation<'_>,
-    sessions: &[SessionId],
-) -> Result<Vec<(SessionId, ApprovalRequest)>, CommandError> {
+    sessions: &[SessionInfo],
+) -> Result<BTreeMap<SessionId, History>, CommandError> {
+    let mut histories: BTreeMap<SessionId, History> = sessions
+        .iter()
+        .map(|info| (info.id, History::new(Some(info.status))))
+        .collect();
     let cursors = sessions
         .iter()
-        .map(|session| Cursor {
-            session: *session,
+        .map(|info| Cursor {
+            session: info.id,
             last_seq: 0,
         })
         .collect();
@@ -604,27 +862,19 @@ async fn pending_approvals(
         .send(&Hello { cursors }.into())
         .await
         .map_err(CommandError)?;
-    let mut pending: Vec<(SessionId, ApprovalRequest)> = Vec::new();
-    let deadline = Instant::now() + link::EXCHANGE_TIMEOUT;
     loop {
+        let deadline = Instant::now() + link::EXCHANGE_TIMEOUT;
         match conversation
             .next(Some(deadline))
             .await
             .map_err(CommandError)?
         {
-            Arrival::Message(MachineMessage::Event(event)) => match event.kind {
-                EventKind::ApprovalRequested(request) => pending.push((event.session, request)),
-                EventKind::ApprovalResolved { approval, .. }
-                | EventKind::ApprovalState {
-                    approval,
-                    state:
-                        ApprovalState::Withdrawn | ApprovalState::Expired | ApprovalState::Applied,
-                } => pending.retain(|(session, request)| {
-                    !(*session == event.session && request.approval == approval)
-                }),
-                _ => {}
-            },
-            Arrival::Message(MachineMessage::ReplayComplete(_)) => return Ok(pending),
+            Arrival::Message(MachineMessage::Event(event)) => {
+                if let Some(history) = histories.get_mut(&event.session) {
+                    history.apply(&event);
+                }
+            }
+            Arrival::Message(MachineMessage::ReplayComplete(_)) => return Ok(histories),
             Arrival::Message(MachineMessage::ReplayMore(more)) => {
                 let hello = Hello {
                     cursors: more.cursors,
@@ -639,48 +889,96 @@ async fn pending_approvals(
     }
 }
 
+/// One waiting approval, as `ctl approvals` lists it.
+struct Waiting {
+    host: String,
+    info: SessionInfo,
+    request: muxagent_proto::app::ApprovalRequest,
+    state: &'static str,
+}
+
+/// The approvals waiting on `machine`, from the histories of its sessions that have any.
+async fn waiting_on(
+    controller: &Controller,
+    machine: &Machine,
+) -> Result<Vec<Waiting>, CommandError> {
+    let identity = machine
+        .identity()
+        .ok_or_else(|| CommandError("damaged machine record".into()))?;
+    let mut client = controller.connect(machine).await?;
+    let mut conversation = controller.open(&mut client, machine, identity).await?;
+    let sessions: Vec<SessionInfo> = session_list(&mut conversation)
+        .await?
+        .into_iter()
+        .filter(|info| info.pending_approvals > 0)
+        .collect();
+    if sessions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let histories = histories(&mut conversation, &sessions).await?;
+    let mut rows = Vec::new();
+    for info in sessions {
+        let Some(history) = histories.get(&info.id) else {
+            continue;
+        };
+        for approval in history.approvals.values().filter(|a| a.pending()) {
+            if let (Some(request), Some(state)) = (&approval.request, approval.state) {
+                rows.push(Waiting {
+                    host: machine.hostname.clone(),
+                    info: info.clone(),
+                    request: request.clone(),
+                    state: render::approval_state_word(state),
+                });
+            }
+        }
+    }
+    Ok(rows)
+}
+
 async fn approvals(controller: &Controller, json_out: bool) -> Result<(), CommandError> {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for machine in &controller.machines.machines {
-        let Some(identity) = machine.identity() else {
-            continue;
-        };
-        let result: Result<(), CommandError> = async {
-            let mut client = controller.connect(machine).await?;
-            let mut conversation = controller.open(&mut client, machine, identity).await?;
-            let waiting: Vec<SessionId> = session_list(&mut conversation)
-                .await?
-                .iter()
-                .filter(|s| s.pending_approvals > 0)
-                .map(|s| s.id)
-                .collect();
-            if !waiting.is_empty() {
-                for (session, request) in pending_approvals(&mut conversation, &waiting).await? {
-                    rows.push((machine.hostname.clone(), session, request));
-                }
-            }
-            Ok(())
-        }
-        .await;
-        if let Err(error) = result {
-            failures.push(format!("{}: {error}", machine.hostname));
+        match waiting_on(controller, machine).await {
+            Ok(found) => rows.extend(found),
+            Err(error) => failures.push(format!("{}: {error}", machine.hostname)),
         }
     }
     if json_out {
         let rows: Vec<_> = rows
             .iter()
-            .map(|(host, session, request)| json!({ "machine": host, "request": format!("{session}/{}", request.approval), "session": format!("{session:#}"), "tool": request.tool, "input": request.input }))
+            .map(|row| {
+                let request = &row.request;
+                json!({
+                    "machine": row.host,
+                    "request": format!("{}/{}", row.info.id, request.approval),
+                    "session": format!("{:#}", row.info.id),
+                    "approval": request.approval,
+                    "kind": render::approval_kind_word(request.kind),
+                    "state": row.state,
+                    "tool": request.tool,
+                    "input": request.input,
+                    "summary": render::input_summary(&request.input),
+                    "title": row.info.title,
+                })
+            })
             .collect();
         println!("{}", serde_json::Value::Array(rows));
     } else {
         if rows.is_empty() {
             println!("no approvals waiting");
         }
-        for (host, session, request) in &rows {
+        for row in &rows {
+            let request = &row.request;
             println!(
-                "{host:<16} {session}/{:<4} {} {}",
-                request.approval, request.tool, request.input
+                "{:<16} {:<13} {:<4} {:<9} {}: {}  ({})",
+                row.host,
+                format!("{}/{}", row.info.id, request.approval),
+                render::approval_kind_word(request.kind),
+                row.state,
+                request.tool,
+                render::input_summary(&request.input),
+                render::one_line(&row.info.title, 60)
             );
         }
     }
@@ -697,6 +995,7 @@ async fn decide(
     decision: Decision,
 ) -> Result<(), CommandError> {
     let (machine, identity) = controller.machine(name)?;
+    let host = &machine.hostname;
     let (session_prefix, number) = reference
         .split_once('/')
         .and_then(|(session, number)| Some((session, number.parse::<u64>().ok()?)))
@@ -706,19 +1005,29 @@ async fn decide(
             ))
         })?;
     let mut client = controller.connect(&machine).await?;
-    let (mut conversation, session) =
+    let (mut conversation, info) =
         with_session(controller, &mut client, &machine, identity, session_prefix).await?;
-    let pending = pending_approvals(&mut conversation, &[session]).await?;
-    let request = pending
-        .into_iter()
-        .map(|(_, request)| request)
-        .find(|request| request.approval == number)
+    let session = info.id;
+    let histories = histories(&mut conversation, &[info]).await?;
+    let approval = histories
+        .get(&session)
+        .and_then(|history| history.approvals.get(&number))
+        .filter(|approval| approval.request.is_some())
         .ok_or_else(|| {
             CommandError(format!(
-                "no approval {session}/{number} is waiting on {}",
-                machine.hostname
+                "session {session} on {host} has no approval {number}; `muxagent ctl approvals` lists the waiting ones"
             ))
         })?;
+    let request = match &approval.request {
+        Some(request) if approval.pending() => request,
+        _ => {
+            return Err(CommandError(format!(
+                "approval {session}/{number} on {host} is no longer pending ({})",
+                approval.describe()
+            )));
+        }
+    };
+    let answer = render::decision_text(&decision);
     let body = DecisionBody {
         session,
         approval: number,
@@ -735,6 +1044,290 @@ async fn decide(
         .ask(&message.into(), id)
         .await
         .map_err(CommandError)?;
-    println!("answered {session}/{number} on {}", machine.hostname);
+    println!("answered {session}/{number} on {host}: {answer}");
     Ok(())
+}
+
+/// Allow each approval of a session as it arrives, over one connection (like a phone that
+/// stays open), until `count` were acknowledged.
+async fn bench_approvals(
+    controller: &Controller,
+    bench: cli::CtlBenchApprovals,
+) -> Result<(), CommandError> {
+    let (machine, identity) = controller.machine(&bench.machine)?;
+    let host = machine.hostname.clone();
+    let mut client = controller.connect(&machine).await?;
+    let (mut conversation, info) =
+        with_session(controller, &mut client, &machine, identity, &bench.session).await?;
+    let session = info.id;
+    let mut history = History::new(Some(info.status));
+    let hello = Hello {
+        cursors: vec![Cursor {
+            session,
+            last_seq: 0,
+        }],
+    };
+    conversation
+        .send(&hello.into())
+        .await
+        .map_err(CommandError)?;
+    let count = bench.count as usize;
+    let mut decided: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut acknowledged = 0usize;
+    let mut live = false;
+    while acknowledged < count {
+        match conversation.next(None).await.map_err(CommandError)? {
+            Arrival::Message(MachineMessage::Event(event)) if event.session == session => {
+                history.apply(&event);
+            }
+            Arrival::Message(MachineMessage::ReplayMore(more)) => {
+                let hello = Hello {
+                    cursors: more.cursors,
+                };
+                conversation
+                    .send(&hello.into())
+                    .await
+                    .map_err(CommandError)?;
+                continue;
+            }
+            Arrival::Message(MachineMessage::ReplayComplete(_)) => live = true,
+            Arrival::Message(MachineMessage::Ack(ack))
+                if decided.values().any(|request| *request == ack.request) =>
+            {
+                acknowledged += 1;
+                continue;
+            }
+            Arrival::Message(MachineMessage::Error(error)) => {
+                return Err(CommandError(format!("{host}: {}", error.message)));
+            }
+            _ => continue,
+        }
+        if !live {
+            continue;
+        }
+        let asks: Vec<_> = history
+            .pending()
+            .filter(|request| !decided.contains_key(&request.approval))
+            .cloned()
+            .collect();
+        for request in asks.into_iter().take(count - decided.len().min(count)) {
+            let body = DecisionBody {
+                session,
+                approval: request.approval,
+                request_hash: request.request_hash,
+                decision: Decision::AllowOnce,
+                decided_at: os::unix_now(),
+            };
+            let id = conversation.request_id();
+            let message = Decide {
+                request: id,
+                decision: SignedDecision::sign(&controller.identity, body),
+            };
+            conversation
+                .send(&message.into())
+                .await
+                .map_err(CommandError)?;
+            decided.insert(request.approval, id);
+        }
+        if history.finished() && decided.len() == acknowledged {
+            return Err(CommandError(format!(
+                "session {session} on {host} ended after {acknowledged} of {count} approvals"
+            )));
+        }
+    }
+    println!("allowed {acknowledged} approvals in session {session} on {host}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use muxagent_proto::app::{
+        ApprovalKind, ApprovalRequest, ApprovalState, Event, EventKind, SessionStatus, Usage,
+    };
+
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn acp_takes_the_words_as_its_command_line() {
+        assert_eq!(
+            launch_parts("acp", &words("gemini --acp"), Some("hi".into()), false),
+            Ok(Launch {
+                args: words("gemini --acp"),
+                text: Some("hi".into())
+            })
+        );
+        let error = launch_parts("acp", &[], Some("hi".into()), false).unwrap_err();
+        assert!(error.contains("command line"), "{error}");
+    }
+
+    #[test]
+    fn command_runs_the_words_with_sh() {
+        assert_eq!(
+            launch_parts("command", &words("ls -la"), None, false),
+            Ok(Launch {
+                args: vec![],
+                text: Some("ls -la".into())
+            })
+        );
+        assert_eq!(
+            launch_parts("command", &[], Some("echo hi".into()), false),
+            Ok(Launch {
+                args: vec![],
+                text: Some("echo hi".into())
+            })
+        );
+        assert!(launch_parts("command", &[], None, false).is_err());
+        assert!(launch_parts("command", &words("ls"), Some("ls".into()), false).is_err());
+        assert!(
+            launch_parts("command", &words("ls"), None, true)
+                .unwrap_err()
+                .contains("--plan-from")
+        );
+    }
+
+    #[test]
+    fn agents_need_a_prompt_unless_a_plan_is_handed_off() {
+        for runtime in ["claude", "codex", "gemini"] {
+            let error = launch_parts(runtime, &[], None, false).unwrap_err();
+            assert!(
+                error.contains(&format!("a {runtime} session needs a prompt")),
+                "{error}"
+            );
+            // A blank --prompt is no prompt.
+            assert!(launch_parts(runtime, &[], Some("  ".into()), false).is_err());
+            assert_eq!(
+                launch_parts(runtime, &[], None, true),
+                Ok(Launch {
+                    args: vec![],
+                    text: None
+                })
+            );
+        }
+        assert_eq!(
+            launch_parts("claude", &words("fix the tests"), None, false),
+            Ok(Launch {
+                args: vec![],
+                text: Some("fix the tests".into())
+            })
+        );
+        assert!(launch_parts("claude", &words("a"), Some("b".into()), false).is_err());
+    }
+
+    #[test]
+    fn the_plan_comes_first_then_a_blank_line_then_the_rest() {
+        assert_eq!(first_prompt(Some("1. do\n"), None), "1. do");
+        assert_eq!(
+            first_prompt(Some("1. do\n"), Some("then test".into())),
+            "1. do\n\nthen test"
+        );
+        assert_eq!(first_prompt(None, Some("x".into())), "x");
+        assert_eq!(first_prompt(None, None), "");
+    }
+
+    #[test]
+    fn plan_references() {
+        assert_eq!(plan_reference("alpha:1a2b").ok(), Some(("alpha", "1a2b")));
+        assert!(plan_reference("alpha").is_err());
+        assert!(plan_reference("alpha:").is_err());
+        assert!(plan_reference(":1a2b").is_err());
+    }
+
+    #[test]
+    fn argh_takes_words_after_a_double_dash() {
+        use argh::FromArgs;
+        let start = cli::CtlStart::from_args(
+            &["start"],
+            &[
+                "alpha",
+                "--runtime",
+                "acp",
+                "--cwd",
+                "/w",
+                "--prompt",
+                "hi",
+                "--",
+                "gemini",
+                "--acp",
+            ],
+        )
+        .expect("parses");
+        assert_eq!(start.words, words("gemini --acp"));
+        assert_eq!(start.prompt.as_deref(), Some("hi"));
+        let start = cli::CtlStart::from_args(
+            &["start"],
+            &["alpha", "--runtime", "claude", "--cwd", "/w", "fix", "--it"],
+        )
+        .expect("parses");
+        assert_eq!(
+            start.words,
+            words("fix --it"),
+            "greedy after the first word"
+        );
+        let watch = cli::CtlWatch::from_args(&["watch"], &["alpha", "1a2b", "--until", "approval"])
+            .expect("parses");
+        assert_eq!(watch.until, CtlUntil::Approval);
+        assert!(cli::CtlWatch::from_args(&["watch"], &["alpha", "1a2b", "--until", "x"]).is_err());
+    }
+
+    fn history(kinds: Vec<EventKind>) -> History {
+        let events: Vec<Event> = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(index, kind)| Event {
+                session: SessionId([2; 16]),
+                seq: index as u64 + 1,
+                at: 0,
+                kind,
+            })
+            .collect();
+        History::of(&events)
+    }
+
+    fn asked() -> EventKind {
+        EventKind::ApprovalRequested(ApprovalRequest {
+            approval: 1,
+            kind: ApprovalKind::Tool,
+            agent_request: "r".into(),
+            tool: "Bash".into(),
+            input: "{}".into(),
+            request_hash: [0; 32],
+        })
+    }
+
+    #[test]
+    fn watch_until() {
+        let running = history(vec![EventKind::Status(SessionStatus::Running)]);
+        let waiting = history(vec![
+            asked(),
+            EventKind::Status(SessionStatus::WaitingApproval),
+        ]);
+        let withdrawn_then_idle = history(vec![
+            asked(),
+            EventKind::ApprovalState {
+                approval: 1,
+                state: ApprovalState::Withdrawn,
+            },
+            EventKind::Usage(Usage::default()),
+            EventKind::Status(SessionStatus::Idle),
+        ]);
+        let done = history(vec![EventKind::Status(SessionStatus::Done)]);
+        for until in [CtlUntil::End, CtlUntil::Idle, CtlUntil::Approval] {
+            assert_eq!(verdict(until, &running), None, "{until:?}");
+        }
+        assert_eq!(verdict(CtlUntil::Approval, &waiting), Some(Ok(())));
+        assert_eq!(verdict(CtlUntil::Idle, &waiting), None);
+        assert_eq!(verdict(CtlUntil::End, &waiting), None);
+        assert_eq!(verdict(CtlUntil::Idle, &withdrawn_then_idle), Some(Ok(())));
+        assert_eq!(verdict(CtlUntil::Approval, &withdrawn_then_idle), None);
+        assert_eq!(verdict(CtlUntil::End, &done), Some(Ok(())));
+        assert_eq!(verdict(CtlUntil::Idle, &done), Some(Ok(())));
+        assert_eq!(
+            verdict(CtlUntil::Approval, &done),
+            Some(Err("ended (done) with no approval waiting".into()))
+        );
+    }
 }
