@@ -130,14 +130,20 @@ fn record(c: &mut Core, id: SessionId, kind: EventKind) {
     }
 }
 
-/// Back to running when nothing waits any more.
+/// When nothing waits any more: back to running, or idle if the turn ended meanwhile.
 fn after_close(c: &mut Core, id: SessionId) {
     let waiting = c
         .sessions
         .info(&id)
         .map(|info| (info.status, info.pending_approvals));
     if let Some((SessionStatus::WaitingApproval, 0)) = waiting {
-        agent::set_status(c, id, SessionStatus::Running, os::unix_now());
+        let turn_open = c.agents.get(&id).is_some_and(|running| running.turn_open);
+        let status = if turn_open {
+            SessionStatus::Running
+        } else {
+            SessionStatus::Idle
+        };
+        agent::set_status(c, id, status, os::unix_now());
     }
 }
 

@@ -642,12 +642,22 @@ async fn replay(core: Shared, device: Fingerprint, generation: u64) {
         (next_page(&mut c, &device), outgoing)
     };
     for event in page {
+        let asked = match &event.kind {
+            muxagent_proto::app::EventKind::ApprovalRequested(request) => {
+                Some((event.session, request.approval))
+            }
+            _ => None,
+        };
         if outgoing
             .send(Out::ToDevice(device, MachineMessage::Event(event)))
             .await
             .is_err()
         {
             return;
+        }
+        // A device now has the request: if it still waits, it is delivered.
+        if let Some((session, approval)) = asked {
+            core.borrow_mut().mark_delivered(session, approval);
         }
     }
     loop {

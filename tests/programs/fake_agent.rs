@@ -139,9 +139,11 @@ fn bench(count: usize) {
         for n in 0..count {
             let id = format!("bench-{n}");
             let started = std::time::Instant::now();
-            say(serde_json::json!({"type": "control_request", "request_id": id, "request": {
+            say(
+                serde_json::json!({"type": "control_request", "request_id": id, "request": {
                 "subtype": "can_use_tool", "tool_name": "Bash",
-                "input": {"command": format!("true {n}")}, "tool_use_id": format!("toolu_{n}")}}));
+                "input": {"command": format!("true {n}")}, "tool_use_id": format!("toolu_{n}")}}),
+            );
             let answered = input.by_ref().any(|line| {
                 let answer: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
                 answer["type"] == "control_response" && answer["response"]["request_id"] == *id
@@ -151,9 +153,14 @@ fn bench(count: usize) {
             }
             times.push(started.elapsed().as_micros() as u64);
         }
-        say(serde_json::json!({"type": "result", "subtype": "success", "is_error": false,
-            "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}));
-        let _ = std::fs::write(state.join("bench.json"), Value::from(times.clone()).to_string());
+        say(
+            serde_json::json!({"type": "result", "subtype": "success", "is_error": false,
+            "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 1}}),
+        );
+        let _ = std::fs::write(
+            state.join("bench.json"),
+            Value::from(times.clone()).to_string(),
+        );
     }
 }
 
