@@ -87,8 +87,30 @@ fn main() {
                 }
             }
             "in" => {
-                let Some(Ok(got)) = input.next() else {
-                    fail(&state, &format!("input ended; expected {}", entry.line));
+                let got = loop {
+                    let Some(Ok(got)) = input.next() else {
+                        fail(&state, &format!("input ended; expected {}", entry.line));
+                    };
+                    // An ACP extension request (`_…`) the recording never saw: answer it as
+                    // the real agents do, "method not found", and keep waiting.
+                    let message: Value = serde_json::from_str(&got).unwrap_or(Value::Null);
+                    let extension = message["method"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with('_'));
+                    if !extension {
+                        break got;
+                    }
+                    transcript(&state, "extension", &got);
+                    if let Some(id) = message.get("id") {
+                        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id,
+                            "error": {"code": -32601, "message": "Method not found"}});
+                        if writeln!(stdout, "{answer}")
+                            .and_then(|()| stdout.flush())
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
                 };
                 transcript(&state, "in", &got);
                 let expected: Value = serde_json::from_str(&entry.line).unwrap_or(Value::Null);
