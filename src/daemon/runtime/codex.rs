@@ -1160,7 +1160,8 @@ mod tests {
     fn file_change() {
         let reports = replay("file_change", false);
         let summaries: Vec<_> = reports.iter().map(summary).collect();
-        let input = r#"{"changes":[{"diff":"hello from apply_patch\n","kind":{"type":"add"},"path":"{{CWD}}/notes.txt"}]}"#;
+        // The agent's own key order (serde_json keeps it: `preserve_order`).
+        let input = r#"{"changes":[{"path":"{{CWD}}/notes.txt","kind":{"type":"add"},"diff":"hello from apply_patch\n"}]}"#;
         let start = summaries.iter().position(|s| s.starts_with("tool "));
         let tail: Vec<_> = summaries[start.expect("tool")..]
             .iter()
@@ -1196,7 +1197,7 @@ mod tests {
     #[test]
     fn file_change_deny() {
         let summaries = check("file_change_deny");
-        let input = r#"{"changes":[{"diff":"should not exist\n","kind":{"type":"add"},"path":"{{CWD}}/notes.txt"}]}"#;
+        let input = r#"{"changes":[{"path":"{{CWD}}/notes.txt","kind":{"type":"add"},"diff":"should not exist\n"}]}"#;
         assert!(summaries.contains(&format!("ask 0 apply_patch {input}")));
         assert!(
             summaries
