@@ -136,6 +136,42 @@ fn relay_and_daemon_crashes_lose_nothing() {
 }
 
 #[test]
+fn a_new_connection_gets_only_what_it_asked_for() {
+    // Each `watch` below is killed mid-stream, leaving the machine a live subscription for a
+    // connection that is gone. The controller's next connection must not inherit it: every
+    // watch replays the session from its first event, in order, with none missing.
+    let world = World::new();
+    let alpha = world.machine("alpha");
+    let controller = world.path("controller");
+    pair(&controller, &alpha);
+    let session = start_session(
+        &controller,
+        "alpha",
+        &world.path("work"),
+        "for i in $(seq 1 2000); do echo tick $i; sleep 0.005; done",
+    );
+    for round in 1..=6u64 {
+        let watch = Watch::with_args(&controller, &["ctl", "watch", "alpha", &session, "--json"]);
+        let mut expected = 1;
+        // Past the history, into live events: more of them each round.
+        let lines = watch.read_until(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).expect("event json");
+            let seq = event["seq"].as_u64().expect("seq");
+            assert_eq!(
+                seq,
+                expected,
+                "round {round}: event {seq} after {}",
+                expected - 1
+            );
+            expected += 1;
+            event["kind"] == "output" && seq > 20 * round
+        });
+        assert!(lines.len() as u64 > 20 * round);
+    }
+    ok(&controller, &["ctl", "stop", "alpha", &session]);
+}
+
+#[test]
 fn a_second_controller_sees_the_same_sessions() {
     let world = World::new();
     let alpha = world.machine("alpha");

@@ -17,7 +17,7 @@ use crate::identity::{Fingerprint, Identity, PublicIdentity, SignDomain};
 use crate::limits::MAX_CHANNELS_PER_DEVICE;
 use crate::noise::packet::{self, Kind};
 use crate::noise::pairing::MachinePairing;
-use crate::noise::{Channel, session};
+use crate::noise::{Channel, ConnectionId, session};
 use crate::peer::PeerError;
 use crate::ticket::PairingSecret;
 
@@ -110,17 +110,33 @@ impl Peers {
         }
     }
 
-    /// Encrypt `message` for device `to` on its newest channel.
-    pub fn send(&mut self, to: Fingerprint, message: &MachineMessage) -> Result<Frame, PeerError> {
-        let channel = self
-            .channels
-            .get_mut(&to)
-            .and_then(|channels| channels.last_mut())
+    /// The connection the device last spoke on (before it has spoken at all: its oldest open
+    /// channel). Answers and subscriptions belong to one connection: a message queued for it
+    /// must not reach the device's next connection, which has not asked for anything yet.
+    pub fn connection(&self, device: &Fingerprint) -> Option<ConnectionId> {
+        self.channels
+            .get(device)
+            .and_then(|channels| channels.first())
+            .map(Channel::connection_id)
+    }
+
+    /// Encrypt `message` for device `to` on its `connection`; [`PeerError::NotConnected`] when
+    /// that connection is gone (the device reconnected or went away).
+    pub fn send(
+        &mut self,
+        to: Fingerprint,
+        connection: ConnectionId,
+        message: &MachineMessage,
+    ) -> Result<Frame, PeerError> {
+        let channels = self.channels.get_mut(&to).ok_or(PeerError::NotConnected)?;
+        let index = channels
+            .iter()
+            .position(|channel| channel.connection_id() == connection)
             .ok_or(PeerError::NotConnected)?;
-        match channel.encrypt(&message.encode()) {
+        match channels[index].encrypt(&message.encode()) {
             Ok(payload) => Ok(frame::Send { to, payload }.into()),
             Err(error) => {
-                self.channels.remove(&to);
+                channels.remove(index);
                 Err(error.into())
             }
         }

@@ -202,7 +202,8 @@ fn sessions_carry_messages_both_ways() {
         hostname: samples::hostname("pi"),
         sessions: vec![samples::session_info()],
     });
-    let bytes = send_payload(peers.send(device_fp, &list).expect("send"));
+    let connection = peers.connection(&device_fp).expect("connected");
+    let bytes = send_payload(peers.send(device_fp, connection, &list).expect("send"));
     assert_eq!(link.receive(&bytes), Ok(Received::Message(list)));
 }
 
@@ -269,9 +270,10 @@ fn a_replayed_handshake_does_not_cut_the_working_channel() {
         request: 2,
         session: None,
     });
+    let working = peers.connection(&device_fp).expect("connected");
     let bytes = send_payload(
         peers
-            .send(device_fp, &ack)
+            .send(device_fp, working, &ack)
             .expect("send on the working channel"),
     );
     assert_eq!(link.receive(&bytes), Ok(Received::Message(ack)));
@@ -309,6 +311,54 @@ fn a_reconnect_replaces_the_channel_and_old_packets_are_stale() {
         peers.receive(&machine, &paired, device_fp, &old, &mut rng),
         Ok(Incoming::Stale)
     );
+}
+
+#[test]
+fn messages_for_an_old_connection_never_reach_the_new_one() {
+    let mut rng = TestRng(8);
+    let (device, mut link, machine, mut peers) = connect(&mut rng);
+    let device_fp = device.public().fingerprint();
+    let paired = [device.public()];
+    let hello = send_payload(link.send(&Hello { cursors: vec![] }.into()).expect("send"));
+    peers
+        .receive(&machine, &paired, device_fp, &hello, &mut rng)
+        .expect("hello");
+    let old = peers.connection(&device_fp).expect("connected");
+    let event = MachineMessage::Ack(Ack {
+        request: 1,
+        session: None,
+    });
+
+    // The device reconnects. Until it speaks on the new connection, the old one stays the
+    // device's: what was meant for it goes there (and is stale to the device).
+    let init = send_payload(link.connect(&device, &mut rng).expect("reconnect"));
+    let Incoming::Reply(reply) = peers
+        .receive(&machine, &paired, device_fp, &init, &mut rng)
+        .expect("respond")
+    else {
+        panic!("reply");
+    };
+    link.receive(&send_payload(reply)).expect("open");
+    assert_eq!(peers.connection(&device_fp), Some(old));
+    let early = send_payload(peers.send(device_fp, old, &event).expect("old channel"));
+    assert_eq!(link.receive(&early), Ok(Received::Stale));
+
+    // Once it speaks there, the new connection is the device's and the old one is gone.
+    let list = send_payload(
+        link.send(&ListSessions { request: 2 }.into())
+            .expect("send"),
+    );
+    peers
+        .receive(&machine, &paired, device_fp, &list, &mut rng)
+        .expect("message");
+    let new = peers.connection(&device_fp).expect("connected");
+    assert_ne!(new, old);
+    assert_eq!(
+        peers.send(device_fp, old, &event),
+        Err(PeerError::NotConnected)
+    );
+    let bytes = send_payload(peers.send(device_fp, new, &event).expect("new channel"));
+    assert_eq!(link.receive(&bytes), Ok(Received::Message(event)));
 }
 
 #[test]

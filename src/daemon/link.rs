@@ -1,6 +1,7 @@
 //! The relay link: log in (as a pending machine until paired), keep the connection with jittered
 //! exponential backoff, pair, answer devices, and catch them up from their cursors.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use smol::channel::Receiver;
 use smol::{LocalExecutor, Timer};
 
 use super::control::Notice;
-use super::{DeviceSync, Out, PairingOffer, Shared, agent, approvals, runtime};
+use super::{DeviceSync, Out, PairingOffer, Route, Shared, agent, approvals, runtime};
 use crate::{log, os};
 
 /// The registry request number of an unpair.
@@ -198,8 +199,11 @@ async fn serve(
                 let frame = match out {
                     Out::Wake => continue,
                     Out::Frame(frame) => frame,
-                    Out::ToDevice(device, message) => {
-                        let sealed = core.borrow_mut().peers.send(device, &message);
+                    Out::ToDevice(route, message) => {
+                        let sealed =
+                            core.borrow_mut()
+                                .peers
+                                .send(route.device, route.connection, &message);
                         match sealed {
                             Ok(frame) => frame,
                             Err(_) => continue, // the device's channel is gone; it will resync
@@ -291,8 +295,12 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
             };
             match incoming {
                 Ok(Incoming::Reply(frame)) => core.borrow().send_frame(frame),
-                Ok(Incoming::Message(message)) => on_message(core, executor, recv.from, message),
-                Ok(Incoming::Skipped | Incoming::Stale) => {}
+                Ok(Incoming::Message(message)) => {
+                    core.borrow_mut().follow_connection(recv.from);
+                    on_message(core, executor, recv.from, message);
+                }
+                Ok(Incoming::Skipped) => core.borrow_mut().follow_connection(recv.from),
+                Ok(Incoming::Stale) => {}
                 Err(error) => log::warn(&format!("device {}: {error}", recv.from)),
             }
             None
@@ -384,10 +392,16 @@ fn on_message(
     match message {
         DeviceMessage::Hello(hello) => {
             let mut c = core.borrow_mut();
+            let Some(connection) = c.peers.connection(&device) else {
+                return; // it spoke on a channel, so it has one
+            };
             c.generation += 1;
             let mut sync = DeviceSync {
+                connection,
+                cursors: BTreeMap::new(),
+                live: false,
+                replaying: false,
                 generation: c.generation,
-                ..DeviceSync::default()
             };
             // Sessions the device has no cursor for: only what happens from now on.
             for info in c.sessions.list() {
@@ -631,15 +645,21 @@ async fn replay(core: Shared, device: Fingerprint, generation: u64) {
             .get(&device)
             .is_some_and(|sync| sync.generation == generation)
     };
-    let (page, outgoing) = {
+    let (page, outgoing, route) = {
         let mut c = core.borrow_mut();
         let Some(outgoing) = c.outgoing.clone() else {
             return;
         };
-        if !current(&c) {
+        let Some(connection) = c
+            .devices
+            .get(&device)
+            .filter(|sync| sync.generation == generation)
+            .map(|sync| sync.connection)
+        else {
             return;
-        }
-        (next_page(&mut c, &device), outgoing)
+        };
+        let route = Route { device, connection };
+        (next_page(&mut c, &device), outgoing, route)
     };
     for event in page {
         let asked = match &event.kind {
@@ -649,7 +669,7 @@ async fn replay(core: Shared, device: Fingerprint, generation: u64) {
             _ => None,
         };
         if outgoing
-            .send(Out::ToDevice(device, MachineMessage::Event(event)))
+            .send(Out::ToDevice(route, MachineMessage::Event(event)))
             .await
             .is_err()
         {
@@ -679,7 +699,7 @@ async fn replay(core: Shared, device: Fingerprint, generation: u64) {
                     cursors,
                 })
             };
-            match outgoing.try_send(Out::ToDevice(device, message)) {
+            match outgoing.try_send(Out::ToDevice(route, message)) {
                 Ok(()) => {
                     sync.replaying = false;
                     sync.live = !more;

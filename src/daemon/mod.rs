@@ -34,6 +34,7 @@ use muxagent_proto::app::{
 use muxagent_proto::frame::{Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity};
 use muxagent_proto::machine::{Pairing, Peers};
+use muxagent_proto::noise::ConnectionId;
 use smol::LocalExecutor;
 use smol::channel::Sender;
 
@@ -49,15 +50,26 @@ use state::MachineState;
 pub enum Out {
     /// A frame as it is.
     Frame(Frame),
-    /// An app message for a device, encrypted on its channel when written.
-    ToDevice(Fingerprint, MachineMessage),
+    /// An app message for one connection of a device, encrypted on its channel when written
+    /// (dropped if the device has moved to another connection since).
+    ToDevice(Route, MachineMessage),
     /// Nothing to send: look at the state again (a pairing was asked for).
     Wake,
 }
 
-/// Where a device is in its resync.
-#[derive(Debug, Default)]
+/// One connection of a paired device: where answers and the events it subscribed to go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub device: Fingerprint,
+    pub connection: ConnectionId,
+}
+
+/// Where a device is in its resync. It belongs to the connection that said `Hello`: the device's
+/// next connection starts with nothing until it says `Hello` itself.
+#[derive(Debug)]
 pub struct DeviceSync {
+    /// The connection that asked.
+    pub connection: ConnectionId,
     /// The last seq queued for the device, per session.
     pub cursors: BTreeMap<SessionId, u64>,
     /// Caught up: new events go to it as they happen.
@@ -274,7 +286,11 @@ impl Core {
         let mut fallen_behind = Vec::new();
         for (device, sync) in self.devices.iter_mut().filter(|(_, sync)| sync.live) {
             let message = MachineMessage::Event(event.clone());
-            match outgoing.try_send(Out::ToDevice(*device, message)) {
+            let route = Route {
+                device: *device,
+                connection: sync.connection,
+            };
+            match outgoing.try_send(Out::ToDevice(route, message)) {
                 Ok(()) => {
                     sync.cursors.insert(event.session, event.seq);
                     sent = true;
@@ -309,10 +325,25 @@ impl Core {
             .retain(|watcher| watcher.try_send(notice.clone()).is_ok());
     }
 
-    /// Queue a message for a device (dropped if the relay link is down: the device will resync).
+    /// Queue an answer for the connection a device just spoke on (dropped if the relay link
+    /// is down: the device will ask again).
     pub fn reply(&self, device: Fingerprint, message: MachineMessage) {
-        if let Some(outgoing) = &self.outgoing {
-            let _ = outgoing.try_send(Out::ToDevice(device, message));
+        if let (Some(outgoing), Some(connection)) = (&self.outgoing, self.peers.connection(&device))
+        {
+            let route = Route { device, connection };
+            let _ = outgoing.try_send(Out::ToDevice(route, message));
+        }
+    }
+
+    /// The device spoke on a connection: what an earlier connection subscribed to ends with it.
+    pub fn follow_connection(&mut self, device: Fingerprint) {
+        let current = self.peers.connection(&device);
+        if self
+            .devices
+            .get(&device)
+            .is_some_and(|sync| Some(sync.connection) != current)
+        {
+            self.devices.remove(&device);
         }
     }
 

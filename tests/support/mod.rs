@@ -329,8 +329,13 @@ pub struct Watch {
 
 impl Watch {
     pub fn start(controller: &Path, machine: &str, session: &str) -> Watch {
+        Watch::with_args(controller, &["ctl", "watch", machine, session])
+    }
+
+    /// `muxagent ARGS` (a `ctl watch` with options) as a watch.
+    pub fn with_args(controller: &Path, args: &[&str]) -> Watch {
         let mut child = muxagent(controller)
-            .args(["ctl", "watch", machine, session])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(controller.join("watch.err")).expect("watch log"))
             .spawn()
