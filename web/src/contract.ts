@@ -1,0 +1,181 @@
+// The one interface between the Rust protocol core (web/core, compiled to wasm32 with
+// wasm-bindgen) and the TypeScript UI. The core owns every key, the Noise channels, the relay
+// WebSocket and the IndexedDB store; the UI only ever sees the plain values below.
+//
+// Ids are lowercase hex: a fingerprint is 64 digits, a session id 32, a request hash 64.
+// Times are Unix milliseconds. Every string that came from an agent or a machine is untrusted
+// text: the UI renders it as text (never as HTML) with control and bidi characters made visible.
+
+export type Hex = string;
+
+/** The relay connection, as the person should see it. */
+export interface Connection {
+  state: "connecting" | "online" | "reconnecting" | "offline";
+  /** Why the last attempt failed, for people ("the relay does not answer", …). */
+  detail?: string;
+  /** When the next attempt starts (Unix ms), while reconnecting. */
+  retryAt?: number;
+}
+
+export type SessionStatus = "idle" | "running" | "waiting_approval" | "done" | "error" | "stopped";
+
+export interface Usage {
+  inputTokens: number;
+  outputTokens: number;
+  cachedTokens: number;
+  /** Only when the agent reported a cost; never estimated. */
+  costUsdMicros?: number;
+}
+
+export interface SessionView {
+  machine: Hex;
+  id: Hex;
+  runtime: string;
+  cwd: string;
+  title: string;
+  status: SessionStatus;
+  createdAt: number;
+  updatedAt: number;
+  usage: Usage;
+  pendingApprovals: number;
+  lastSeq: number;
+  /** The newest permission mode the device knows of, if any. */
+  mode?: string;
+}
+
+export interface MachineView {
+  fingerprint: Hex;
+  /** The short, readable form people compare (as `muxagent auth status` prints it). */
+  short: string;
+  hostname: string;
+  /** Live, from relay presence. */
+  online: boolean;
+  /** The end-to-end channel: closed, handshaking, syncing (replaying), or live. */
+  channel: "closed" | "handshaking" | "syncing" | "live";
+  pairedAt: number;
+  sessions: SessionView[];
+  pendingApprovals: number;
+}
+
+export type ApprovalState = "requested" | "delivered" | "decided" | "applied" | "withdrawn" | "expired";
+
+export type Decision =
+  | { kind: "allow_once" }
+  | { kind: "allow_always" }
+  | { kind: "deny"; message: string };
+
+export interface ApprovalView {
+  machine: Hex;
+  hostname: string;
+  session: Hex;
+  sessionTitle: string;
+  approval: number;
+  kind: "tool" | "plan";
+  tool: string;
+  /** The exact input the agent sent, never shortened. */
+  input: string;
+  /** For a plan approval, the plan text. */
+  plan?: string;
+  requestHash: Hex;
+  requestedAt: number;
+  /** From the session's events only, never guessed. */
+  state: ApprovalState;
+  decision?: Decision;
+  /** Short fingerprint of the device that decided. */
+  decidedBy?: string;
+  /** This device sent a decision the machine has not answered yet. */
+  sending?: boolean;
+  /** The machine refused this device's decision, with its reason. */
+  refused?: string;
+}
+
+/** The whole state the UI renders. Replaced as a unit on every change. */
+export interface View {
+  device: { fingerprint: Hex; short: string };
+  relay: string;
+  connection: Connection;
+  machines: MachineView[];
+  /** Pending approvals across all machines, newest first. */
+  inbox: ApprovalView[];
+  /** Every approval the device knows of, newest first (decided ones show their outcome). */
+  approvals: ApprovalView[];
+  /** True once the cached state has been loaded (first paint). */
+  loaded: boolean;
+}
+
+/** One event of a session's transcript, as the machine logged it. */
+export type EventBody =
+  | { kind: "started"; runtime: string; args: string[]; cwd: string; title: string; device: Hex }
+  | { kind: "prompt"; text: string }
+  | { kind: "text"; text: string }
+  | { kind: "text_delta"; text: string }
+  | { kind: "thinking"; text: string }
+  | { kind: "output"; stream: "stdout" | "stderr"; text: string }
+  | { kind: "tool_started"; toolCall: string; name: string; input: string }
+  | { kind: "tool_updated"; toolCall: string; detail: string }
+  | { kind: "tool_finished"; toolCall: string; ok: boolean; output: string; diff?: string }
+  | { kind: "approval_requested"; approval: number; approvalKind: "tool" | "plan"; tool: string; input: string }
+  | { kind: "approval_state"; approval: number; state: ApprovalState }
+  | { kind: "approval_resolved"; approval: number; decision: Decision; device: Hex }
+  | { kind: "plan_proposed"; approval: number; plan: string }
+  | { kind: "usage"; usage: Usage }
+  | { kind: "status"; status: SessionStatus }
+  | { kind: "turn_finished"; reason: string }
+  | { kind: "error"; message: string }
+  | { kind: "exited"; code?: number; signal?: number }
+  | { kind: "opaque"; source: string; raw: string }
+  | { kind: "agent_session"; id: string };
+
+export type TranscriptEvent = { seq: number; at: number } & EventBody;
+
+export interface RuntimeView {
+  name: string;
+  available: boolean;
+  /** A version, or why it is unavailable. */
+  detail: string;
+}
+
+export interface StartRequest {
+  runtime: string;
+  cwd: string;
+  title?: string;
+  mode?: string;
+  prompt: string;
+  /** The command line for `acp` and `command`. */
+  args?: string[];
+}
+
+/**
+ * What the wasm core exports (web/core). Every method that talks to a machine resolves when the
+ * machine acknowledged, and rejects with an Error whose message is written for people.
+ */
+export interface Core {
+  /** Subscribe to the view; called at once with the current one. Returns an unsubscribe. */
+  watch(onView: (view: View) => void): () => void;
+  /** Follow one session: called with the cached events at once, then with each batch of new
+   *  ones (ascending seq, each seq delivered exactly once). Returns an unsubscribe. */
+  follow(machine: Hex, session: Hex, onEvents: (events: TranscriptEvent[]) => void): () => void;
+  /** Fetch events older than the oldest cached one (the cache keeps only the newest). Resolves
+   *  to false when the session's first event is already held. */
+  loadOlder(machine: Hex, session: Hex): Promise<boolean>;
+  /** Pair with the machine of a `/pair#…` link (or the bare ticket). */
+  pair(link: string): Promise<MachineView>;
+  runtimes(machine: Hex): Promise<RuntimeView[]>;
+  /** Resolves to the new session's id. */
+  start(machine: Hex, request: StartRequest): Promise<Hex>;
+  /** Start on `machine` with the plan approved in `fromMachine`'s session `fromSession`. */
+  startFromPlan(machine: Hex, fromMachine: Hex, fromSession: Hex, request: Omit<StartRequest, "prompt">): Promise<Hex>;
+  send(machine: Hex, session: Hex, text: string): Promise<void>;
+  interrupt(machine: Hex, session: Hex): Promise<void>;
+  stop(machine: Hex, session: Hex): Promise<void>;
+  setMode(machine: Hex, session: Hex, mode: string): Promise<void>;
+  /** Sign and send a decision. `shownInput` is exactly the input the card displayed: the core
+   *  recomputes the request hash from it and refuses to sign if it differs. */
+  decide(machine: Hex, session: Hex, approval: number, shownInput: string, decision: Decision): Promise<void>;
+  /** Remove the machine from the account (the relay refuses it from then on) and forget it. */
+  revoke(machine: Hex): Promise<void>;
+  /** Ask the machine to forget this device (it stays in the account), then forget it here. */
+  unpair(machine: Hex): Promise<void>;
+  /** Reconnect now (the page became visible, the browser came online). */
+  wake(): void;
+}
