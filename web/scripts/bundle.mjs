@@ -155,9 +155,11 @@ function source() {
   lines.push(`core.wasm ${sha256(wasm)}`);
   lines.push(`node ${process.version}`);
   lines.push(`esbuild ${esbuild.version}`);
+  // The tools web/build-core uses: Debian's rustc (rustc-web) and its pinned wasm-bindgen.
+  const tools = process.env.MUXAGENT_TOOLS ?? join(process.env.HOME ?? "/root", ".cache/muxagent/tools");
   for (const [name, command] of [
-    ["rustc", ["rustc", "--version"]],
-    ["wasm-bindgen", ["wasm-bindgen", "--version"]],
+    ["rustc", ["/usr/bin/rustc", "--version"]],
+    ["wasm-bindgen", [join(tools, "bin/wasm-bindgen"), "--version"]],
   ]) {
     let version = "absent";
     try {
