@@ -179,3 +179,10 @@ export interface Core {
   /** Reconnect now (the page became visible, the browser came online). */
   wake(): void;
 }
+
+/**
+ * web/core's wasm-bindgen module (`web/build/core/muxagent_web.js`, `--target web`) exports its
+ * `default` init (given the .wasm URL) and `open`: load this device's keys and cached state from
+ * IndexedDB (creating the keys on first use), start connecting, and resolve to the Core.
+ */
+export type OpenCore = () => Promise<Core>;

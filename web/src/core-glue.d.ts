@@ -1,11 +1,10 @@
 // The types of web/core's wasm-bindgen glue (`--target web`), which the build aliases as
 // `muxagent-core`. The glue's own .d.ts types the core as `any`; these are the contract's.
 
-import type { Core } from "./contract";
+import type { OpenCore } from "./contract";
 
 /** Instantiate the wasm module from `module_or_path` (the build passes the hashed URL). */
 export default function init(options?: { module_or_path?: string | URL | Request }): Promise<unknown>;
 
-/** Open the core: load this device's keys and cached state from IndexedDB (creating the keys
- *  on first use) and start connecting to the relay. */
-export function open(): Promise<Core>;
+/** See the contract's OpenCore. */
+export const open: OpenCore;

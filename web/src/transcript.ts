@@ -43,6 +43,11 @@ export type Block =
 type ApprovalBlock = Extract<Block, { kind: "approval" }>;
 type ToolBlock = Extract<Block, { kind: "tool" }>;
 
+/** Characters of streamed text or output in one block before the next block begins: a long
+ *  build log becomes many small blocks (each rendered once) instead of one that grows and is
+ *  re-rendered whole with every chunk. */
+export const BLOCK_CHARS = 8192;
+
 /** Most tool-update lines kept per tool card (the newest); the output has the rest. */
 export const TOOL_UPDATES_KEPT = 50;
 
@@ -112,7 +117,7 @@ export class Transcript {
         return;
       case "text":
       case "text_delta":
-        if (this.open && tail?.kind === "text") {
+        if (this.open && tail?.kind === "text" && tail.text.length + event.text.length <= BLOCK_CHARS) {
           this.replace(this.blocks.length - 1, { ...tail, text: tail.text + event.text });
           this.open = true;
         } else {
@@ -120,7 +125,7 @@ export class Transcript {
         }
         return;
       case "output":
-        if (this.open && tail?.kind === "output" && tail.stream === event.stream) {
+        if (this.open && tail?.kind === "output" && tail.stream === event.stream && tail.text.length + event.text.length <= BLOCK_CHARS) {
           this.replace(this.blocks.length - 1, { ...tail, text: tail.text + event.text });
           this.open = true;
         } else {

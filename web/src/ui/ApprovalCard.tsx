@@ -3,7 +3,7 @@
 // sits apart from the two Allow buttons, and every button is disabled from the first tap
 // until the machine answers, so a double tap cannot send two decisions.
 
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import type { ApprovalView, Decision } from "../contract";
 import { href } from "../route";
 import { core, now } from "../state";
@@ -35,11 +35,20 @@ export function isOpen(a: ApprovalView): boolean {
   return a.state === "requested" || a.state === "delivered";
 }
 
+/** A card's buttons stay disabled this long after it appears, so a tap meant for what was
+ *  under the finger a moment before does not decide it. */
+export const ARM_MS = 400;
+
 export function ApprovalCard({ approval: a, inline = false }: { approval: ApprovalView; inline?: boolean }) {
   const [message, setMessage] = useState("");
   const [tapped, setTapped] = useState(false);
+  const [armed, setArmed] = useState(false);
+  useEffect(() => {
+    const timer = setTimeout(() => setArmed(true), ARM_MS);
+    return () => clearTimeout(timer);
+  }, [a.requestHash]);
   const open = isOpen(a);
-  const locked = !open || Boolean(a.sending) || tapped;
+  const locked = !open || !armed || Boolean(a.sending) || tapped;
   const what = a.kind === "plan" ? "plan" : revealPlain(a.tool);
   const decide = async (decision: Decision) => {
     if (locked) return;

@@ -69,3 +69,15 @@ test("ten thousand events fold quickly", () => {
   expect(t.blocks.length).toBe(2000);
   expect(Date.now() - started).toBeLessThan(2000);
 });
+
+test("a long output is split into blocks of bounded size, nothing lost", () => {
+  seq = 0;
+  const t = new Transcript();
+  const line = "0123456789".repeat(10) + "\n";
+  const batch: TranscriptEvent[] = [];
+  for (let i = 0; i < 500; i++) batch.push(ev({ kind: "output", stream: "stdout", text: line }));
+  t.add(batch);
+  expect(t.blocks.length).toBeGreaterThan(1);
+  expect(t.blocks.every((b) => b.kind === "output" && b.text.length <= 8192)).toBe(true);
+  expect(t.blocks.map((b) => (b.kind === "output" ? b.text : "")).join("")).toBe(line.repeat(500));
+});
