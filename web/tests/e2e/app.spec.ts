@@ -28,7 +28,16 @@ test.beforeAll(async ({ browser }) => {
   world = await World.start();
   work = join(world.root, "work");
   mkdirSync(work, { recursive: true });
-  context = await browser.newContext(test.info().project.use);
+  const use = test.info().project.use;
+  context = await browser.newContext({
+    viewport: { width: 390, height: 844 },
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+    colorScheme: use.colorScheme ?? "dark",
+    serviceWorkers: "allow",
+    ...(use.userAgent ? { userAgent: use.userAgent } : {}),
+  });
   page = await context.newPage();
   page.on("pageerror", (error) => console.log("page error:", error.message));
 });
