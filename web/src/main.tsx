@@ -5,8 +5,8 @@
 import { render } from "preact";
 import "./style.css";
 import { loadCore } from "./core";
-import { href, ticketInLocation } from "./route";
-import { fatal, messageOf, pairWith, start } from "./state";
+import { href, parseRoute, ticketInLocation } from "./route";
+import { fatal, messageOf, pairWith, route, start } from "./state";
 import { App } from "./ui/App";
 
 const root = document.getElementById("app");
@@ -16,7 +16,10 @@ if (root) render(<App />, root);
 // or a shared screenshot should not carry it.
 const ticket = ticketInLocation(location);
 const link = ticket ? location.href : null;
-if (ticket) history.replaceState(null, "", "/" + href({ screen: "pair" }));
+if (ticket) {
+  history.replaceState(null, "", "/" + href({ screen: "pair" }));
+  route.value = parseRoute(location.hash);
+}
 
 loadCore().then(
   (core) => {

@@ -66,8 +66,8 @@ async function pairMachine(hostname: string, claude?: string): Promise<Daemon> {
 
 async function startSession(machine: string, runtime: string, fields: { command?: string; prompt?: string; mode?: string; title?: string }): Promise<void> {
   await tab("New").click();
-  await page.getByLabel("Machine").selectOption({ label: machine });
-  const runtimes = page.getByLabel("Runtime");
+  await page.getByLabel("Machine", { exact: true }).selectOption({ label: machine });
+  const runtimes = page.getByLabel("Runtime", { exact: true });
   await expect(runtimes.locator(`option[value="${runtime}"]`)).toBeEnabled();
   await runtimes.selectOption(runtime);
   await page.getByLabel("Working directory").fill(work);
@@ -172,9 +172,9 @@ test("a plan, approved, continues on another machine", async () => {
   const decided = page.getByRole("list", { name: "Recent decisions" }).getByRole("article", { name: "Approval: plan on delta" });
   await expect(decided).toContainText("Applied");
   await decided.getByRole("link", { name: "Continue on another machine" }).click();
-  await page.getByLabel("Machine").selectOption({ label: "epsilon" });
-  await expect(page.getByLabel("Runtime").locator('option[value="claude"]')).toBeEnabled();
-  await page.getByLabel("Runtime").selectOption("claude");
+  await page.getByLabel("Machine", { exact: true }).selectOption({ label: "epsilon" });
+  await expect(page.getByLabel("Runtime", { exact: true }).locator('option[value="claude"]')).toBeEnabled();
+  await page.getByLabel("Runtime", { exact: true }).selectOption("claude");
   await page.getByLabel("Working directory").fill(work);
   await shot("10-handoff");
   await page.getByRole("button", { name: "Start from the plan" }).click();
