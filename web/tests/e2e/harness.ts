@@ -9,9 +9,10 @@ import { createServer, type Server } from "node:http";
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { createServer as netServer } from "node:net";
 import { tmpdir } from "node:os";
-import { extname, join, resolve } from "node:path";
+import { dirname, extname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 
-export const WEB = resolve(__dirname, "../..");
+export const WEB = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const REPO = resolve(WEB, "..");
 const TARGET = process.env.CARGO_TARGET_DIR ?? join(REPO, "target");
 export const DEADLINE_MS = 30_000;
