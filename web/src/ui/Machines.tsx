@@ -4,7 +4,7 @@
 import type { MachineView, SessionView } from "../contract";
 import { ago, statusLabel } from "../format";
 import { href } from "../route";
-import { now, view } from "../state";
+import { browserOffline, now, view } from "../state";
 import { revealPlain } from "../text";
 import { Dot, T } from "./common";
 
@@ -46,14 +46,16 @@ const CHANNEL: Record<MachineView["channel"], string> = {
 
 function MachineCard({ machine: m }: { machine: MachineView }) {
   const name = revealPlain(m.hostname);
+  // Presence comes from the relay: without a connection to it, nobody is known to be online.
+  const online = m.online && view.value?.connection.state === "online" && !browserOffline.value;
   return (
     <article class="card machine" aria-label={`Machine ${name}`}>
       <header class="row spread">
         <h3>
-          <Dot online={m.online} />
+          <Dot online={online} />
           <T text={m.hostname} />
         </h3>
-        <span class={"chip " + (m.online ? "ok" : "muted")}>{m.online ? "online" : "offline"}</span>
+        <span class={"chip " + (online ? "ok" : "muted")}>{online ? "online" : m.online ? "last seen online" : "offline"}</span>
       </header>
       <p class="muted small">
         {m.short} · {CHANNEL[m.channel]}
