@@ -29,8 +29,12 @@ fn embed_web() {
         println!("cargo::error=CARGO_MANIFEST_DIR or OUT_DIR is not set: run this through cargo");
         return;
     };
-    let dist = Path::new(&manifest_dir).join("../web/dist");
-    let dist = dist.canonicalize().unwrap_or(dist);
+    let manifest_dir = Path::new(&manifest_dir);
+    let dist = manifest_dir
+        .parent()
+        .unwrap_or(manifest_dir)
+        .join("web")
+        .join("dist");
     // A folder: cargo looks at every file under it. Missing: cargo reruns this every build,
     // so the build that follows the web build picks it up.
     println!("cargo:rerun-if-changed=../web/dist");
