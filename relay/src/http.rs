@@ -1,15 +1,15 @@
 //! The HTTP side of the relay's one port: read one request head (size limit; the caller
 //! applies the deadline), then either upgrade `GET /relay` to a WebSocket or answer and close.
 //!
-//! | path                                  | answer                                                  |
-//! | ------------------------------------- | ------------------------------------------------------- |
-//! | `/relay`                              | WebSocket upgrade (RFC 6455); the relay protocol        |
-//! | `/healthz`                            | `200 ok`                                                |
-//! | `/metrics`                            | Prometheus text format 0.0.4                            |
-//! | `/`, `/index.html`, `/pair`           | the web app's `index.html` (a pairing ticket is in the URL fragment, never sent) |
-//! | `/sw.js`, `/manifest.webmanifest`, …  | the file of `web/dist` at that path, `no-cache`         |
-//! | `/assets/NAME-HASH.EXT`               | content-addressed files, cached for a year, immutable   |
-//! | anything else                         | `404`                                                   |
+//! | path                         | answer                                                   |
+//! | ---------------------------- | -------------------------------------------------------- |
+//! | `/relay`                     | WebSocket upgrade (RFC 6455); the relay protocol         |
+//! | `/healthz`                   | `200 ok`                                                 |
+//! | `/metrics`                   | Prometheus text format 0.0.4                             |
+//! | `/`, `/index.html`, `/pair`  | the web app's `index.html` (a pairing ticket is in the URL fragment, never sent) |
+//! | `/sw.js`, any file of `web/dist` at its path | that file, `Cache-Control: no-cache`     |
+//! | `/assets/NAME-HASH.EXT`      | content-addressed: cached a year, `immutable`            |
+//! | anything else                | `404 not found`                                          |
 //!
 //! The web app's files come from [`crate::assets`], a table fixed at build time and searched by
 //! the exact path (the query string cut off; nothing is percent-decoded or normalized, so `..`
