@@ -434,13 +434,14 @@ fn page_response(shared: &Shared, page: Page, head: bool) -> Response {
         }
         Page::Web(web) => {
             metrics.http(HttpKind::Page);
+            // Given `head`, it does not inflate a body it would not send.
             let response = Response::web(web, head, &shared.web_csp);
             metrics.web(match response.status() {
                 "200 OK" => WebStatus::Ok,
                 "304 Not Modified" => WebStatus::NotModified,
                 _ => WebStatus::Error,
             });
-            return response;
+            response
         }
         Page::NotFound => {
             metrics.http(HttpKind::NotFound);
