@@ -14,7 +14,8 @@
 //!
 //! - [`config`] — what a relay is started with, and its limits.
 //! - `server`: binding, accepting, caps, graceful shutdown ([`Relay`]).
-//! - `http`: the HTTP side of the port (`/healthz`, `/metrics`, pages, the upgrade).
+//! - `http`: the HTTP side of the port (`/healthz`, `/metrics`, the web app, the upgrade).
+//! - `assets`: the web app's files, embedded gzip-only at build time from `web/dist`.
 //! - `conn`: one WebSocket connection: hello, login, the read/write/ping loop.
 //! - `router`: who is online, routing, pairing rendezvous, registry checks.
 //! - `registry`: the account model, folded from signed entries.
@@ -50,6 +51,7 @@ pub mod config;
 pub mod error;
 pub mod shutdown;
 
+mod assets;
 mod bucket;
 mod conn;
 mod http;

@@ -110,6 +110,17 @@ labels! {
 }
 
 labels! {
+    /// Answers to requests for the web app's files, by status.
+    pub(crate) enum WebStatus {
+        Ok => "200",
+        NotModified => "304",
+        NotFound => "404",
+        /// A file that did not inflate for a client without gzip (the build rules it out).
+        Error => "500",
+    }
+}
+
+labels! {
     /// Why a TCP connection was closed at accept.
     pub(crate) enum CapReason {
         Total => "total_cap",
@@ -152,6 +163,7 @@ pub(crate) struct Metrics {
     malformed_frames: AtomicU64,
     throttled: AtomicU64,
     http: [AtomicU64; 6],
+    web: [AtomicU64; 4],
 }
 
 /// Sizes of the registry and router at the time of a scrape.
@@ -186,6 +198,7 @@ impl Metrics {
             malformed_frames: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             http: counters(),
+            web: counters(),
         }
     }
 
@@ -254,6 +267,9 @@ impl Metrics {
     }
     pub(crate) fn http(&self, kind: HttpKind) {
         Self::bump(&self.http[kind as usize]);
+    }
+    pub(crate) fn web(&self, status: WebStatus) {
+        Self::bump(&self.web[status as usize]);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -521,6 +537,23 @@ impl Metrics {
                 "relay_http_requests_total",
                 "kind",
                 kind.label(),
+                value,
+            );
+        }
+        header(
+            &mut out,
+            "relay_web_responses_total",
+            "counter",
+            "Answers to requests for the web app's files (every path but /relay, /healthz and \
+             /metrics), by status.",
+        );
+        for status in WebStatus::ALL {
+            let value = get(&self.web[*status as usize]);
+            line(
+                &mut out,
+                "relay_web_responses_total",
+                "status",
+                status.label(),
                 value,
             );
         }
