@@ -26,7 +26,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 /// The command that produces `web/dist` (named in the error when it is missing).
-pub const WEB_BUILD_COMMAND: &str = "npm --prefix web ci && npm --prefix web run build";
+pub const WEB_BUILD_COMMAND: &str = "web/build";
 
 /// Largest file (uncompressed) the relay embeds. A client that does not accept gzip gets the
 /// file inflated once and kept in memory, so the sum of these is what such clients can make a
