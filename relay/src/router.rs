@@ -28,9 +28,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::{
-    self, ClosedChannels, DevicePresence, ErrorCode, Frame, Hostname, Login, OpenPairing,
-    PairRecv, PairSend, PairingId, PairingOpened, Presence, Reason, Recv, RegistryEntry, Role,
-    SignedEntry,
+    self, ClosedChannels, DevicePresence, ErrorCode, Frame, Hostname, Login, OpenPairing, PairRecv,
+    PairSend, PairingId, PairingOpened, Presence, Reason, Recv, RegistryEntry, Role, SignedEntry,
 };
 use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::RELAY_TRACKED_CHANNELS_PER_CONNECTION;
@@ -908,7 +907,12 @@ impl Router {
             RegistryEntry::RevokeMachine { machine, .. } => {
                 let frame = error_frame(ErrorCode::Revoked, None, "this machine was revoked");
                 for role in [Role::Machine, Role::PendingMachine] {
-                    for live in state.live.get(&(*machine, role)).into_iter().flat_map(|key| &key.conns) {
+                    for live in state
+                        .live
+                        .get(&(*machine, role))
+                        .into_iter()
+                        .flat_map(|key| &key.conns)
+                    {
                         live.outbox
                             .close_with(Some(frame.clone()), Disconnect::Revoked);
                     }
