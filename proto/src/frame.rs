@@ -287,8 +287,10 @@ impl Body for Presence {
     }
 }
 
-/// The channels a [`DevicePresence`] says ended.
-pub type ClosedChannels = heapless::Vec<ConnectionId, RELAY_TRACKED_CHANNELS_PER_CONNECTION>;
+/// The channels a [`DevicePresence`] says ended: at most
+/// [`RELAY_TRACKED_CHANNELS_PER_CONNECTION`] (checked when decoded). A `Vec` rather than a
+/// fixed array so the frame enum stays small for every other kind.
+pub type ClosedChannels = Vec<ConnectionId>;
 
 /// Relay → machine: a device of the machine's account came online (its first live connection)
 /// or went offline (its last one closed), or one of its connections closed while others stay.
@@ -311,7 +313,14 @@ pub struct DevicePresence {
     /// The machine's channels with the device that ended with a connection.
     pub closed: ClosedChannels,
 }
-impl Body for DevicePresence {}
+impl Body for DevicePresence {
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.closed.len() > RELAY_TRACKED_CHANNELS_PER_CONNECTION {
+            return Err("more closed channels than a relay tracks per connection");
+        }
+        Ok(())
+    }
+}
 
 /// Relay → client: something was refused, or the connection is about to close.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

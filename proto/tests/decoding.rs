@@ -292,6 +292,6 @@ fn a_device_presence_names_at_most_the_tracked_channels() {
     longer.extend_from_slice(&[0xee; 8]);
     assert!(matches!(
         Frame::decode(&longer),
-        Err(DecodeError::Malformed { kind: 15, .. })
+        Err(DecodeError::Invalid { kind: 15, .. })
     ));
 }
