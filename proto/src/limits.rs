@@ -298,9 +298,10 @@ pub const RELAY_SHUTDOWN_GRACE_MS: u64 = 3_000;
 
 // ---- Daemon ----
 //
-// The daemon holds one log per session and one relay connection. Memory per connected device:
-// its sync cursors (24 bytes a session) and its channel (~300 bytes); per running `command`
-// session: two read buffers of [`OUTPUT_CHUNK_LEN`].
+// The daemon holds one log per session and one relay connection. Memory per connection of a
+// device (up to [`MAX_CHANNELS_PER_DEVICE`] per device): its channel (~300 bytes) and, once it
+// said hello, its sync cursors (24 bytes a session); per running `command` session: two read
+// buffers of [`OUTPUT_CHUNK_LEN`].
 
 /// Events per replay page. The machine sends one page, then `ReplayMore`, and waits for the
 /// device to ask for the next: one page in flight, so a slow phone sets the pace and the relay's

@@ -1,5 +1,15 @@
 //! The relay link: log in (as a pending machine until paired), keep the connection with jittered
 //! exponential backoff, pair, answer devices, and catch them up from their cursors.
+//!
+//! A device may be connected several times at once (tabs of the web app, `ctl watch` beside
+//! `ctl approve`), each connection with its own channel ([`Route`]). Answers go to the
+//! connection that asked; a subscription (live events after a `Hello` and its replay) belongs
+//! to the connection that said `Hello`, so two tabs that both said it both get every event,
+//! and a connection never gets what another asked for. The relay's `DevicePresence` says when
+//! a connection or the whole device is gone: its channels and subscriptions are dropped at
+//! once, and an ask counts as delivered only when it was queued to a connection of a device the
+//! relay says is online (an ask raised while every controller is away stays `requested` until
+//! one connects and replays it).
 
 use std::collections::BTreeMap;
 use std::path::Path;
