@@ -143,6 +143,7 @@ fn counters<const N: usize>() -> [AtomicU64; N] {
 /// The relay's counters.
 pub(crate) struct Metrics {
     connections: [AtomicI64; 4],
+    devices_online: AtomicI64,
     accepted: AtomicU64,
     capped: [AtomicU64; 2],
     logins_ok: AtomicU64,
@@ -178,6 +179,7 @@ impl Metrics {
     pub(crate) fn new() -> Self {
         Metrics {
             connections: std::array::from_fn(|_| AtomicI64::new(0)),
+            devices_online: AtomicI64::new(0),
             accepted: AtomicU64::new(0),
             capped: counters(),
             logins_ok: AtomicU64::new(0),
@@ -211,6 +213,11 @@ impl Metrics {
     }
     pub(crate) fn conn_leave(&self, kind: ConnKind) {
         self.connections[kind as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+    /// A device key's first connection came up (`true`) or its last went (`false`).
+    pub(crate) fn device_online(&self, online: bool) {
+        let delta = if online { 1 } else { -1 };
+        self.devices_online.fetch_add(delta, Ordering::Relaxed);
     }
     pub(crate) fn accepted(&self) {
         Self::bump(&self.accepted);
@@ -295,6 +302,17 @@ impl Metrics {
                 value as u64,
             );
         }
+        header(
+            &mut out,
+            "relay_devices_online",
+            "gauge",
+            "Device keys with at least one live connection (relay_connections{role=\"device\"} counts their connections).",
+        );
+        plain(
+            &mut out,
+            "relay_devices_online",
+            self.devices_online.load(Ordering::Relaxed).max(0) as u64,
+        );
         header(
             &mut out,
             "relay_accepted_total",

@@ -169,6 +169,7 @@ impl Relay {
                     devices_per_account: limits.max_devices_per_account,
                     keys: limits.max_registry_keys,
                 },
+                connections_per_device: limits.max_connections_per_device,
                 pairings_per_connection: limits.pairings_per_connection,
                 max_pairings: limits.max_pairings,
                 pairing_ttl_secs: limits.pairing_ttl.as_secs().max(1),

@@ -135,7 +135,12 @@ fn a_frozen_receiver_stalls_nobody_and_is_cut_by_the_write_timeout() {
 #[test]
 fn a_duplicate_login_displaces_the_old_connection() {
     smol::block_on(async {
-        let relay = TestRelay::start().await;
+        // One connection per device key here, so a device's second login displaces its first
+        // as a machine's always does (the default cap is tested in `devices.rs`).
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut config = common::config(temp.path());
+        config.limits.max_connections_per_device = 1;
+        let relay = TestRelay::start_with(config).await;
         let (d, m) = (identity(), identity());
         let mut device = relay.device(&d).await;
         pair(&relay, &d, &mut device, &m).await;
