@@ -136,7 +136,7 @@ impl Harness {
                         panic!("the device sent an undecodable frame");
                     };
                     match frame {
-                        Frame::Send(send) => self.to_machine(send.to, &send.payload),
+                        Frame::Send(send) => self.route_to_machine(send.to, &send.payload),
                         other => self.to_relay.push(other),
                     }
                 }
@@ -144,7 +144,7 @@ impl Harness {
         }
     }
 
-    fn to_machine(&mut self, to: Fingerprint, payload: &[u8]) {
+    fn route_to_machine(&mut self, to: Fingerprint, payload: &[u8]) {
         let device = self.device_public;
         let Some(machine) = self.machines.iter_mut().find(|m| m.fingerprint() == to) else {
             panic!("sent to a machine the test does not know");
@@ -177,7 +177,7 @@ impl Harness {
     }
 
     /// A message from machine `index` over its channel.
-    fn from_machine(&mut self, index: usize, message: MachineMessage) {
+    fn machine_says(&mut self, index: usize, message: MachineMessage) {
         let device = self.device_public.fingerprint();
         let machine = &mut self.machines[index];
         let from = machine.fingerprint();
@@ -241,7 +241,7 @@ impl Harness {
             panic!("the device asks for the session list first");
         };
         let name = self.machines[index].name;
-        self.from_machine(
+        self.machine_says(
             index,
             MachineMessage::SessionList(SessionList {
                 request: Some(list.request),
@@ -507,9 +507,9 @@ fn presence_opens_a_channel_that_resyncs_page_by_page_and_goes_live() {
     );
     assert_eq!(h.device.channel(&beta), Channel::Closed, "beta is offline");
     for seq in 11..=26 {
-        h.from_machine(0, event(SESSION, seq));
+        h.machine_says(0, event(SESSION, seq));
     }
-    h.from_machine(
+    h.machine_says(
         0,
         MachineMessage::ReplayMore(ReplayMore {
             cursors: vec![cursor(SESSION, 26), cursor(other, 0), cursor(newer, 0)],
@@ -523,7 +523,7 @@ fn presence_opens_a_channel_that_resyncs_page_by_page_and_goes_live() {
         [cursor(SESSION, 26), cursor(other, 0), cursor(newer, 0)]
     );
     assert_eq!(h.device.channel(&alpha), Channel::Syncing);
-    h.from_machine(
+    h.machine_says(
         0,
         MachineMessage::ReplayComplete(ReplayComplete {
             request: None,
@@ -548,7 +548,7 @@ fn a_replay_never_yields_an_event_twice() {
     h.login();
     h.open(0, vec![info(SESSION, 0)]);
     for seq in [1, 2, 3, 2, 1, 3, 4] {
-        h.from_machine(0, event(SESSION, seq));
+        h.machine_says(0, event(SESSION, seq));
     }
     assert_eq!(h.events(), [(1, false), (2, false), (3, false), (4, false)]);
     // The relay drops; on the next connection the machine replays from an older cursor.
@@ -574,7 +574,7 @@ fn a_replay_never_yields_an_event_twice() {
         "the hello names what it holds"
     );
     for seq in 1..=6 {
-        h.from_machine(0, event(SESSION, seq));
+        h.machine_says(0, event(SESSION, seq));
     }
     assert_eq!(h.events(), [(5, false), (6, false)]);
 }
@@ -727,7 +727,7 @@ fn requests_are_numbered_answered_by_their_machine_and_timed_out() {
     };
     assert_eq!((to, prompt.request), (h.machine(0), second));
     // beta cannot answer alpha's request.
-    h.from_machine(
+    h.machine_says(
         1,
         MachineMessage::Ack(Ack {
             request: first,
@@ -735,7 +735,7 @@ fn requests_are_numbered_answered_by_their_machine_and_timed_out() {
         }),
     );
     assert_eq!(h.answers(), []);
-    h.from_machine(
+    h.machine_says(
         0,
         MachineMessage::Error(AppError {
             request: Some(first),
@@ -759,7 +759,7 @@ fn requests_are_numbered_answered_by_their_machine_and_timed_out() {
         "alpha: no session 5e5e5e5e"
     );
     // A second answer to the same request is ignored.
-    h.from_machine(
+    h.machine_says(
         0,
         MachineMessage::Ack(Ack {
             request: first,
@@ -778,7 +778,7 @@ fn requests_are_numbered_answered_by_their_machine_and_timed_out() {
         )]
     );
     let third = h.send_request(1);
-    h.from_machine(
+    h.machine_says(
         1,
         MachineMessage::Ack(Ack {
             request: third,
@@ -825,7 +825,7 @@ fn a_request_asked_during_the_handshake_waits_for_the_channel() {
         if let Output::Send(bytes) = output
             && let Ok(Decoded::Known(Frame::Send(send))) = Frame::decode(&bytes)
         {
-            h.to_machine(send.to, &send.payload);
+            h.route_to_machine(send.to, &send.payload);
         }
     }
     h.pump();
@@ -907,9 +907,9 @@ fn a_flood_of_sessions_from_a_machine_is_capped() {
     let cursors = h.open(0, listed);
     assert!(cursors.is_empty(), "no room to track more: {cursors:?}");
     for index in over..over + 5 {
-        h.from_machine(0, event(session(index), 1));
+        h.machine_says(0, event(session(index), 1));
     }
-    h.from_machine(0, event(session(0), 2));
+    h.machine_says(0, event(session(0), 2));
     assert_eq!(
         h.events(),
         [(2, false)],
@@ -923,7 +923,7 @@ fn a_flood_of_sessions_from_a_machine_is_capped() {
     let page: Vec<Cursor> = (0..MAX_CURSORS as u32 + 300)
         .map(|i| cursor(session(i), 1))
         .collect();
-    h.from_machine(0, MachineMessage::ReplayMore(ReplayMore { cursors: page }));
+    h.machine_says(0, MachineMessage::ReplayMore(ReplayMore { cursors: page }));
     let Some((_, DeviceMessage::Hello(hello))) = h.inbox.pop() else {
         panic!("hello");
     };
@@ -939,7 +939,7 @@ fn load_older_fetches_below_what_is_held_then_goes_back_to_live() {
     let alpha = h.machine(0);
     h.device.hold(&alpha, SESSION, 500, 600, false);
     h.open(0, vec![info(SESSION, 600)]);
-    h.from_machine(
+    h.machine_says(
         0,
         MachineMessage::ReplayComplete(ReplayComplete {
             request: None,
@@ -964,11 +964,11 @@ fn load_older_fetches_below_what_is_held_then_goes_back_to_live() {
     // The machine pages: 16 events, then more.
     let after = replay.after_seq;
     for seq in after + 1..=after + 16 {
-        h.from_machine(0, event(SESSION, seq));
+        h.machine_says(0, event(SESSION, seq));
     }
     // A live event arrives meanwhile.
-    h.from_machine(0, event(SESSION, 601));
-    h.from_machine(
+    h.machine_says(0, event(SESSION, 601));
+    h.machine_says(
         0,
         MachineMessage::ReplayMore(ReplayMore {
             cursors: vec![cursor(SESSION, after + 16)],
@@ -979,9 +979,9 @@ fn load_older_fetches_below_what_is_held_then_goes_back_to_live() {
     };
     assert_eq!(hello.cursors, [cursor(SESSION, after + 16)], "go on paging");
     for seq in after + 17..=505 {
-        h.from_machine(0, event(SESSION, seq));
+        h.machine_says(0, event(SESSION, seq));
     }
-    h.from_machine(
+    h.machine_says(
         0,
         MachineMessage::ReplayMore(ReplayMore {
             cursors: vec![cursor(SESSION, 505)],
@@ -1016,9 +1016,9 @@ fn load_older_fetches_below_what_is_held_then_goes_back_to_live() {
         };
         assert_eq!(replay.after_seq, after);
         for seq in after + 1..until {
-            h.from_machine(0, event(SESSION, seq));
+            h.machine_says(0, event(SESSION, seq));
         }
-        h.from_machine(
+        h.machine_says(
             0,
             MachineMessage::ReplayComplete(ReplayComplete {
                 request: None,
@@ -1052,8 +1052,8 @@ fn load_older_with_nothing_older_or_a_machine_that_forgot() {
     // The machine's retention dropped everything below 300: the fetch finds nothing.
     let request = h.device.load_older(h.now, &alpha, other).unwrap().unwrap();
     h.pump();
-    h.from_machine(0, event(other, 300));
-    h.from_machine(
+    h.machine_says(0, event(other, 300));
+    h.machine_says(
         0,
         MachineMessage::ReplayComplete(ReplayComplete {
             request: None,
@@ -1091,9 +1091,7 @@ impl Harness {
     fn run_pairing(&mut self, machine: &mut PairingMachine) -> Option<frame::Registry> {
         let device = self.device_public.fingerprint();
         loop {
-            let Some(frame) = self.to_relay.pop() else {
-                return None;
-            };
+            let frame = self.to_relay.pop()?;
             match frame {
                 Frame::PairSend(send) => {
                     let step = machine
