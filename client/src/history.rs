@@ -139,6 +139,44 @@ impl History {
         }
     }
 
+    /// Take an event older than every event applied so far (history fetched backwards): it
+    /// only fills in what is still unknown, so an old state never overwrites a newer one.
+    pub fn backfill(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::ApprovalRequested(request) => {
+                if let Some(approval) = self.approval(request.approval) {
+                    approval.request.get_or_insert_with(|| request.clone());
+                    approval.requested_at.get_or_insert(event.at);
+                    approval.state.get_or_insert(ApprovalState::Requested);
+                }
+            }
+            EventKind::ApprovalState { approval, state } => {
+                if let Some(approval) = self.approval(*approval) {
+                    approval.state.get_or_insert(*state);
+                }
+            }
+            EventKind::ApprovalResolved {
+                approval,
+                decision,
+                device,
+            } => {
+                if let Some(approval) = self.approval(*approval) {
+                    approval
+                        .decision
+                        .get_or_insert_with(|| (decision.clone(), *device));
+                }
+            }
+            EventKind::PlanProposed { approval, plan } => {
+                if self.plans.len() < MAX_PLANS_PER_SESSION
+                    && !self.plans.iter().any(|(number, _)| number == approval)
+                {
+                    self.plans.insert(0, (*approval, plan.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The entry for approval `number`, made if new; `None` when the table is full of newer
     /// ones (a full table forgets its lowest number to make room).
     fn approval(&mut self, number: ApprovalId) -> Option<&mut Approval> {
@@ -311,6 +349,33 @@ mod tests {
         history.apply(&events(vec![state(1, ApprovalState::Delivered)])[0]);
         assert!(!history.approvals.contains_key(&1));
         assert_eq!(history.approvals[&total].requested_at, Some(total));
+    }
+
+    #[test]
+    fn backfilled_events_never_overwrite_newer_ones() {
+        let newer = events(vec![
+            state(1, ApprovalState::Applied),
+            resolved(1, Decision::AllowOnce),
+            plan(2, "second"),
+        ]);
+        let mut history = History::of(&newer);
+        // Then the older events arrive, newest of them first or not: only gaps are filled.
+        for kind in [
+            requested(1, ApprovalKind::Plan),
+            state(1, ApprovalState::Delivered),
+            resolved(1, Decision::AllowAlways),
+            plan(1, "first"),
+        ] {
+            history.backfill(&events(vec![kind])[0]);
+        }
+        let approval = &history.approvals[&1];
+        assert!(approval.request.is_some());
+        assert_eq!(approval.state, Some(ApprovalState::Applied));
+        assert_eq!(approval.decision, Some((Decision::AllowOnce, DEVICE)));
+        assert_eq!(
+            history.plans,
+            [(1, "first".to_string()), (2, "second".to_string())]
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`decide`]: a signed decision for an approval, bound to the input as it was shown.
 //! - [`inbox`]: the approvals waiting for a person across machines, newest first.
 //! - [`controller`]: the state machine of one relay connection to many machines.
+//! - [`model`]: the device's picture of its machines, sessions and events, folded from the
+//!   controller's notes (what the web app renders and caches).
 //! - [`backoff`]: jittered exponential reconnect delays.
 //! - [`words`]: the words people read for states and decisions.
 //! - [`limits`]: every capacity and timeout of this crate, with its reason.
@@ -23,4 +25,5 @@ pub mod decide;
 pub mod history;
 pub mod inbox;
 pub mod limits;
+pub mod model;
 pub mod words;
