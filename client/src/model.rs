@@ -231,7 +231,10 @@ impl Model {
             .machines
             .get_mut(machine)
             .and_then(|known| known.sessions.get_mut(&event.session))
-            && session.events.back().is_none_or(|last| last.seq < event.seq)
+            && session
+                .events
+                .back()
+                .is_none_or(|last| last.seq < event.seq)
         {
             if session.events.len() as u64 >= CACHED_EVENTS_PER_SESSION {
                 session.events.pop_front();
@@ -479,7 +482,10 @@ mod tests {
         let session = model.session(&alpha, &SESSION).unwrap();
         assert_eq!(session.events.len() as u64, CACHED_EVENTS_PER_SESSION);
         assert_eq!(session.held().1, CACHED_EVENTS_PER_SESSION + 49);
-        assert_eq!(session.info.pending_approvals, 1, "the fold keeps what the cache dropped");
+        assert_eq!(
+            session.info.pending_approvals, 1,
+            "the fold keeps what the cache dropped"
+        );
     }
 
     #[test]
@@ -551,7 +557,10 @@ mod tests {
             &mut changes,
         );
         assert_eq!(model.machines[&alpha].hostname, "alpha-2");
-        assert_eq!(model.session(&alpha, &SESSION).unwrap().info.title, "listed");
+        assert_eq!(
+            model.session(&alpha, &SESSION).unwrap().info.title,
+            "listed"
+        );
         model.restore_event(&alpha, event(39, EventKind::Prompt { text: "p".into() }));
         assert_eq!(model.session(&alpha, &SESSION).unwrap().held(), (39, 39));
         model.apply(
@@ -611,7 +620,11 @@ mod tests {
         }
         let session = model.session(&alpha, &SESSION).unwrap();
         assert_eq!(session.held(), (10, 11));
-        assert_eq!(session.info.status, SessionStatus::Idle, "older status ignored");
+        assert_eq!(
+            session.info.status,
+            SessionStatus::Idle,
+            "older status ignored"
+        );
         assert!(session.history.approvals.contains_key(&1));
     }
 }
