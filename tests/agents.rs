@@ -302,3 +302,85 @@ fn decisions_for_unknown_or_closed_approvals_are_refused() {
         "{again}"
     );
 }
+
+// ---- Delivery ----
+
+/// A gauge or counter of the relay's `/metrics`.
+fn metric(world: &World, series: &str) -> Option<u64> {
+    world._relay.metrics().lines().find_map(|line| {
+        line.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
+    })
+}
+
+/// The machine's own view of a session (its control socket, not a controller).
+fn local_session(world: &World, session: &str) -> Value {
+    let out = ok(&world.daemon.home, &["sessions", "--json"]);
+    let rows: Value = serde_json::from_str(&out).expect("sessions json");
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|row| row["id"].as_str().is_some_and(|id| id.starts_with(session)))
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_approval_asked_while_no_controller_is_connected_waits_to_be_delivered() {
+    let world = World::fake("claude", "approve");
+    // A controller that followed a session and left: its subscription must not count as a
+    // controller holding the next ask.
+    let work = world.work.display().to_string();
+    let out = world.ctl(&[
+        "start",
+        "machine",
+        "--runtime",
+        "command",
+        "--cwd",
+        &work,
+        "--json",
+        "--",
+        "echo hi",
+    ]);
+    let value: Value = serde_json::from_str(out.trim()).expect("json");
+    let first = value["session"].as_str().expect("session").to_string();
+    world.ctl(&["watch", "machine", &first, "--until", "end"]);
+    wait_for("the controller to be offline", || {
+        metric(&world, "relay_devices_online") == Some(0)
+    });
+
+    // The agent asks while no controller is connected (the `start` below disconnects, and
+    // it never subscribed).
+    let session = world.start("touch approved.txt", &[]);
+    wait_for("the approval to be asked", || {
+        local_session(&world, &session)["status"] == "waiting_approval"
+    });
+    wait_for("the controller to be offline", || {
+        metric(&world, "relay_devices_online") == Some(0)
+    });
+    let asked_by = local_session(&world, &session)["last_seq"]
+        .as_u64()
+        .expect("last_seq");
+
+    // A controller connects and replays the session: only now is the ask delivered.
+    let events = world.watch(&session, "approval");
+    let requested = last(&events, "approval_requested");
+    assert!(requested["seq"].as_u64() <= Some(asked_by));
+    let delivered = events
+        .iter()
+        .find(|event| {
+            event["kind"] == "approval_state"
+                && event["approval"] == requested["approval"]
+                && event["state"] == "delivered"
+        })
+        .expect("delivered once a controller connected");
+    let seq = delivered["seq"].as_u64().expect("seq");
+    assert!(
+        seq > asked_by,
+        "delivered (seq {seq}) while no controller was connected (the log was at {asked_by})"
+    );
+    // The rest of the flow is unchanged.
+    approved(&world, &session, false);
+    world.played(0);
+}

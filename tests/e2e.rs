@@ -172,6 +172,73 @@ fn a_new_connection_gets_only_what_it_asked_for() {
 }
 
 #[test]
+fn two_watches_with_one_controller_key_both_stay_and_see_every_event() {
+    // `ctl watch` twice with the same device key (two terminals, or two tabs of the web app):
+    // the relay keeps both connections, and the machine sends each its own live events.
+    let world = World::new();
+    let alpha = world.machine("alpha");
+    let controller = world.path("controller");
+    pair(&controller, &alpha);
+    let work = world.path("work");
+    let session = start_session(
+        &controller,
+        "alpha",
+        &work,
+        "while [ ! -f go ]; do sleep 0.02; done; for i in $(seq 1 60); do echo tick $i; sleep 0.01; done",
+    );
+    let args = ["ctl", "watch", "alpha", session.as_str(), "--json"];
+    let watches = [
+        Watch::logged(&controller, &args, "one.err"),
+        Watch::logged(&controller, &args, "two.err"),
+    ];
+    let seq_of = |line: &str| -> u64 {
+        let event: serde_json::Value = serde_json::from_str(line).expect("event json");
+        event["seq"].as_u64().expect("seq")
+    };
+    // Both are connected and into the history before the session prints anything.
+    let mut seen: Vec<Vec<u64>> = watches
+        .iter()
+        .map(|watch| {
+            watch
+                .read_until(|_| true)
+                .iter()
+                .map(|l| seq_of(l))
+                .collect()
+        })
+        .collect();
+    std::fs::write(work.join("go"), "").expect("go");
+    let mut outputs = Vec::new();
+    for (watch, seqs) in watches.iter().zip(&mut seen) {
+        let mut output = 0;
+        watch.read_until(|line| {
+            seqs.push(seq_of(line));
+            let event: serde_json::Value = serde_json::from_str(line).expect("event json");
+            if event["kind"] == "output" {
+                output += 1;
+            }
+            event["kind"] == "status" && event["status"] == "done"
+        });
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(*seqs, expected, "every event once, in order");
+        outputs.push(output);
+    }
+    assert_eq!(seen[0], seen[1], "both saw the same events");
+    assert!(outputs[0] >= 10, "{} output events", outputs[0]);
+    for err in ["one.err", "two.err"] {
+        let text = std::fs::read_to_string(controller.join(err)).unwrap_or_default();
+        assert!(!text.contains("reconnecting"), "{err}: {text}");
+    }
+    let metrics = world.relay.metrics();
+    assert!(
+        metrics.contains("relay_disconnects_total{reason=\"displaced\"} 0"),
+        "{metrics}"
+    );
+    for watch in watches {
+        assert!(watch.finish().success());
+    }
+}
+
+#[test]
 fn a_second_controller_sees_the_same_sessions() {
     let world = World::new();
     let alpha = world.machine("alpha");

@@ -6,6 +6,9 @@
 //!
 //! A connection goes: relay → [`ServerHello`] (versions + challenge), client → [`Login`] (signed
 //! challenge), relay → [`LoginOk`] or [`Error`]; then any of the routed or registry frames.
+//! Devices learn which machines are online from [`Presence`], machines which devices are from
+//! [`DevicePresence`]. A receiver skips frame kinds it does not know (an older client sees a
+//! newer relay's additions as [`Decoded::Unknown`](crate::envelope::Decoded::Unknown)).
 
 use core::fmt;
 
@@ -18,8 +21,9 @@ use crate::identity::{
 };
 use crate::limits::{
     MAX_FRAME_LEN, MAX_HOSTNAME_LEN, MAX_PAYLOAD_LEN, MAX_REASON_LEN, MAX_REGISTRY_ENTRY_LEN,
-    PROTOCOL_VERSION,
+    PROTOCOL_VERSION, RELAY_TRACKED_CHANNELS_PER_CONNECTION,
 };
+use crate::noise::ConnectionId;
 
 /// A machine's hostname as it announces it.
 pub type Hostname = heapless::String<MAX_HOSTNAME_LEN>;
@@ -283,6 +287,41 @@ impl Body for Presence {
     }
 }
 
+/// The channels a [`DevicePresence`] says ended: at most
+/// [`RELAY_TRACKED_CHANNELS_PER_CONNECTION`] (checked when decoded). A `Vec` rather than a
+/// fixed array so the frame enum stays small for every other kind.
+pub type ClosedChannels = Vec<ConnectionId>;
+
+/// Relay → machine: a device of the machine's account came online (its first live connection)
+/// or went offline (its last one closed), or one of its connections closed while others stay.
+///
+/// A device may hold several relay connections at once (tabs, `ctl watch` beside `ctl
+/// approve`), each with its own end-to-end channel to the machine, and the relay fans what the
+/// machine sends the device out to all of them. `closed` names the machine's channels that
+/// ended with a connection, by the connection id the device put in their handshakes (the relay
+/// reads only that routing label), so the machine can drop them and what they subscribed to.
+/// Sent when the first connection comes up (`online`, nothing closed), when a connection that
+/// opened channels to this machine closes while others stay (`online`, `closed`), when the last
+/// one closes (`!online`: every channel of the device is gone), and after a machine's
+/// [`LoginOk`] for each device of its account that is online.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePresence {
+    /// The device.
+    pub device: Fingerprint,
+    /// Whether it has a live connection now.
+    pub online: bool,
+    /// The machine's channels with the device that ended with a connection.
+    pub closed: ClosedChannels,
+}
+impl Body for DevicePresence {
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.closed.len() > RELAY_TRACKED_CHANNELS_PER_CONNECTION {
+            return Err("more closed channels than a relay tracks per connection");
+        }
+        Ok(())
+    }
+}
+
 /// Relay → client: something was refused, or the connection is about to close.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Error {
@@ -337,6 +376,8 @@ wire_enum! {
         13 => Error(Error),
         /// See [`Restarting`].
         14 => Restarting(Restarting),
+        /// See [`DevicePresence`].
+        15 => DevicePresence(DevicePresence),
     }
 }
 

@@ -65,9 +65,13 @@ pub const MAX_MODE_LEN: usize = 32;
 /// each, 2 048 cursors fill 48 KiB, within one channel message.
 pub const MAX_CURSORS: usize = 2048;
 
-/// Channels a machine keeps per device: the working one and one newer handshake that has not
-/// carried a message yet (a replayed handshake must not cut the working channel).
-pub const MAX_CHANNELS_PER_DEVICE: usize = 2;
+/// Channels a machine keeps per device: one per live relay connection of the device
+/// ([`RELAY_MAX_CONNECTIONS_PER_DEVICE`]: tabs of the web app, `ctl watch` beside `ctl approve`)
+/// and one more for a handshake that has not carried a message yet, so a new connection (or a
+/// replayed handshake) never has to push out a working channel while the device is within its
+/// cap. Past it the oldest channel that never carried a message goes first, then the one the
+/// device spoke on least recently. A channel is ~300 bytes: 5 per device, 32 devices, 48 KiB.
+pub const MAX_CHANNELS_PER_DEVICE: usize = RELAY_MAX_CONNECTIONS_PER_DEVICE + 1;
 
 /// Longest human-readable reason in an error frame or message.
 pub const MAX_REASON_LEN: usize = 200;
@@ -214,6 +218,31 @@ pub const RELAY_INBOUND_BURST_BYTES: u32 = 8 * 1024 * 1024;
 /// `ulimit -n` above that.
 pub const RELAY_MAX_CONNECTIONS: usize = 50_000;
 
+/// Live connections one device key may hold at once (the phone's web app open in several
+/// tabs, `muxagent ctl watch` beside `ctl approve`). A login past it displaces the oldest of them
+/// (`Error{Displaced}`); machines and pending machines keep one connection, newest wins.
+///
+/// What one device key can cost, at most: 4 connections × 6.2 KiB idle (13.7 KiB with TLS) ≈
+/// 55 KiB; 4 outbound queues of [`RELAY_QUEUE_DEPTH`] frames, but a frame a machine sends to the
+/// device is encoded once and shared by every queue it is pushed to, so the machine's traffic
+/// costs its bytes once (≤ 2 MiB), not 4 times; the router keeps ≤
+/// [`RELAY_TRACKED_CHANNELS_PER_CONNECTION`] × 40 bytes per connection to tell machines which
+/// channels ended. All connections of a device key draw on **one** inbound byte budget
+/// ([`RELAY_INBOUND_BYTES_PER_SEC`], [`RELAY_INBOUND_BURST_BYTES`]), so more tabs never mean
+/// more bytes into the relay; what the relay writes out to a device is at most this many times
+/// what its machines send it, and their own budgets bound that. The per-IP cap
+/// ([`RELAY_MAX_CONNECTIONS_PER_IP`]) and the total cap still count every connection.
+pub const RELAY_MAX_CONNECTIONS_PER_DEVICE: usize = 4;
+
+/// End-to-end channels (machine, connection id) the relay remembers per device connection, from
+/// the session handshakes the device sent through it. When that connection closes, each machine
+/// is told which of its channels with the device ended with it
+/// ([`DevicePresence`](crate::frame::DevicePresence)`::closed`), so it drops them at once
+/// instead of keeping a dead tab's channel and subscription. A tab talks to a few machines and
+/// opens one channel per machine per (re)connect; past 32 the oldest is forgotten (that channel
+/// then lingers on its machine until it is pushed out or the device goes offline).
+pub const RELAY_TRACKED_CHANNELS_PER_CONNECTION: usize = 32;
+
 /// Connections from one IP address at most. A household or office behind one NAT runs a few
 /// phones and daemons; 64 leaves room for them and stops one host from taking the relay's
 /// descriptors. (Tests and the load bench raise it for loopback.)
@@ -269,9 +298,10 @@ pub const RELAY_SHUTDOWN_GRACE_MS: u64 = 3_000;
 
 // ---- Daemon ----
 //
-// The daemon holds one log per session and one relay connection. Memory per connected device:
-// its sync cursors (24 bytes a session) and its channel (~300 bytes); per running `command`
-// session: two read buffers of [`OUTPUT_CHUNK_LEN`].
+// The daemon holds one log per session and one relay connection. Memory per connection of a
+// device (up to [`MAX_CHANNELS_PER_DEVICE`] per device): its channel (~300 bytes) and, once it
+// said hello, its sync cursors (24 bytes a session); per running `command` session: two read
+// buffers of [`OUTPUT_CHUNK_LEN`].
 
 /// Events per replay page. The machine sends one page, then `ReplayMore`, and waits for the
 /// device to ask for the next: one page in flight, so a slow phone sets the pace and the relay's

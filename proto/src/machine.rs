@@ -26,20 +26,39 @@ use crate::ticket::PairingSecret;
 pub enum Incoming {
     /// A device opened a channel: send this handshake answer.
     Reply(Frame),
-    /// A message from a device.
+    /// A message from a device (on the channel [`Peers::connection`] now names).
     Message(DeviceMessage),
     /// A message kind this build does not know, skipped.
     Skipped,
-    /// A packet for no live channel (an old connection), ignored.
+    /// A packet for no live channel (an old connection, a replayed handshake), ignored.
     Stale,
 }
 
-/// The machine's channels to its paired devices. A device may hold a new channel and the one
-/// it replaces at once: the old one is dropped only when the new one carries a message, so a
-/// replayed handshake cannot cut a working connection.
+/// One channel and whether the device has used it.
+struct Slot {
+    channel: Channel,
+    /// It decrypted a message: the device holds its keys (a replayed handshake never gets
+    /// here).
+    proven: bool,
+}
+
+/// The machine's channels to its paired devices: one per connection of a device.
+///
+/// A device may be connected several times at once (tabs of the web app, `ctl watch` beside
+/// `ctl approve`), each connection with its own handshake, keys and [`ConnectionId`]; the relay
+/// delivers what the machine sends the device to all of them and each drops what is not its
+/// own. So every channel stays usable until its connection is known to be gone
+/// ([`Peers::close`], [`Peers::forget`]), and what is sent names its connection, so an answer
+/// or a live event for one connection never reaches another.
+///
+/// A device keeps at most [`MAX_CHANNELS_PER_DEVICE`] channels (its relay cap plus one). A new
+/// one past that pushes out the oldest channel that has never carried a message (an abandoned
+/// or replayed handshake), else the one the device spoke on least recently; a replayed
+/// handshake of a live connection is answered but changes nothing.
 #[derive(Default)]
 pub struct Peers {
-    channels: BTreeMap<Fingerprint, Vec<Channel>>,
+    /// Per device, least recently used first (opened or spoken on).
+    channels: BTreeMap<Fingerprint, Vec<Slot>>,
 }
 
 impl Peers {
@@ -61,46 +80,59 @@ impl Peers {
         let packet = packet::decode(payload)?;
         match packet.kind() {
             Kind::SessionInit => {
+                // A device picks a fresh connection id for every handshake: one it already
+                // used is a replay. Before the first message it is ignored (the device is
+                // waiting for the answer it was sent); after, it is answered, and the working
+                // channel keeps working.
+                let known = self.channels.get(&from).and_then(|slots| {
+                    slots
+                        .iter()
+                        .find(|slot| slot.channel.connection_id() == packet.connection)
+                        .map(|slot| slot.proven)
+                });
+                if known == Some(false) {
+                    return Ok(Incoming::Stale);
+                }
                 let device = paired
                     .into_iter()
                     .filter(|device| device.fingerprint() == from);
                 let (channel, response) = session::respond(local, device, payload, rng)?;
-                let channels = self.channels.entry(from).or_default();
-                if channels.len() >= MAX_CHANNELS_PER_DEVICE {
-                    // Replace the newest unproven channel, never the working one (first).
-                    channels.pop();
-                }
-                channels.push(channel);
-                Ok(Incoming::Reply(
+                let reply = Ok(Incoming::Reply(
                     frame::Send {
                         to: from,
                         payload: response,
                     }
                     .into(),
-                ))
+                ));
+                if known.is_some() {
+                    return reply;
+                }
+                let slots = self.channels.entry(from).or_default();
+                if slots.len() >= MAX_CHANNELS_PER_DEVICE {
+                    let unproven = slots.iter().position(|slot| !slot.proven);
+                    slots.remove(unproven.unwrap_or(0));
+                }
+                slots.push(Slot {
+                    channel,
+                    proven: false,
+                });
+                reply
             }
             Kind::Transport => {
-                let Some(channels) = self.channels.get_mut(&from) else {
+                let Some(slots) = self.channels.get_mut(&from) else {
                     return Ok(Incoming::Stale);
                 };
-                let Some(index) = channels
+                let Some(index) = slots
                     .iter()
-                    .position(|channel| channel.connection_id() == packet.connection)
+                    .position(|slot| slot.channel.connection_id() == packet.connection)
                 else {
                     return Ok(Incoming::Stale);
                 };
-                let decrypted = channels[index].decrypt(payload);
-                let plaintext = match decrypted {
-                    Ok(plaintext) => plaintext,
-                    Err(error) => {
-                        channels.remove(index);
-                        return Err(error.into());
-                    }
-                };
-                // The device uses this channel: the others are history.
-                let keep = channels.swap_remove(index);
-                channels.clear();
-                channels.push(keep);
+                let mut slot = slots.remove(index);
+                let plaintext = slot.channel.decrypt(payload)?;
+                // Most recently used last: this is the connection answers go to.
+                slot.proven = true;
+                slots.push(slot);
                 Ok(match DeviceMessage::decode(&plaintext)? {
                     Decoded::Known(message) => Incoming::Message(message),
                     Decoded::Unknown { .. } => Incoming::Skipped,
@@ -110,47 +142,77 @@ impl Peers {
         }
     }
 
-    /// The connection the device last spoke on (before it has spoken at all: its oldest open
-    /// channel). Answers and subscriptions belong to one connection: a message queued for it
-    /// must not reach the device's next connection, which has not asked for anything yet.
+    /// The connection the device last spoke on (right after [`Peers::receive`] returned a
+    /// message: the one it came on), or before it has spoken at all, its oldest channel.
     pub fn connection(&self, device: &Fingerprint) -> Option<ConnectionId> {
-        self.channels
-            .get(device)
-            .and_then(|channels| channels.first())
-            .map(Channel::connection_id)
+        let slots = self.channels.get(device)?;
+        slots
+            .iter()
+            .rev()
+            .find(|slot| slot.proven)
+            .or_else(|| slots.first())
+            .map(|slot| slot.channel.connection_id())
+    }
+
+    /// Whether the device's channel on `connection` is open.
+    pub fn is_open(&self, device: &Fingerprint, connection: ConnectionId) -> bool {
+        self.channels.get(device).is_some_and(|slots| {
+            slots
+                .iter()
+                .any(|slot| slot.channel.connection_id() == connection)
+        })
     }
 
     /// Encrypt `message` for device `to` on its `connection`; [`PeerError::NotConnected`] when
-    /// that connection is gone (the device reconnected or went away).
+    /// that connection is gone (it closed, or was pushed out by newer ones).
     pub fn send(
         &mut self,
         to: Fingerprint,
         connection: ConnectionId,
         message: &MachineMessage,
     ) -> Result<Frame, PeerError> {
-        let channels = self.channels.get_mut(&to).ok_or(PeerError::NotConnected)?;
-        let index = channels
+        let slots = self.channels.get_mut(&to).ok_or(PeerError::NotConnected)?;
+        let index = slots
             .iter()
-            .position(|channel| channel.connection_id() == connection)
+            .position(|slot| slot.channel.connection_id() == connection)
             .ok_or(PeerError::NotConnected)?;
-        match channels[index].encrypt(&message.encode()) {
+        match slots[index].channel.encrypt(&message.encode()) {
             Ok(payload) => Ok(frame::Send { to, payload }.into()),
             Err(error) => {
-                channels.remove(index);
+                slots.remove(index);
                 Err(error.into())
             }
         }
     }
 
-    /// Devices with a channel that has carried a message or just opened.
+    /// Devices with at least one channel.
     pub fn connected(&self) -> impl Iterator<Item = Fingerprint> + '_ {
         self.channels
             .iter()
-            .filter(|(_, channels)| !channels.is_empty())
+            .filter(|(_, slots)| !slots.is_empty())
             .map(|(device, _)| *device)
     }
 
-    /// Drop a device's channels (it went away, or was unpaired).
+    /// The device's channels, least recently used first.
+    pub fn connections(&self, device: &Fingerprint) -> impl Iterator<Item = ConnectionId> + '_ {
+        self.channels
+            .get(device)
+            .into_iter()
+            .flatten()
+            .map(|slot| slot.channel.connection_id())
+    }
+
+    /// Drop the device's channels on `connections` (the relay said they ended).
+    pub fn close(&mut self, device: &Fingerprint, connections: &[ConnectionId]) {
+        if let Some(slots) = self.channels.get_mut(device) {
+            slots.retain(|slot| !connections.contains(&slot.channel.connection_id()));
+            if slots.is_empty() {
+                self.channels.remove(device);
+            }
+        }
+    }
+
+    /// Drop a device's channels (it went offline, or was unpaired).
     pub fn forget(&mut self, device: &Fingerprint) {
         self.channels.remove(device);
     }
@@ -163,7 +225,13 @@ impl Peers {
 
 impl core::fmt::Debug for Peers {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_list().entries(self.channels.keys()).finish()
+        f.debug_map()
+            .entries(
+                self.channels
+                    .iter()
+                    .map(|(device, slots)| (device, slots.len())),
+            )
+            .finish()
     }
 }
 

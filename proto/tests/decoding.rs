@@ -15,7 +15,9 @@ use muxagent_proto::ticket::{Ticket, TicketError};
 
 #[test]
 fn unknown_kinds_are_skipped_not_fatal() {
-    for kind in [0u8, 15, 200, 255] {
+    // The next kind a newer relay may add is skipped like any other unknown one.
+    let next = Frame::KINDS.iter().max().map_or(1, |kind| kind + 1);
+    for kind in [0u8, next, 200, 255] {
         let bytes = [kind, 1, 2, 3];
         assert_eq!(Frame::decode(&bytes), Ok(Decoded::Unknown { kind }));
     }
@@ -259,4 +261,37 @@ fn malformed_tickets_get_clear_errors() {
         message,
         "the pairing link expired 60 s ago; run `muxagent pair` for a new one"
     );
+}
+
+#[test]
+fn a_device_presence_names_at_most_the_tracked_channels() {
+    use muxagent_proto::frame::DevicePresence;
+    use muxagent_proto::limits::RELAY_TRACKED_CHANNELS_PER_CONNECTION;
+    use muxagent_proto::noise::ConnectionId;
+    let presence = DevicePresence {
+        device: samples::fingerprint(1),
+        online: false,
+        closed: (0..RELAY_TRACKED_CHANNELS_PER_CONNECTION)
+            .map(|n| ConnectionId([n as u8; 8]))
+            .collect(),
+    };
+    let bytes = Frame::DevicePresence(presence.clone()).encode();
+    assert_eq!(
+        Frame::decode(&bytes),
+        Ok(Decoded::Known(Frame::DevicePresence(presence)))
+    );
+    // One id more than the relay ever sends: the count (after the kind, the 32-byte
+    // fingerprint and the flag) says 33, and 33 ids follow.
+    let count = 1 + 32 + 1;
+    let mut longer = bytes.clone();
+    assert_eq!(
+        longer[count] as usize,
+        RELAY_TRACKED_CHANNELS_PER_CONNECTION
+    );
+    longer[count] += 1;
+    longer.extend_from_slice(&[0xee; 8]);
+    assert!(matches!(
+        Frame::decode(&longer),
+        Err(DecodeError::Invalid { kind: 15, .. })
+    ));
 }

@@ -7,6 +7,7 @@ use muxagent_proto::app::{Ack, DeviceMessage, Hello, ListSessions, MachineMessag
 use muxagent_proto::device::{self, MachineLink, Received};
 use muxagent_proto::frame::{Frame, PairSend, RegistryEntry};
 use muxagent_proto::identity::Identity;
+use muxagent_proto::limits::{MAX_CHANNELS_PER_DEVICE, RELAY_MAX_CONNECTIONS_PER_DEVICE};
 use muxagent_proto::machine::{self, Incoming, Peers};
 use muxagent_proto::peer::PeerError;
 use muxagent_proto::ticket::{PairingSecret, Ticket};
@@ -306,7 +307,14 @@ fn a_reconnect_replaces_the_channel_and_old_packets_are_stale() {
         peers.receive(&machine, &paired, device_fp, &new, &mut rng),
         Ok(Incoming::Message(ListSessions { request: 2 }.into()))
     );
-    // A late packet of the old connection finds no channel.
+    // The relay says the old connection ended: a late packet of it finds no channel. (Until
+    // then it is a message of the old connection, and what answers it goes there, stale to
+    // the link, which moved on.)
+    let old_connection = peers
+        .connections(&device_fp)
+        .find(|connection| Some(*connection) != peers.connection(&device_fp))
+        .expect("the old channel");
+    peers.close(&device_fp, &[old_connection]);
     assert_eq!(
         peers.receive(&machine, &paired, device_fp, &old, &mut rng),
         Ok(Incoming::Stale)
@@ -343,7 +351,9 @@ fn messages_for_an_old_connection_never_reach_the_new_one() {
     let early = send_payload(peers.send(device_fp, old, &event).expect("old channel"));
     assert_eq!(link.receive(&early), Ok(Received::Stale));
 
-    // Once it speaks there, the new connection is the device's and the old one is gone.
+    // Once it speaks there, the new connection is the one answers go to. The machine cannot
+    // tell a reconnect from a second tab, so the old channel stays until the relay says its
+    // connection ended; what is sent on it never reaches the new connection.
     let list = send_payload(
         link.send(&ListSessions { request: 2 }.into())
             .expect("send"),
@@ -353,12 +363,152 @@ fn messages_for_an_old_connection_never_reach_the_new_one() {
         .expect("message");
     let new = peers.connection(&device_fp).expect("connected");
     assert_ne!(new, old);
+    let late = send_payload(peers.send(device_fp, old, &event).expect("old channel"));
+    assert_eq!(link.receive(&late), Ok(Received::Stale));
+    peers.close(&device_fp, &[old]);
     assert_eq!(
         peers.send(device_fp, old, &event),
         Err(PeerError::NotConnected)
     );
     let bytes = send_payload(peers.send(device_fp, new, &event).expect("new channel"));
     assert_eq!(link.receive(&bytes), Ok(Received::Message(event)));
+}
+
+/// Open one more connection of `device` (another tab) and return its link.
+fn open_another(
+    device: &Identity,
+    machine: &Identity,
+    peers: &mut Peers,
+    rng: &mut TestRng,
+) -> MachineLink {
+    let mut link = MachineLink::new(machine.public());
+    let init = send_payload(link.connect(device, rng).expect("connect"));
+    let paired = [device.public()];
+    let Incoming::Reply(reply) = peers
+        .receive(machine, &paired, device.public().fingerprint(), &init, rng)
+        .expect("respond")
+    else {
+        panic!("machine answers the handshake");
+    };
+    assert_eq!(link.receive(&send_payload(reply)), Ok(Received::Opened));
+    link
+}
+
+/// `link` says `message`; returns the connection the machine now answers on.
+fn speak(
+    link: &mut MachineLink,
+    device: &Identity,
+    machine: &Identity,
+    peers: &mut Peers,
+    message: DeviceMessage,
+    rng: &mut TestRng,
+) -> muxagent_proto::noise::ConnectionId {
+    let device_fp = device.public().fingerprint();
+    let bytes = send_payload(link.send(&message).expect("send"));
+    assert_eq!(
+        peers.receive(machine, &[device.public()], device_fp, &bytes, rng),
+        Ok(Incoming::Message(message))
+    );
+    peers.connection(&device_fp).expect("connected")
+}
+
+#[test]
+fn every_connection_of_a_device_keeps_its_own_channel() {
+    let mut rng = TestRng(10);
+    let (device, first, machine, mut peers) = connect(&mut rng);
+    let device_fp = device.public().fingerprint();
+    let mut links = vec![first];
+    for _ in 1..RELAY_MAX_CONNECTIONS_PER_DEVICE {
+        links.push(open_another(&device, &machine, &mut peers, &mut rng));
+    }
+    // Each tab says hello; each answer goes to the tab that asked, and only there.
+    let mut connections = Vec::new();
+    for index in 0..links.len() {
+        let request = index as u32;
+        let connection = speak(
+            &mut links[index],
+            &device,
+            &machine,
+            &mut peers,
+            ListSessions { request }.into(),
+            &mut rng,
+        );
+        connections.push(connection);
+        let answer = MachineMessage::Ack(Ack {
+            request,
+            session: None,
+        });
+        let bytes = send_payload(peers.send(device_fp, connection, &answer).expect("send"));
+        // What the relay fans out to every tab: only the asker reads it.
+        for (other, other_link) in links.iter_mut().enumerate() {
+            let expected = if other == index {
+                Received::Message(answer.clone())
+            } else {
+                Received::Stale
+            };
+            assert_eq!(other_link.receive(&bytes), Ok(expected), "tab {other}");
+        }
+    }
+    // Every channel still works: a live event for each tab, in any order.
+    for (index, connection) in connections.iter().enumerate().rev() {
+        let event = MachineMessage::Ack(Ack {
+            request: 100 + index as u32,
+            session: None,
+        });
+        let bytes = send_payload(peers.send(device_fp, *connection, &event).expect("send"));
+        assert_eq!(links[index].receive(&bytes), Ok(Received::Message(event)));
+    }
+    // A tab closes: its channel goes, the others stay.
+    peers.close(&device_fp, &[connections[1]]);
+    assert!(!peers.is_open(&device_fp, connections[1]));
+    assert_eq!(peers.connections(&device_fp).count(), connections.len() - 1);
+    // The device goes offline: everything goes.
+    peers.forget(&device_fp);
+    assert_eq!(peers.connected().count(), 0);
+}
+
+#[test]
+fn channels_per_device_are_bounded_and_working_ones_go_last() {
+    let mut rng = TestRng(11);
+    let (device, mut first, machine, mut peers) = connect(&mut rng);
+    let device_fp = device.public().fingerprint();
+    let working = speak(
+        &mut first,
+        &device,
+        &machine,
+        &mut peers,
+        Hello { cursors: vec![] }.into(),
+        &mut rng,
+    );
+    // Many handshakes that never carry a message (abandoned, or replayed by the relay with
+    // fresh ids it cannot make): the count stays bounded and the working channel stays.
+    for _ in 0..3 * MAX_CHANNELS_PER_DEVICE {
+        open_another(&device, &machine, &mut peers, &mut rng);
+        assert!(peers.connections(&device_fp).count() <= MAX_CHANNELS_PER_DEVICE);
+        assert!(peers.is_open(&device_fp, working));
+    }
+    // Working channels past the cap: the one spoken on least recently goes first.
+    let mut tabs = Vec::new();
+    for request in 0..MAX_CHANNELS_PER_DEVICE as u32 {
+        let mut link = open_another(&device, &machine, &mut peers, &mut rng);
+        let connection = speak(
+            &mut link,
+            &device,
+            &machine,
+            &mut peers,
+            ListSessions { request }.into(),
+            &mut rng,
+        );
+        tabs.push((link, connection));
+    }
+    assert_eq!(
+        peers.connections(&device_fp).count(),
+        MAX_CHANNELS_PER_DEVICE
+    );
+    assert!(!peers.is_open(&device_fp, working));
+    for (_, connection) in &tabs {
+        assert!(peers.is_open(&device_fp, *connection));
+    }
 }
 
 #[test]

@@ -8,6 +8,8 @@ use muxagent_proto::app::*;
 use muxagent_proto::envelope::{DecodeError, Decoded};
 use muxagent_proto::frame::{self, *};
 use muxagent_proto::identity::{Fingerprint, PublicIdentity, Signature};
+use muxagent_proto::limits::RELAY_TRACKED_CHANNELS_PER_CONNECTION;
+use muxagent_proto::noise::ConnectionId;
 use muxagent_proto::ticket::{PairingSecret, Ticket};
 use proptest::collection::vec;
 use proptest::option;
@@ -159,6 +161,19 @@ fn frame_strategy() -> impl Strategy<Value = Frame> {
             }
             .into()
         }),
+        (
+            fingerprint(),
+            any::<bool>(),
+            vec(any::<[u8; 8]>(), 0..=RELAY_TRACKED_CHANNELS_PER_CONNECTION)
+        )
+            .prop_map(|(device, online, closed)| {
+                DevicePresence {
+                    device,
+                    online,
+                    closed: closed.into_iter().map(ConnectionId).collect(),
+                }
+                .into()
+            }),
     ]
 }
 

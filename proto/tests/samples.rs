@@ -6,6 +6,7 @@
 use muxagent_proto::app::*;
 use muxagent_proto::frame::{self, *};
 use muxagent_proto::identity::{Fingerprint, Identity, SECRET_BYTES_LEN};
+use muxagent_proto::noise::ConnectionId;
 use muxagent_proto::ticket::{PairingSecret, Ticket};
 
 pub fn identity(seed: u8) -> Identity {
@@ -146,6 +147,15 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
             Restarting {
                 reconnect_in_ms: 2_000,
                 try_for_ms: 60_000,
+            }
+            .into(),
+        ),
+        (
+            "device_presence",
+            DevicePresence {
+                device: fingerprint(1),
+                online: true,
+                closed: [ConnectionId([0x5a; 8])].into_iter().collect(),
             }
             .into(),
         ),

@@ -1,10 +1,38 @@
-//! The inbound byte budget of one connection: a token bucket that may go negative.
+//! The inbound byte budget of one key: a token bucket that may go negative.
 //!
-//! The connection spends a frame's size after reading it; while the balance is negative it
-//! reads nothing until the bucket has refilled to zero, so the client's TCP window closes and
-//! the client slows down (DERP applies its limiter the same way, before reading a frame).
+//! A connection spends a frame's size after reading it; while the balance is negative it reads
+//! nothing until the bucket has refilled to zero, so the client's TCP window closes and the
+//! client slows down (DERP applies its limiter the same way, before reading a frame). The live
+//! connections of one device key (tabs, `ctl watch` beside `ctl approve`) share one
+//! [`Budget`], so opening more of them never buys more bytes.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// A [`Bucket`] shared by the connections of one key.
+pub(crate) struct Budget(Mutex<Bucket>);
+
+impl Budget {
+    pub(crate) fn new(rate_per_sec: u32, burst: u32, now: Instant) -> Self {
+        Budget(Mutex::new(Bucket::new(rate_per_sec, burst, now)))
+    }
+
+    /// See [`Bucket::spend`].
+    pub(crate) fn spend(&self, bytes: usize, now: Instant) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .spend(bytes, now);
+    }
+
+    /// See [`Bucket::wait`].
+    pub(crate) fn wait(&self, now: Instant) -> Option<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .wait(now)
+    }
+}
 
 pub(crate) struct Bucket {
     /// Bytes available; negative when overspent.

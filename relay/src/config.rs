@@ -57,6 +57,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections from one IP address at most.
     pub max_connections_per_ip: usize,
+    /// Live connections of one device key at most; a login past it displaces the oldest.
+    pub max_connections_per_device: usize,
     /// Frames queued for one receiver; past it the newest is dropped.
     pub queue_depth: usize,
     /// Time one frame may take to be written before the receiver is disconnected.
@@ -105,6 +107,7 @@ impl Default for Limits {
         Limits {
             max_connections: limits::RELAY_MAX_CONNECTIONS,
             max_connections_per_ip: limits::RELAY_MAX_CONNECTIONS_PER_IP,
+            max_connections_per_device: limits::RELAY_MAX_CONNECTIONS_PER_DEVICE,
             queue_depth: limits::RELAY_QUEUE_DEPTH,
             write_timeout: Duration::from_millis(limits::RELAY_WRITE_TIMEOUT_MS),
             send_buffer_len: limits::RELAY_SEND_BUFFER_LEN,
@@ -157,8 +160,19 @@ impl Limits {
         if self.read_buffer_len < 256 {
             return Err("the read buffer must be at least 256 bytes".into());
         }
-        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+        if self.max_connections == 0
+            || self.max_connections_per_ip == 0
+            || self.max_connections_per_device == 0
+        {
             return Err("the connection caps must be at least 1".into());
+        }
+        if self.max_connections_per_device > limits::RELAY_MAX_CONNECTIONS_PER_DEVICE {
+            // Machines keep one channel per connection up to this (and one spare): more
+            // connections would push out working channels.
+            return Err(format!(
+                "at most {} connections per device (machines keep a channel for each)",
+                limits::RELAY_MAX_CONNECTIONS_PER_DEVICE
+            ));
         }
         Ok(())
     }

@@ -2,7 +2,8 @@
 //! frames, writes the outbox and pings — all in the connection's single task (no separate
 //! writer or timer task per connection: an idle connection is one parked future).
 //!
-//! - **Reading** pauses while the inbound byte budget is overspent, so TCP pushes back.
+//! - **Reading** pauses while the inbound byte budget is overspent, so TCP pushes back (the
+//!   budget is the key's: a device's connections share one).
 //! - **Writing** takes one frame at a time from the outbox, each under the write timeout; a
 //!   receiver that stalls a write past it is disconnected. Nobody else ever waits on this
 //!   connection: routing only pushes into its bounded outbox.
@@ -28,7 +29,7 @@ use muxagent_proto::limits::{MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSI
 use smol::Timer;
 use smol::stream::StreamExt as _;
 
-use crate::bucket::Bucket;
+use crate::bucket::Budget;
 use crate::config::Limits;
 use crate::metrics::{ConnKind, Disconnect, DropReason, EntryKind, LoginFailure};
 use crate::outbox::{Next, Outbox, PushError};
@@ -212,13 +213,18 @@ async fn log_in(
         close(ws, Some(shared.restarting_frame()), limits.write_timeout).await;
         return None;
     }
-    let session = Session {
+    let mut session = Session {
         conn: shared.next_conn_id(),
         fingerprint: login.identity.fingerprint(),
         role: login.role,
         outbox: Arc::new(Outbox::new(limits.queue_depth)),
+        budget: Arc::new(Budget::new(
+            limits.inbound_bytes_per_sec,
+            limits.inbound_burst_bytes,
+            Instant::now(),
+        )),
     };
-    let (account, initial) = match shared.router.login(&session, login.hostname) {
+    let admitted = match shared.router.login(&session, login.hostname) {
         Ok(admitted) => admitted,
         Err(refused) => {
             let disconnect = if refused.code == ErrorCode::Revoked {
@@ -230,6 +236,9 @@ async fn log_in(
             return refuse(shared, ws, refused.counter, disconnect, Some(frame)).await;
         }
     };
+    // A device's further connections draw on the budget its first one has.
+    session.budget = admitted.budget;
+    let (account, initial) = (admitted.account, admitted.initial);
     metrics.login_ok();
     gauge.set(match session.role {
         Role::Device => ConnKind::Device,
@@ -400,11 +409,7 @@ enum Flow {
 async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
     let limits = &shared.limits;
     let metrics = &shared.metrics;
-    let mut bucket = Bucket::new(
-        limits.inbound_bytes_per_sec,
-        limits.inbound_burst_bytes,
-        Instant::now(),
-    );
+    let budget = &*session.budget;
     let mut ping_due = next_ping(limits, Instant::now());
     let mut pong_due: Option<Instant> = None;
     // Two timers for the connection's life, re-armed in place: no timer churn per event.
@@ -412,7 +417,7 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
     let mut armed = ping_due;
     let mut refill = Timer::never();
     loop {
-        let throttle = bucket.wait(Instant::now());
+        let throttle = budget.wait(Instant::now());
         if throttle.is_some() {
             metrics.throttled();
         }
@@ -475,7 +480,7 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                 pong_due = None;
                 let flow = match message {
                     Message::Binary(data) => {
-                        bucket.spend(data.len(), Instant::now());
+                        budget.spend(data.len(), Instant::now());
                         metrics.frame_in(data.len());
                         // Boxed: handling a frame (a registry write above all) needs far more
                         // state than waiting does.
@@ -557,6 +562,7 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
         | Frame::Recv(_)
         | Frame::RegistryAck(_)
         | Frame::Presence(_)
+        | Frame::DevicePresence(_)
         | Frame::Error(_)
         | Frame::Restarting(_) => {
             reply(

@@ -14,13 +14,15 @@
 //!
 //! - [`config`] — what a relay is started with, and its limits.
 //! - `server`: binding, accepting, caps, graceful shutdown ([`Relay`]).
-//! - `http`: the HTTP side of the port (`/healthz`, `/metrics`, pages, the upgrade).
+//! - `http`: the HTTP side of the port (`/healthz`, `/metrics`, the web app, the upgrade).
+//! - `assets`: the web app's files, embedded gzip-only at build time from `web/dist`.
 //! - `conn`: one WebSocket connection: hello, login, the read/write/ping loop.
-//! - `router`: who is online, routing, pairing rendezvous, registry checks.
+//! - `router`: who is online (several connections per device key, one per machine), routing,
+//!   presence both ways, pairing rendezvous, registry checks.
 //! - `registry`: the account model, folded from signed entries.
 //! - `log`: the registry's durable log (`muxagent-store`).
 //! - `outbox`: a connection's bounded queue and its drop policy.
-//! - `bucket`: the inbound byte budget.
+//! - `bucket`: the inbound byte budget (one per key: a device's connections share it).
 //! - `metrics`: counters, rendered in the Prometheus text format.
 //! - `time`: deadlines around futures, the Unix clock.
 //! - [`shutdown`] — SIGTERM/SIGINT.
@@ -34,12 +36,16 @@
 //!   ── GET /relay (Upgrade) ─────────────►
 //!   ◄──────────────── 101 + ServerHello{versions, challenge}
 //!   ── Login{role, identity, hostname, sig} ►   (within the login deadline)
-//!   ◄──────────────── LoginOk{account} [+ Presence of the account's online machines]
+//!   ◄──────────────── LoginOk{account}
+//!                     [+ device: Presence of the account's online machines]
+//!                     [+ machine: DevicePresence of the account's online devices]
 //! pending machine: OpenPairing{id} ──► ◄── PairingOpened
 //! device: PairSend{id} ──► machine gets PairRecv{id, from};  machine: PairSend{id} ──► device
 //! device: Registry{RegisterMachine} ──► (append + fsync) ◄── RegistryAck  | Error{EntryRefused}
 //! device/machine: Send{to} ──► peer gets Recv{from}        | Error{NotAllowed|PeerOffline|Dropped}
+//!                 (a device's every live connection gets it: up to 4 per device key)
 //! devices ◄── Presence{machine, hostname, online}
+//! machines ◄── DevicePresence{device, online, closed}   first up / a connection closed / last down
 //! any ◄── Error{Displaced|Revoked|Malformed} then close;  Restarting{reconnect_in, try_for} on shutdown
 //! ```
 #![forbid(unsafe_code)]
@@ -50,6 +56,7 @@ pub mod config;
 pub mod error;
 pub mod shutdown;
 
+mod assets;
 mod bucket;
 mod conn;
 mod http;

@@ -110,6 +110,17 @@ labels! {
 }
 
 labels! {
+    /// Answers to requests for the web app's files, by status.
+    pub(crate) enum WebStatus {
+        Ok => "200",
+        NotModified => "304",
+        NotFound => "404",
+        /// A file that did not inflate for a client without gzip (the build rules it out).
+        Error => "500",
+    }
+}
+
+labels! {
     /// Why a TCP connection was closed at accept.
     pub(crate) enum CapReason {
         Total => "total_cap",
@@ -132,6 +143,7 @@ fn counters<const N: usize>() -> [AtomicU64; N] {
 /// The relay's counters.
 pub(crate) struct Metrics {
     connections: [AtomicI64; 4],
+    devices_online: AtomicI64,
     accepted: AtomicU64,
     capped: [AtomicU64; 2],
     logins_ok: AtomicU64,
@@ -152,6 +164,7 @@ pub(crate) struct Metrics {
     malformed_frames: AtomicU64,
     throttled: AtomicU64,
     http: [AtomicU64; 6],
+    web: [AtomicU64; 4],
 }
 
 /// Sizes of the registry and router at the time of a scrape.
@@ -166,6 +179,7 @@ impl Metrics {
     pub(crate) fn new() -> Self {
         Metrics {
             connections: std::array::from_fn(|_| AtomicI64::new(0)),
+            devices_online: AtomicI64::new(0),
             accepted: AtomicU64::new(0),
             capped: counters(),
             logins_ok: AtomicU64::new(0),
@@ -186,6 +200,7 @@ impl Metrics {
             malformed_frames: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             http: counters(),
+            web: counters(),
         }
     }
 
@@ -198,6 +213,11 @@ impl Metrics {
     }
     pub(crate) fn conn_leave(&self, kind: ConnKind) {
         self.connections[kind as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+    /// A device key's first connection came up (`true`) or its last went (`false`).
+    pub(crate) fn device_online(&self, online: bool) {
+        let delta = if online { 1 } else { -1 };
+        self.devices_online.fetch_add(delta, Ordering::Relaxed);
     }
     pub(crate) fn accepted(&self) {
         Self::bump(&self.accepted);
@@ -255,6 +275,9 @@ impl Metrics {
     pub(crate) fn http(&self, kind: HttpKind) {
         Self::bump(&self.http[kind as usize]);
     }
+    pub(crate) fn web(&self, status: WebStatus) {
+        Self::bump(&self.web[status as usize]);
+    }
 
     /// The Prometheus text exposition (format 0.0.4).
     pub(crate) fn render(&self, sizes: &Sizes) -> String {
@@ -279,6 +302,17 @@ impl Metrics {
                 value as u64,
             );
         }
+        header(
+            &mut out,
+            "relay_devices_online",
+            "gauge",
+            "Device keys with at least one live connection (relay_connections{role=\"device\"} counts their connections).",
+        );
+        plain(
+            &mut out,
+            "relay_devices_online",
+            self.devices_online.load(Ordering::Relaxed).max(0) as u64,
+        );
         header(
             &mut out,
             "relay_accepted_total",
@@ -521,6 +555,23 @@ impl Metrics {
                 "relay_http_requests_total",
                 "kind",
                 kind.label(),
+                value,
+            );
+        }
+        header(
+            &mut out,
+            "relay_web_responses_total",
+            "counter",
+            "Answers to requests for the web app's files (every path but /relay, /healthz and \
+             /metrics), by status.",
+        );
+        for status in WebStatus::ALL {
+            let value = get(&self.web[*status as usize]);
+            line(
+                &mut out,
+                "relay_web_responses_total",
+                "status",
+                status.label(),
                 value,
             );
         }

@@ -3,22 +3,40 @@
 //! lookups only (never across IO).
 //!
 //! Live connections are keyed by (fingerprint, role): a machine's daemon may hold its
-//! `Machine` connection and a `PendingMachine` one (to pair another device) at once. A second
-//! login for the same key and role displaces the first: the newest is active, the old one is
-//! sent `Error{Displaced}` and closed. (iroh keeps the old connection open but inactive;
-//! closing it frees its resources at once, and a client that is told `Displaced` must not
-//! reconnect by itself, which is what stops two processes sharing a key from fighting.)
+//! `Machine` connection and a `PendingMachine` one (to pair another device) at once.
+//!
+//! - A **machine** (or pending machine) has one live connection: a second login for the same
+//!   key and role displaces the first (newest active, the old one is sent `Error{Displaced}`
+//!   and closed). iroh keeps the old connection open but inactive; closing it frees its
+//!   resources at once, and a client that is told `Displaced` must not reconnect by itself,
+//!   which is what stops two daemons sharing a key from fighting.
+//! - A **device** may have up to `connections_per_device` live connections (the web app in
+//!   several tabs, `ctl watch` beside `ctl approve`); a login past that displaces the *oldest*.
+//!   They share one inbound byte budget ([`Budget`]). What a machine sends the device goes to
+//!   every one of them (encoded once, the bytes shared by every queue): each connection runs
+//!   its own end-to-end channel, and the connection id in the packet header lets each drop
+//!   what is not its own.
+//!
+//! Machines learn about devices from [`DevicePresence`]: online when a device's first
+//! connection comes up, offline when its last one goes, and in between which of the machine's
+//! channels ended with a connection that closed. For that the router remembers, per device
+//! connection, the (machine, connection id) of the session handshakes it carried (the packet
+//! header's routing label; the relay reads nothing else of a payload).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::{
-    self, ErrorCode, Frame, Hostname, Login, OpenPairing, PairRecv, PairSend, PairingId,
-    PairingOpened, Presence, Reason, Recv, RegistryEntry, Role, SignedEntry,
+    self, ClosedChannels, DevicePresence, ErrorCode, Frame, Hostname, Login, OpenPairing, PairRecv,
+    PairSend, PairingId, PairingOpened, Presence, Reason, Recv, RegistryEntry, Role, SignedEntry,
 };
 use muxagent_proto::identity::Fingerprint;
+use muxagent_proto::limits::RELAY_TRACKED_CHANNELS_PER_CONNECTION;
+use muxagent_proto::noise::ConnectionId;
+use muxagent_proto::noise::packet::{self, Kind};
 
+use crate::bucket::Budget;
 use crate::metrics::{Disconnect, DropReason, LoginFailure, Metrics, Refusal, RouteKind, Sizes};
 use crate::outbox::{Outbox, PushError};
 use crate::registry::{Caps, Registry};
@@ -79,6 +97,9 @@ pub(crate) struct Session {
     pub fingerprint: Fingerprint,
     pub role: Role,
     pub outbox: Arc<Outbox>,
+    /// The inbound byte budget, shared by every live connection of a device key
+    /// ([`Router::login`] hands out the key's).
+    pub budget: Arc<Budget>,
 }
 
 impl Session {
@@ -87,6 +108,7 @@ impl Session {
     }
 }
 
+/// One live connection.
 struct Live {
     conn: u64,
     outbox: Arc<Outbox>,
@@ -95,6 +117,26 @@ struct Live {
     account: Option<Fingerprint>,
     /// Pairing ids this connection opened (at most `pairings_per_connection`).
     pairings: Vec<PairingId>,
+    /// For a device: the channels (machine, connection id) whose handshakes this connection
+    /// carried, oldest first, at most [`RELAY_TRACKED_CHANNELS_PER_CONNECTION`].
+    channels: Vec<(Fingerprint, ConnectionId)>,
+}
+
+/// The live connections of one (key, role), oldest first: one for a machine, up to
+/// `connections_per_device` for a device.
+struct Key {
+    conns: Vec<Live>,
+    budget: Arc<Budget>,
+}
+
+impl Key {
+    fn conn(&self, conn: u64) -> Option<&Live> {
+        self.conns.iter().find(|live| live.conn == conn)
+    }
+
+    fn conn_mut(&mut self, conn: u64) -> Option<&mut Live> {
+        self.conns.iter_mut().find(|live| live.conn == conn)
+    }
 }
 
 struct Pairing {
@@ -109,6 +151,7 @@ struct Pairing {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RouterLimits {
     pub caps: Caps,
+    pub connections_per_device: usize,
     pub pairings_per_connection: usize,
     pub max_pairings: usize,
     pub pairing_ttl_secs: u64,
@@ -116,7 +159,7 @@ pub(crate) struct RouterLimits {
 
 #[derive(Default)]
 struct State {
-    live: HashMap<(Fingerprint, Role), Live>,
+    live: HashMap<(Fingerprint, Role), Key>,
     pairings: HashMap<PairingId, Pairing>,
     registry: Registry,
 }
@@ -125,6 +168,17 @@ pub(crate) struct Router {
     state: Mutex<State>,
     limits: RouterLimits,
     metrics: Arc<Metrics>,
+}
+
+/// An admitted login: what `LoginOk` says and what follows it.
+pub(crate) struct Admitted {
+    /// The account for `LoginOk`.
+    pub account: Option<Fingerprint>,
+    /// Frames to write right after `LoginOk` (presence of the account's machines to a device,
+    /// of its devices to a machine).
+    pub initial: Vec<Bytes>,
+    /// The inbound budget the connection draws on (its key's, for a device).
+    pub budget: Arc<Budget>,
 }
 
 /// What an accepted registry entry changed, for the author's connection.
@@ -181,15 +235,15 @@ impl Router {
 
     // ---- Login ----
 
-    /// Admit a verified login: check the key against the registry and make the session the
-    /// active one for its key and role (displacing an older one). Returns the account for
-    /// `LoginOk` and the frames to write right after it (presence of the account's machines).
+    /// Admit a verified login: check the key against the registry and make the session a live
+    /// connection of its key and role (displacing an older one past the role's cap).
     pub(crate) fn login(
         &self,
         session: &Session,
         hostname: Option<Hostname>,
-    ) -> Result<(Option<Fingerprint>, Vec<Bytes>), LoginRefused> {
-        let mut state = self.lock();
+    ) -> Result<Admitted, LoginRefused> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let fp = session.fingerprint;
         let refuse = |code, counter, reason| {
             Err(LoginRefused {
@@ -217,12 +271,15 @@ impl Router {
                 }
                 let account = state.registry.device_account(&fp);
                 if let Some(account) = account {
-                    initial = online_machines(&state, &account);
+                    initial = online_machines(state, &account);
                 }
                 account
             }
             Role::Machine => match state.registry.machine(&fp) {
-                Some(record) => Some(record.account),
+                Some(record) => {
+                    initial = online_devices(state, &record.account);
+                    Some(record.account)
+                }
                 None => {
                     return refuse(
                         ErrorCode::LoginFailed,
@@ -252,8 +309,30 @@ impl Router {
                 None
             },
             pairings: Vec::new(),
+            channels: Vec::new(),
         };
-        if let Some(old) = state.live.insert(session.key(), live) {
+        let cap = match session.role {
+            Role::Device => self.limits.connections_per_device.max(1),
+            Role::Machine | Role::PendingMachine => 1,
+        };
+        let key = state.live.entry(session.key()).or_insert_with(|| Key {
+            conns: Vec::new(),
+            budget: session.budget.clone(),
+        });
+        let first = key.conns.is_empty();
+        let displaced: Vec<Live> = if key.conns.len() >= cap {
+            let excess = key.conns.len() + 1 - cap;
+            key.conns.drain(..excess).collect()
+        } else {
+            Vec::new()
+        };
+        if session.role != Role::Device {
+            // A machine's new connection starts with its own budget, as before.
+            key.budget = session.budget.clone();
+        }
+        let budget = key.budget.clone();
+        key.conns.push(live);
+        for old in displaced {
             old.outbox.close_with(
                 Some(error_frame(
                     ErrorCode::Displaced,
@@ -265,61 +344,146 @@ impl Router {
             for id in &old.pairings {
                 state.pairings.remove(id);
             }
-            // The machine stays online through the new connection: no presence change.
-        } else if let (Role::Machine, Some(account)) = (session.role, account) {
-            let hostname = presence_hostname(&state, &fp, &hostname);
-            let frame = encode(Frame::Presence(Presence {
-                machine: fp,
-                hostname,
-                online: true,
-            }));
-            self.tell_devices(&state, &account, &frame);
+            // The key stays online through the new connection; a device's machines only
+            // hear which channels ended with the old one.
+            if let (Role::Device, Some(account)) = (session.role, account) {
+                self.device_left(state, fp, &account, &old, true);
+            }
         }
-        Ok((
-            if session.role == Role::PendingMachine {
+        if first {
+            match (session.role, account) {
+                (Role::Machine, Some(account)) => {
+                    let hostname = presence_hostname(state, &fp, &hostname);
+                    let frame = encode(Frame::Presence(Presence {
+                        machine: fp,
+                        hostname,
+                        online: true,
+                    }));
+                    self.tell_devices(state, &account, &frame);
+                }
+                (Role::Device, account) => {
+                    self.metrics.device_online(true);
+                    if let Some(account) = account {
+                        self.tell_machines(state, &account, &device_presence(fp, true));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Admitted {
+            account: if session.role == Role::PendingMachine {
                 None
             } else {
                 account
             },
             initial,
-        ))
+            budget,
+        })
     }
 
-    /// Forget a connection that ended (unless a newer one already took its place).
+    /// Forget a connection that ended (unless it was displaced already).
     pub(crate) fn logout(&self, session: &Session) {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let key = session.key();
-        if state
-            .live
-            .get(&key)
-            .is_none_or(|live| live.conn != session.conn)
-        {
-            return;
-        }
-        let Some(live) = state.live.remove(&key) else {
+        let Some(entry) = state.live.get_mut(&key) else {
             return;
         };
+        let Some(index) = entry.conns.iter().position(|l| l.conn == session.conn) else {
+            return;
+        };
+        let live = entry.conns.remove(index);
+        let last = entry.conns.is_empty();
+        if last {
+            state.live.remove(&key);
+        }
         for id in &live.pairings {
             state.pairings.remove(id);
         }
-        if let Some(account) = live.account {
-            let hostname = presence_hostname(&state, &key.0, &live.hostname);
-            let frame = encode(Frame::Presence(Presence {
-                machine: key.0,
-                hostname,
-                online: false,
-            }));
-            self.tell_devices(&state, &account, &frame);
+        match key.1 {
+            Role::Machine => {
+                if let Some(account) = live.account {
+                    let hostname = presence_hostname(state, &key.0, &live.hostname);
+                    let frame = encode(Frame::Presence(Presence {
+                        machine: key.0,
+                        hostname,
+                        online: false,
+                    }));
+                    self.tell_devices(state, &account, &frame);
+                }
+            }
+            Role::Device => {
+                if last {
+                    self.metrics.device_online(false);
+                }
+                if let Some(account) = state.registry.device_account(&key.0) {
+                    self.device_left(state, key.0, &account, &live, !last);
+                }
+            }
+            Role::PendingMachine => {}
         }
     }
 
+    /// A connection of `device` ended: tell each machine of the account which of its channels
+    /// ended with it, and (when it was the last one) that the device is offline.
+    fn device_left(
+        &self,
+        state: &State,
+        device: Fingerprint,
+        account: &Fingerprint,
+        live: &Live,
+        still_online: bool,
+    ) {
+        let Some(members) = state.registry.account(account) else {
+            return;
+        };
+        for machine in &members.machines {
+            let closed: ClosedChannels = live
+                .channels
+                .iter()
+                .filter(|(to, _)| to == machine)
+                .map(|(_, connection)| *connection)
+                .collect();
+            if still_online && closed.is_empty() {
+                continue;
+            }
+            if let Some(key) = state.live.get(&(*machine, Role::Machine)) {
+                let frame = encode(Frame::DevicePresence(DevicePresence {
+                    device,
+                    online: still_online,
+                    closed,
+                }));
+                for conn in &key.conns {
+                    let _ = self.push(&conn.outbox, frame.clone());
+                }
+            }
+        }
+    }
+
+    /// Push `frame` to every live connection of every device of `account`.
     fn tell_devices(&self, state: &State, account: &Fingerprint, frame: &Bytes) {
         let Some(members) = state.registry.account(account) else {
             return;
         };
         for device in &members.devices {
-            if let Some(live) = state.live.get(&(*device, Role::Device)) {
-                let _ = self.push(&live.outbox, frame.clone());
+            if let Some(key) = state.live.get(&(*device, Role::Device)) {
+                for conn in &key.conns {
+                    let _ = self.push(&conn.outbox, frame.clone());
+                }
+            }
+        }
+    }
+
+    /// Push `frame` to every machine of `account` that is online.
+    fn tell_machines(&self, state: &State, account: &Fingerprint, frame: &Bytes) {
+        let Some(members) = state.registry.account(account) else {
+            return;
+        };
+        for machine in &members.machines {
+            if let Some(key) = state.live.get(&(*machine, Role::Machine)) {
+                for conn in &key.conns {
+                    let _ = self.push(&conn.outbox, frame.clone());
+                }
             }
         }
     }
@@ -327,7 +491,7 @@ impl Router {
     /// Tell every connection `frame` and close it (shutdown).
     pub(crate) fn close_all(&self, frame: &Bytes) {
         let state = self.lock();
-        for live in state.live.values() {
+        for live in state.live.values().flat_map(|key| &key.conns) {
             live.outbox
                 .close_with(Some(frame.clone()), Disconnect::Shutdown);
         }
@@ -335,9 +499,11 @@ impl Router {
 
     // ---- Routing ----
 
-    /// Route a `Send` from `session`: only between a device and a machine of one account.
+    /// Route a `Send` from `session`: only between a device and a machine of one account. A
+    /// frame for a device goes to every live connection of it.
     pub(crate) fn send(&self, session: &Session, send: frame::Send) -> Result<(), Refused> {
-        let state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let registry = &state.registry;
         let from = session.fingerprint;
         let target_role = match session.role {
@@ -386,7 +552,15 @@ impl Router {
                 ));
             }
         };
-        let Some(live) = state.live.get(&(send.to, target_role)) else {
+        // A device opening a channel: remember it, to tell the machine when this connection
+        // ends. Only the header's routing label is read.
+        let opened = match packet::decode(&send.payload) {
+            Ok(packet) if session.role == Role::Device && packet.kind() == Kind::SessionInit => {
+                Some(packet.connection)
+            }
+            _ => None,
+        };
+        let Some(key) = state.live.get(&(send.to, target_role)) else {
             return Err(refused(
                 ErrorCode::PeerOffline,
                 Refusal::PeerOffline,
@@ -398,7 +572,39 @@ impl Router {
             from,
             payload: send.payload,
         }));
-        self.deliver(&live.outbox, frame, RouteKind::Send, len)
+        // Every connection gets it (the bytes are shared, not copied). The sender hears of a
+        // drop if any connection's queue was full: that connection's channel has a gap.
+        let mut result = Err(Refused {
+            code: ErrorCode::PeerOffline,
+            counter: None,
+            reason: "the receiver is disconnecting",
+        });
+        let mut dropped = None;
+        for conn in &key.conns {
+            match self.deliver(&conn.outbox, frame.clone(), RouteKind::Send, len) {
+                Ok(()) => result = Ok(()),
+                Err(refused) if refused.code == ErrorCode::Dropped => dropped = Some(refused),
+                Err(_) => {}
+            }
+        }
+        if let (Some(connection), Ok(())) = (opened, &result)
+            && let Some(live) = state
+                .live
+                .get_mut(&session.key())
+                .and_then(|key| key.conn_mut(session.conn))
+        {
+            let channel = (send.to, connection);
+            if !live.channels.contains(&channel) {
+                if live.channels.len() >= RELAY_TRACKED_CHANNELS_PER_CONNECTION {
+                    live.channels.remove(0);
+                }
+                live.channels.push(channel);
+            }
+        }
+        match dropped {
+            Some(refused) => Err(refused),
+            None => result,
+        }
     }
 
     fn deliver(
@@ -466,7 +672,7 @@ impl Router {
         let Some(live) = state
             .live
             .get_mut(&session.key())
-            .filter(|l| l.conn == session.conn)
+            .and_then(|key| key.conn_mut(session.conn))
         else {
             return Err(refused(
                 ErrorCode::NotAllowed,
@@ -554,6 +760,8 @@ impl Router {
         let from = session.fingerprint;
         let target = if session.conn == pairing.opener_conn {
             match pairing.claimed_by {
+                // Every connection of the claiming device: its pairing flow ignores packets
+                // of another attempt.
                 Some(device) => (device, Role::Device),
                 None => {
                     return Err(refused(
@@ -586,20 +794,36 @@ impl Router {
                 "only a device or the pairing id's machine may send on it",
             ));
         };
-        let Some(live) = state.live.get(&target) else {
-            return Err(refused(
-                ErrorCode::PeerOffline,
-                Refusal::PeerOffline,
-                "the other side of this pairing is not connected",
-            ));
+        let opener_conn = pairing.opener_conn;
+        let offline = refused(
+            ErrorCode::PeerOffline,
+            Refusal::PeerOffline,
+            "the other side of this pairing is not connected",
+        );
+        let Some(key) = state.live.get(&target) else {
+            return Err(offline);
         };
+        let receivers: Vec<&Live> = if target.1 == Role::Device {
+            key.conns.iter().collect()
+        } else {
+            key.conn(opener_conn).into_iter().collect()
+        };
+        if receivers.is_empty() {
+            return Err(offline);
+        }
         let len = send.payload.len();
         let frame = encode(Frame::PairRecv(PairRecv {
             pairing_id: send.pairing_id,
             from,
             payload: send.payload,
         }));
-        self.deliver(&live.outbox, frame, RouteKind::Pair, len)
+        let mut result = Ok(());
+        for live in receivers {
+            if let Err(refused) = self.deliver(&live.outbox, frame.clone(), RouteKind::Pair, len) {
+                result = Err(refused);
+            }
+        }
+        result
     }
 
     // ---- Registry changes from clients ----
@@ -651,6 +875,17 @@ impl Router {
     pub(crate) fn apply_entry(&self, entry: &RegistryEntry) -> Applied {
         let mut guard = self.lock();
         let state = &mut *guard;
+        let joined = match entry {
+            RegistryEntry::RegisterMachine { device, .. } => {
+                let device = device.fingerprint();
+                state
+                    .registry
+                    .device_account(&device)
+                    .is_none()
+                    .then_some(device)
+            }
+            _ => None,
+        };
         let account = state.registry.apply(entry);
         let mut frames = Vec::new();
         match entry {
@@ -660,12 +895,24 @@ impl Router {
                 }
                 if let Some(account) = account {
                     frames = online_machines(state, &account);
+                    // A device new to the account is online (it sent this): its machines
+                    // learn it now rather than at its next login.
+                    if let Some(device) = joined
+                        && state.live.contains_key(&(device, Role::Device))
+                    {
+                        self.tell_machines(state, &account, &device_presence(device, true));
+                    }
                 }
             }
             RegistryEntry::RevokeMachine { machine, .. } => {
                 let frame = error_frame(ErrorCode::Revoked, None, "this machine was revoked");
                 for role in [Role::Machine, Role::PendingMachine] {
-                    if let Some(live) = state.live.get(&(*machine, role)) {
+                    for live in state
+                        .live
+                        .get(&(*machine, role))
+                        .into_iter()
+                        .flat_map(|key| &key.conns)
+                    {
                         live.outbox
                             .close_with(Some(frame.clone()), Disconnect::Revoked);
                     }
@@ -673,11 +920,15 @@ impl Router {
             }
             RegistryEntry::UnpairMachine { machine, .. } => {
                 let fp = machine.fingerprint();
-                let taken = state.live.get_mut(&(fp, Role::Machine)).and_then(|live| {
-                    live.account
-                        .take()
-                        .map(|account| (account, live.hostname.clone()))
-                });
+                let taken = state
+                    .live
+                    .get_mut(&(fp, Role::Machine))
+                    .and_then(|key| key.conns.first_mut())
+                    .and_then(|live| {
+                        live.account
+                            .take()
+                            .map(|account| (account, live.hostname.clone()))
+                    });
                 if let Some((account, hostname)) = taken {
                     let hostname = presence_hostname(state, &fp, &hostname);
                     let frame = encode(Frame::Presence(Presence {
@@ -702,7 +953,7 @@ fn online_machines(state: &State, account: &Fingerprint) -> Vec<Bytes> {
         .machines
         .iter()
         .filter_map(|machine| {
-            let live = state.live.get(&(*machine, Role::Machine))?;
+            let live = state.live.get(&(*machine, Role::Machine))?.conns.first()?;
             let hostname = presence_hostname(state, machine, &live.hostname);
             Some(encode(Frame::Presence(Presence {
                 machine: *machine,
@@ -711,6 +962,29 @@ fn online_machines(state: &State, account: &Fingerprint) -> Vec<Bytes> {
             })))
         })
         .collect()
+}
+
+/// Device presence frames for every device of `account` that is online now (for a machine
+/// that logs in).
+fn online_devices(state: &State, account: &Fingerprint) -> Vec<Bytes> {
+    let Some(members) = state.registry.account(account) else {
+        return Vec::new();
+    };
+    members
+        .devices
+        .iter()
+        .filter(|device| state.live.contains_key(&(**device, Role::Device)))
+        .map(|device| device_presence(*device, true))
+        .collect()
+}
+
+/// A `DevicePresence` that names no closed channel.
+fn device_presence(device: Fingerprint, online: bool) -> Bytes {
+    encode(Frame::DevicePresence(DevicePresence {
+        device,
+        online,
+        closed: ClosedChannels::new(),
+    }))
 }
 
 /// The hostname to announce: the one from the machine's login, else the registered one.

@@ -25,9 +25,9 @@ use smol::{Async, Executor, Timer};
 use crate::config::{Limits, RelayConfig};
 use crate::conn;
 use crate::error::RelayError;
-use crate::http::{self, Page, Request};
+use crate::http::{self, Page, Request, Response};
 use crate::log::RegistryLog;
-use crate::metrics::{CapReason, ConnKind, Disconnect, HttpKind, Metrics};
+use crate::metrics::{CapReason, ConnKind, Disconnect, HttpKind, Metrics, WebStatus};
 use crate::registry::Caps;
 use crate::router::{Router, RouterLimits, encode};
 use crate::stream::Stream;
@@ -43,6 +43,8 @@ pub(crate) struct Shared {
     pub registry_writes: smol::lock::Mutex<()>,
     tls: Option<futures_rustls::TlsAcceptor>,
     public_url: String,
+    /// The web app's Content-Security-Policy (it names the public URL's origin).
+    web_csp: String,
     next_conn: AtomicU64,
     shutting_down: AtomicBool,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -167,6 +169,7 @@ impl Relay {
                     devices_per_account: limits.max_devices_per_account,
                     keys: limits.max_registry_keys,
                 },
+                connections_per_device: limits.max_connections_per_device,
                 pairings_per_connection: limits.pairings_per_connection,
                 max_pairings: limits.max_pairings,
                 pairing_ttl_secs: limits.pairing_ttl.as_secs().max(1),
@@ -218,6 +221,7 @@ impl Relay {
             log: Arc::new(Mutex::new(log)),
             registry_writes: smol::lock::Mutex::new(()),
             tls,
+            web_csp: http::app_csp(&public_url),
             public_url,
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
@@ -368,12 +372,11 @@ async fn handshake(shared: &Shared, tcp: Async<TcpStream>, deadline: Instant) ->
             return None;
         }
     };
-    let (status, content_type, body, head_only) = match request {
-        Request::Upgrade { .. } if shared.is_shutting_down() => (
+    let response = match request {
+        Request::Upgrade { .. } if shared.is_shutting_down() => Response::text(
             "503 Service Unavailable",
-            "text/plain",
+            "text/plain; charset=utf-8",
             "restarting\n".to_string(),
-            false,
         ),
         Request::Upgrade { key } => {
             shared.metrics.http(HttpKind::Upgrade);
@@ -397,63 +400,61 @@ async fn handshake(shared: &Shared, tcp: Async<TcpStream>, deadline: Instant) ->
             .await;
             return Some(ws);
         }
-        Request::Page { page, head } => {
-            let (status, content_type, body) = page_body(shared, page);
-            (status, content_type, body, head)
+        Request::Page { page, head } => page_response(shared, page, head),
+        Request::NotAllowed { allow } => {
+            shared.metrics.http(HttpKind::BadRequest);
+            let status = "405 Method Not Allowed";
+            Response::text(status, "text/plain; charset=utf-8", format!("{status}\n"))
+                .with_header("Allow", allow)
         }
         Request::Bad(status) => {
             shared.metrics.http(HttpKind::BadRequest);
-            (status, "text/plain", format!("{status}\n"), false)
+            Response::text(status, "text/plain; charset=utf-8", format!("{status}\n"))
         }
     };
     shared.metrics.disconnect(Disconnect::Http);
-    let _ = until(
-        deadline,
-        http::respond(
-            &mut stream,
-            status,
-            content_type,
-            body.as_bytes(),
-            head_only,
-        ),
-    )
-    .await;
+    let _ = until(deadline, http::respond(&mut stream, &response)).await;
     None
 }
 
-fn page_body(shared: &Shared, page: Page) -> (&'static str, &'static str, String) {
+fn page_response(shared: &Shared, page: Page, head: bool) -> Response {
     let metrics = &shared.metrics;
-    match page {
+    let response = match page {
         Page::Healthz => {
             metrics.http(HttpKind::Healthz);
-            ("200 OK", "text/plain; charset=utf-8", "ok\n".to_string())
+            Response::text("200 OK", "text/plain; charset=utf-8", "ok\n".to_string())
         }
         Page::Metrics => {
             metrics.http(HttpKind::Metrics);
             let sizes = shared.router.sizes();
-            (
+            Response::text(
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
                 metrics.render(&sizes),
             )
         }
-        Page::Home | Page::Pair => {
+        Page::Web(web) => {
             metrics.http(HttpKind::Page);
-            (
-                "200 OK",
-                "text/html; charset=utf-8",
-                http::placeholder(page, &shared.public_url),
-            )
+            // Given `head`, it does not inflate a body it would not send.
+            let response = Response::web(web, head, &shared.web_csp);
+            metrics.web(match response.status() {
+                "200 OK" => WebStatus::Ok,
+                "304 Not Modified" => WebStatus::NotModified,
+                _ => WebStatus::Error,
+            });
+            response
         }
         Page::NotFound => {
             metrics.http(HttpKind::NotFound);
-            (
+            metrics.web(WebStatus::NotFound);
+            Response::text(
                 "404 Not Found",
                 "text/plain; charset=utf-8",
                 "not found\n".to_string(),
             )
         }
-    }
+    };
+    if head { response.head_only() } else { response }
 }
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ fn one_device_two_machines_route_both_ways_with_presence() {
         );
 
         // A device logging in later learns who is online.
-        let mut again = relay.device(&d).await; // displaces `device`
+        let mut again = relay.device(&d).await; // a second connection of the device
         let mut online = Vec::new();
         while online.len() < 2 {
             let p = recv_until(&mut again, "presence at login", |frame| match frame {

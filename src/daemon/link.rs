@@ -1,5 +1,15 @@
 //! The relay link: log in (as a pending machine until paired), keep the connection with jittered
 //! exponential backoff, pair, answer devices, and catch them up from their cursors.
+//!
+//! A device may be connected several times at once (tabs of the web app, `ctl watch` beside
+//! `ctl approve`), each connection with its own channel ([`Route`]). Answers go to the
+//! connection that asked; a subscription (live events after a `Hello` and its replay) belongs
+//! to the connection that said `Hello`, so two tabs that both said it both get every event,
+//! and a connection never gets what another asked for. The relay's `DevicePresence` says when
+//! a connection or the whole device is gone: its channels and subscriptions are dropped at
+//! once, and an ask counts as delivered only when it was queued to a connection of a device the
+//! relay says is online (an ask raised while every controller is away stays `requested` until
+//! one connects and replays it).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +23,6 @@ use muxagent_proto::app::{
 use muxagent_proto::frame::{
     self, ErrorCode, Frame, OpenPairing, PairingId, RegistryEntry, Role, SignedEntry,
 };
-use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::{
     DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, RECONNECT_MAX_MS, RECONNECT_MIN_MS, REPLAY_PAGE_EVENTS,
 };
@@ -138,6 +147,7 @@ async fn connect_once(core: &Shared, executor: &Rc<LocalExecutor<'static>>) -> E
         core.pairing = None;
         core.peers.clear();
         core.devices.clear();
+        core.online.clear();
     }
     client.close().await;
     ended
@@ -200,13 +210,15 @@ async fn serve(
                     Out::Wake => continue,
                     Out::Frame(frame) => frame,
                     Out::ToDevice(route, message) => {
-                        let sealed =
-                            core.borrow_mut()
-                                .peers
-                                .send(route.device, route.connection, &message);
-                        match sealed {
+                        let mut c = core.borrow_mut();
+                        match c.peers.send(route.device, route.connection, &message) {
                             Ok(frame) => frame,
-                            Err(_) => continue, // the device's channel is gone; it will resync
+                            Err(_) => {
+                                // The connection is gone: so is what it subscribed to (it
+                                // resyncs when it connects again).
+                                c.devices.remove(&route);
+                                continue;
+                            }
                         }
                     }
                 };
@@ -294,15 +306,34 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
                     .receive(&identity, &paired, recv.from, &recv.payload, &mut os::rng())
             };
             match incoming {
-                Ok(Incoming::Reply(frame)) => core.borrow().send_frame(frame),
-                Ok(Incoming::Message(message)) => {
-                    core.borrow_mut().follow_connection(recv.from);
-                    on_message(core, executor, recv.from, message);
+                Ok(Incoming::Reply(frame)) => {
+                    let mut c = core.borrow_mut();
+                    // A new channel may have pushed out an old one, and its subscription.
+                    c.prune_routes();
+                    c.send_frame(frame);
                 }
-                Ok(Incoming::Skipped) => core.borrow_mut().follow_connection(recv.from),
-                Ok(Incoming::Stale) => {}
-                Err(error) => log::warn(&format!("device {}: {error}", recv.from)),
+                Ok(Incoming::Message(message)) => {
+                    // The connection it came on: answers go there and nowhere else.
+                    let connection = core.borrow().peers.connection(&recv.from);
+                    if let Some(connection) = connection {
+                        let route = Route {
+                            device: recv.from,
+                            connection,
+                        };
+                        on_message(core, executor, route, message);
+                    }
+                }
+                Ok(Incoming::Skipped | Incoming::Stale) => {}
+                Err(error) => {
+                    log::warn(&format!("device {}: {error}", recv.from));
+                    // A channel that failed is dropped, and what it subscribed to.
+                    core.borrow_mut().prune_routes();
+                }
             }
+            None
+        }
+        Frame::DevicePresence(presence) => {
+            core.borrow_mut().device_presence(&presence);
             None
         }
         Frame::PairRecv(recv) => on_pair_recv(core, recv),
@@ -386,18 +417,15 @@ fn on_pair_recv(core: &Shared, recv: frame::PairRecv) -> Option<Ended> {
 fn on_message(
     core: &Shared,
     executor: &Rc<LocalExecutor<'static>>,
-    device: Fingerprint,
+    route: Route,
     message: DeviceMessage,
 ) {
+    let device = route.device;
     match message {
         DeviceMessage::Hello(hello) => {
             let mut c = core.borrow_mut();
-            let Some(connection) = c.peers.connection(&device) else {
-                return; // it spoke on a channel, so it has one
-            };
             c.generation += 1;
             let mut sync = DeviceSync {
-                connection,
                 cursors: BTreeMap::new(),
                 live: false,
                 replaying: false,
@@ -412,14 +440,14 @@ fn on_message(
                     sync.cursors.insert(cursor.session, cursor.last_seq);
                 }
             }
-            c.devices.insert(device, sync);
+            c.devices.insert(route, sync);
             let list = SessionList {
                 request: None,
                 hostname: c.hostname.clone(),
                 sessions: c.sessions.list(),
             };
-            c.reply(device, MachineMessage::SessionList(list));
-            c.request_replay(device);
+            c.reply(route, MachineMessage::SessionList(list));
+            c.request_replay(route);
         }
         DeviceMessage::ListSessions(request) => {
             let c = core.borrow();
@@ -428,12 +456,12 @@ fn on_message(
                 hostname: c.hostname.clone(),
                 sessions: c.sessions.list(),
             };
-            c.reply(device, MachineMessage::SessionList(list));
+            c.reply(route, MachineMessage::SessionList(list));
         }
         DeviceMessage::ListRuntimes(request) => {
             let runtimes = runtime_list();
             core.borrow().reply(
-                device,
+                route,
                 MachineMessage::Runtimes(Runtimes {
                     request: request.request,
                     runtimes,
@@ -443,35 +471,35 @@ fn on_message(
         DeviceMessage::StartSession(start) => {
             let request = start.request;
             let result = agent::start(core, executor, device, start);
-            answer(core, device, request, result);
+            answer(core, route, request, result);
         }
         DeviceMessage::SendPrompt(prompt) => {
             let result =
                 agent::prompt(core, executor, prompt.session, prompt.text).map(|()| prompt.session);
-            answer(core, device, prompt.request, result);
+            answer(core, route, prompt.request, result);
         }
         DeviceMessage::Interrupt(interrupt) => {
             let result = agent::interrupt(core, interrupt.session).map(|()| interrupt.session);
-            answer(core, device, interrupt.request, result);
+            answer(core, route, interrupt.request, result);
         }
         DeviceMessage::Stop(stop) => {
             let result = agent::stop(core, executor, stop.session).map(|()| stop.session);
-            answer(core, device, stop.request, result);
+            answer(core, route, stop.request, result);
         }
         DeviceMessage::Decide(decide) => {
             let result = approvals::decide(core, device, decide.decision);
-            answer(core, device, decide.request, result);
+            answer(core, route, decide.request, result);
         }
         DeviceMessage::SetMode(set) => {
             let result =
                 agent::set_mode(core, set.session, set.mode.as_str()).map(|()| set.session);
-            answer(core, device, set.request, result);
+            answer(core, route, set.request, result);
         }
         DeviceMessage::Replay(replay) => {
             let mut c = core.borrow_mut();
             if c.sessions.info(&replay.session).is_none() {
                 c.reply(
-                    device,
+                    route,
                     refuse(
                         replay.request,
                         AppErrorCode::UnknownSession,
@@ -480,14 +508,14 @@ fn on_message(
                 );
                 return;
             }
-            if let Some(sync) = c.devices.get_mut(&device) {
+            if let Some(sync) = c.devices.get_mut(&route) {
                 sync.cursors.insert(replay.session, replay.after_seq);
             }
-            c.request_replay(device);
+            c.request_replay(route);
         }
         DeviceMessage::ForgetDevice(forget) => {
             let mut c = core.borrow_mut();
-            c.reply(device, ack(forget.request, None));
+            c.reply(route, ack(forget.request, None));
             let signing = c
                 .state
                 .devices
@@ -507,17 +535,12 @@ fn on_message(
 }
 
 /// Answer a request with an ack naming its session, or with the refusal.
-fn answer(
-    core: &Shared,
-    device: Fingerprint,
-    request: u32,
-    result: Result<SessionId, agent::Refusal>,
-) {
+fn answer(core: &Shared, route: Route, request: u32, result: Result<SessionId, agent::Refusal>) {
     let reply = match result {
         Ok(session) => ack(request, Some(session)),
         Err((code, message)) => refuse(request, code, message),
     };
-    core.borrow().reply(device, reply);
+    core.borrow().reply(route, reply);
 }
 
 /// The runtimes and whether their programs are installed.
@@ -571,15 +594,15 @@ fn refuse(request: u32, code: AppErrorCode, message: String) -> MachineMessage {
     })
 }
 
-/// Take replay requests and run one catch-up task per device.
+/// Take replay requests and run one catch-up task per connection.
 pub async fn replayer(
     core: Shared,
     executor: Rc<LocalExecutor<'static>>,
-    requests: Receiver<(Fingerprint, u64)>,
+    requests: Receiver<(Route, u64)>,
 ) {
-    while let Ok((device, generation)) = requests.recv().await {
+    while let Ok((route, generation)) = requests.recv().await {
         executor
-            .spawn(replay(core.clone(), device, generation))
+            .spawn(replay(core.clone(), route, generation))
             .detach();
     }
 }
@@ -597,11 +620,11 @@ fn cursor_list(sync: &DeviceSync) -> Vec<Cursor> {
 
 /// One page of events after the device's cursors (across sessions, oldest session first),
 /// advancing the cursors past it.
-fn next_page(core: &mut super::Core, device: &Fingerprint) -> Vec<muxagent_proto::app::Event> {
+fn next_page(core: &mut super::Core, route: &Route) -> Vec<muxagent_proto::app::Event> {
     let ids = core.sessions.ids();
     let mut page = Vec::new();
     for id in ids {
-        let Some(sync) = core.devices.get(device) else {
+        let Some(sync) = core.devices.get(route) else {
             return page;
         };
         let after = sync.cursors.get(&id).copied().unwrap_or(0);
@@ -610,9 +633,9 @@ fn next_page(core: &mut super::Core, device: &Fingerprint) -> Vec<muxagent_proto
                 let room = REPLAY_PAGE_EVENTS - page.len();
                 page.extend(events.into_iter().take(room));
             }
-            Err(error) => log::error(&format!("replay for {device}: {error}")),
+            Err(error) => log::error(&format!("replay for {}: {error}", route.device)),
         }
-        if let (Some(sync), Some(last)) = (core.devices.get_mut(device), page.last())
+        if let (Some(sync), Some(last)) = (core.devices.get_mut(route), page.last())
             && last.session == id
         {
             sync.cursors.insert(id, last.seq);
@@ -625,8 +648,8 @@ fn next_page(core: &mut super::Core, device: &Fingerprint) -> Vec<muxagent_proto
 }
 
 /// Whether any session holds events after the device's cursors.
-fn behind(core: &mut super::Core, device: &Fingerprint) -> bool {
-    let Some(sync) = core.devices.get(device) else {
+fn behind(core: &mut super::Core, route: &Route) -> bool {
+    let Some(sync) = core.devices.get(route) else {
         return false;
     };
     let cursors = sync.cursors.clone();
@@ -639,27 +662,21 @@ fn behind(core: &mut super::Core, device: &Fingerprint) -> bool {
 /// Catch `device` up by one page: send the events after its cursors, then `ReplayMore` (it asks
 /// again) or, when nothing is left, `ReplayComplete` and switch it to live events — with no
 /// await between the last look at the logs and the switch, so no event falls in between.
-async fn replay(core: Shared, device: Fingerprint, generation: u64) {
+async fn replay(core: Shared, route: Route, generation: u64) {
     let current = |core: &super::Core| {
         core.devices
-            .get(&device)
+            .get(&route)
             .is_some_and(|sync| sync.generation == generation)
     };
-    let (page, outgoing, route) = {
+    let (page, outgoing) = {
         let mut c = core.borrow_mut();
         let Some(outgoing) = c.outgoing.clone() else {
             return;
         };
-        let Some(connection) = c
-            .devices
-            .get(&device)
-            .filter(|sync| sync.generation == generation)
-            .map(|sync| sync.connection)
-        else {
+        if !current(&c) {
             return;
-        };
-        let route = Route { device, connection };
-        (next_page(&mut c, &device), outgoing, route)
+        }
+        (next_page(&mut c, &route), outgoing)
     };
     for event in page {
         let asked = match &event.kind {
@@ -675,9 +692,13 @@ async fn replay(core: Shared, device: Fingerprint, generation: u64) {
         {
             return;
         }
-        // A device now has the request: if it still waits, it is delivered.
+        // A connection of a device the relay says is online now has the request: if it
+        // still waits, it is delivered.
         if let Some((session, approval)) = asked {
-            core.borrow_mut().mark_delivered(session, approval);
+            let mut c = core.borrow_mut();
+            if c.online.contains(&route.device) {
+                c.mark_delivered(session, approval);
+            }
         }
     }
     loop {
@@ -686,8 +707,8 @@ async fn replay(core: Shared, device: Fingerprint, generation: u64) {
             if !current(&c) {
                 return;
             }
-            let more = behind(&mut c, &device);
-            let Some(sync) = c.devices.get_mut(&device) else {
+            let more = behind(&mut c, &route);
+            let Some(sync) = c.devices.get_mut(&route) else {
                 return;
             };
             let cursors = cursor_list(sync);
@@ -721,7 +742,7 @@ async fn replay(core: Shared, device: Fingerprint, generation: u64) {
         if let Some(sync) = core
             .borrow_mut()
             .devices
-            .get_mut(&device)
+            .get_mut(&route)
             .filter(|sync| sync.generation == generation)
         {
             sync.replaying = false;

@@ -31,7 +31,7 @@ use std::rc::Rc;
 use muxagent_proto::app::{
     ApprovalState, Event, EventKind, MachineMessage, SessionId, SessionStatus,
 };
-use muxagent_proto::frame::{Frame, Hostname};
+use muxagent_proto::frame::{DevicePresence, Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity};
 use muxagent_proto::machine::{Pairing, Peers};
 use muxagent_proto::noise::ConnectionId;
@@ -58,19 +58,24 @@ pub enum Out {
 }
 
 /// One connection of a paired device: where answers and the events it subscribed to go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// A device may be connected several times at once (tabs of the web app, `ctl watch` beside
+/// `ctl approve`), each connection with its own channel; the relay delivers what the machine
+/// sends the device to all of them, and each drops what was not sealed for it. So everything
+/// the machine says is addressed to a route, never to a device as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Route {
     pub device: Fingerprint,
     pub connection: ConnectionId,
 }
 
-/// Where a device is in its resync. It belongs to the connection that said `Hello`: the device's
-/// next connection starts with nothing until it says `Hello` itself.
+/// Where one connection is in its resync: a subscription, made by the connection's `Hello` and
+/// ended by its next `Hello`, by the relay saying the connection (or the device) is gone, or
+/// by its channel being pushed out. Another connection of the same device starts with nothing
+/// until it says `Hello` itself.
 #[derive(Debug)]
 pub struct DeviceSync {
-    /// The connection that asked.
-    pub connection: ConnectionId,
-    /// The last seq queued for the device, per session.
+    /// The last seq queued for the connection, per session.
     pub cursors: BTreeMap<SessionId, u64>,
     /// Caught up: new events go to it as they happen.
     pub live: bool,
@@ -108,7 +113,11 @@ pub struct Core {
     pub state: MachineState,
     pub sessions: Sessions,
     pub peers: Peers,
-    pub devices: BTreeMap<Fingerprint, DeviceSync>,
+    /// Subscriptions, per connection.
+    pub devices: BTreeMap<Route, DeviceSync>,
+    /// Paired devices the relay says are online (`DevicePresence`); empty while the relay link
+    /// is down. An ask counts as delivered only when queued to one of them.
+    pub online: BTreeSet<Fingerprint>,
     pub outgoing: Option<Sender<Out>>,
     pub agents: BTreeMap<SessionId, agent::Running>,
     /// Sessions a device asked to stop (their exit is `Stopped`, not `Error`).
@@ -117,8 +126,8 @@ pub struct Core {
     pub pairing: Option<Pairing>,
     /// A device or `muxagent pair` asked for a pairing link.
     pub want_pairing: bool,
-    /// Devices to catch up (with their sync generation); the replayer task takes them.
-    pub replays: Sender<(Fingerprint, u64)>,
+    /// Connections to catch up (with their sync generation); the replayer task takes them.
+    pub replays: Sender<(Route, u64)>,
     /// The last sync generation handed out.
     pub generation: u64,
     /// Control clients waiting for pairing or unpairing news.
@@ -178,7 +187,7 @@ pub fn sessions_dir(home: &Home) -> PathBuf {
 
 impl Core {
     /// Load keys, state and sessions from `home`.
-    pub fn load(home: Home, replays: Sender<(Fingerprint, u64)>) -> Result<Self, DaemonError> {
+    pub fn load(home: Home, replays: Sender<(Route, u64)>) -> Result<Self, DaemonError> {
         let identity = home.load_or_create_identity(state::KEY_FILE, &mut os::rng())?;
         let state = MachineState::load(&home)?;
         let (sessions, repaired) = Sessions::open(&sessions_dir(&home))?;
@@ -192,6 +201,7 @@ impl Core {
             sessions,
             peers: Peers::new(),
             devices: BTreeMap::new(),
+            online: BTreeSet::new(),
             outgoing: None,
             agents: BTreeMap::new(),
             stopping: BTreeSet::new(),
@@ -231,8 +241,8 @@ impl Core {
         Ok(())
     }
 
-    /// Log an event and send it to every caught-up device. A device whose queue is full falls
-    /// back to replay from its cursor, so nothing is lost and the session never waits.
+    /// Log an event and send it to every caught-up connection. A connection whose queue is full
+    /// falls back to replay from its cursor, so nothing is lost and the session never waits.
     pub fn record(
         &mut self,
         id: SessionId,
@@ -247,7 +257,8 @@ impl Core {
         Ok(event)
     }
 
-    /// A device was sent an approval request: its state moves from requested to delivered.
+    /// A connection of an online device was sent an approval request: its state moves from
+    /// requested to delivered.
     pub fn mark_delivered(&mut self, id: SessionId, approval: u64) {
         let requested = self
             .sessions
@@ -277,44 +288,41 @@ impl Core {
         Ok(event)
     }
 
-    /// Send `event` to every caught-up device; true if at least one was sent it.
+    /// Send `event` to every caught-up connection; true if one of a device the relay says is
+    /// online was sent it.
     fn broadcast(&mut self, event: &Event) -> bool {
         let Some(outgoing) = self.outgoing.clone() else {
             return false;
         };
-        let mut sent = false;
+        let mut delivered = false;
         let mut fallen_behind = Vec::new();
-        for (device, sync) in self.devices.iter_mut().filter(|(_, sync)| sync.live) {
+        for (route, sync) in self.devices.iter_mut().filter(|(_, sync)| sync.live) {
             let message = MachineMessage::Event(event.clone());
-            let route = Route {
-                device: *device,
-                connection: sync.connection,
-            };
-            match outgoing.try_send(Out::ToDevice(route, message)) {
+            match outgoing.try_send(Out::ToDevice(*route, message)) {
                 Ok(()) => {
                     sync.cursors.insert(event.session, event.seq);
-                    sent = true;
+                    delivered |= self.online.contains(&route.device);
                 }
                 Err(_) => {
                     sync.live = false;
-                    fallen_behind.push(*device);
+                    fallen_behind.push(*route);
                 }
             }
         }
-        for device in fallen_behind {
-            self.request_replay(device);
+        for route in fallen_behind {
+            self.request_replay(route);
         }
-        sent
+        delivered
     }
 
-    /// Have the replayer catch `device` up from its cursors (once; later requests while one runs
+    /// Have the replayer catch `route` up from its cursors (once; later requests while one runs
     /// are folded into it).
-    pub fn request_replay(&mut self, device: Fingerprint) {
-        if let Some(sync) = self.devices.get_mut(&device) {
+    pub fn request_replay(&mut self, route: Route) {
+        if let Some(sync) = self.devices.get_mut(&route) {
             sync.live = false;
             if !sync.replaying {
                 sync.replaying = true;
-                let _ = self.replays.try_send((device, sync.generation));
+                let _ = self.replays.try_send((route, sync.generation));
             }
         }
     }
@@ -325,26 +333,39 @@ impl Core {
             .retain(|watcher| watcher.try_send(notice.clone()).is_ok());
     }
 
-    /// Queue an answer for the connection a device just spoke on (dropped if the relay link
-    /// is down: the device will ask again).
-    pub fn reply(&self, device: Fingerprint, message: MachineMessage) {
-        if let (Some(outgoing), Some(connection)) = (&self.outgoing, self.peers.connection(&device))
-        {
-            let route = Route { device, connection };
+    /// Queue an answer for the connection that asked (dropped if the relay link is down: the
+    /// device will ask again).
+    pub fn reply(&self, route: Route, message: MachineMessage) {
+        if let Some(outgoing) = &self.outgoing {
             let _ = outgoing.try_send(Out::ToDevice(route, message));
         }
     }
 
-    /// The device spoke on a connection: what an earlier connection subscribed to ends with it.
-    pub fn follow_connection(&mut self, device: Fingerprint) {
-        let current = self.peers.connection(&device);
-        if self
-            .devices
-            .get(&device)
-            .is_some_and(|sync| Some(sync.connection) != current)
-        {
-            self.devices.remove(&device);
+    /// The relay says `device` came online, or which of its connections ended, or that it went
+    /// offline: drop the channels and subscriptions that ended with them, at once.
+    pub fn device_presence(&mut self, presence: &DevicePresence) {
+        let device = presence.device;
+        if !self.state.is_paired(&device) {
+            return; // another device of the account: it has no channel here
         }
+        if presence.online {
+            self.online.insert(device);
+            self.peers.close(&device, &presence.closed);
+            self.devices.retain(|route, _| {
+                route.device != device || !presence.closed.contains(&route.connection)
+            });
+        } else {
+            self.online.remove(&device);
+            self.peers.forget(&device);
+            self.devices.retain(|route, _| route.device != device);
+        }
+    }
+
+    /// Drop subscriptions whose channel is gone (pushed out by newer ones, or broken).
+    pub fn prune_routes(&mut self) {
+        let peers = &self.peers;
+        self.devices
+            .retain(|route, _| peers.is_open(&route.device, route.connection));
     }
 
     /// Queue a frame for the relay.

@@ -334,10 +334,16 @@ impl Watch {
 
     /// `muxagent ARGS` (a `ctl watch` with options) as a watch.
     pub fn with_args(controller: &Path, args: &[&str]) -> Watch {
+        Watch::logged(controller, args, "watch.err")
+    }
+
+    /// Like [`Watch::with_args`], its standard error in `controller/ERR` (for watches that run
+    /// side by side).
+    pub fn logged(controller: &Path, args: &[&str], err: &str) -> Watch {
         let mut child = muxagent(controller)
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(controller.join("watch.err")).expect("watch log"))
+            .stderr(std::fs::File::create(controller.join(err)).expect("watch log"))
             .spawn()
             .expect("watch");
         let stdout = child.stdout.take().expect("stdout");

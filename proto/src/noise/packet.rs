@@ -38,7 +38,9 @@ const DH_LEN: usize = 32;
 /// job is routing: after a reconnect, a packet that was still in flight on the old connection
 /// arrives with the old id and is set aside as [stale](crate::noise::ChannelError::Stale) instead
 /// of being decrypted with the new keys, failing, and killing the new channel.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ConnectionId(pub [u8; CONNECTION_ID_LEN]);
 
 impl ConnectionId {
