@@ -166,12 +166,11 @@ impl History {
                         .get_or_insert_with(|| (decision.clone(), *device));
                 }
             }
-            EventKind::PlanProposed { approval, plan } => {
+            EventKind::PlanProposed { approval, plan }
                 if self.plans.len() < MAX_PLANS_PER_SESSION
-                    && !self.plans.iter().any(|(number, _)| number == approval)
-                {
-                    self.plans.insert(0, (*approval, plan.clone()));
-                }
+                    && !self.plans.iter().any(|(number, _)| number == approval) =>
+            {
+                self.plans.insert(0, (*approval, plan.clone()));
             }
             _ => {}
         }

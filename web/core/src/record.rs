@@ -46,11 +46,8 @@ pub fn encode_session(machine: &Fingerprint, session: &Session) -> Vec<u8> {
         machine: *machine,
         session: session.clone(),
     };
-    match postcard::to_extend(&record, vec![RECORD_VERSION]) {
-        Ok(done) => done,
-        // Writing to a Vec does not fail for these types; store nothing rather than garbage.
-        Err(_) => Vec::new(),
-    }
+    // Writing to a Vec does not fail for these types; store nothing rather than garbage.
+    postcard::to_extend(&record, vec![RECORD_VERSION]).unwrap_or_default()
 }
 
 /// A session record back, if this build can read it.
