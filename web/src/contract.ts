@@ -181,7 +181,7 @@ export interface Core {
 }
 
 /**
- * The wasm module (web/build/core/muxagent_web.js, made by web/build-core) exports, besides its
+ * The wasm module (web/pkg/muxagent_web.js, made by web/build-core) exports, besides its
  * default `init` (call and await it first):
  *
  * ```ts
