@@ -38,11 +38,16 @@
 //!
 //! [`PairingError::Packet`], [`PairingError::Stale`], [`PairingError::UnexpectedKind`] and
 //! [`PairingError::NoPendingRequest`] mean the packet was not for this step: nothing changed,
-//! keep waiting. Any other error from [`DevicePairing::finish`] ends that attempt (start a new
-//! one with the same ticket while it is valid); from [`MachinePairing::respond`] it refuses that
-//! one request; from [`MachinePairing::confirm`] it ends the pending attempt and the machine waits
-//! for a new request. After a successful [`MachinePairing::confirm`] the secret is wiped and
-//! every further call fails with [`PairingError::AlreadyUsed`].
+//! keep waiting. A packet that fails authentication changes nothing either (WireGuard's rule:
+//! whoever can inject packets must not be able to end a handshake): after
+//! [`PairingError::ResponseRejected`] the device's attempt still takes the real answer, and
+//! after [`PairingError::ConfirmRejected`] the machine's pending request still takes the real
+//! confirmation. Any other error from [`DevicePairing::finish`] — the answer authenticated but
+//! its contents are wrong — ends that attempt (start a new one with the same ticket while it is
+//! valid); from [`MachinePairing::respond`] it refuses that one request; from
+//! [`MachinePairing::confirm`] it ends the pending attempt and the machine waits for a new
+//! request. After a successful [`MachinePairing::confirm`] the secret is wiped and every further
+//! call fails with [`PairingError::AlreadyUsed`].
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -137,9 +142,9 @@ impl DevicePairing {
     /// is the ticket's. Send the returned pairing-confirm packet next (before any message on
     /// the channel): the machine accepts the pairing only when it has it.
     pub fn finish(&mut self, response: &[u8]) -> Result<(Channel, Vec<u8>), PairingError> {
-        if self.waiting.is_none() {
+        let Some(waiting) = self.waiting.as_mut() else {
             return Err(PairingError::Ended);
-        }
+        };
         let packet = packet::decode(response)?;
         let message = match packet.body {
             _ if packet.connection != self.connection => {
@@ -151,14 +156,17 @@ impl DevicePairing {
             Body::PairingResponse(message) => message,
             other => return Err(PairingError::UnexpectedKind(other.kind())),
         };
-        let Some(mut waiting) = self.waiting.take() else {
-            return Err(PairingError::Ended);
-        };
+        // snow restores the handshake state when a message fails to authenticate: a forged or
+        // damaged answer leaves the attempt waiting for the real one.
         let payload =
             handshake::read(&mut waiting.handshake, message).map_err(|failure| match failure {
                 Failure::Rejected => PairingError::ResponseRejected,
                 Failure::Internal => PairingError::Internal,
             })?;
+        // Authentic (it needed the ticket's secret): from here any failure ends the attempt.
+        let Some(waiting) = self.waiting.take() else {
+            return Err(PairingError::Ended);
+        };
         let (signing, signature) = decode_proof(&payload)?;
         let machine = PublicIdentity {
             signing,
@@ -289,7 +297,7 @@ impl MachinePairing {
         let packet = packet::decode(confirm)?;
         let pending = self
             .pending
-            .as_ref()
+            .as_mut()
             .ok_or(PairingError::NoPendingRequest)?;
         if packet.connection != pending.connection_id() {
             return Err(PairingError::Stale {
@@ -300,12 +308,21 @@ impl MachinePairing {
         if packet.kind() != Kind::PairingConfirm {
             return Err(PairingError::UnexpectedKind(packet.kind()));
         }
+        // A confirmation that does not authenticate changes nothing: the request stays pending
+        // for the real one.
+        let proof = match pending.open(&packet, Kind::PairingConfirm) {
+            Ok(proof) => proof,
+            Err(error) => {
+                if error.poisons() {
+                    self.pending = None;
+                }
+                return Err(PairingError::ConfirmRejected);
+            }
+        };
+        // Authentic: from here any failure ends the pending request.
         let Some(mut channel) = self.pending.take() else {
             return Err(PairingError::NoPendingRequest);
         };
-        let proof = channel
-            .open(&packet, Kind::PairingConfirm)
-            .map_err(|_| PairingError::ConfirmRejected)?;
         let (signing, signature) = decode_proof(&proof)?;
         let device = PublicIdentity {
             signing,
@@ -401,9 +418,11 @@ pub enum PairingError {
     NoPendingRequest,
     /// Machine: the request is not a pairing handshake for this machine's Noise key.
     RequestRejected,
-    /// Device: the machine's answer failed authentication.
+    /// Device: the machine's answer failed authentication (a wrong or damaged ticket, or a
+    /// forged answer); the attempt still takes a genuine one.
     ResponseRejected,
-    /// Machine: the confirmation failed authentication.
+    /// Machine: the confirmation failed authentication; the pending request still takes a
+    /// genuine one.
     ConfirmRejected,
     /// A handshake payload is not what this version sends.
     MalformedPayload,
