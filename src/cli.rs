@@ -60,6 +60,10 @@ pub struct DaemonStart {
     /// stay in the foreground and log to the terminal
     #[argh(switch)]
     pub foreground: bool,
+    /// with --foreground: log to $MUXAGENT_HOME/daemon.log, rotated at 8 MiB (what a detached
+    /// daemon does)
+    #[argh(switch)]
+    pub log_file: bool,
     /// approval policy: deny what nobody decided within MINUTES (0: wait for ever, the
     /// default; saved for later starts)
     #[argh(option)]

@@ -53,6 +53,12 @@ pub fn daemon_start(home: &Home, start: cli::DaemonStart) -> Result<(), CommandE
         state.save(home)?;
     }
     if start.foreground {
+        if start.log_file {
+            let path = home.path(LOG_FILE);
+            crate::log::log_to_file(&path).map_err(|error| {
+                CommandError(format!("cannot write the log {}: {error}", path.display()))
+            })?;
+        }
         if std::env::var_os(DETACHED_ENV).is_some() {
             // Leave the terminal's session so closing it does not stop the daemon.
             let _ = rustix::process::setsid();
@@ -92,7 +98,14 @@ fn spawn_detached(home: &Home, relay: &str) -> Result<serde_json::Value, Command
         .map_err(|error| CommandError(format!("cannot open {}: {error}", log_path.display())))?;
     let exe = std::env::current_exe()?;
     std::process::Command::new(exe)
-        .args(["daemon", "start", "--foreground", "--relay", relay])
+        .args([
+            "daemon",
+            "start",
+            "--foreground",
+            "--log-file",
+            "--relay",
+            relay,
+        ])
         .env("MUXAGENT_HOME", home.root())
         .env(DETACHED_ENV, "1")
         .stdin(Stdio::null())
@@ -225,7 +238,7 @@ pub fn daemon_install(home: &Home) -> Result<(), CommandError> {
 <dict>
   <key>Label</key><string>dev.muxagent.daemon</string>
   <key>ProgramArguments</key>
-  <array><string>{}</string><string>daemon</string><string>start</string><string>--foreground</string></array>
+  <array><string>{}</string><string>daemon</string><string>start</string><string>--foreground</string><string>--log-file</string></array>
   <key>EnvironmentVariables</key><dict><key>MUXAGENT_HOME</key><string>{}</string></dict>
   <key>RunAtLoad</key><true/>
   <key>KeepAlive</key><true/>

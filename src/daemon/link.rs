@@ -288,11 +288,24 @@ fn open_pairing(core: &Shared, url: &str) {
         link: link.clone(),
         expires_at,
     });
+    // The link holds the pairing secret: it is shown to a person at a terminal, or handed to
+    // `muxagent pair` / `daemon status` over the control socket, and never logged.
     log::info(&format!(
+        "pairing {} open until {}; `muxagent pair` or `muxagent daemon status` shows the link",
+        short_pairing_id(&pairing_id),
+        log::timestamp(expires_at)
+    ));
+    log::show(&format!(
         "pair a device with this link (valid {} min):\n{}\n{link}",
         PAIRING_TTL_SECS / 60,
         crate::qr::render(&link).unwrap_or_default()
     ));
+}
+
+/// The first bytes of a pairing id, enough to find it in the relay's log.
+fn short_pairing_id(id: &PairingId) -> String {
+    let hex: String = id.0[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}…")
 }
 
 fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) -> Option<Ended> {
@@ -325,9 +338,14 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
                 }
                 Ok(Incoming::Skipped | Incoming::Stale) => {}
                 Err(error) => {
-                    log::warn(&format!("device {}: {error}", recv.from));
-                    // A channel that failed is dropped, and what it subscribed to.
-                    core.borrow_mut().prune_routes();
+                    let mut c = core.borrow_mut();
+                    // Any account member can send junk: its warnings are budgeted per sender.
+                    let peer = format!("device {}", recv.from);
+                    c.warnings.warn(&peer, &format!("{peer}: {error}"));
+                    if error.ends_channel() {
+                        // A channel that failed is dropped, and what it subscribed to.
+                        c.prune_routes();
+                    }
                 }
             }
             None
@@ -371,7 +389,10 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
             )),
             ErrorCode::PeerOffline | ErrorCode::Dropped => None,
             _ => {
-                log::warn(&format!("relay: {:?}: {}", error.code, error.reason));
+                let message = format!("relay: {:?}: {}", error.code, error.reason);
+                core.borrow_mut()
+                    .warnings
+                    .warn(&"the relay".to_string(), &message);
                 None
             }
         },
@@ -409,7 +430,11 @@ fn on_pair_recv(core: &Shared, recv: frame::PairRecv) -> Option<Ended> {
             // Log in again: a pending machine becomes a machine.
             return Some(Ended::Again);
         }
-        Err(error) => log::warn(&format!("pairing with {}: {error}", recv.from)),
+        Err(error) => {
+            let peer = format!("device {}", recv.from);
+            core.warnings
+                .warn(&peer, &format!("pairing with {}: {error}", recv.from));
+        }
     }
     None
 }

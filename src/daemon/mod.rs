@@ -132,6 +132,8 @@ pub struct Core {
     pub generation: u64,
     /// Control clients waiting for pairing or unpairing news.
     pub watchers: Vec<Sender<control::Notice>>,
+    /// Budgets for warnings a peer causes (junk packets, refusals), by peer.
+    pub warnings: log::Throttle<String>,
 }
 
 /// The shared state.
@@ -211,6 +213,7 @@ impl Core {
             replays,
             generation: 0,
             watchers: Vec::new(),
+            warnings: log::Throttle::new(),
             home,
         })
     }
