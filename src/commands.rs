@@ -218,6 +218,9 @@ pub fn daemon_status(home: &Home, json_out: bool) -> Result<(), CommandError> {
     }
     println!("devices      {}", status["paired_devices"]);
     println!("sessions     {}", status["sessions"]);
+    if let Some(damaged) = status["damaged_sessions"].as_u64().filter(|n| *n > 0) {
+        println!("damaged      {damaged} (set aside; `muxagent sessions` says why)");
+    }
     if let Some(link) = status["pairing"]["link"].as_str() {
         print_link(link);
     }
@@ -403,7 +406,13 @@ pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
     } else {
         let _lock = lock::acquire(home)?;
         let (sessions, _) = daemon::sessions::Sessions::open(&daemon::sessions_dir(home))?;
-        let rows: Vec<_> = sessions.list().iter().map(render::session_json).collect();
+        let damaged = sessions.damaged().iter().map(daemon::damaged_json);
+        let rows: Vec<_> = sessions
+            .list()
+            .iter()
+            .map(render::session_json)
+            .chain(damaged)
+            .collect();
         if json_out {
             println!("{}", serde_json::Value::Array(rows));
             return Ok(());
@@ -414,9 +423,13 @@ pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
         println!("no sessions");
     }
     for row in sessions {
+        let id = row["id"].as_str().unwrap_or("").get(..8).unwrap_or("");
+        if let Some(error) = row["error"].as_str() {
+            println!("{id:<10} {:<8} {:<16} {error}", "", "damaged");
+            continue;
+        }
         println!(
-            "{:<10} {:<8} {:<16} {}",
-            row["id"].as_str().unwrap_or("").get(..8).unwrap_or(""),
+            "{id:<10} {:<8} {:<16} {}",
             row["runtime"].as_str().unwrap_or(""),
             row["status"].as_str().unwrap_or(""),
             row["title"].as_str().unwrap_or("")

@@ -564,3 +564,67 @@ fn the_pairing_secret_never_reaches_the_log() {
     let (_, ticket) = link.split_once('#').expect("fragment");
     assert!(!alpha.log().contains(ticket), "{}", alpha.log());
 }
+
+#[test]
+fn one_damaged_session_log_is_set_aside_and_the_daemon_starts() {
+    let world = World::new();
+    let mut alpha = world.machine("alpha");
+    let ctl = world.path("ctl");
+    pair(&ctl, &alpha);
+    let work = world.path("work");
+    let broken = start_session(&ctl, "alpha", &work, "echo one; echo two; echo three");
+    let kept = start_session(&ctl, "alpha", &work, "echo kept");
+    for session in [&broken, &kept] {
+        let watch = Watch::start(&ctl, "alpha", &session[..8]);
+        watch.read_until(|line| line.starts_with("● "));
+    }
+    alpha.kill();
+    // One flipped byte in the first record of one session's log, valid records after it.
+    let segment = alpha
+        .home
+        .join("sessions")
+        .join(&broken)
+        .join("00000000000000000000.seg");
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    bytes[40] ^= 0x01;
+    std::fs::write(&segment, bytes).expect("write");
+
+    // The daemon starts anyway (restart waits until it is connected) …
+    alpha.restart();
+    // … names the damaged session in its log and in `sessions` …
+    let log = alpha.log();
+    assert!(
+        log.contains(&format!("session {broken} is set aside")),
+        "{log}"
+    );
+    let rows = ok(&alpha.home, &["sessions", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&rows).expect("json");
+    let rows = rows.as_array().expect("rows");
+    let damaged = rows
+        .iter()
+        .find(|row| row["id"] == serde_json::json!(broken))
+        .expect("the damaged session is listed");
+    assert_eq!(damaged["status"], "damaged");
+    assert!(
+        damaged["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("corrupt")),
+        "{damaged}"
+    );
+    let text = ok(&alpha.home, &["sessions"]);
+    assert!(text.contains("damaged"), "{text}");
+    // … and the other sessions work.
+    let watch = Watch::start(&ctl, "alpha", &kept[..8]);
+    assert!(
+        watch
+            .read_until(|line| line.starts_with("● "))
+            .contains(&"kept".to_string())
+    );
+    let again = start_session(&ctl, "alpha", &work, "echo after");
+    let watch = Watch::start(&ctl, "alpha", &again[..8]);
+    assert!(
+        watch
+            .read_until(|line| line.starts_with("● "))
+            .contains(&"after".to_string())
+    );
+}

@@ -146,17 +146,21 @@ fn status(core: &Shared) -> serde_json::Value {
         "last_error": c.status.last_error,
         "paired_devices": c.state.devices.len(),
         "sessions": c.sessions.list().len(),
+        "damaged_sessions": c.sessions.damaged().len(),
         "pairing": c.status.pairing.as_ref().map(|offer| json!({ "link": offer.link, "expires_at": offer.expires_at })),
     })
 }
 
-/// Session metadata as JSON rows.
+/// Session metadata as JSON rows, then the sessions set aside because their logs are damaged.
 pub fn sessions(core: &Shared) -> Vec<serde_json::Value> {
-    core.borrow()
-        .sessions
+    let core = core.borrow();
+    let sessions = &core.sessions;
+    let damaged = sessions.damaged().iter().map(super::damaged_json);
+    sessions
         .list()
         .iter()
         .map(crate::render::session_json)
+        .chain(damaged)
         .collect()
 }
 

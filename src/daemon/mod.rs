@@ -182,6 +182,23 @@ impl From<SessionError> for DaemonError {
     }
 }
 
+/// What is said about a session whose log could not be read.
+pub fn set_aside_message(damaged: &sessions::Damaged) -> String {
+    format!(
+        "session {:#} is set aside: its history cannot be read ({}); the other sessions work",
+        damaged.id, damaged.reason
+    )
+}
+
+/// A session set aside as a row of `muxagent sessions --json`.
+pub fn damaged_json(damaged: &sessions::Damaged) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("{:#}", damaged.id),
+        "status": "damaged",
+        "error": set_aside_message(damaged),
+    })
+}
+
 /// Path of the sessions folder.
 pub fn sessions_dir(home: &Home) -> PathBuf {
     home.path("sessions")
@@ -195,6 +212,9 @@ impl Core {
         let (sessions, repaired) = Sessions::open(&sessions_dir(&home))?;
         for line in repaired {
             log::warn(&line);
+        }
+        for damaged in sessions.damaged() {
+            log::error(&set_aside_message(damaged));
         }
         Ok(Core {
             identity: Rc::new(identity),
