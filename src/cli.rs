@@ -124,7 +124,12 @@ pub struct AuthStatus {
 /// Remove this machine from its account on the relay and forget every paired device.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "unpair")]
-pub struct Unpair {}
+pub struct Unpair {
+    /// without the relay: forget the account and every device and make new keys (for a machine
+    /// the relay refuses, e.g. one that was revoked); pair it again afterwards
+    #[argh(switch)]
+    pub local: bool,
+}
 
 /// List this machine's sessions.
 #[derive(FromArgs, Debug)]

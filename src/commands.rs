@@ -1,5 +1,5 @@
 //! The machine-side commands: `daemon start|stop|status|install`, `pair`, `auth status`,
-//! `unpair`, `sessions`, `version`. They talk to the running daemon over its control socket.
+//! `unpair [--local]`, `sessions`, `version`. They talk to the running daemon over its control socket.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -390,6 +390,29 @@ pub fn unpair(home: &Home) -> Result<(), CommandError> {
     }))
     .map_err(CommandError)?;
     outcome
+}
+
+/// `muxagent unpair --local`: forget the account and make new keys, without the relay.
+pub fn reset(home: &Home) -> Result<(), CommandError> {
+    let fingerprint = if lock::running(home).is_some() {
+        let reply = smol::block_on(control::request(home, "reset"))
+            .and_then(|mut replies| replies.pop())
+            .ok_or_else(|| CommandError("the daemon did not answer".into()))?;
+        if let Some(error) = reply["error"].as_str() {
+            return Err(CommandError(format!("reset failed: {error}")));
+        }
+        reply["fingerprint"].as_str().unwrap_or("?").to_string()
+    } else {
+        let _lock = lock::acquire(home)?;
+        let mut state = MachineState::load(home)?;
+        let identity = daemon::state::reset(home, &mut state)?;
+        identity.public().fingerprint().to_string()
+    };
+    println!(
+        "this machine forgot its account and its devices and made new keys (fingerprint {fingerprint})"
+    );
+    println!("its sessions are kept; pair it again with `muxagent pair`");
+    Ok(())
 }
 
 /// `muxagent sessions`.

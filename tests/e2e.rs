@@ -628,3 +628,59 @@ fn one_damaged_session_log_is_set_aside_and_the_daemon_starts() {
             .contains(&"after".to_string())
     );
 }
+
+#[test]
+fn a_revoked_machine_recovers_with_a_local_reset() {
+    let world = World::new();
+    let mut alpha = world.machine("alpha");
+    let ctl = world.path("ctl");
+    pair(&ctl, &alpha);
+    let work = world.path("work");
+    let before = start_session(&ctl, "alpha", &work, "echo before");
+    let old = alpha.status()["fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string();
+    ok(&ctl, &["ctl", "revoke", "alpha"]);
+
+    // The refusal says how to recover; the relay-side unpair cannot help and says so.
+    wait_for("the advice in alpha's log", || {
+        alpha.log().contains("muxagent unpair --local")
+    });
+    let error = fails(&alpha.home, &["unpair"]);
+    assert!(error.contains("unpair --local"), "{error}");
+
+    // The local reset: new keys, no account, no devices, while the daemon runs …
+    let out = ok(&alpha.home, &["unpair", "--local"]);
+    assert!(out.contains("new keys"), "{out}");
+    wait_for("alpha to log in again as a pending machine", || {
+        let status = alpha.status();
+        status["connected"] == serde_json::json!(true)
+            && status["paired_devices"] == serde_json::json!(0)
+            && status["fingerprint"].as_str().is_some_and(|fp| fp != old)
+    });
+    // … and it pairs again, with its history kept.
+    pair(&ctl, &alpha);
+    let sessions = ok(&alpha.home, &["sessions", "--json"]);
+    assert!(sessions.contains(&before), "{sessions}");
+    let after = start_session(&ctl, "alpha", &work, "echo after the reset");
+    let watch = Watch::start(&ctl, "alpha", &after[..8]);
+    assert!(
+        watch
+            .read_until(|line| line.starts_with("● "))
+            .contains(&"after the reset".to_string())
+    );
+
+    // Without a running daemon, the same.
+    alpha.kill();
+    let auth = |home: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&ok(home, &["auth", "status", "--json"])).expect("json")
+    };
+    let paired = auth(&alpha.home);
+    assert_eq!(paired["devices"].as_array().map(Vec::len), Some(1));
+    ok(&alpha.home, &["unpair", "--local"]);
+    let reset = auth(&alpha.home);
+    assert_eq!(reset["devices"].as_array().map(Vec::len), Some(0));
+    assert_ne!(reset["fingerprint"], paired["fingerprint"]);
+    assert_eq!(reset["relay"], paired["relay"]);
+}

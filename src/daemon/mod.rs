@@ -36,7 +36,7 @@ use muxagent_proto::identity::{Fingerprint, Identity};
 use muxagent_proto::machine::{Pairing, Peers};
 use muxagent_proto::noise::ConnectionId;
 use smol::LocalExecutor;
-use smol::channel::Sender;
+use smol::channel::{Receiver, Sender};
 
 use crate::home::{Home, HomeError};
 use crate::log;
@@ -103,6 +103,8 @@ pub struct LinkStatus {
     pub last_error: Option<String>,
     /// A pairing link waiting for a device.
     pub pairing: Option<PairingOffer>,
+    /// The relay refuses this machine's key for good (it was revoked).
+    pub revoked: bool,
 }
 
 /// Everything the daemon's tasks share.
@@ -134,6 +136,8 @@ pub struct Core {
     pub watchers: Vec<Sender<control::Notice>>,
     /// Budgets for warnings a peer causes (junk packets, refusals), by peer.
     pub warnings: log::Throttle<String>,
+    /// Wakes the relay link to log in again at once (after a local reset made new keys).
+    pub relink: (Sender<()>, Receiver<()>),
 }
 
 /// The shared state.
@@ -234,8 +238,30 @@ impl Core {
             generation: 0,
             watchers: Vec::new(),
             warnings: log::Throttle::new(),
+            relink: smol::channel::bounded(1),
             home,
         })
+    }
+
+    /// Forget the account and every paired device and make new keys, without the relay (which
+    /// may refuse this machine: it was revoked). Sessions stay. The relay link logs in again at
+    /// once as a pending machine, ready to pair. Returns the new fingerprint.
+    pub fn reset(&mut self) -> Result<Fingerprint, HomeError> {
+        let identity = state::reset(&self.home, &mut self.state)?;
+        let fingerprint = identity.public().fingerprint();
+        self.identity = Rc::new(identity);
+        self.peers.clear();
+        self.devices.clear();
+        self.online.clear();
+        self.pairing = None;
+        self.status.pairing = None;
+        self.status.revoked = false;
+        self.want_pairing = true;
+        let _ = self.relink.0.try_send(());
+        log::info(&format!(
+            "reset: this machine forgot its account and devices; its new fingerprint is {fingerprint}"
+        ));
+        Ok(fingerprint)
     }
 
     /// Mark sessions whose process died with the previous daemon.
