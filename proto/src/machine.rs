@@ -254,7 +254,7 @@ impl core::fmt::Debug for Peers {
 pub enum PairingStep {
     /// Send this frame and keep waiting.
     Send(Frame),
-    /// Nothing to do (a packet of another attempt).
+    /// Nothing to do (a packet of another attempt, a replayed request).
     Ignored,
     /// The device registered this machine with the relay: keep it as paired.
     Paired(PublicIdentity),
@@ -310,6 +310,8 @@ impl Pairing {
                 // Tell the device at once instead of letting it time out: an empty payload is
                 // "refused" (unauthenticated, so it can only make a pairing fail sooner, which
                 // the relay could do anyway by dropping frames).
+                // The pending attempt's request again (the relay can replay): nothing to do.
+                Err(crate::noise::pairing::PairingError::Replayed) => Ok(PairingStep::Ignored),
                 Err(crate::noise::pairing::PairingError::RequestRejected) => Ok(PairingStep::Send(
                     PairSend {
                         pairing_id,

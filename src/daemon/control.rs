@@ -189,9 +189,11 @@ fn start_pairing(core: &Shared, notices: Sender<Notice>) -> Result<(), String> {
 fn start_unpair(core: &Shared, notices: Sender<Notice>) -> Result<(), String> {
     let mut c = core.borrow_mut();
     if c.status.revoked {
-        return Err("the relay refuses this machine (it was revoked), so it cannot be asked; \
+        return Err(
+            "the relay refuses this machine (it was revoked), so it cannot be asked; \
                     `muxagent unpair --local` forgets the account and makes new keys without it"
-            .into());
+                .into(),
+        );
     }
     if c.state.devices.is_empty() {
         return Err("this machine is not paired".into());

@@ -36,8 +36,9 @@
 //!
 //! # Errors and waiting
 //!
-//! [`PairingError::Packet`], [`PairingError::Stale`], [`PairingError::UnexpectedKind`] and
-//! [`PairingError::NoPendingRequest`] mean the packet was not for this step: nothing changed,
+//! [`PairingError::Packet`], [`PairingError::Stale`], [`PairingError::UnexpectedKind`],
+//! [`PairingError::NoPendingRequest`] and [`PairingError::Replayed`] mean the packet was not for
+//! this step: nothing changed,
 //! keep waiting. A packet that fails authentication changes nothing either (WireGuard's rule:
 //! whoever can inject packets must not be able to end a handshake): after
 //! [`PairingError::ResponseRejected`] the device's attempt still takes the real answer, and
@@ -246,6 +247,14 @@ impl MachinePairing {
         let Body::PairingInit(message) = packet.body else {
             return Err(PairingError::UnexpectedKind(packet.kind()));
         };
+        // A device picks a fresh connection id for every attempt: the pending request's id
+        // again is a replay. Answering it would replace the pending request with one the device
+        // cannot confirm (the answer has new ephemeral keys), so it is ignored.
+        if let Some(pending) = &self.pending
+            && pending.connection_id() == packet.connection
+        {
+            return Err(PairingError::Replayed);
+        }
         let setup = Setup {
             pattern: PAIRING_PATTERN,
             prologue_label: PAIRING_PROLOGUE,
@@ -435,6 +444,8 @@ pub enum PairingError {
     },
     /// The peer's signature over the handshake does not verify.
     BadProof,
+    /// Machine: a request with the pending request's connection id, a replay; ignored.
+    Replayed,
     /// Machine: a device already paired with this ticket.
     AlreadyUsed,
     /// Device: this attempt already ended; start a new one.
@@ -487,6 +498,9 @@ impl fmt::Display for PairingError {
                 "the peer's signature over the pairing handshake does not verify: it does not \
                  hold the signing key it names",
             ),
+            PairingError::Replayed => {
+                f.write_str("a replayed pairing request (its attempt is pending); ignored")
+            }
             PairingError::AlreadyUsed => {
                 f.write_str("this pairing ticket was already used; make a new one")
             }

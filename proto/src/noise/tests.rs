@@ -171,6 +171,12 @@ fn forged_pairing_packets_end_neither_side() {
     );
     // The real answer still completes the attempt.
     let (mut on_device, confirm) = device_side.finish(&response).expect("finish");
+    // A replayed request would make the machine answer with new keys, stranding the device: it
+    // is ignored.
+    assert_eq!(
+        machine_side.respond(&init, rng).err(),
+        Some(PairingError::Replayed)
+    );
 
     // Forged confirmations under the pending request's id.
     for counter in [0, 1, u64::MAX] {
