@@ -547,8 +547,11 @@ fn the_pairing_secret_never_reaches_the_log() {
     let ctl = world.path("ctl");
     assert!(ok(&ctl, &["ctl", "pair", &link]).starts_with("paired with "));
     let (_, ticket) = link.split_once('#').expect("fragment");
-    let log = std::fs::read_to_string(solo.join("daemon.log")).expect("daemon.log");
-    assert!(log.contains("paired with device"), "{log}");
+    let read_log = || std::fs::read_to_string(solo.join("daemon.log")).unwrap_or_default();
+    wait_for("the machine to log the pairing", || {
+        read_log().contains("paired with device")
+    });
+    let log = read_log();
     assert!(
         log.contains("pairing ") && log.contains("open until"),
         "{log}"
