@@ -112,6 +112,8 @@ struct Inner {
     ws_url: String,
     database: Option<Rc<idb::Database>>,
     socket: Option<Socket>,
+    /// The last closed socket, its handlers not yet dropped.
+    retired: Option<Socket>,
     /// Numbers each socket so events of a replaced one are ignored.
     generation: u32,
     timer: Option<i32>,
@@ -139,15 +141,11 @@ impl Inner {
                         let _ = socket.ws.send_with_u8_array(&bytes);
                     }
                 }
-                Output::Close => {
-                    if let Some(socket) = self.socket.take() {
-                        let _ = socket.ws.close();
-                    }
-                }
+                Output::Close => self.close_socket(),
                 Output::Note(note) => {
                     self.model.apply(&note, &mut changes);
                     if let Note::Answer { request, result } = note {
-                        self.settle(request, result, &mut calls);
+                        self.settle(request, result, &mut changes, &mut calls);
                     }
                 }
             }
@@ -175,7 +173,13 @@ impl Inner {
     }
 
     /// Resolve or reject the promises waiting on `request`.
-    fn settle(&mut self, request: u32, result: Result<Answer, ClientError>, calls: &mut Calls) {
+    fn settle(
+        &mut self,
+        request: u32,
+        result: Result<Answer, ClientError>,
+        changes: &mut Changes,
+        calls: &mut Calls,
+    ) {
         let Some(waiters) = self.waiting.remove(&request) else {
             return;
         };
@@ -184,8 +188,11 @@ impl Inner {
                 (Err(failure), _) => Err(error(failure)),
                 (Ok(Answer::Ack(ack)), Then::Started(machine, mode)) => match ack.session {
                     Some(session) => {
-                        if let Some(mode) = mode {
-                            self.model.set_mode(machine, session, mode);
+                        if let Some(mode) = mode
+                            && self.model.set_mode(machine, session, mode)
+                        {
+                            changes.sessions.insert((*machine, session));
+                            changes.view = true;
                         }
                         Ok(JsValue::from_str(&view::session_hex(&session)))
                     }
@@ -193,10 +200,8 @@ impl Inner {
                 },
                 (Ok(Answer::Ack(_)), Then::ModeSet(machine, session, mode)) => {
                     if self.model.set_mode(machine, *session, mode) {
-                        let mut changes = Changes::default();
                         changes.sessions.insert((*machine, *session));
                         changes.view = true;
-                        self.persist(&changes);
                     }
                     Ok(JsValue::UNDEFINED)
                 }
@@ -281,10 +286,21 @@ impl Inner {
         }
     }
 
-    fn open_socket(&mut self, core: &Rc<RefCell<Inner>>) {
-        if let Some(old) = self.socket.take() {
-            let _ = old.ws.close();
+    /// Close the socket, detaching its handlers first: the browser may still fire them, and a
+    /// dropped handler must not be called. The handlers are kept until the next close, since
+    /// this may run inside one of them.
+    fn close_socket(&mut self) {
+        if let Some(socket) = self.socket.take() {
+            socket.ws.set_onopen(None);
+            socket.ws.set_onmessage(None);
+            socket.ws.set_onclose(None);
+            let _ = socket.ws.close();
+            self.retired = Some(socket);
         }
+    }
+
+    fn open_socket(&mut self, core: &Rc<RefCell<Inner>>) {
+        self.close_socket();
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
         let ws = match WebSocket::new(&self.ws_url) {
@@ -319,7 +335,7 @@ impl Inner {
             inner.controller.received(now(), &bytes, &mut rng);
         });
         let on_close = handler(core, |inner, _| {
-            inner.socket = None;
+            inner.close_socket();
             let mut rng = rng();
             inner.controller.closed(now(), &mut rng);
         });
@@ -438,6 +454,7 @@ pub async fn start() -> Result<Core, JsValue> {
         ws_url,
         database,
         socket: None,
+        retired: None,
         generation: 0,
         timer: None,
         on_timer: None,
