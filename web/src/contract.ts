@@ -140,8 +140,9 @@ export interface StartRequest {
   cwd: string;
   title?: string;
   mode?: string;
+  /** The first prompt; for `command`, the line the machine runs with `sh -c`. */
   prompt: string;
-  /** The command line for `acp` and `command`. */
+  /** The agent's command line for `acp`. */
   args?: string[];
 }
 

@@ -52,9 +52,10 @@ function TargetFields({ target, set, exclude }: { target: Target; set: (t: Targe
   const ordered = exclude ? [...machines.filter((m) => m.fingerprint !== exclude), ...machines.filter((m) => m.fingerprint === exclude)] : machines;
   return (
     <>
+      {/* aria-label: a label that wraps a select would take the chosen option into its name. */}
       <label>
         Machine
-        <select value={target.machine} onChange={(e) => set({ ...target, machine: e.currentTarget.value, runtime: "" })} required>
+        <select aria-label="Machine" value={target.machine} onChange={(e) => set({ ...target, machine: e.currentTarget.value, runtime: "" })} required>
           <option value="" disabled>
             Choose a machine
           </option>
@@ -69,6 +70,7 @@ function TargetFields({ target, set, exclude }: { target: Target; set: (t: Targe
       <label>
         Runtime
         <select
+          aria-label="Runtime"
           value={target.runtime}
           onChange={(e) => set({ ...target, runtime: e.currentTarget.value })}
           required
@@ -158,8 +160,8 @@ export function NewSession({ machine }: { machine?: Hex | undefined }) {
     setError(null);
     const request: StartRequest = { ...base(target), prompt };
     if (target.runtime === "command") {
-      // `sh -c LINE`: the daemon runs one word with the shell.
-      request.args = [commandLine];
+      // The daemon runs a command session's first prompt with `sh -c`, as `ctl start` sends it.
+      request.prompt = commandLine;
     } else if (target.runtime === "acp") {
       const words = splitWords(commandLine);
       if ("error" in words) return setError(`The command line: ${words.error}.`);

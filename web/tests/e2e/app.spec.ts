@@ -207,7 +207,7 @@ test("the relay killed and restarted: reconnecting, then caught up", async () =>
 
 test("two tabs are both live", async () => {
   const second = await context.newPage();
-  await second.goto(world.origin + "/#/");
+  await second.goto(world.relay.url + "/#/");
   await expect(machineCard("alpha", second)).toBeVisible();
   await startSession("alpha", "command", { command: "echo from-the-first-tab", title: "two tabs" });
   await expect(transcript()).toContainText("from-the-first-tab");

@@ -5,11 +5,10 @@
 // agents/fixtures/. Waiting is always for something observable, with a deadline.
 
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { createServer, type Server } from "node:http";
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import { createServer as netServer } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, extname, join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const WEB = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -199,54 +198,19 @@ export class Daemon {
   }
 }
 
-const TYPES: Record<string, string> = {
-  ".html": "text/html; charset=utf-8",
-  ".js": "text/javascript",
-  ".css": "text/css",
-  ".wasm": "application/wasm",
-  ".webmanifest": "application/manifest+json",
-  ".png": "image/png",
-  ".json": "application/json",
-};
-
-/** Serves web/dist as the relay will (the page at / and /pair), for as long as the relay on
- *  this branch does not embed it yet. The app still talks to the relay named in its tickets. */
-export async function serveDist(dist = join(WEB, "dist")): Promise<{ url: string; close: () => Promise<void> }> {
-  const server: Server = createServer((request, response) => {
-    const path = new URL(request.url ?? "/", "http://x").pathname;
-    const file = path === "/" || path === "/pair" ? "index.html" : path.slice(1);
-    const full = resolve(dist, file);
-    if (!full.startsWith(dist) || !existsSync(full)) {
-      response.writeHead(404).end("not found");
-      return;
-    }
-    response.writeHead(200, {
-      "content-type": TYPES[extname(full)] ?? "application/octet-stream",
-      "cache-control": file.startsWith("assets/") ? "public, max-age=31536000, immutable" : "no-cache",
-    });
-    response.end(readFileSync(full));
-  });
-  const port = await freePort();
-  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
-
-/** A world: one relay and the origin the app is opened from. */
+/** A world: one relay, which serves the app from the web/dist it was built with. */
 export class World {
   readonly daemons: Daemon[] = [];
   private constructor(
     readonly root: string,
     readonly relay: Relay,
-    readonly origin: string,
-    private readonly closeStatic: (() => Promise<void>) | null,
   ) {}
 
   static async start(): Promise<World> {
     const root = tempRoot();
     const relay = await Relay.start(join(root, "relay"));
-    if (await relay.servesApp()) return new World(root, relay, relay.url, null);
-    const dist = await serveDist();
-    return new World(root, relay, dist.url, dist.close);
+    if (!(await relay.servesApp())) throw new Error("the relay does not serve the app: build web/dist (web/build), then the relay");
+    return new World(root, relay);
   }
 
   async daemon(hostname: string, options: DaemonOptions = {}): Promise<Daemon> {
@@ -258,13 +222,12 @@ export class World {
   /** The link as the app is opened: the daemon's, on the app's origin. */
   pageLink(link: string): string {
     const url = new URL(link);
-    return this.origin + url.pathname + url.hash;
+    return this.relay.url + url.pathname + url.hash;
   }
 
   async close(): Promise<void> {
     await Promise.all(this.daemons.map((d) => d.stop()));
     await this.relay.kill();
-    await this.closeStatic?.();
     if (!process.env.MUXAGENT_KEEP_TEST_DIRS) rmSync(this.root, { recursive: true, force: true });
   }
 }
