@@ -39,23 +39,32 @@ export interface Target {
 }
 
 /** Machine, runtime, directory, title, mode. */
-function TargetFields({ target, set, exclude }: { target: Target; set: (t: Target) => void; exclude?: Hex }) {
+/** `update` takes a function of the latest target: an effect may run after the person changed
+ *  the form, and must not write back the target it saw. */
+function TargetFields({ target, update, exclude }: { target: Target; update: (change: (t: Target) => Target) => void; exclude?: Hex }) {
   const machines = view.value?.machines ?? [];
   const runtimes = useRuntimes(target.machine);
   useEffect(() => {
     // Pick the first available runtime once the list arrives.
     if (runtimes && "runtimes" in runtimes && !runtimes.runtimes.some((r) => r.name === target.runtime && r.available)) {
       const first = runtimes.runtimes.find((r) => r.available);
-      if (first) set({ ...target, runtime: first.name });
+      const machine = target.machine;
+      if (first) update((t) => (t.machine === machine ? { ...t, runtime: first.name } : t));
     }
   }, [runtimes]);
+  // Read the value in the handler: the event is gone when the update runs.
+  const setMachine = (machine: Hex) => update((t) => ({ ...t, machine, runtime: "" }));
+  const setRuntime = (runtime: string) => update((t) => ({ ...t, runtime }));
+  const setCwd = (cwd: string) => update((t) => ({ ...t, cwd }));
+  const setTitle = (title: string) => update((t) => ({ ...t, title }));
+  const setMode = (mode: string) => update((t) => ({ ...t, mode }));
   const ordered = exclude ? [...machines.filter((m) => m.fingerprint !== exclude), ...machines.filter((m) => m.fingerprint === exclude)] : machines;
   return (
     <>
       {/* aria-label: a label that wraps a select would take the chosen option into its name. */}
       <label>
         Machine
-        <select aria-label="Machine" value={target.machine} onChange={(e) => set({ ...target, machine: e.currentTarget.value, runtime: "" })} required>
+        <select aria-label="Machine" value={target.machine} onChange={(e) => setMachine(e.currentTarget.value)} required>
           <option value="" disabled>
             Choose a machine
           </option>
@@ -72,7 +81,7 @@ function TargetFields({ target, set, exclude }: { target: Target; set: (t: Targe
         <select
           aria-label="Runtime"
           value={target.runtime}
-          onChange={(e) => set({ ...target, runtime: e.currentTarget.value })}
+          onChange={(e) => setRuntime(e.currentTarget.value)}
           required
           disabled={!runtimes || "error" in runtimes}
         >
@@ -99,7 +108,7 @@ function TargetFields({ target, set, exclude }: { target: Target; set: (t: Targe
         <input
           type="text"
           value={target.cwd}
-          onInput={(e) => set({ ...target, cwd: e.currentTarget.value })}
+          onInput={(e) => setCwd(e.currentTarget.value)}
           required
           autocomplete="off"
           autocapitalize="off"
@@ -109,7 +118,7 @@ function TargetFields({ target, set, exclude }: { target: Target; set: (t: Targe
       </label>
       <label>
         Title (optional)
-        <input type="text" value={target.title} onInput={(e) => set({ ...target, title: e.currentTarget.value })} autocomplete="off" />
+        <input type="text" value={target.title} onInput={(e) => setTitle(e.currentTarget.value)} autocomplete="off" />
       </label>
       {target.runtime !== "command" && (
         <label>
@@ -118,7 +127,7 @@ function TargetFields({ target, set, exclude }: { target: Target; set: (t: Targe
             type="text"
             list="new-modes"
             value={target.mode}
-            onInput={(e) => set({ ...target, mode: e.currentTarget.value })}
+            onInput={(e) => setMode(e.currentTarget.value)}
             autocomplete="off"
             autocapitalize="off"
           />
@@ -191,7 +200,7 @@ export function NewSession({ machine }: { machine?: Hex | undefined }) {
     <section class="screen" aria-labelledby="new-h">
       <h2 id="new-h">New session</h2>
       <form class="form" onSubmit={submit}>
-        <TargetFields target={target} set={setTarget} />
+        <TargetFields target={target} update={setTarget} />
         {takesCommand && (
           <label>
             {target.runtime === "command" ? "Command (run with sh -c)" : "Agent command line"}
@@ -255,7 +264,7 @@ export function Handoff({ machine: fromMachine, session: fromSession }: { machin
         session's prompt.
       </p>
       <form class="form" onSubmit={submit}>
-        <TargetFields target={target} set={setTarget} exclude={fromMachine} />
+        <TargetFields target={target} update={setTarget} exclude={fromMachine} />
         {error && (
           <p class="error" role="alert">
             {error}

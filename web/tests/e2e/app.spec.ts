@@ -76,6 +76,7 @@ async function startSession(machine: string, runtime: string, fields: { command?
   if (fields.command !== undefined) await page.getByLabel(/^(Command|Agent command line)/).fill(fields.command);
   if (fields.prompt !== undefined) await page.getByLabel("Prompt", { exact: true }).fill(fields.prompt);
   await page.getByRole("button", { name: "Start session" }).click();
+  // The new session's screen: the form's route is #/new, so any session route is the new one.
   await expect(page).toHaveURL(/#\/m\/[0-9a-f]+\/s\/[0-9a-f]+$/);
 }
 
