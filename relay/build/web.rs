@@ -30,7 +30,6 @@ use flate2::write::GzEncoder;
 const SKIPPED: [&str; 2] = ["SOURCE", "SOURCE.gz"];
 
 /// The command that produces `web/dist` (named in the error when it is missing).
-
 pub const WEB_BUILD_COMMAND: &str = "web/build";
 
 /// Largest file (uncompressed) the relay embeds. A client that does not accept gzip gets the
