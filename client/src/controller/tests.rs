@@ -656,25 +656,48 @@ fn a_machine_going_offline_closes_its_channel_and_fails_its_requests() {
 }
 
 #[test]
-fn a_broken_channel_is_handshaken_again_after_a_backoff() {
+fn a_forged_packet_is_dropped_but_a_lost_one_breaks_the_channel_until_a_new_handshake() {
     let mut h = Harness::new(&["alpha"], None);
     h.login();
-    h.open(0, vec![]);
+    h.open(0, vec![info(SESSION, 0)]);
     let machine = h.machine(0);
-    // A packet of the channel that does not decrypt (tampered with on the way).
     let device = h.device_public.fingerprint();
-    let peers = &mut h.machines[0].peers;
-    let connection = peers.connection(&device).unwrap();
-    let Ok(Frame::Send(mut send)) = peers.send(device, connection, &event(SESSION, 1)) else {
-        panic!("encrypts");
+    let seal = |h: &mut Harness, seq| {
+        let peers = &mut h.machines[0].peers;
+        let connection = peers.connection(&device).unwrap();
+        let Ok(Frame::Send(send)) = peers.send(device, connection, &event(SESSION, seq)) else {
+            panic!("encrypts");
+        };
+        send.payload
     };
-    if let Some(last) = send.payload.last_mut() {
+    // A copy of the next packet, altered on the way: whoever can inject frames must not be
+    // able to close the channel with one, so it is dropped and the real one still opens.
+    let genuine = seal(&mut h, 1);
+    let mut forged = genuine.clone();
+    if let Some(last) = forged.last_mut() {
         *last ^= 1;
     }
     h.deliver(Frame::Recv(Recv {
         from: machine,
-        payload: send.payload,
+        payload: forged,
     }));
+    let open = h.device.channel(&machine);
+    assert!(matches!(open, Channel::Syncing | Channel::Live), "{open:?}");
+    h.deliver(Frame::Recv(Recv {
+        from: machine,
+        payload: genuine,
+    }));
+    assert_eq!(h.events(), [(1, false)]);
+    assert_eq!(h.device.channel(&machine), open);
+    // A packet the machine sent that never arrived: the stream has a hole, so the channel is
+    // closed and handshaken again after a backoff.
+    let _lost = seal(&mut h, 2);
+    let after = seal(&mut h, 3);
+    h.deliver(Frame::Recv(Recv {
+        from: machine,
+        payload: after,
+    }));
+    assert_eq!(h.events(), []);
     assert_eq!(h.device.channel(&machine), Channel::Closed);
     let retry = h.device.poll_timeout().unwrap();
     assert!(retry > h.now && retry <= h.now + RECONNECT_MIN_MS * 3 / 2);
