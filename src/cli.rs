@@ -31,6 +31,10 @@ pub struct Up {
     /// address for the relay to listen on (default 127.0.0.1:8080)
     #[argh(option, default = "String::from(\"127.0.0.1:8080\")")]
     pub listen: String,
+    /// the URL a phone on your network reaches the relay at, e.g. http://192.168.1.20:8080
+    /// (needed when --listen is 0.0.0.0 or [::]); it goes into the pairing link
+    #[argh(option)]
+    pub public_url: Option<String>,
 }
 
 /// Run and manage this machine's daemon.

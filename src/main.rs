@@ -30,7 +30,7 @@ fn main() {
 fn run(command: Command) -> Result<(), CommandError> {
     let home = home::Home::from_env()?;
     match command {
-        Command::Up(up) => up::run(&home, &up.listen),
+        Command::Up(up) => up::run(&home, &up.listen, up.public_url),
         Command::Daemon(daemon) => match daemon.command {
             DaemonCommand::Start(start) => commands::daemon_start(&home, start),
             DaemonCommand::Stop(_) => commands::daemon_stop(&home),

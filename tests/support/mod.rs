@@ -115,7 +115,8 @@ impl Drop for Relay {
     }
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+/// A plain `GET` (no gzip), the whole reply as text.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
