@@ -209,6 +209,8 @@ pub fn daemon_status(home: &Home, json_out: bool) -> Result<(), CommandError> {
         status["relay"].as_str().unwrap_or("?"),
         if status["connected"] == json!(true) {
             "connected"
+        } else if status["revoked"] == json!(true) {
+            "revoked: `muxagent unpair --local`, then pair again"
         } else {
             "not connected"
         }

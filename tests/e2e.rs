@@ -304,6 +304,7 @@ fn a_revoked_machine_is_cut_off_and_the_other_keeps_working() {
     // The relay refuses alpha's key from now on.
     wait_for("alpha to be refused", || {
         alpha.status()["connected"] == serde_json::json!(false)
+            && alpha.status()["revoked"] == serde_json::json!(true)
     });
     wait_for("the refusal in alpha's log", || {
         alpha.log().contains("revoked")

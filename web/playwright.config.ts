@@ -41,6 +41,8 @@ export default defineConfig({
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            // A LAN name for 127.0.0.1: the app over plain http without a secure context.
+            "--host-resolver-rules=MAP insecure.test 127.0.0.1",
           ],
         },
       },

@@ -148,6 +148,7 @@ fn status(core: &Shared) -> serde_json::Value {
         "fingerprint": c.identity.public().fingerprint().to_string(),
         "relay": c.state.relay,
         "connected": c.status.connected,
+        "revoked": c.status.revoked,
         "last_error": c.status.last_error,
         "paired_devices": c.state.devices.len(),
         "sessions": c.sessions.list().len(),

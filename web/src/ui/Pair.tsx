@@ -103,7 +103,11 @@ function Scanner({ onCode, onClose }: { onCode: (code: string) => void; onClose:
       try {
         stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
       } catch {
-        setError("The camera is not available: allow it in the browser, or paste the link instead.");
+        setError(
+          window.isSecureContext
+            ? "The camera is not available: allow it in the browser, or paste the link instead."
+            : "The camera needs the app over https (or on localhost): scan the QR with the phone's camera app, or paste the link instead.",
+        );
         return;
       }
       const node = video.current;

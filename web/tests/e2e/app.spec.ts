@@ -6,7 +6,7 @@
 import { expect, test, type BrowserContext, type Locator, type Page } from "@playwright/test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Daemon, WEB, World, waitFor } from "./harness";
+import { Daemon, WEB, World, expiredLink, waitFor } from "./harness";
 
 test.describe.configure({ mode: "serial" });
 
@@ -155,7 +155,7 @@ test("Allow always: the agent does not ask again", async () => {
   await expect(decided).toContainText("Applied");
   await decided.getByRole("link").first().click();
   await expect(page.locator(".session-head .chip")).toHaveText("idle");
-  await page.getByLabel("Prompt").fill("again");
+  await page.getByRole("textbox", { name: "Prompt", exact: true }).fill("again");
   await page.getByRole("button", { name: "Send" }).click();
   await expect(transcript().locator(".b-prompt")).toHaveCount(2);
   await expect(transcript().locator(".b-turn")).toHaveCount(2);
@@ -247,6 +247,7 @@ test("revoke removes a machine", async () => {
   await tab("Machines").click();
   await expect(machineCard("beta")).toHaveCount(0);
   await expect(machineCard("alpha")).toBeVisible();
+  await waitFor("the relay to refuse beta", () => daemons.get("beta")!.status()?.revoked === true);
 });
 
 test("bad links: one clear message, nothing stored", async () => {
@@ -257,15 +258,45 @@ test("bad links: one clear message, nothing stored", async () => {
   const tampered = ticket.slice(0, middle) + (ticket[middle] === "A" ? "B" : "A") + ticket.slice(middle + 1);
   await tab("Machines").click();
   const before = await page.getByRole("article", { name: /^Machine / }).count();
-  for (const [name, link] of [
-    ["used", used],
-    ["tampered", `${url.origin}/pair#${tampered}`],
-    ["garbage", `${url.origin}/pair#not-a-ticket`],
+  const fresh = await world.daemon("eta");
+  const elsewhere = await world.daemonElsewhere("theta");
+  for (const [name, link, reason] of [
+    ["used", used, /used|claimed|no longer/i],
+    ["tampered", `${url.origin}/pair#${tampered}`, /./],
+    ["garbage", `${url.origin}/pair#not-a-ticket`, /./],
+    ["expired", expiredLink(await fresh.link()), /expired/i],
+    ["another relay", await elsewhere.link(), /for the relay at/],
   ] as const) {
+    // Each link as it was made, on the app's own origin (the other relay's link keeps naming
+    // its relay inside the ticket).
     await page.goto(world.pageLink(link));
-    await expect(page.getByRole("alert")).toContainText("This link cannot pair");
+    const alert = page.getByRole("alert");
+    await expect(alert).toContainText("This link cannot pair");
+    await expect(alert, name).toContainText(reason);
     if (name === "tampered") await shot("16-bad-link");
     await tab("Machines").click();
     await expect(page.getByRole("article", { name: /^Machine / })).toHaveCount(before);
+  }
+  expect(fresh.status()?.paired_devices).toBe(0);
+});
+
+test("over plain http from a network address (no secure context), the app starts and connects", async ({ browser }) => {
+  // playwright.config.ts maps insecure.test to 127.0.0.1: a host name that is not localhost,
+  // as a phone on the LAN sees the relay, so the browser withholds https-only features.
+  const lan = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  try {
+    const phone = await lan.newPage();
+    const errors: string[] = [];
+    phone.on("pageerror", (error) => errors.push(error.message));
+    await phone.goto(world.relay.url.replace("127.0.0.1", "insecure.test") + "/");
+    expect(await phone.evaluate(() => window.isSecureContext)).toBe(false);
+    await expect(phone.getByText("No machine is paired yet.")).toBeVisible();
+    await expect(phone.getByRole("status", { name: "Connection: Online" })).toBeVisible();
+    await phone.getByRole("link", { name: "Pair a machine" }).click();
+    await phone.getByRole("button", { name: "Scan a QR code" }).click();
+    await expect(phone.getByRole("alert")).toContainText("needs the app over https");
+    expect(errors).toEqual([]);
+  } finally {
+    await lan.close();
   }
 });

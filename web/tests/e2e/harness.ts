@@ -201,6 +201,7 @@ export class Daemon {
 /** A world: one relay, which serves the app from the web/dist it was built with. */
 export class World {
   readonly daemons: Daemon[] = [];
+  private readonly otherRelays: Relay[] = [];
   private constructor(
     readonly root: string,
     readonly relay: Relay,
@@ -219,6 +220,15 @@ export class World {
     return daemon;
   }
 
+  /** A daemon on a relay of its own: its links are for another relay than the app's. */
+  async daemonElsewhere(hostname: string): Promise<Daemon> {
+    const relay = await Relay.start(join(this.root, `relay-of-${hostname}`));
+    this.otherRelays.push(relay);
+    const daemon = await Daemon.start(this.root, hostname, relay.url);
+    this.daemons.push(daemon);
+    return daemon;
+  }
+
   /** The link as the app is opened: the daemon's, on the app's origin. */
   pageLink(link: string): string {
     const url = new URL(link);
@@ -227,7 +237,29 @@ export class World {
 
   async close(): Promise<void> {
     await Promise.all(this.daemons.map((d) => d.stop()));
-    await this.relay.kill();
+    await Promise.all([this.relay, ...this.otherRelays].map((r) => r.kill()));
     if (!process.env.MUXAGENT_KEEP_TEST_DIRS) rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/** `link` with its ticket's expiry moved to 2001. Postcard ends the ticket with `expires_at`,
+ *  a varint; 1,000,000,000 takes as many bytes as any time this century, so nothing else moves
+ *  and the ticket stays well-formed. */
+export function expiredLink(link: string): string {
+  const url = new URL(link);
+  const bytes = Buffer.from(url.hash.slice(1), "base64url");
+  let start = bytes.length - 1;
+  while (start > 0 && (bytes[start - 1]! & 0x80) !== 0) start--;
+  const past: number[] = [];
+  for (let value = 1_000_000_000; ; value = Math.floor(value / 128)) {
+    if (value < 128) {
+      past.push(value);
+      break;
+    }
+    past.push((value % 128) | 0x80);
+  }
+  if (bytes.length - start !== past.length) throw new Error("the ticket's expiry is not a 5-byte varint");
+  bytes.set(past, start);
+  url.hash = bytes.toString("base64url");
+  return url.toString();
 }
