@@ -57,6 +57,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections from one IP address at most.
     pub max_connections_per_ip: usize,
+    /// Connections that have not logged in yet, at most.
+    pub max_unauthenticated_connections: usize,
     /// Live connections of one device key at most; a login past it displaces the oldest.
     pub max_connections_per_device: usize,
     /// Frames queued for one receiver; past it the newest is dropped.
@@ -106,7 +108,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: limits::RELAY_MAX_CONNECTIONS,
-            max_connections_per_ip: limits::RELAY_MAX_CONNECTIONS_PER_IP,
+            max_connections_per_ip: limits::RELAY_MAX_CONNECTIONS_PER_PREFIX,
+            max_unauthenticated_connections: limits::RELAY_MAX_UNAUTHENTICATED_CONNECTIONS,
             max_connections_per_device: limits::RELAY_MAX_CONNECTIONS_PER_DEVICE,
             queue_depth: limits::RELAY_QUEUE_DEPTH,
             write_timeout: Duration::from_millis(limits::RELAY_WRITE_TIMEOUT_MS),

@@ -3,6 +3,9 @@
 //! every await so a bug fails fast instead of hanging.
 #![allow(dead_code)]
 
+pub mod process;
+pub mod raw;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
