@@ -345,8 +345,9 @@ pub const fn relay_memory_bound(connections: usize) -> usize {
 /// (~2 MiB, [`RELAY_MAX_PAIRINGS`]): about 10.4 GiB. Idle, the same connections take ~0.7 GiB;
 /// the rest is what 50 000 hostile clients (from at least 782 source prefixes) can push it to.
 /// Size `--max-connections` to the machine: ~210 KiB per connection plus 256 MiB.
-pub const RELAY_WORST_CASE_MEMORY: usize =
-    relay_memory_bound(RELAY_MAX_CONNECTIONS) + RELAY_MAX_REGISTRY_KEYS * 200 + RELAY_MAX_PAIRINGS * 200;
+pub const RELAY_WORST_CASE_MEMORY: usize = relay_memory_bound(RELAY_MAX_CONNECTIONS)
+    + RELAY_MAX_REGISTRY_KEYS * 200
+    + RELAY_MAX_PAIRINGS * 200;
 
 /// The relay pings each logged-in connection this often (plus jitter up to
 /// [`RELAY_PING_JITTER_SECS`] so pings of connections made together spread out). 15 s as

@@ -1,10 +1,12 @@
-//! The inbound byte budget of one key: a token bucket that may go negative.
+//! The inbound byte budget of one key: a token bucket that may go negative; and [`Window`], a
+//! count of events per period.
 //!
-//! A connection spends a frame's size after reading it; while the balance is negative it reads
-//! nothing until the bucket has refilled to zero, so the client's TCP window closes and the
-//! client slows down (DERP applies its limiter the same way, before reading a frame). The live
-//! connections of one device key (tabs, `ctl watch` beside `ctl approve`) share one
-//! [`Budget`], so opening more of them never buys more bytes.
+//! A connection spends every byte it reads from its socket, WebSocket headers and control
+//! frames included ([`crate::meter`]), and the signatures it makes the relay verify; while the
+//! balance is negative it reads nothing until the bucket has refilled to zero, so the client's
+//! TCP window closes and the client slows down (DERP applies its limiter the same way, before
+//! reading a frame). The live connections of one device key (tabs, `ctl watch` beside `ctl
+//! approve`) share one [`Budget`], so opening more of them never buys more bytes.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -88,9 +90,46 @@ impl Bucket {
     }
 }
 
+/// At most `max` events per `period`, counted in fixed windows (a burst of up to 2 × `max`
+/// can straddle two windows; that is within what the limits allow for).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    start: Instant,
+    count: u32,
+}
+
+impl Window {
+    pub(crate) fn new(now: Instant) -> Self {
+        Window {
+            start: now,
+            count: 0,
+        }
+    }
+
+    /// Count one event at `now`; `false` when it is past `max` in the current window.
+    pub(crate) fn allow(&mut self, now: Instant, max: u32, period: Duration) -> bool {
+        if now.saturating_duration_since(self.start) >= period {
+            self.start = now;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        self.count <= max
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_counts_per_period() {
+        let start = Instant::now();
+        let mut window = Window::new(start);
+        let second = Duration::from_secs(1);
+        assert!((0..3).all(|_| window.allow(start, 3, second)));
+        assert!(!window.allow(start + Duration::from_millis(999), 3, second));
+        assert!(window.allow(start + second, 3, second));
+    }
 
     #[test]
     fn overspending_waits_for_the_refill() {

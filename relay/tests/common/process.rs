@@ -33,7 +33,7 @@ impl Usage {
 }
 
 impl RelayProcess {
-    /// Start the relay on 127.0.0.1, port 0, with `args` added (`--max-connections-per-ip`…).
+    /// Start the relay on 127.0.0.1, port 0, with `args` added (`--max-connections-per-prefix`…).
     pub fn start(args: &[&str]) -> RelayProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_muxagent-relay"))
@@ -86,7 +86,12 @@ impl RelayProcess {
             .map_or("", |(_, rest)| rest)
             .split_whitespace()
             .collect();
-        let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let rss_kib = status
             .lines()
@@ -111,7 +116,7 @@ impl RelayProcess {
                 peak.set(peak.get().max(self.usage().rss_kib));
             }
         };
-        let value = async { fut.await }.or(sample).await;
+        let value = fut.or(sample).await;
         (value, peak.get().max(self.usage().rss_kib))
     }
 }

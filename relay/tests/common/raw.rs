@@ -50,8 +50,16 @@ pub fn message(frame: &Frame) -> Vec<u8> {
 
 /// A TCP connection to `addr`, from `from` if given (any 127.x.y.z works on Linux loopback),
 /// with the receive buffer set to `recv_buffer` if given.
-pub fn tcp(addr: SocketAddr, from: Option<IpAddr>, recv_buffer: Option<usize>) -> io::Result<Async<TcpStream>> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+pub fn tcp(
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    recv_buffer: Option<usize>,
+) -> io::Result<Async<TcpStream>> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     if let Some(len) = recv_buffer {
         socket.set_recv_buffer_size(len)?;
     }
@@ -115,7 +123,12 @@ impl Raw {
     }
 
     /// Log in (hostname "raw" for machines) and wait for `LoginOk`.
-    pub async fn log_in(&mut self, id: &Identity, hello: &ServerHello, role: Role) -> io::Result<()> {
+    pub async fn log_in(
+        &mut self,
+        id: &Identity,
+        hello: &ServerHello,
+        role: Role,
+    ) -> io::Result<()> {
         let hostname = (role != Role::Device).then(|| Hostname::try_from("raw").expect("short"));
         let login = Login::sign(id, &hello.challenge, role, hostname);
         self.write(&message(&Frame::Login(login))).await?;
@@ -146,9 +159,10 @@ impl Raw {
                 let opcode = self.buf[0] & 0x0F;
                 let short = usize::from(self.buf[1] & 0x7F);
                 let (start, len) = match short {
-                    126 if self.buf.len() >= 4 => {
-                        (4, usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])))
-                    }
+                    126 if self.buf.len() >= 4 => (
+                        4,
+                        usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
+                    ),
                     127 if self.buf.len() >= 10 => {
                         let mut len = [0u8; 8];
                         len.copy_from_slice(&self.buf[2..10]);
