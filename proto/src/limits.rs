@@ -169,8 +169,10 @@ pub const MAX_PACKET_LEN: usize = PACKET_HEADER_LEN + MAX_CHANNEL_CIPHERTEXT_LEN
 // buffers come on top and are not in the process's RSS. A connection that has carried a
 // full-size frame keeps up to one frame of buffer per direction (≤ 2 × [`MAX_FRAME_LEN`])
 // until it closes: tungstenite does not shrink its buffers. A busy connection holds at most
-// [`RELAY_QUEUE_DEPTH`] frames in its queue: 32 × 65 KiB ≈ 2 MiB, and only while its reader
-// keeps up with [`RELAY_WRITE_TIMEOUT_MS`].
+// [`RELAY_QUEUE_DEPTH`] frames and [`RELAY_QUEUE_BYTES_PER_CONNECTION`] (1 MiB) in its queue,
+// all queues together at most [`RELAY_QUEUE_BYTES_TOTAL`], and a reader that keeps its queue full
+// is cut after [`RELAY_SLOW_READER_CUT_MS`]. The worst case at the connection cap is
+// [`RELAY_WORST_CASE_MEMORY`].
 
 /// URL path of the relay's WebSocket endpoint. A pairing ticket holds only the relay's base URL;
 /// clients append this.
@@ -181,8 +183,8 @@ pub const RELAY_WS_PATH: &str = "/relay";
 /// learns at once that its E2E channel has a gap (Noise counters make any gap fatal to the
 /// channel anyway, so keeping older frames rather than newer ones buys nothing, and dropping the
 /// newest never touches what a writer is already sending). DERP keeps 32; iroh 512 for bursty
-/// QUIC. Our channel is request/response with paged resync, so 32 frames (≤ 2 MiB) absorbs any
-/// burst a well-behaved sender makes.
+/// QUIC. Our channel is request/response with paged resync, so 32 frames absorbs any burst a
+/// well-behaved sender makes; [`RELAY_QUEUE_BYTES_PER_CONNECTION`] bounds their bytes.
 pub const RELAY_QUEUE_DEPTH: usize = 32;
 
 /// Time one frame may take to be written to a receiver's socket. A receiver that does not read

@@ -38,7 +38,8 @@
 //! client                                relay
 //!   ── GET /relay (Upgrade) ─────────────►
 //!   ◄──────────────── 101 + ServerHello{versions, challenge}
-//!   ── Login{role, identity, hostname, sig} ►   (within the login deadline)
+//!   ── Login{role, identity, hostname, sig} ►   (within the login deadline; one frame of ≤ 512
+//!                                                bytes, and nothing more until LoginOk)
 //!   ◄──────────────── LoginOk{account}
 //!                     [+ device: Presence of the account's online machines]
 //!                     [+ machine: DevicePresence of the account's online devices]
