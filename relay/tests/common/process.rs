@@ -1,6 +1,7 @@
 //! The relay as its own process (the `muxagent-relay` binary of this build, one thread), so a
 //! flood's cost is the relay's alone: resident memory from `/proc/PID/status`, CPU time from
-//! the utime + stime ticks of `/proc/PID/stat`.
+//! the utime + stime ticks of `/proc/PID/stat`. `MUXAGENT_RELAY_BIN` names another binary to
+//! measure (an older build, for a before/after figure).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -36,7 +37,9 @@ impl RelayProcess {
     /// Start the relay on 127.0.0.1, port 0, with `args` added (`--max-connections-per-prefix`…).
     pub fn start(args: &[&str]) -> RelayProcess {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_muxagent-relay"))
+        let binary = std::env::var_os("MUXAGENT_RELAY_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_muxagent-relay").into());
+        let mut child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--threads", "1", "--data-dir"])
             .arg(dir.path())
             .args(args)
