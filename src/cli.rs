@@ -60,6 +60,10 @@ pub struct DaemonStart {
     /// stay in the foreground and log to the terminal
     #[argh(switch)]
     pub foreground: bool,
+    /// with --foreground: log to $MUXAGENT_HOME/daemon.log, rotated at 8 MiB (what a detached
+    /// daemon does)
+    #[argh(switch)]
+    pub log_file: bool,
     /// approval policy: deny what nobody decided within MINUTES (0: wait for ever, the
     /// default; saved for later starts)
     #[argh(option)]
@@ -120,7 +124,12 @@ pub struct AuthStatus {
 /// Remove this machine from its account on the relay and forget every paired device.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "unpair")]
-pub struct Unpair {}
+pub struct Unpair {
+    /// without the relay: forget the account and every device and make new keys (for a machine
+    /// the relay refuses, e.g. one that was revoked); pair it again afterwards
+    #[argh(switch)]
+    pub local: bool,
+}
 
 /// List this machine's sessions.
 #[derive(FromArgs, Debug)]

@@ -1,5 +1,5 @@
 //! The machine-side commands: `daemon start|stop|status|install`, `pair`, `auth status`,
-//! `unpair`, `sessions`, `version`. They talk to the running daemon over its control socket.
+//! `unpair [--local]`, `sessions`, `version`. They talk to the running daemon over its control socket.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -53,6 +53,12 @@ pub fn daemon_start(home: &Home, start: cli::DaemonStart) -> Result<(), CommandE
         state.save(home)?;
     }
     if start.foreground {
+        if start.log_file {
+            let path = home.path(LOG_FILE);
+            crate::log::log_to_file(&path).map_err(|error| {
+                CommandError(format!("cannot write the log {}: {error}", path.display()))
+            })?;
+        }
         if std::env::var_os(DETACHED_ENV).is_some() {
             // Leave the terminal's session so closing it does not stop the daemon.
             let _ = rustix::process::setsid();
@@ -92,7 +98,14 @@ fn spawn_detached(home: &Home, relay: &str) -> Result<serde_json::Value, Command
         .map_err(|error| CommandError(format!("cannot open {}: {error}", log_path.display())))?;
     let exe = std::env::current_exe()?;
     std::process::Command::new(exe)
-        .args(["daemon", "start", "--foreground", "--relay", relay])
+        .args([
+            "daemon",
+            "start",
+            "--foreground",
+            "--log-file",
+            "--relay",
+            relay,
+        ])
         .env("MUXAGENT_HOME", home.root())
         .env(DETACHED_ENV, "1")
         .stdin(Stdio::null())
@@ -205,6 +218,9 @@ pub fn daemon_status(home: &Home, json_out: bool) -> Result<(), CommandError> {
     }
     println!("devices      {}", status["paired_devices"]);
     println!("sessions     {}", status["sessions"]);
+    if let Some(damaged) = status["damaged_sessions"].as_u64().filter(|n| *n > 0) {
+        println!("damaged      {damaged} (set aside; `muxagent sessions` says why)");
+    }
     if let Some(link) = status["pairing"]["link"].as_str() {
         print_link(link);
     }
@@ -225,7 +241,7 @@ pub fn daemon_install(home: &Home) -> Result<(), CommandError> {
 <dict>
   <key>Label</key><string>dev.muxagent.daemon</string>
   <key>ProgramArguments</key>
-  <array><string>{}</string><string>daemon</string><string>start</string><string>--foreground</string></array>
+  <array><string>{}</string><string>daemon</string><string>start</string><string>--foreground</string><string>--log-file</string></array>
   <key>EnvironmentVariables</key><dict><key>MUXAGENT_HOME</key><string>{}</string></dict>
   <key>RunAtLoad</key><true/>
   <key>KeepAlive</key><true/>
@@ -376,6 +392,29 @@ pub fn unpair(home: &Home) -> Result<(), CommandError> {
     outcome
 }
 
+/// `muxagent unpair --local`: forget the account and make new keys, without the relay.
+pub fn reset(home: &Home) -> Result<(), CommandError> {
+    let fingerprint = if lock::running(home).is_some() {
+        let reply = smol::block_on(control::request(home, "reset"))
+            .and_then(|mut replies| replies.pop())
+            .ok_or_else(|| CommandError("the daemon did not answer".into()))?;
+        if let Some(error) = reply["error"].as_str() {
+            return Err(CommandError(format!("reset failed: {error}")));
+        }
+        reply["fingerprint"].as_str().unwrap_or("?").to_string()
+    } else {
+        let _lock = lock::acquire(home)?;
+        let mut state = MachineState::load(home)?;
+        let identity = daemon::state::reset(home, &mut state)?;
+        identity.public().fingerprint().to_string()
+    };
+    println!(
+        "this machine forgot its account and its devices and made new keys (fingerprint {fingerprint})"
+    );
+    println!("its sessions are kept; pair it again with `muxagent pair`");
+    Ok(())
+}
+
 /// `muxagent sessions`.
 pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
     let sessions = if lock::running(home).is_some() {
@@ -390,7 +429,13 @@ pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
     } else {
         let _lock = lock::acquire(home)?;
         let (sessions, _) = daemon::sessions::Sessions::open(&daemon::sessions_dir(home))?;
-        let rows: Vec<_> = sessions.list().iter().map(render::session_json).collect();
+        let damaged = sessions.damaged().iter().map(daemon::damaged_json);
+        let rows: Vec<_> = sessions
+            .list()
+            .iter()
+            .map(render::session_json)
+            .chain(damaged)
+            .collect();
         if json_out {
             println!("{}", serde_json::Value::Array(rows));
             return Ok(());
@@ -401,9 +446,13 @@ pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
         println!("no sessions");
     }
     for row in sessions {
+        let id = row["id"].as_str().unwrap_or("").get(..8).unwrap_or("");
+        if let Some(error) = row["error"].as_str() {
+            println!("{id:<10} {:<8} {:<16} {error}", "", "damaged");
+            continue;
+        }
         println!(
-            "{:<10} {:<8} {:<16} {}",
-            row["id"].as_str().unwrap_or("").get(..8).unwrap_or(""),
+            "{id:<10} {:<8} {:<16} {}",
             row["runtime"].as_str().unwrap_or(""),
             row["status"].as_str().unwrap_or(""),
             row["title"].as_str().unwrap_or("")

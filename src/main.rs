@@ -41,6 +41,7 @@ fn run(command: Command) -> Result<(), CommandError> {
         Command::Auth(auth) => match auth.command {
             AuthCommand::Status(status) => commands::auth_status(&home, status.json),
         },
+        Command::Unpair(unpair) if unpair.local => commands::reset(&home),
         Command::Unpair(_) => commands::unpair(&home),
         Command::Sessions(sessions) => commands::sessions(&home, sessions.json),
         Command::Version(_) => {

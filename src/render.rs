@@ -6,15 +6,16 @@
 
 use std::collections::HashMap;
 
+use muxagent_client::words::SUMMARY_CHARS;
+pub use muxagent_client::words::{
+    approval_kind_word, approval_state_word, decision_text, one_line, status_word,
+};
 use muxagent_proto::app::{
-    ApprovalKind, ApprovalState, Decision, Event, EventKind, SessionId, SessionInfo, SessionStatus,
-    Stream, Usage,
+    ApprovalKind, ApprovalState, Decision, Event, EventKind, SessionId, SessionInfo, Stream, Usage,
 };
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::json;
 
-/// How long a one-line summary (a tool's input, an opaque message) may get.
-const SUMMARY_CHARS: usize = 100;
 /// How many lines of a tool's output the transcript shows.
 const OUTPUT_LINES: usize = 5;
 /// How long one shown line of tool output may get.
@@ -22,38 +23,6 @@ const OUTPUT_LINE_CHARS: usize = 160;
 /// Tool calls whose names the transcript remembers for their results (older ones are forgotten:
 /// an agent that never finishes its calls must not grow the map).
 const TOOL_NAMES: usize = 64;
-
-/// A status as one word.
-pub fn status_word(status: SessionStatus) -> &'static str {
-    match status {
-        SessionStatus::Idle => "idle",
-        SessionStatus::Running => "running",
-        SessionStatus::WaitingApproval => "waiting_approval",
-        SessionStatus::Done => "done",
-        SessionStatus::Error => "error",
-        SessionStatus::Stopped => "stopped",
-    }
-}
-
-/// An approval state as one word.
-pub fn approval_state_word(state: ApprovalState) -> &'static str {
-    match state {
-        ApprovalState::Requested => "requested",
-        ApprovalState::Delivered => "delivered",
-        ApprovalState::Decided => "decided",
-        ApprovalState::Applied => "applied",
-        ApprovalState::Withdrawn => "withdrawn",
-        ApprovalState::Expired => "expired",
-    }
-}
-
-/// An approval kind as one word.
-pub fn approval_kind_word(kind: ApprovalKind) -> &'static str {
-    match kind {
-        ApprovalKind::Tool => "tool",
-        ApprovalKind::Plan => "plan",
-    }
-}
 
 /// A session as a JSON object.
 pub fn session_json(info: &SessionInfo) -> serde_json::Value {
@@ -171,16 +140,6 @@ fn decision_word(decision: &Decision) -> String {
     }
 }
 
-/// A decision for people: `allowed once`, `allowed always`, `denied (MESSAGE)`.
-pub fn decision_text(decision: &Decision) -> String {
-    match decision {
-        Decision::AllowOnce => "allowed once".into(),
-        Decision::AllowAlways => "allowed always".into(),
-        Decision::Deny { message } if message.is_empty() => "denied".into(),
-        Decision::Deny { message } => format!("denied ({})", one_line(message, SUMMARY_CHARS)),
-    }
-}
-
 /// `n` with thousands separators: `5,261`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -206,28 +165,6 @@ pub fn usage_text(usage: &Usage) -> String {
         Some(micros) => format!("{tokens} · ${:.4}", micros as f64 / 1e6),
         None => tokens,
     }
-}
-
-/// `text` on one line: whitespace runs (newlines included) become one space, and it is cut at
-/// `max` characters with `…`.
-pub fn one_line(text: &str, max: usize) -> String {
-    let mut out = String::new();
-    let mut count = 0;
-    for word in text.split_whitespace() {
-        for c in (!out.is_empty())
-            .then_some(' ')
-            .into_iter()
-            .chain(word.chars())
-        {
-            if count == max {
-                out.push('…');
-                return out;
-            }
-            out.push(c);
-            count += 1;
-        }
-    }
-    out
 }
 
 /// The object keys whose value best says what a tool call does, most telling first.
@@ -627,7 +564,7 @@ fn diff_text(diff: &str, paint: Paint) -> String {
 
 #[cfg(test)]
 mod tests {
-    use muxagent_proto::app::ApprovalRequest;
+    use muxagent_proto::app::{ApprovalRequest, SessionStatus};
     use muxagent_proto::identity::Fingerprint;
 
     use super::*;

@@ -424,3 +424,266 @@ fn the_daemon_detaches_holds_its_lock_and_stops() {
     let status = ok(&home, &["daemon", "status", "--json"]);
     assert!(status.contains("\"running\":false"), "{status}");
 }
+
+/// CPU time (user + system) of process `pid` in clock ticks, from `/proc/PID/stat`.
+fn cpu_ticks(pid: u64) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`: state is field 3, utime 14, stime 15.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// A secret key file of a home, as an identity.
+fn identity_of(path: &std::path::Path) -> muxagent_proto::identity::Identity {
+    let secret = std::fs::read(path).expect("key file");
+    muxagent_proto::identity::Identity::from_secret_bytes(&secret[..].try_into().expect("64 bytes"))
+}
+
+#[test]
+fn junk_from_an_account_member_cannot_fill_the_machines_disk() {
+    use muxagent_proto::app::{DeviceMessage, ListSessions, MachineMessage};
+    use muxagent_proto::device::{MachineLink, Received};
+    use muxagent_proto::frame::{Frame, Role, Send};
+    use muxagent_relay::client::{Client, ClientConfig};
+
+    let world = World::new();
+    let alpha = world.machine("alpha");
+    let ctl = world.path("ctl");
+    pair(&ctl, &alpha);
+    let machine = identity_of(&alpha.home.join("machine.key")).public();
+    // An account member: here the paired controller's own key, on a connection of its own.
+    let device = identity_of(&ctl.join("controller/controller.key"));
+    let pid = alpha.status()["pid"].as_u64().expect("pid");
+
+    const JUNK: usize = 20_000;
+    /// Junk frames between two round trips: fewer than the relay queues for the machine, so
+    /// none is dropped on the way and the machine reads every one.
+    const BATCH: usize = 24;
+    let url = world.relay.url();
+    let (log_before, cpu_before, elapsed) = smol::block_on(async {
+        let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+        let mut client =
+            Client::connect(&url, &device, Role::Device, None, &ClientConfig::default())
+                .await
+                .expect("log in");
+        let mut link = MachineLink::new(machine);
+        client
+            .send(&link.connect(&device, &mut rng).expect("connect"))
+            .await
+            .expect("send");
+        // Wait for a Recv from the machine that gives `want`.
+        async fn answer(client: &mut Client, link: &mut MachineLink, opened: bool) {
+            loop {
+                if let Frame::Recv(recv) = client.recv().await.expect("relay") {
+                    match link.receive(&recv.payload) {
+                        Ok(Received::Opened) if opened => return,
+                        Ok(Received::Message(MachineMessage::SessionList(_))) if !opened => return,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        answer(&mut client, &mut link, true).await;
+        let round_trip = |request: u32| DeviceMessage::ListSessions(ListSessions { request });
+
+        let log_before = alpha.log().len();
+        let cpu_before = cpu_ticks(pid);
+        let started = std::time::Instant::now();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for n in 0..JUNK {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut payload = seed.to_le_bytes().repeat(6);
+            // Half look like handshakes (each costs the machine a Noise attempt), half are not
+            // packets at all.
+            payload[0] = if n % 2 == 0 { 4 } else { 0xee };
+            let to = machine.fingerprint();
+            client
+                .send(&Frame::Send(Send { to, payload }))
+                .await
+                .expect("send");
+            if n % BATCH == BATCH - 1 {
+                // A real request after the batch: its answer means the machine read the batch.
+                let frame = link.send(&round_trip(n as u32)).expect("seal");
+                client.send(&frame).await.expect("send");
+                answer(&mut client, &mut link, false).await;
+            }
+        }
+        (log_before, cpu_before, started.elapsed())
+    });
+    let grown = alpha.log().len() - log_before;
+    let cpu = cpu_ticks(pid) - cpu_before;
+    eprintln!(
+        "junk flood: {JUNK} packets in {elapsed:?}; the daemon's log grew {grown} bytes; \
+         daemon CPU {cpu} ticks"
+    );
+    assert!(
+        grown < 16 * 1024,
+        "the log grew {grown} bytes:\n{}",
+        &alpha.log()[log_before..log_before + grown.min(2000)]
+    );
+}
+
+#[test]
+fn the_pairing_secret_never_reaches_the_log() {
+    let world = World::new();
+    // Detached: the daemon writes daemon.log itself.
+    let solo = world.path("solo");
+    let out = ok(&solo, &["daemon", "start", "--relay", &world.relay.url()]);
+    let link = out
+        .split_whitespace()
+        .find(|word| word.contains("/pair#"))
+        .expect("the link is shown to the person who started it")
+        .trim_matches('\'')
+        .to_string();
+    let ctl = world.path("ctl");
+    assert!(ok(&ctl, &["ctl", "pair", &link]).starts_with("paired with "));
+    let (_, ticket) = link.split_once('#').expect("fragment");
+    let read_log = || std::fs::read_to_string(solo.join("daemon.log")).unwrap_or_default();
+    wait_for("the machine to log the pairing", || {
+        read_log().contains("paired with device")
+    });
+    let log = read_log();
+    assert!(
+        log.contains("pairing ") && log.contains("open until"),
+        "{log}"
+    );
+    assert!(!log.contains(ticket), "the ticket is in daemon.log:\n{log}");
+    assert!(!log.contains("/pair#"), "a link is in daemon.log:\n{log}");
+    ok(&solo, &["daemon", "stop"]);
+
+    // In the foreground with standard error to a file, the same.
+    let alpha = world.machine("alpha");
+    let link = alpha.link();
+    pair(&ctl, &alpha);
+    let (_, ticket) = link.split_once('#').expect("fragment");
+    assert!(!alpha.log().contains(ticket), "{}", alpha.log());
+}
+
+#[test]
+fn one_damaged_session_log_is_set_aside_and_the_daemon_starts() {
+    let world = World::new();
+    let mut alpha = world.machine("alpha");
+    let ctl = world.path("ctl");
+    pair(&ctl, &alpha);
+    let work = world.path("work");
+    let broken = start_session(&ctl, "alpha", &work, "echo one; echo two; echo three");
+    let kept = start_session(&ctl, "alpha", &work, "echo kept");
+    for session in [&broken, &kept] {
+        let watch = Watch::start(&ctl, "alpha", &session[..8]);
+        watch.read_until(|line| line.starts_with("● "));
+    }
+    alpha.kill();
+    // One flipped byte in the first record of one session's log, valid records after it.
+    let segment = alpha
+        .home
+        .join("sessions")
+        .join(&broken)
+        .join("00000000000000000000.seg");
+    let mut bytes = std::fs::read(&segment).expect("segment");
+    bytes[40] ^= 0x01;
+    std::fs::write(&segment, bytes).expect("write");
+
+    // The daemon starts anyway (restart waits until it is connected) …
+    alpha.restart();
+    // … names the damaged session in its log and in `sessions` …
+    let log = alpha.log();
+    assert!(
+        log.contains(&format!("session {broken} is set aside")),
+        "{log}"
+    );
+    let rows = ok(&alpha.home, &["sessions", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&rows).expect("json");
+    let rows = rows.as_array().expect("rows");
+    let damaged = rows
+        .iter()
+        .find(|row| row["id"] == serde_json::json!(broken))
+        .expect("the damaged session is listed");
+    assert_eq!(damaged["status"], "damaged");
+    assert!(
+        damaged["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("corrupt")),
+        "{damaged}"
+    );
+    let text = ok(&alpha.home, &["sessions"]);
+    assert!(text.contains("damaged"), "{text}");
+    // … and the other sessions work.
+    let watch = Watch::start(&ctl, "alpha", &kept[..8]);
+    assert!(
+        watch
+            .read_until(|line| line.starts_with("● "))
+            .contains(&"kept".to_string())
+    );
+    let again = start_session(&ctl, "alpha", &work, "echo after");
+    let watch = Watch::start(&ctl, "alpha", &again[..8]);
+    assert!(
+        watch
+            .read_until(|line| line.starts_with("● "))
+            .contains(&"after".to_string())
+    );
+}
+
+#[test]
+fn a_revoked_machine_recovers_with_a_local_reset() {
+    let world = World::new();
+    let mut alpha = world.machine("alpha");
+    let ctl = world.path("ctl");
+    pair(&ctl, &alpha);
+    let work = world.path("work");
+    let before = start_session(&ctl, "alpha", &work, "echo before");
+    let old = alpha.status()["fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string();
+    ok(&ctl, &["ctl", "revoke", "alpha"]);
+
+    // The refusal says how to recover; the relay-side unpair cannot help and says so.
+    wait_for("the advice in alpha's log", || {
+        alpha.log().contains("muxagent unpair --local")
+    });
+    let error = fails(&alpha.home, &["unpair"]);
+    assert!(error.contains("unpair --local"), "{error}");
+
+    // The local reset: new keys, no account, no devices, while the daemon runs …
+    let out = ok(&alpha.home, &["unpair", "--local"]);
+    assert!(out.contains("new keys"), "{out}");
+    wait_for("alpha to log in again as a pending machine", || {
+        let status = alpha.status();
+        status["connected"] == serde_json::json!(true)
+            && status["paired_devices"] == serde_json::json!(0)
+            && status["fingerprint"].as_str().is_some_and(|fp| fp != old)
+    });
+    // … and it pairs again, with its history kept.
+    pair(&ctl, &alpha);
+    let sessions = ok(&alpha.home, &["sessions", "--json"]);
+    assert!(sessions.contains(&before), "{sessions}");
+    let after = start_session(&ctl, "alpha", &work, "echo after the reset");
+    let watch = Watch::start(&ctl, "alpha", &after[..8]);
+    assert!(
+        watch
+            .read_until(|line| line.starts_with("● "))
+            .contains(&"after the reset".to_string())
+    );
+
+    // Without a running daemon, the same.
+    alpha.kill();
+    let auth = |home: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&ok(home, &["auth", "status", "--json"])).expect("json")
+    };
+    let paired = auth(&alpha.home);
+    assert_eq!(paired["devices"].as_array().map(Vec::len), Some(1));
+    ok(&alpha.home, &["unpair", "--local"]);
+    let reset = auth(&alpha.home);
+    assert_eq!(reset["devices"].as_array().map(Vec::len), Some(0));
+    assert_ne!(reset["fingerprint"], paired["fingerprint"]);
+    assert_eq!(reset["relay"], paired["relay"]);
+}

@@ -14,7 +14,7 @@ use crate::envelope::Decoded;
 use crate::frame::{self, Frame, Hostname, PairSend, RegistryEntry, SignedEntry};
 use crate::identity::{Fingerprint, Identity, PublicIdentity};
 use crate::noise::pairing::DevicePairing;
-use crate::noise::session::Initiator;
+use crate::noise::session::{Initiator, SessionError};
 use crate::noise::{Channel, packet};
 use crate::peer::PeerError;
 use crate::ticket::Ticket;
@@ -28,7 +28,9 @@ pub enum Received {
     Message(MachineMessage),
     /// A message kind this build does not know, skipped.
     Skipped,
-    /// A packet of an earlier connection or a duplicate handshake answer, ignored.
+    /// A packet of an earlier connection, a duplicate handshake answer, or one that failed
+    /// authentication (forged or damaged: counted in [`MachineLink::dropped`]), ignored. The
+    /// link is as it was.
     Stale,
 }
 
@@ -40,10 +42,18 @@ enum LinkState {
 }
 
 /// One secure connection from this device to one paired machine.
+///
+/// Nothing unauthenticated changes the link (WireGuard's rule): junk, a forged handshake answer,
+/// a replayed, forged or damaged message is dropped as [`Received::Stale`] and the handshake or
+/// channel goes on, so whoever can inject packets cannot make the device reconnect. Only an
+/// authentic fault (a message lost from the machine's stream, an answer with contents this
+/// version does not expect) is an error, after which [`MachineLink::is_open`] says whether the
+/// channel survived.
 pub struct MachineLink {
     machine: PublicIdentity,
     fingerprint: Fingerprint,
     state: LinkState,
+    dropped: u64,
 }
 
 impl MachineLink {
@@ -53,7 +63,14 @@ impl MachineLink {
             fingerprint: machine.fingerprint(),
             machine,
             state: LinkState::Closed,
+            dropped: 0,
         }
+    }
+
+    /// Packets dropped because they failed authentication or were not packets at all (forged,
+    /// damaged, replayed), since the link was made.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// The machine's fingerprint.
@@ -84,28 +101,50 @@ impl MachineLink {
 
     /// Take a payload the relay delivered from this machine.
     pub fn receive(&mut self, payload: &[u8]) -> Result<Received, PeerError> {
-        let packet = packet::decode(payload)?;
+        let Ok(packet) = packet::decode(payload) else {
+            return Ok(self.drop_packet());
+        };
         match &mut self.state {
             LinkState::Closed => Ok(Received::Stale),
             LinkState::Handshaking(initiator) => {
                 if packet.connection != initiator.connection_id() {
                     return Ok(Received::Stale);
                 }
-                let channel = initiator.finish(payload)?;
-                self.state = LinkState::Open(Box::new(channel));
-                Ok(Received::Opened)
+                match initiator.finish(payload) {
+                    Ok(channel) => {
+                        self.state = LinkState::Open(Box::new(channel));
+                        Ok(Received::Opened)
+                    }
+                    // Not this handshake's answer, or a forged one: the attempt goes on.
+                    Err(
+                        SessionError::ResponseRejected
+                        | SessionError::UnexpectedKind(_)
+                        | SessionError::Packet(_),
+                    ) => Ok(self.drop_packet()),
+                    Err(SessionError::Stale { .. }) => Ok(Received::Stale),
+                    Err(error) => Err(error.into()),
+                }
             }
             LinkState::Open(channel) => {
                 if packet.connection != channel.connection_id() {
                     return Ok(Received::Stale);
                 }
-                let plaintext = channel.decrypt(payload)?;
+                let plaintext = match channel.decrypt(payload) {
+                    Ok(plaintext) => plaintext,
+                    Err(error) if !error.poisons() => return Ok(self.drop_packet()),
+                    Err(error) => return Err(error.into()),
+                };
                 Ok(match MachineMessage::decode(&plaintext)? {
                     Decoded::Known(message) => Received::Message(message),
                     Decoded::Unknown { .. } => Received::Skipped,
                 })
             }
         }
+    }
+
+    fn drop_packet(&mut self) -> Received {
+        self.dropped += 1;
+        Received::Stale
     }
 
     /// Encrypt `message` for the machine. Returns the frame to send to the relay.
@@ -151,7 +190,8 @@ enum PairingState {
 pub enum PairingStep {
     /// Send this frame and keep feeding the flow.
     Send(Frame),
-    /// Ignore: the payload belonged to another attempt.
+    /// Ignore: the payload belonged to another attempt, or failed authentication (forged or
+    /// damaged); the flow is as it was.
     Ignored,
     /// Paired: send the frame (it tells the machine) and keep the machine.
     Paired(Frame, PairedMachine),
@@ -212,9 +252,13 @@ impl Pairing {
                 if payload.is_empty() {
                     return Err(PeerError::Refused);
                 }
-                if packet::decode(payload)?.connection != noise.connection_id() {
-                    return Ok(PairingStep::Ignored);
+                match packet::decode(payload) {
+                    Ok(packet) if packet.connection == noise.connection_id() => {}
+                    _ => return Ok(PairingStep::Ignored),
                 }
+                // An answer that fails authentication is an error (most likely the ticket is
+                // wrong, and waiting would not help), but it leaves the attempt waiting: a
+                // caller may keep feeding it.
                 let (channel, confirm) = noise.finish(payload)?;
                 self.state = PairingState::AwaitConsent(channel);
                 Ok(PairingStep::Send(
@@ -226,10 +270,15 @@ impl Pairing {
                 ))
             }
             PairingState::AwaitConsent(channel) => {
-                if packet::decode(payload)?.connection != channel.connection_id() {
-                    return Ok(PairingStep::Ignored);
+                match packet::decode(payload) {
+                    Ok(packet) if packet.connection == channel.connection_id() => {}
+                    _ => return Ok(PairingStep::Ignored),
                 }
-                let plaintext = channel.decrypt(payload)?;
+                let plaintext = match channel.decrypt(payload) {
+                    Ok(plaintext) => plaintext,
+                    Err(error) if !error.poisons() => return Ok(PairingStep::Ignored),
+                    Err(error) => return Err(error.into()),
+                };
                 let Decoded::Known(MachineMessage::PairingConsent(consent)) =
                     MachineMessage::decode(&plaintext)?
                 else {

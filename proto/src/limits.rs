@@ -436,6 +436,24 @@ pub const RECONNECT_MAX_MS: u64 = 15_000;
 /// How long a stopped session's processes get after SIGTERM before SIGKILL.
 pub const STOP_GRACE_MS: u64 = 2_000;
 
+/// Size at which a detached daemon's `daemon.log` is rotated to `daemon.log.1` (one old file is
+/// kept), so the log takes at most twice this on disk. 8 MiB holds weeks of a normal daemon's
+/// lines (a few per connection and session) and is read in one go by people.
+pub const DAEMON_LOG_MAX_LEN: u64 = 8 * 1024 * 1024;
+
+/// Warning lines one peer (a device, the relay) can cause per [`DAEMON_WARNING_WINDOW_SECS`];
+/// past it they are counted, and one line gives the count when the window ends. Any account
+/// member can send a machine junk: without this each packet cost a line (39 MB of log in 8 s).
+/// 10 lines of ~150 bytes a minute is ≤ 2 MiB a day per peer.
+pub const DAEMON_WARNINGS_PER_PEER: u32 = 10;
+
+/// The window of [`DAEMON_WARNINGS_PER_PEER`].
+pub const DAEMON_WARNING_WINDOW_SECS: u64 = 60;
+
+/// Peers with their own warning budget at once (an entry is ~60 bytes); beyond that new peers
+/// share one budget, so nobody grows the table by sending from many keys.
+pub const DAEMON_WARNING_PEERS: usize = 64;
+
 // ---- Agents ----
 //
 // Per running agent session: a line buffer of up to [`AGENT_LINE_MAX_LEN`], and the two queues

@@ -69,6 +69,10 @@ impl Peers {
 
     /// Take a payload the relay delivered `from` a device. `paired` is the set of devices this
     /// machine accepts; a handshake from any other key fails.
+    ///
+    /// An error says what was wrong with the payload; unless it [ended a
+    /// channel](PeerError::ends_channel) (an authentic message after a hole), every channel is
+    /// as it was: junk, forged or replayed packets cost nothing but the attempt to read them.
     pub fn receive<'a, R: CryptoRng + ?Sized>(
         &mut self,
         local: &Identity,
@@ -128,9 +132,19 @@ impl Peers {
                 else {
                     return Ok(Incoming::Stale);
                 };
-                let mut slot = slots.remove(index);
-                let plaintext = slot.channel.decrypt(payload)?;
+                let plaintext = match slots[index].channel.decrypt(payload) {
+                    Ok(plaintext) => plaintext,
+                    Err(error) => {
+                        // A packet that did not authenticate changed nothing; only a channel
+                        // that really broke (a hole in the device's stream) goes.
+                        if error.poisons() {
+                            slots.remove(index);
+                        }
+                        return Err(error.into());
+                    }
+                };
                 // Most recently used last: this is the connection answers go to.
+                let mut slot = slots.remove(index);
                 slot.proven = true;
                 slots.push(slot);
                 Ok(match DeviceMessage::decode(&plaintext)? {
@@ -240,7 +254,7 @@ impl core::fmt::Debug for Peers {
 pub enum PairingStep {
     /// Send this frame and keep waiting.
     Send(Frame),
-    /// Nothing to do (a packet of another attempt).
+    /// Nothing to do (a packet of another attempt, a replayed request).
     Ignored,
     /// The device registered this machine with the relay: keep it as paired.
     Paired(PublicIdentity),
@@ -296,6 +310,8 @@ impl Pairing {
                 // Tell the device at once instead of letting it time out: an empty payload is
                 // "refused" (unauthenticated, so it can only make a pairing fail sooner, which
                 // the relay could do anyway by dropping frames).
+                // The pending attempt's request again (the relay can replay): nothing to do.
+                Err(crate::noise::pairing::PairingError::Replayed) => Ok(PairingStep::Ignored),
                 Err(crate::noise::pairing::PairingError::RequestRejected) => Ok(PairingStep::Send(
                     PairSend {
                         pairing_id,

@@ -27,9 +27,13 @@
 //!
 //! A [`Channel`] sends each message as an 8-byte big-endian counter followed by one Noise
 //! transport message encrypted with that counter as nonce (snow's `StatelessTransportState`),
-//! and accepts only the next counter from the peer: a lower one is a replay, a higher one a
-//! gap, a bad tag tampering or truncation. Each is its own [`ChannelError`] and poisons the
-//! channel; the answer is a new [`session`] handshake.
+//! and accepts only the next counter from the peer. Nothing unauthenticated changes a channel or
+//! a handshake (WireGuard's rule): a lower counter is a replay and is dropped unread, a packet
+//! that fails authentication (a bad tag, or a counter it was not made with) is dropped, and the
+//! channel goes on — so whoever can inject packets (the relay, another member of the account)
+//! cannot cut a working channel, or end a handshake with a forged answer. Only an *authentic*
+//! message after a hole (messages were lost) poisons the channel; the answer is a new
+//! [`session`] handshake. See [`Channel`] and [`ChannelError::poisons`].
 //!
 //! # Connection ids
 //!

@@ -52,6 +52,14 @@ impl fmt::Display for PeerError {
     }
 }
 
+impl PeerError {
+    /// Whether this error ended a channel (see [`ChannelError::poisons`]). Every other error
+    /// changed nothing: the payload was dropped.
+    pub fn ends_channel(&self) -> bool {
+        matches!(self, PeerError::Channel(error) if error.poisons())
+    }
+}
+
 #[cfg(feature = "std")]
 impl std::error::Error for PeerError {}
 

@@ -542,3 +542,110 @@ fn a_ticket_for_another_machine_key_is_refused_at_once() {
         Err(PeerError::Refused)
     );
 }
+
+/// Every way of spoiling `packet` that an injector without the keys has: flipped bits, a cut,
+/// a replay of an earlier one, made-up bytes under the connection's id, and junk.
+fn forgeries(packet: &[u8], earlier: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for position in [0, 1, 9, 16, 17, packet.len() - 1] {
+        let mut flipped = packet.to_vec();
+        flipped[position] ^= 0x20;
+        out.push(flipped);
+    }
+    out.push(packet[..packet.len() - 1].to_vec());
+    out.push(earlier.to_vec());
+    let mut made_up = packet.to_vec();
+    made_up[9..17].copy_from_slice(&7u64.to_be_bytes());
+    made_up[17..].fill(0x5a);
+    out.push(made_up);
+    out.push(vec![6; 3]);
+    out.push(Vec::new());
+    out
+}
+
+#[test]
+fn forged_packets_cut_no_channel_on_either_side() {
+    let mut rng = TestRng(20);
+    let (device, mut link, machine, mut peers) = connect(&mut rng);
+    let device_fp = device.public().fingerprint();
+    let paired = [device.public()];
+    let list = |request| DeviceMessage::ListSessions(ListSessions { request });
+
+    // Machine side: forgeries of the device's next message change nothing.
+    let earlier = send_payload(link.send(&list(1)).expect("send"));
+    assert_eq!(
+        peers.receive(&machine, &paired, device_fp, &earlier, &mut rng),
+        Ok(Incoming::Message(list(1)))
+    );
+    let next = send_payload(link.send(&list(2)).expect("send"));
+    for forged in forgeries(&next, &earlier) {
+        let result = peers.receive(&machine, &paired, device_fp, &forged, &mut rng);
+        match result {
+            Ok(Incoming::Stale) => {}
+            Err(error) => assert!(!error.ends_channel(), "{error:?}"),
+            other => panic!("a forgery was taken: {other:?}"),
+        }
+        assert_eq!(peers.connected().count(), 1);
+    }
+    assert_eq!(
+        peers.receive(&machine, &paired, device_fp, &next, &mut rng),
+        Ok(Incoming::Message(list(2)))
+    );
+
+    // Device side: forgeries of the machine's next message are dropped as stale, and counted.
+    let answer = |request| {
+        MachineMessage::Ack(Ack {
+            request,
+            session: None,
+        })
+    };
+    let connection = peers.connection(&device_fp).expect("connected");
+    let earlier = send_payload(peers.send(device_fp, connection, &answer(1)).expect("send"));
+    assert_eq!(link.receive(&earlier), Ok(Received::Message(answer(1))));
+    let next = send_payload(peers.send(device_fp, connection, &answer(2)).expect("send"));
+    let forged = forgeries(&next, &earlier);
+    for bytes in &forged {
+        assert_eq!(link.receive(bytes), Ok(Received::Stale));
+        assert!(link.is_open());
+    }
+    assert!(
+        link.dropped() >= forged.len() as u64 - 2,
+        "{}",
+        link.dropped()
+    );
+    assert_eq!(link.receive(&next), Ok(Received::Message(answer(2))));
+}
+
+#[test]
+fn a_forged_answer_does_not_end_the_devices_handshake() {
+    let mut rng = TestRng(21);
+    let device = samples::identity(1);
+    let machine = samples::identity(2);
+    let mut link = MachineLink::new(machine.public());
+    let init = send_payload(link.connect(&device, &mut rng).expect("connect"));
+    let mut peers = Peers::new();
+    let Incoming::Reply(reply) = peers
+        .receive(
+            &machine,
+            &[device.public()],
+            device.public().fingerprint(),
+            &init,
+            &mut rng,
+        )
+        .expect("respond")
+    else {
+        panic!("machine answers the handshake");
+    };
+    let reply = send_payload(reply);
+    for position in [0, 9, 20, reply.len() - 1] {
+        let mut forged = reply.clone();
+        forged[position] ^= 1;
+        assert_eq!(
+            link.receive(&forged),
+            Ok(Received::Stale),
+            "byte {position}"
+        );
+    }
+    assert_eq!(link.receive(&reply), Ok(Received::Opened));
+    assert!(link.is_open());
+}

@@ -9,7 +9,8 @@
 //! - every regular file is served at its path under `web/dist` (`/` separated);
 //! - `FILE.gz` is FILE's gzip representation, not a file of its own; it must decompress to
 //!   exactly FILE (a stale `.gz` fails the build); a `.gz` without its FILE fails too;
-//! - hidden files (a name starting with `.`) and `.br` siblings are skipped;
+//! - hidden files (a name starting with `.`), `.br` siblings and the build's record of its
+//!   sources (`SOURCE`, for CI's staleness check, not for browsers) are skipped;
 //! - names use `A-Z a-z 0-9 . _ - ~` only, so a request path matches a table key byte for byte
 //!   and needs no percent-decoding, and `..` cannot be a name;
 //! - the extension picks the content type; an unknown one fails the build rather than be served
@@ -24,6 +25,9 @@ use std::path::{Path, PathBuf};
 use blake2::{Blake2s256, Digest as _};
 use flate2::Compression;
 use flate2::write::GzEncoder;
+
+/// Files of `web/dist` that are not part of the app.
+const SKIPPED: [&str; 2] = ["SOURCE", "SOURCE.gz"];
 
 /// The command that produces `web/dist` (named in the error when it is missing).
 pub const WEB_BUILD_COMMAND: &str = "web/build";
@@ -151,7 +155,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), String> {
                 entry.path().display()
             ));
         };
-        if name.starts_with('.') || name.ends_with(".br") {
+        if name.starts_with('.') || name.ends_with(".br") || SKIPPED.contains(&name) {
             continue;
         }
         if !name.bytes().all(safe_byte) {

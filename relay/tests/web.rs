@@ -113,7 +113,12 @@ fn dist_files() -> Vec<String> {
         for entry in std::fs::read_dir(dir).expect("web/dist is readable") {
             let entry = entry.expect("dir entry");
             let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') || name.ends_with(".gz") || name.ends_with(".br") {
+            // SOURCE is the build's record of what it was built from, not part of the app.
+            if name.starts_with('.')
+                || name.ends_with(".gz")
+                || name.ends_with(".br")
+                || (prefix.is_empty() && name == "SOURCE")
+            {
                 continue;
             }
             let path = format!("{prefix}{name}");
@@ -184,6 +189,13 @@ fn every_file_is_served_byte_exact_in_both_encodings() {
             files.iter().any(|f| f.starts_with("assets/")),
             "web/dist/assets/"
         );
+        for unshipped in ["/SOURCE", "/SOURCE.gz"] {
+            assert_eq!(
+                get(relay.addr, unshipped, &[GZIP]).await.status,
+                404,
+                "{unshipped}"
+            );
+        }
         for path in &files {
             let data = std::fs::read(dist().join(path)).expect("read the file");
             let url = format!("/{path}");
@@ -301,7 +313,11 @@ fn without_a_public_url_the_policy_names_the_listening_origin() {
 fn a_matching_etag_gets_304_without_a_body() {
     smol::block_on(async {
         let (relay, _temp) = start().await;
-        for path in ["/", "/assets/app-0123abcd.js", "/sw.js"] {
+        let asset = dist_files()
+            .into_iter()
+            .find(|f| f.starts_with("assets/"))
+            .expect("web/dist/assets/");
+        for path in ["/", &format!("/{asset}"), "/sw.js"] {
             let first = get(relay.addr, path, &[GZIP]).await;
             let tag = first.header("etag").expect("an ETag").to_string();
             for sent in [tag.clone(), format!("W/{tag}"), format!("\"other\", {tag}")] {

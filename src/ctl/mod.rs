@@ -2,7 +2,6 @@
 //! `$MUXAGENT_HOME/controller/` and speaks the device side of the protocol
 //! ([`muxagent_proto::device`]) — the same core as the web app.
 
-pub mod history;
 pub mod link;
 pub mod state;
 
@@ -11,14 +10,13 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use muxagent_proto::app::{
-    Cursor, Decide, Decision, DecisionBody, DeviceMessage, Hello, Interrupt, ListRuntimes,
-    ListSessions, MachineMessage, Mode, RuntimeName, SendPrompt, SessionId, SessionInfo, SetMode,
-    SignedDecision, StartSession, Stop,
+    Cursor, Decide, Decision, DeviceMessage, Hello, Interrupt, ListRuntimes, ListSessions,
+    MachineMessage, Mode, RuntimeName, SendPrompt, SessionId, SessionInfo, SetMode, StartSession,
+    Stop,
 };
 use muxagent_proto::device::{Pairing, PairingStep};
 use muxagent_proto::frame::{self, ErrorCode, Frame, RegistryEntry, SignedEntry};
 use muxagent_proto::identity::Identity;
-use muxagent_proto::limits::{RECONNECT_MAX_MS, RECONNECT_MIN_MS};
 use muxagent_proto::ticket::Ticket;
 use serde_json::json;
 
@@ -26,9 +24,11 @@ use crate::cli::{self, CtlCommand, CtlUntil};
 use crate::commands::CommandError;
 use crate::home::Home;
 use crate::{os, render};
-use history::{History, PlanError};
 use link::{Arrival, Conversation};
-use state::{Machine, Machines};
+use muxagent_client::book::Book;
+use muxagent_client::history::{History, PlanError};
+use muxagent_client::{backoff, decide};
+use state::Machine;
 
 /// How long pairing may take from link to registration.
 const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,7 +36,7 @@ const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
 struct Controller {
     home: Home,
     identity: Identity,
-    machines: Machines,
+    machines: Book,
 }
 
 impl Controller {
@@ -65,7 +65,7 @@ impl Controller {
     fn load(home: &Home) -> Result<Self, CommandError> {
         let home = home.child("controller")?;
         let identity = home.load_or_create_identity(state::KEY_FILE, &mut os::rng())?;
-        let machines = Machines::load(&home)?;
+        let machines = state::load(&home)?;
         Ok(Self {
             home,
             identity,
@@ -77,7 +77,11 @@ impl Controller {
         &self,
         name: &str,
     ) -> Result<(Machine, muxagent_proto::identity::PublicIdentity), CommandError> {
-        let machine = self.machines.resolve(name).map_err(CommandError)?.clone();
+        let machine = self
+            .machines
+            .resolve(name)
+            .map_err(|error| CommandError(error.to_string()))?
+            .clone();
         let identity = machine.identity().ok_or_else(|| {
             CommandError(format!(
                 "the record of {} in machines.json is damaged; pair again",
@@ -173,8 +177,11 @@ async fn pair_with(mut controller: Controller, link: &str) -> Result<(), Command
                 client.send(&frame).await?;
                 let record =
                     Machine::new(&machine.identity, &machine.hostname, &relay, os::unix_now());
-                controller.machines.add(record);
-                controller.machines.save(&controller.home)?;
+                controller
+                    .machines
+                    .add(record)
+                    .map_err(|error| CommandError(error.to_string()))?;
+                state::save(&controller.machines, &controller.home)?;
                 println!(
                     "paired with {} ({})",
                     machine.hostname,
@@ -668,7 +675,7 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
     let mut history = History::default();
     let mut last_seq = 0u64;
     let mut session: Option<SessionId> = None;
-    let mut backoff = RECONNECT_MIN_MS;
+    let mut failures = 0u32;
     loop {
         let attempt: Result<Result<(), String>, String> = async {
             let mut client = link::connect(&machine.relay, &controller.identity).await?;
@@ -695,7 +702,7 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
                     info.id
                 }
             };
-            backoff = RECONNECT_MIN_MS;
+            failures = 0;
             conversation
                 .send(
                     &Hello {
@@ -762,9 +769,10 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
             Err(error) if session.is_none() => return Err(CommandError(error)),
             Err(error) => {
                 eprintln!("({error}; reconnecting)");
-                let jitter = os::unix_now() % 2;
-                smol::Timer::after(Duration::from_millis(backoff / 2 + backoff * jitter / 2)).await;
-                backoff = (backoff * 2).min(RECONNECT_MAX_MS);
+                failures = failures.saturating_add(1);
+                let random = rand_core::Rng::next_u32(&mut os::rng());
+                let delay = backoff::delay_ms(failures, random);
+                smol::Timer::after(Duration::from_millis(delay)).await;
             }
         }
     }
@@ -828,11 +836,8 @@ async fn revoke_machine(mut controller: Controller, name: &str) -> Result<(), Co
             _ => {}
         }
     }
-    controller
-        .machines
-        .machines
-        .retain(|known| known.signing != machine.signing);
-    controller.machines.save(&controller.home)?;
+    controller.machines.remove(&identity.fingerprint());
+    state::save(&controller.machines, &controller.home)?;
     println!(
         "revoked {} ({}): the relay refuses it from now on",
         machine.hostname,
@@ -1028,17 +1033,20 @@ async fn decide(
         }
     };
     let answer = render::decision_text(&decision);
-    let body = DecisionBody {
+    // ctl shows no card: what it signs for is the input as the machine sent it.
+    let signed = decide::sign(
+        &controller.identity,
         session,
-        approval: number,
-        request_hash: request.request_hash,
+        request,
+        &request.input,
         decision,
-        decided_at: os::unix_now(),
-    };
+        os::unix_now(),
+    )
+    .map_err(|error| CommandError(format!("{session}/{number} on {host}: {error}")))?;
     let id = conversation.request_id();
     let message = Decide {
         request: id,
-        decision: SignedDecision::sign(&controller.identity, body),
+        decision: signed,
     };
     conversation
         .ask(&message.into(), id)
@@ -1111,17 +1119,19 @@ async fn bench_approvals(
             .cloned()
             .collect();
         for request in asks.into_iter().take(count - decided.len().min(count)) {
-            let body = DecisionBody {
+            let signed = decide::sign(
+                &controller.identity,
                 session,
-                approval: request.approval,
-                request_hash: request.request_hash,
-                decision: Decision::AllowOnce,
-                decided_at: os::unix_now(),
-            };
+                &request,
+                &request.input,
+                Decision::AllowOnce,
+                os::unix_now(),
+            )
+            .map_err(|error| CommandError(format!("{host}: {error}")))?;
             let id = conversation.request_id();
             let message = Decide {
                 request: id,
-                decision: SignedDecision::sign(&controller.identity, body),
+                decision: signed,
             };
             conversation
                 .send(&message.into())

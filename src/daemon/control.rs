@@ -2,7 +2,8 @@
 //! running daemon: one JSON request line in, JSON lines out.
 //!
 //! Requests: `{"op":"status"}`, `{"op":"sessions"}`, `{"op":"stop"}`, `{"op":"pair"}` (streams
-//! the pairing link, then `paired` or `expired`), `{"op":"unpair"}`.
+//! the pairing link, then `paired` or `expired`), `{"op":"unpair"}`, `{"op":"reset"}` (forget
+//! the account and make new keys without the relay; answers `fingerprint` or `error`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::rc::Rc;
@@ -91,6 +92,10 @@ async fn handle(core: Shared, stream: UnixStream, stop: Sender<()>) {
     let reply = match op {
         "status" => status(&core),
         "sessions" => json!({ "sessions": sessions(&core) }),
+        "reset" => match core.borrow_mut().reset() {
+            Ok(fingerprint) => json!({ "fingerprint": fingerprint.to_string() }),
+            Err(error) => json!({ "error": error.to_string() }),
+        },
         "stop" => {
             let _ = writer.write_all(b"{\"stopping\":true}\n").await;
             let _ = stop.send(()).await;
@@ -146,17 +151,21 @@ fn status(core: &Shared) -> serde_json::Value {
         "last_error": c.status.last_error,
         "paired_devices": c.state.devices.len(),
         "sessions": c.sessions.list().len(),
+        "damaged_sessions": c.sessions.damaged().len(),
         "pairing": c.status.pairing.as_ref().map(|offer| json!({ "link": offer.link, "expires_at": offer.expires_at })),
     })
 }
 
-/// Session metadata as JSON rows.
+/// Session metadata as JSON rows, then the sessions set aside because their logs are damaged.
 pub fn sessions(core: &Shared) -> Vec<serde_json::Value> {
-    core.borrow()
-        .sessions
+    let core = core.borrow();
+    let sessions = &core.sessions;
+    let damaged = sessions.damaged().iter().map(super::damaged_json);
+    sessions
         .list()
         .iter()
         .map(crate::render::session_json)
+        .chain(damaged)
         .collect()
 }
 
@@ -179,6 +188,13 @@ fn start_pairing(core: &Shared, notices: Sender<Notice>) -> Result<(), String> {
 
 fn start_unpair(core: &Shared, notices: Sender<Notice>) -> Result<(), String> {
     let mut c = core.borrow_mut();
+    if c.status.revoked {
+        return Err(
+            "the relay refuses this machine (it was revoked), so it cannot be asked; \
+                    `muxagent unpair --local` forgets the account and makes new keys without it"
+                .into(),
+        );
+    }
     if c.state.devices.is_empty() {
         return Err("this machine is not paired".into());
     }
@@ -203,7 +219,7 @@ pub async fn request(home: &Home, op: &str) -> Option<Vec<serde_json::Value>> {
     use smol::stream::StreamExt;
     while let Some(Ok(line)) = lines.next().await {
         out.push(serde_json::from_str(&line).unwrap_or_default());
-        if op == "status" || op == "sessions" || op == "stop" {
+        if op == "status" || op == "sessions" || op == "stop" || op == "reset" {
             break;
         }
     }

@@ -74,9 +74,23 @@ pub async fn run(core: Shared, executor: Rc<LocalExecutor<'static>>) {
                 delay + jitter(RECONNECT_MIN_MS)
             }
         };
-        Timer::after(wait).await;
+        // A local reset (new keys) cuts the wait short.
+        let relink = core.borrow().relink.1.clone();
+        smol::future::or(
+            async {
+                Timer::after(wait).await;
+            },
+            async {
+                let _ = relink.recv().await;
+            },
+        )
+        .await;
     }
 }
+
+/// What a machine the relay refuses for good is told to do.
+pub const REVOKED_ADVICE: &str = "its keys cannot be used again: run `muxagent unpair --local` \
+     to forget the account and make new keys, then pair it again with `muxagent pair`";
 
 /// `ms` ±50 %.
 fn jitter(ms: u64) -> Duration {
@@ -111,11 +125,10 @@ async fn connect_once(core: &Shared, executor: &Rc<LocalExecutor<'static>>) -> E
             code: ErrorCode::Revoked,
             reason,
         }) => {
+            core.borrow_mut().status.revoked = true;
             return Ended::After(
                 Duration::from_secs(600),
-                format!(
-                    "this machine was revoked: {reason}; run `muxagent unpair` then `muxagent pair`"
-                ),
+                format!("this machine was revoked ({reason}); {REVOKED_ADVICE}"),
             );
         }
         Err(error) => return Ended::Failed(error.to_string()),
@@ -133,6 +146,7 @@ async fn connect_once(core: &Shared, executor: &Rc<LocalExecutor<'static>>) -> E
         let mut core = core.borrow_mut();
         core.outgoing = Some(outgoing);
         core.status.connected = true;
+        core.status.revoked = false;
         core.status.last_error = None;
         if role == Role::PendingMachine {
             core.want_pairing = true;
@@ -157,6 +171,8 @@ enum Step {
     Frame(Result<Frame, ClientError>),
     Out(Out),
     Tick,
+    /// The keys changed (a local reset): log in again with the new ones.
+    Relink,
 }
 
 async fn serve(
@@ -185,6 +201,7 @@ async fn serve(
             };
             Step::Tick
         };
+        let relink = core.borrow().relink.1.clone();
         let step = smol::future::or(
             async { Step::Frame(client.recv().await) },
             smol::future::or(
@@ -194,7 +211,10 @@ async fn serve(
                         Err(_) => smol::future::pending().await,
                     }
                 },
-                tick,
+                smol::future::or(tick, async {
+                    let _ = relink.recv().await;
+                    Step::Relink
+                }),
             ),
         )
         .await;
@@ -226,6 +246,7 @@ async fn serve(
                     return Ended::Failed(error.to_string());
                 }
             }
+            Step::Relink => return Ended::Again,
             Step::Tick => {
                 let mut core = core.borrow_mut();
                 core.pairing = None;
@@ -288,11 +309,24 @@ fn open_pairing(core: &Shared, url: &str) {
         link: link.clone(),
         expires_at,
     });
+    // The link holds the pairing secret: it is shown to a person at a terminal, or handed to
+    // `muxagent pair` / `daemon status` over the control socket, and never logged.
     log::info(&format!(
+        "pairing {} open until {}; `muxagent pair` or `muxagent daemon status` shows the link",
+        short_pairing_id(&pairing_id),
+        log::timestamp(expires_at)
+    ));
+    log::show(&format!(
         "pair a device with this link (valid {} min):\n{}\n{link}",
         PAIRING_TTL_SECS / 60,
         crate::qr::render(&link).unwrap_or_default()
     ));
+}
+
+/// The first bytes of a pairing id, enough to find it in the relay's log.
+fn short_pairing_id(id: &PairingId) -> String {
+    let hex: String = id.0[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}…")
 }
 
 fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) -> Option<Ended> {
@@ -325,9 +359,14 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
                 }
                 Ok(Incoming::Skipped | Incoming::Stale) => {}
                 Err(error) => {
-                    log::warn(&format!("device {}: {error}", recv.from));
-                    // A channel that failed is dropped, and what it subscribed to.
-                    core.borrow_mut().prune_routes();
+                    let mut c = core.borrow_mut();
+                    // Any account member can send junk: its warnings are budgeted per sender.
+                    let peer = format!("device {}", recv.from);
+                    c.warnings.warn(&peer, &format!("{peer}: {error}"));
+                    if error.ends_channel() {
+                        // A channel that failed is dropped, and what it subscribed to.
+                        c.prune_routes();
+                    }
                 }
             }
             None
@@ -365,13 +404,22 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
                     error.reason
                 ),
             )),
-            ErrorCode::Revoked => Some(Ended::After(
-                Duration::from_secs(600),
-                format!("revoked: {}", error.reason),
-            )),
+            ErrorCode::Revoked => {
+                core.borrow_mut().status.revoked = true;
+                Some(Ended::After(
+                    Duration::from_secs(600),
+                    format!(
+                        "this machine was revoked ({}); {REVOKED_ADVICE}",
+                        error.reason
+                    ),
+                ))
+            }
             ErrorCode::PeerOffline | ErrorCode::Dropped => None,
             _ => {
-                log::warn(&format!("relay: {:?}: {}", error.code, error.reason));
+                let message = format!("relay: {:?}: {}", error.code, error.reason);
+                core.borrow_mut()
+                    .warnings
+                    .warn(&"the relay".to_string(), &message);
                 None
             }
         },
@@ -409,7 +457,11 @@ fn on_pair_recv(core: &Shared, recv: frame::PairRecv) -> Option<Ended> {
             // Log in again: a pending machine becomes a machine.
             return Some(Ended::Again);
         }
-        Err(error) => log::warn(&format!("pairing with {}: {error}", recv.from)),
+        Err(error) => {
+            let peer = format!("device {}", recv.from);
+            core.warnings
+                .warn(&peer, &format!("pairing with {}: {error}", recv.from));
+        }
     }
     None
 }

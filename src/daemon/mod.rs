@@ -36,7 +36,7 @@ use muxagent_proto::identity::{Fingerprint, Identity};
 use muxagent_proto::machine::{Pairing, Peers};
 use muxagent_proto::noise::ConnectionId;
 use smol::LocalExecutor;
-use smol::channel::Sender;
+use smol::channel::{Receiver, Sender};
 
 use crate::home::{Home, HomeError};
 use crate::log;
@@ -103,6 +103,8 @@ pub struct LinkStatus {
     pub last_error: Option<String>,
     /// A pairing link waiting for a device.
     pub pairing: Option<PairingOffer>,
+    /// The relay refuses this machine's key for good (it was revoked).
+    pub revoked: bool,
 }
 
 /// Everything the daemon's tasks share.
@@ -132,6 +134,10 @@ pub struct Core {
     pub generation: u64,
     /// Control clients waiting for pairing or unpairing news.
     pub watchers: Vec<Sender<control::Notice>>,
+    /// Budgets for warnings a peer causes (junk packets, refusals), by peer.
+    pub warnings: log::Throttle<String>,
+    /// Wakes the relay link to log in again at once (after a local reset made new keys).
+    pub relink: (Sender<()>, Receiver<()>),
 }
 
 /// The shared state.
@@ -180,6 +186,23 @@ impl From<SessionError> for DaemonError {
     }
 }
 
+/// What is said about a session whose log could not be read.
+pub fn set_aside_message(damaged: &sessions::Damaged) -> String {
+    format!(
+        "session {:#} is set aside: its history cannot be read ({}); the other sessions work",
+        damaged.id, damaged.reason
+    )
+}
+
+/// A session set aside as a row of `muxagent sessions --json`.
+pub fn damaged_json(damaged: &sessions::Damaged) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("{:#}", damaged.id),
+        "status": "damaged",
+        "error": set_aside_message(damaged),
+    })
+}
+
 /// Path of the sessions folder.
 pub fn sessions_dir(home: &Home) -> PathBuf {
     home.path("sessions")
@@ -193,6 +216,9 @@ impl Core {
         let (sessions, repaired) = Sessions::open(&sessions_dir(&home))?;
         for line in repaired {
             log::warn(&line);
+        }
+        for damaged in sessions.damaged() {
+            log::error(&set_aside_message(damaged));
         }
         Ok(Core {
             identity: Rc::new(identity),
@@ -211,8 +237,31 @@ impl Core {
             replays,
             generation: 0,
             watchers: Vec::new(),
+            warnings: log::Throttle::new(),
+            relink: smol::channel::bounded(1),
             home,
         })
+    }
+
+    /// Forget the account and every paired device and make new keys, without the relay (which
+    /// may refuse this machine: it was revoked). Sessions stay. The relay link logs in again at
+    /// once as a pending machine, ready to pair. Returns the new fingerprint.
+    pub fn reset(&mut self) -> Result<Fingerprint, HomeError> {
+        let identity = state::reset(&self.home, &mut self.state)?;
+        let fingerprint = identity.public().fingerprint();
+        self.identity = Rc::new(identity);
+        self.peers.clear();
+        self.devices.clear();
+        self.online.clear();
+        self.pairing = None;
+        self.status.pairing = None;
+        self.status.revoked = false;
+        self.want_pairing = true;
+        let _ = self.relink.0.try_send(());
+        log::info(&format!(
+            "reset: this machine forgot its account and devices; its new fingerprint is {fingerprint}"
+        ));
+        Ok(fingerprint)
     }
 
     /// Mark sessions whose process died with the previous daemon.

@@ -1,7 +1,23 @@
 //! The machine's sessions and their history: one append-only log per session under
 //! `$MUXAGENT_HOME/sessions/<id>/`, holding every [`Event`] in order. A session's metadata
 //! ([`SessionInfo`]) is a fold of its events, rebuilt from the log on start, so the log is the
-//! only truth and survives daemon restarts.
+//! truth and survives daemon restarts.
+//!
+//! # Retention keeps the metadata
+//!
+//! A log is bounded ([`LOG_RETENTION_LEN`]): its oldest segments are deleted as output grows,
+//! and with them the events that said what the session is (`Started`: runtime, cwd, title;
+//! `AgentSession`: the id that resumes the agent). So before anything is deleted, the fold of
+//! everything so far is written beside the log as a checkpoint (`checkpoint.json`, atomically),
+//! and opening folds the log on top of it. Retention runs here, after the checkpoint, never in
+//! the store on its own.
+//!
+//! # A damaged log
+//!
+//! A log that does not open or read (a flipped byte in the middle, a file from an incompatible
+//! version) is set aside: that session is not loaded, [`Sessions::damaged`] names it and why, and
+//! every other session works. Nothing is deleted; moving the damaged file away (or restoring it)
+//! and restarting brings the session back.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,9 +27,12 @@ use muxagent_proto::app::{
     ApprovalId, ApprovalRequest, ApprovalState, Event, EventKind, SessionId, SessionInfo,
     SessionStatus, Usage,
 };
+use muxagent_proto::limits::{LOG_RETENTION_LEN, LOG_SEGMENT_LEN, REPLAY_PAGE_EVENTS};
 use muxagent_store::{Log, Options};
+use serde::{Deserialize, Serialize};
 
-use muxagent_proto::limits::REPLAY_PAGE_EVENTS;
+/// The checkpoint's file name inside a session's log folder (the store ignores other names).
+const CHECKPOINT_FILE: &str = "checkpoint.json";
 
 /// A session's log failed.
 #[derive(Debug)]
@@ -46,7 +65,7 @@ impl fmt::Display for SessionError {
 impl std::error::Error for SessionError {}
 
 /// An approval that is not closed yet (not applied, withdrawn or expired).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenApproval {
     /// What was asked.
     pub request: ApprovalRequest,
@@ -56,7 +75,7 @@ pub struct OpenApproval {
 
 /// What the log says about a session beyond its [`SessionInfo`]: what a daemon needs to answer
 /// approvals and to resume the agent.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionState {
     /// The runtime's arguments as started.
     pub args: Vec<String>,
@@ -74,10 +93,37 @@ struct Session {
     log: Log<Event>,
 }
 
+/// The fold of a session's events up to `info.last_seq`, kept beside its log.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    info: SessionInfo,
+    state: SessionState,
+}
+
+/// A session whose log could not be read, set aside.
+#[derive(Clone, Debug)]
+pub struct Damaged {
+    /// The session.
+    pub id: SessionId,
+    /// What is wrong, for people (names the file and what to do).
+    pub reason: String,
+}
+
 /// Every session of this machine.
 pub struct Sessions {
     dir: PathBuf,
+    options: Options,
     sessions: BTreeMap<SessionId, Session>,
+    damaged: Vec<Damaged>,
+}
+
+/// How session logs rotate: [`LOG_SEGMENT_LEN`] segments, [`LOG_RETENTION_LEN`] kept (applied by
+/// [`Sessions`] after a checkpoint, not by the store).
+pub fn log_options() -> Options {
+    Options {
+        segment_len: LOG_SEGMENT_LEN,
+        retention: Some(LOG_RETENTION_LEN),
+    }
 }
 
 fn parse_id(name: &str) -> Option<SessionId> {
@@ -166,42 +212,94 @@ fn fold(info: &mut SessionInfo, state: &mut SessionState, event: &Event) {
 }
 
 impl Sessions {
-    /// Open every session log under `dir`. Returns the sessions and one line per log whose tail
-    /// had to be repaired.
+    /// Open every session log under `dir`. Returns the sessions and one line per log that had
+    /// to be repaired; logs that could not be read are set aside ([`Sessions::damaged`]).
     pub fn open(dir: &Path) -> Result<(Self, Vec<String>), SessionError> {
+        Self::open_with(dir, log_options())
+    }
+
+    /// [`Sessions::open`] with other log sizes (`options.retention` is the budget this applies
+    /// after each checkpoint; the store itself is opened without retention).
+    pub fn open_with(dir: &Path, options: Options) -> Result<(Self, Vec<String>), SessionError> {
         crate::home::create_private_dir(dir)
             .map_err(|error| SessionError::Io(std::io::Error::other(error.to_string())))?;
-        let mut sessions = BTreeMap::new();
+        let mut sessions = Self {
+            dir: dir.to_path_buf(),
+            options,
+            sessions: BTreeMap::new(),
+            damaged: Vec::new(),
+        };
         let mut repaired = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(SessionError::Io)? {
             let entry = entry.map_err(SessionError::Io)?;
             let Some(id) = entry.file_name().to_str().and_then(parse_id) else {
                 continue;
             };
-            let store = |source| SessionError::Store {
-                session: id,
-                source,
-            };
-            let (mut log, report) =
-                Log::<Event>::open(entry.path(), Options::default()).map_err(store)?;
-            if !report.is_clean() {
-                repaired.push(format!("session {id}: {report}"));
+            match sessions.load(id, &entry.path(), &mut repaired) {
+                Ok(session) => {
+                    sessions.sessions.insert(id, session);
+                }
+                Err(source) => sessions.damaged.push(Damaged {
+                    id,
+                    reason: source.to_string(),
+                }),
             }
-            let mut info = empty_info(id);
-            let mut state = SessionState::default();
-            for item in log.iter().map_err(store)? {
-                let (_, event) = item.map_err(store)?;
-                fold(&mut info, &mut state, &event);
-            }
-            sessions.insert(id, Session { info, state, log });
         }
-        Ok((
-            Self {
-                dir: dir.to_path_buf(),
-                sessions,
-            },
-            repaired,
-        ))
+        sessions.damaged.sort_by_key(|damaged| damaged.id);
+        Ok((sessions, repaired))
+    }
+
+    /// Open one session's log and fold it on top of its checkpoint.
+    fn load(
+        &self,
+        id: SessionId,
+        path: &Path,
+        repaired: &mut Vec<String>,
+    ) -> Result<Session, muxagent_store::Error> {
+        let (mut log, report) = Log::<Event>::open(path, self.store_options())?;
+        if !report.is_clean() {
+            repaired.push(format!("session {id}: {report}"));
+        }
+        let (mut info, mut state) = (empty_info(id), SessionState::default());
+        match read_checkpoint(path) {
+            Ok(Some(checkpoint)) if checkpoint.info.last_seq <= log.next_seq() => {
+                (info, state) = (checkpoint.info, checkpoint.state);
+            }
+            Ok(Some(_)) => repaired.push(format!(
+                "session {id}: its checkpoint is ahead of its log; rebuilt from the log alone"
+            )),
+            Ok(None) => {}
+            Err(reason) => repaired.push(format!(
+                "session {id}: its checkpoint is unreadable ({reason}); rebuilt from the log alone"
+            )),
+        }
+        // Event seq n is log record n - 1: the checkpoint covers records below `last_seq`.
+        let from = info.last_seq.max(log.first_seq());
+        if from > info.last_seq {
+            repaired.push(format!(
+                "session {id}: events before seq {} were dropped by retention before checkpoints \
+                 existed; its metadata may be incomplete",
+                from + 1
+            ));
+        }
+        for item in log.iter_from(from)? {
+            let (_, event) = item?;
+            fold(&mut info, &mut state, &event);
+        }
+        Ok(Session { info, state, log })
+    }
+
+    /// The store's options: no retention of its own (see [`Sessions::retain`]).
+    fn store_options(&self) -> Options {
+        Options {
+            retention: None,
+            ..self.options
+        }
+    }
+
+    /// Sessions whose logs could not be read, set aside (not loaded).
+    pub fn damaged(&self) -> &[Damaged] {
+        &self.damaged
     }
 
     /// Create a session whose first event is `started`.
@@ -216,7 +314,7 @@ impl Sessions {
             source,
         };
         let (log, _) =
-            Log::open(self.dir.join(format!("{id:#}")), Options::default()).map_err(store)?;
+            Log::open(self.dir.join(format!("{id:#}")), self.store_options()).map_err(store)?;
         self.sessions.insert(
             id,
             Session {
@@ -252,6 +350,14 @@ impl Sessions {
         session.log.append(&event).map_err(store)?;
         session.log.sync().map_err(store)?;
         fold(&mut session.info, &mut session.state, &event);
+        if let Some(budget) = self.options.retention
+            && session.log.disk_len() > budget
+        {
+            retain(session, budget).map_err(|source| match source {
+                RetainError::Store(source) => store(source),
+                RetainError::Checkpoint(error) => SessionError::Io(error),
+            })?;
+        }
         Ok(event)
     }
 
@@ -309,6 +415,12 @@ impl Sessions {
         self.sessions.keys().copied().collect()
     }
 
+    /// The log folder of a session.
+    #[cfg(test)]
+    fn log_dir(&self, id: &SessionId) -> PathBuf {
+        self.dir.join(format!("{id:#}"))
+    }
+
     /// Sessions that were running when the daemon last stopped.
     pub fn unfinished(&self) -> Vec<SessionId> {
         self.sessions
@@ -321,5 +433,167 @@ impl Sessions {
             })
             .map(|s| s.info.id)
             .collect()
+    }
+}
+
+enum RetainError {
+    Store(muxagent_store::Error),
+    Checkpoint(std::io::Error),
+}
+
+/// Write the session's checkpoint (everything folded so far), then let the log drop its oldest
+/// segments down to `budget`: what retention deletes is always covered by a durable checkpoint.
+fn retain(session: &mut Session, budget: u64) -> Result<(), RetainError> {
+    let checkpoint = Checkpoint {
+        info: session.info.clone(),
+        state: session.state.clone(),
+    };
+    let bytes = serde_json::to_vec(&checkpoint)
+        .map_err(|error| RetainError::Checkpoint(std::io::Error::other(error)))?;
+    crate::home::write_atomic(&session.log.dir().join(CHECKPOINT_FILE), &bytes, 0o600)
+        .map_err(|error| RetainError::Checkpoint(std::io::Error::other(error.to_string())))?;
+    session.log.retain(budget).map_err(RetainError::Store)?;
+    Ok(())
+}
+
+/// The checkpoint beside a log, if there is one.
+fn read_checkpoint(dir: &Path) -> Result<Option<Checkpoint>, String> {
+    let bytes = match std::fs::read(dir.join(CHECKPOINT_FILE)) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error.to_string()),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use muxagent_proto::app::{ApprovalKind, Stream};
+    use muxagent_proto::identity::Fingerprint;
+
+    use super::*;
+
+    const ID: SessionId = SessionId([3; 16]);
+    const OTHER: SessionId = SessionId([4; 16]);
+
+    /// Small logs, so retention runs after a few hundred KiB.
+    fn small() -> Options {
+        Options {
+            segment_len: 16 * 1024,
+            retention: Some(64 * 1024),
+        }
+    }
+
+    fn started(title: &str) -> EventKind {
+        EventKind::Started {
+            runtime: "claude".try_into().expect("name"),
+            args: vec!["--model".into(), "opus".into()],
+            cwd: "/work/project".into(),
+            title: title.into(),
+            device: Fingerprint([9; 32]),
+        }
+    }
+
+    fn output(n: usize) -> EventKind {
+        EventKind::Output {
+            stream: Stream::Stdout,
+            text: format!("{n:>1000}"),
+        }
+    }
+
+    #[test]
+    fn retention_never_drops_what_a_session_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut sessions, _) = Sessions::open_with(dir.path(), small()).expect("open");
+        sessions
+            .create(ID, started("fix the build"), 100)
+            .expect("create");
+        sessions
+            .record(
+                ID,
+                EventKind::AgentSession {
+                    id: "agent-42".into(),
+                },
+                101,
+            )
+            .expect("record");
+        let request = ApprovalRequest {
+            approval: 1,
+            kind: ApprovalKind::Tool,
+            agent_request: "req-1".into(),
+            tool: "Bash".into(),
+            input: r#"{"command":"make"}"#.into(),
+            request_hash: [7; 32],
+        };
+        sessions
+            .record(ID, EventKind::ApprovalRequested(request.clone()), 102)
+            .expect("record");
+        // 500 KiB of output against a 64 KiB budget.
+        for n in 0..500 {
+            sessions.record(ID, output(n), 200).expect("record");
+        }
+        let before = sessions.info(&ID).expect("info").clone();
+        let state = sessions.state(&ID).expect("state").clone();
+        assert_eq!(before.title, "fix the build");
+        let first = sessions.page_after(ID, 0).expect("page")[0].seq;
+        assert!(
+            first > 100,
+            "the early events were dropped (first seq {first})"
+        );
+        drop(sessions);
+
+        let (sessions, repaired) = Sessions::open_with(dir.path(), small()).expect("reopen");
+        assert!(repaired.is_empty(), "{repaired:?}");
+        let after = sessions.info(&ID).expect("info");
+        assert_eq!(*after, before);
+        assert_eq!(after.runtime.as_str(), "claude");
+        assert_eq!(after.cwd, "/work/project");
+        assert_eq!(after.created_at, 100);
+        assert_eq!(after.last_seq, 503);
+        let after_state = sessions.state(&ID).expect("state");
+        assert_eq!(*after_state, state);
+        assert_eq!(after_state.agent_session.as_deref(), Some("agent-42"));
+        assert_eq!(after_state.args, ["--model", "opus"]);
+        assert_eq!(after_state.approvals[&1].request, request);
+        // And the disk stays bounded.
+        let used: u64 = std::fs::read_dir(sessions.log_dir(&ID))
+            .expect("dir")
+            .map(|entry| entry.expect("entry").metadata().expect("meta").len())
+            .sum();
+        assert!(used < 64 * 1024 + 16 * 1024 + 8 * 1024, "{used}");
+    }
+
+    #[test]
+    fn a_corrupt_log_is_set_aside_and_the_others_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut sessions, _) = Sessions::open(dir.path()).expect("open");
+        for id in [ID, OTHER] {
+            sessions.create(id, started("t"), 1).expect("create");
+            for n in 0..3 {
+                sessions.record(id, output(n), 2).expect("record");
+            }
+        }
+        let segment = sessions.log_dir(&ID).join("00000000000000000000.seg");
+        drop(sessions);
+        // One flipped byte in the first record, with valid records after it.
+        let mut bytes = std::fs::read(&segment).expect("segment");
+        bytes[40] ^= 0x01;
+        std::fs::write(&segment, bytes).expect("write");
+
+        let (sessions, _) = Sessions::open(dir.path()).expect("the others still open");
+        assert_eq!(sessions.ids(), [OTHER]);
+        let damaged = sessions.damaged();
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(damaged[0].id, ID);
+        assert!(
+            damaged[0].reason.contains("corrupt"),
+            "{}",
+            damaged[0].reason
+        );
+        assert!(damaged[0].reason.contains("00000000000000000000.seg"));
+        // Nothing was changed on disk.
+        assert!(segment.exists());
     }
 }

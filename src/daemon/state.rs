@@ -1,7 +1,7 @@
 //! What a machine keeps between runs (`machine.json`): its relay and its paired devices. Keys
 //! are hex so the file can be read by people.
 
-use muxagent_proto::identity::{Fingerprint, PublicIdentity};
+use muxagent_proto::identity::{Fingerprint, Identity, PublicIdentity};
 use serde::{Deserialize, Serialize};
 
 use crate::home::{Home, HomeError};
@@ -89,4 +89,15 @@ impl MachineState {
             .retain(|device| device.signing != record.signing);
         self.devices.push(record);
     }
+}
+
+/// A local reset: new keys replace the old ones in [`KEY_FILE`] and `state` forgets every
+/// paired device (the relay is not asked: it may refuse this machine). The relay URL and the
+/// approval policy stay. Returns the new keys.
+pub fn reset(home: &Home, state: &mut MachineState) -> Result<Identity, HomeError> {
+    let identity = Identity::generate(&mut crate::os::rng());
+    crate::home::write_atomic(&home.path(KEY_FILE), &identity.to_secret_bytes()[..], 0o600)?;
+    state.devices.clear();
+    state.save(home)?;
+    Ok(identity)
 }

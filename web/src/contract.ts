@@ -140,8 +140,9 @@ export interface StartRequest {
   cwd: string;
   title?: string;
   mode?: string;
+  /** The first prompt; for `command`, the line the machine runs with `sh -c`. */
   prompt: string;
-  /** The command line for `acp` and `command`. */
+  /** The agent's command line for `acp`. */
   args?: string[];
 }
 
@@ -179,3 +180,31 @@ export interface Core {
   /** Reconnect now (the page became visible, the browser came online). */
   wake(): void;
 }
+
+/**
+ * The wasm module (web/pkg/muxagent_web.js, made by web/build-core) exports, besides its
+ * default `init` (call and await it first):
+ *
+ * ```ts
+ * import init, { start } from "./core/muxagent_web.js";
+ * await init();
+ * const core: Core = await start();
+ * ```
+ *
+ * `start()` opens IndexedDB (database `muxagent`; without it — a private window — the app works
+ * for this visit only), makes the device key the first time, loads the paired machines and the
+ * cached sessions and events, asks for persistent storage, and starts connecting to the relay of
+ * the page's own origin (`ws(s)://<host>/relay`). It resolves once the cache is loaded, so the
+ * first `watch` call paints it (`loaded: true`) while the connection and resync follow. Call it
+ * once per page.
+ *
+ * Notes on the methods above, as the core implements them:
+ * - `follow` also delivers the events `loadOlder` fetches, as their own batch (ascending, all
+ *   below what was delivered before): insert them in seq order.
+ * - `pair` rejects at once for a link of another relay than the page's origin, an expired or
+ *   damaged one; a used or claimed one and a wrong secret reject when the relay or the machine
+ *   answers. Nothing is stored unless it resolves.
+ * - `decide` rejects without sending when the approval is no longer pending, or when
+ *   `shownInput` is not exactly the input the request's hash covers.
+ */
+export type StartCore = () => Promise<Core>;

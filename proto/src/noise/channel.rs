@@ -1,4 +1,5 @@
-//! An established end-to-end channel: explicit counters, strict order, poisoned on any fault.
+//! An established end-to-end channel: explicit counters, strict order, authenticate before
+//! anything changes.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -17,17 +18,25 @@ use crate::limits::{AEAD_TAG_LEN, CHANNEL_COUNTER_LEN, MAX_APP_MESSAGE_LEN, PACK
 /// [`encrypt`](Self::encrypt) gives a [`Kind::Transport`] packet for the relay;
 /// [`decrypt`](Self::decrypt) takes one. Each direction numbers its messages 0, 1, 2 … in an
 /// explicit 8-byte counter that is also the Noise nonce, and the receiver accepts only the next
-/// number: the relay delivers in order, so anything else means a message was replayed, lost or
-/// reordered, and the app protocol's resync cannot work across a hole. Every such fault, and any
-/// packet of this connection that fails authentication, **poisons** the channel: its keys are
-/// wiped and every later call fails with [`ChannelError::Poisoned`]. The remedy is always the
-/// same: run a new [`session`](super::session) handshake.
+/// number: the relay delivers in order, and the app protocol's resync cannot work across a hole.
 ///
-/// Two things do not poison, because they say nothing about this channel's integrity: a packet
-/// of another connection ([`ChannelError::Stale`], e.g. a late packet from before a reconnect)
-/// and a packet that is not a transport message ([`ChannelError::UnexpectedKind`], a routing
-/// mistake). Neither is decrypted. Refusing to encrypt a message over [`MAX_APP_MESSAGE_LEN`]
-/// does not poison either: nothing was sent.
+/// **Nothing unauthenticated changes the channel** (WireGuard's rule): a packet is first checked
+/// against the counter it names — one below the next expected number is a replay and is dropped
+/// unread ([`ChannelError::Replay`]) — then decrypted with that counter as the nonce, and only a
+/// packet that authenticates moves the channel on. Bytes that are not a packet
+/// ([`ChannelError::Packet`]), a packet that fails authentication ([`ChannelError::Tampered`]:
+/// forged, damaged, or made with other keys), a packet of another connection
+/// ([`ChannelError::Stale`], e.g. a late one from before a reconnect) and one that is not a
+/// transport message ([`ChannelError::UnexpectedKind`]) are all refused and change nothing, so
+/// whoever can inject packets (the relay, another member of the account) cannot cut a working
+/// channel; they could only drop its traffic, which they can anyway.
+///
+/// What does end the channel — **poisons** it: the keys are wiped and every later call fails
+/// with [`ChannelError::Poisoned`] — is proof that the peer's stream has a hole: an
+/// *authentic* message with a number above the next expected one ([`ChannelError::Gap`], a
+/// message was lost), and running out of numbers ([`ChannelError::Exhausted`]). The remedy is
+/// always the same: run a new [`session`](super::session) handshake. Refusing to encrypt a
+/// message over [`MAX_APP_MESSAGE_LEN`] does not poison: nothing was sent.
 pub struct Channel {
     /// `None` once poisoned: the keys are dropped (and wiped) at the first fault.
     transport: Option<StatelessTransportState>,
@@ -62,10 +71,12 @@ impl Channel {
         self.seal(Kind::Transport, plaintext)
     }
 
-    /// Decrypt one transport packet of this channel: the next message from the peer.
+    /// Decrypt one transport packet of this channel: the next message from the peer. An error
+    /// that does not [poison](ChannelError::poisons) left the channel as it was: drop the
+    /// packet and go on.
     pub fn decrypt(&mut self, packet: &[u8]) -> Result<Vec<u8>, ChannelError> {
         self.check()?;
-        let packet = packet::decode(packet).map_err(|error| self.poison(error.into()))?;
+        let packet = packet::decode(packet)?;
         self.open(&packet, Kind::Transport)
     }
 
@@ -169,31 +180,34 @@ impl Channel {
             _ => return Err(ChannelError::UnexpectedKind(packet.kind())),
         };
         let expected = self.next_recv;
-        if sealed.counter < expected {
-            return Err(self.poison(ChannelError::Replay {
+        let counter = sealed.counter;
+        if counter < expected {
+            // Already received (or skipped past): a replay, dropped unread.
+            return Err(ChannelError::Replay {
                 expected,
-                received: sealed.counter,
-            }));
+                received: counter,
+            });
         }
-        if sealed.counter > expected {
-            return Err(self.poison(ChannelError::Gap {
-                expected,
-                received: sealed.counter,
-            }));
-        }
-        if expected == u64::MAX {
-            return Err(self.poison(ChannelError::Exhausted));
+        // The sender never uses the last nonce (it is reserved), so nothing there is authentic.
+        if counter == u64::MAX {
+            return Err(ChannelError::Tampered { counter });
         }
         let Some(transport) = &self.transport else {
             return Err(self.poison(ChannelError::Internal));
         };
         let mut plaintext = vec![0u8; sealed.message.len()];
-        match transport.read_message(expected, sealed.message, &mut plaintext) {
+        match transport.read_message(counter, sealed.message, &mut plaintext) {
             Ok(len) => plaintext.truncate(len),
-            Err(snow::Error::Decrypt) => {
-                return Err(self.poison(ChannelError::Tampered { counter: expected }));
-            }
+            // Not made with this channel's keys and this counter: dropped, nothing changes.
+            Err(snow::Error::Decrypt) => return Err(ChannelError::Tampered { counter }),
             Err(_) => return Err(self.poison(ChannelError::Internal)),
+        }
+        if counter > expected {
+            // Authentic, so the peer really sent the messages in between and they were lost.
+            return Err(self.poison(ChannelError::Gap {
+                expected,
+                received: counter,
+            }));
         }
         self.next_recv = expected + 1;
         Ok(plaintext)
@@ -238,24 +252,26 @@ pub enum ChannelError {
     },
     /// The packet is not a transport message; route it elsewhere (does not poison).
     UnexpectedKind(Kind),
-    /// The bytes are not a valid packet (poisons).
+    /// The bytes are not a valid packet; dropped (does not poison).
     Packet(PacketError),
-    /// The counter is below the next expected one: a replayed message (poisons).
+    /// The counter is below the next expected one: a replayed message, dropped unread (does not
+    /// poison).
     Replay {
         /// The next counter this channel accepts.
         expected: u64,
         /// The counter received.
         received: u64,
     },
-    /// The counter is above the next expected one: a message was lost or reordered (poisons).
+    /// An authentic message whose counter is above the next expected one: messages between
+    /// were lost or reordered, and the stream has a hole (poisons).
     Gap {
         /// The next counter this channel accepts.
         expected: u64,
         /// The counter received.
         received: u64,
     },
-    /// The message failed authentication: tampered with, truncated, or not made with this
-    /// channel's keys (poisons).
+    /// The message failed authentication: forged, tampered with, truncated, or not made with
+    /// this channel's keys and the counter it names. Dropped (does not poison).
     Tampered {
         /// The counter of the message.
         counter: u64,
@@ -270,13 +286,14 @@ pub enum ChannelError {
 
 impl ChannelError {
     /// Whether this error ended the channel (every later call fails with
-    /// [`ChannelError::Poisoned`]).
+    /// [`ChannelError::Poisoned`]). Every other error left the channel exactly as it was.
     pub fn poisons(&self) -> bool {
-        !matches!(
+        matches!(
             self,
-            ChannelError::TooLarge { .. }
-                | ChannelError::Stale { .. }
-                | ChannelError::UnexpectedKind(_)
+            ChannelError::Gap { .. }
+                | ChannelError::Exhausted
+                | ChannelError::Internal
+                | ChannelError::Poisoned
         )
     }
 }
@@ -305,15 +322,11 @@ impl fmt::Display for ChannelError {
                 write!(f, "a {kind} packet is not a channel message")
             }
             ChannelError::Packet(error) => {
-                write!(
-                    f,
-                    "malformed channel packet ({error}); re-establish the channel"
-                )
+                write!(f, "malformed channel packet ({error}); dropped")
             }
             ChannelError::Replay { expected, received } => write!(
                 f,
-                "replayed message: number {received}, expected {expected}; \
-                 re-establish the channel"
+                "replayed message: number {received}, expected {expected}; dropped"
             ),
             ChannelError::Gap { expected, received } => write!(
                 f,
@@ -322,8 +335,8 @@ impl fmt::Display for ChannelError {
             ),
             ChannelError::Tampered { counter } => write!(
                 f,
-                "message number {counter} failed authentication (tampered with or truncated); \
-                 re-establish the channel"
+                "a packet numbered {counter} failed authentication (forged, tampered with or \
+                 truncated); dropped"
             ),
             ChannelError::Exhausted => {
                 f.write_str("the channel used up its message numbers; re-establish the channel")

@@ -36,13 +36,19 @@
 //!
 //! # Errors and waiting
 //!
-//! [`PairingError::Packet`], [`PairingError::Stale`], [`PairingError::UnexpectedKind`] and
-//! [`PairingError::NoPendingRequest`] mean the packet was not for this step: nothing changed,
-//! keep waiting. Any other error from [`DevicePairing::finish`] ends that attempt (start a new
-//! one with the same ticket while it is valid); from [`MachinePairing::respond`] it refuses that
-//! one request; from [`MachinePairing::confirm`] it ends the pending attempt and the machine waits
-//! for a new request. After a successful [`MachinePairing::confirm`] the secret is wiped and
-//! every further call fails with [`PairingError::AlreadyUsed`].
+//! [`PairingError::Packet`], [`PairingError::Stale`], [`PairingError::UnexpectedKind`],
+//! [`PairingError::NoPendingRequest`] and [`PairingError::Replayed`] mean the packet was not for
+//! this step: nothing changed,
+//! keep waiting. A packet that fails authentication changes nothing either (WireGuard's rule:
+//! whoever can inject packets must not be able to end a handshake): after
+//! [`PairingError::ResponseRejected`] the device's attempt still takes the real answer, and
+//! after [`PairingError::ConfirmRejected`] the machine's pending request still takes the real
+//! confirmation. Any other error from [`DevicePairing::finish`] — the answer authenticated but
+//! its contents are wrong — ends that attempt (start a new one with the same ticket while it is
+//! valid); from [`MachinePairing::respond`] it refuses that one request; from
+//! [`MachinePairing::confirm`] it ends the pending attempt and the machine waits for a new
+//! request. After a successful [`MachinePairing::confirm`] the secret is wiped and every further
+//! call fails with [`PairingError::AlreadyUsed`].
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -137,9 +143,9 @@ impl DevicePairing {
     /// is the ticket's. Send the returned pairing-confirm packet next (before any message on
     /// the channel): the machine accepts the pairing only when it has it.
     pub fn finish(&mut self, response: &[u8]) -> Result<(Channel, Vec<u8>), PairingError> {
-        if self.waiting.is_none() {
+        let Some(waiting) = self.waiting.as_mut() else {
             return Err(PairingError::Ended);
-        }
+        };
         let packet = packet::decode(response)?;
         let message = match packet.body {
             _ if packet.connection != self.connection => {
@@ -151,14 +157,17 @@ impl DevicePairing {
             Body::PairingResponse(message) => message,
             other => return Err(PairingError::UnexpectedKind(other.kind())),
         };
-        let Some(mut waiting) = self.waiting.take() else {
-            return Err(PairingError::Ended);
-        };
+        // snow restores the handshake state when a message fails to authenticate: a forged or
+        // damaged answer leaves the attempt waiting for the real one.
         let payload =
             handshake::read(&mut waiting.handshake, message).map_err(|failure| match failure {
                 Failure::Rejected => PairingError::ResponseRejected,
                 Failure::Internal => PairingError::Internal,
             })?;
+        // Authentic (it needed the ticket's secret): from here any failure ends the attempt.
+        let Some(waiting) = self.waiting.take() else {
+            return Err(PairingError::Ended);
+        };
         let (signing, signature) = decode_proof(&payload)?;
         let machine = PublicIdentity {
             signing,
@@ -238,6 +247,14 @@ impl MachinePairing {
         let Body::PairingInit(message) = packet.body else {
             return Err(PairingError::UnexpectedKind(packet.kind()));
         };
+        // A device picks a fresh connection id for every attempt: the pending request's id
+        // again is a replay. Answering it would replace the pending request with one the device
+        // cannot confirm (the answer has new ephemeral keys), so it is ignored.
+        if let Some(pending) = &self.pending
+            && pending.connection_id() == packet.connection
+        {
+            return Err(PairingError::Replayed);
+        }
         let setup = Setup {
             pattern: PAIRING_PATTERN,
             prologue_label: PAIRING_PROLOGUE,
@@ -289,7 +306,7 @@ impl MachinePairing {
         let packet = packet::decode(confirm)?;
         let pending = self
             .pending
-            .as_ref()
+            .as_mut()
             .ok_or(PairingError::NoPendingRequest)?;
         if packet.connection != pending.connection_id() {
             return Err(PairingError::Stale {
@@ -300,12 +317,21 @@ impl MachinePairing {
         if packet.kind() != Kind::PairingConfirm {
             return Err(PairingError::UnexpectedKind(packet.kind()));
         }
+        // A confirmation that does not authenticate changes nothing: the request stays pending
+        // for the real one.
+        let proof = match pending.open(&packet, Kind::PairingConfirm) {
+            Ok(proof) => proof,
+            Err(error) => {
+                if error.poisons() {
+                    self.pending = None;
+                }
+                return Err(PairingError::ConfirmRejected);
+            }
+        };
+        // Authentic: from here any failure ends the pending request.
         let Some(mut channel) = self.pending.take() else {
             return Err(PairingError::NoPendingRequest);
         };
-        let proof = channel
-            .open(&packet, Kind::PairingConfirm)
-            .map_err(|_| PairingError::ConfirmRejected)?;
         let (signing, signature) = decode_proof(&proof)?;
         let device = PublicIdentity {
             signing,
@@ -401,9 +427,11 @@ pub enum PairingError {
     NoPendingRequest,
     /// Machine: the request is not a pairing handshake for this machine's Noise key.
     RequestRejected,
-    /// Device: the machine's answer failed authentication.
+    /// Device: the machine's answer failed authentication (a wrong or damaged ticket, or a
+    /// forged answer); the attempt still takes a genuine one.
     ResponseRejected,
-    /// Machine: the confirmation failed authentication.
+    /// Machine: the confirmation failed authentication; the pending request still takes a
+    /// genuine one.
     ConfirmRejected,
     /// A handshake payload is not what this version sends.
     MalformedPayload,
@@ -416,6 +444,8 @@ pub enum PairingError {
     },
     /// The peer's signature over the handshake does not verify.
     BadProof,
+    /// Machine: a request with the pending request's connection id, a replay; ignored.
+    Replayed,
     /// Machine: a device already paired with this ticket.
     AlreadyUsed,
     /// Device: this attempt already ended; start a new one.
@@ -468,6 +498,9 @@ impl fmt::Display for PairingError {
                 "the peer's signature over the pairing handshake does not verify: it does not \
                  hold the signing key it names",
             ),
+            PairingError::Replayed => {
+                f.write_str("a replayed pairing request (its attempt is pending); ignored")
+            }
             PairingError::AlreadyUsed => {
                 f.write_str("this pairing ticket was already used; make a new one")
             }

@@ -80,13 +80,15 @@ impl Initiator {
         self.connection
     }
 
-    /// Take the machine's session-response. [`SessionError::Packet`], [`SessionError::Stale`]
-    /// and [`SessionError::UnexpectedKind`] mean the packet was not this handshake's: nothing
-    /// changed, keep waiting. Any other error ends the attempt.
+    /// Take the machine's session-response. [`SessionError::Packet`], [`SessionError::Stale`],
+    /// [`SessionError::UnexpectedKind`] and [`SessionError::ResponseRejected`] mean the packet
+    /// was not this handshake's answer (or was forged or damaged): nothing changed, keep
+    /// waiting — a packet that does not authenticate cannot end the attempt. Any other error
+    /// ends it.
     pub fn finish(&mut self, response: &[u8]) -> Result<Channel, SessionError> {
-        if self.state.is_none() {
+        let Some(state) = self.state.as_mut() else {
             return Err(SessionError::Ended);
-        }
+        };
         let packet = packet::decode(response)?;
         let message = match packet.body {
             _ if packet.connection != self.connection => {
@@ -98,13 +100,15 @@ impl Initiator {
             Body::SessionResponse(message) => message,
             other => return Err(SessionError::UnexpectedKind(other.kind())),
         };
-        let Some(mut state) = self.state.take() else {
-            return Err(SessionError::Ended);
-        };
-        let payload = handshake::read(&mut state, message).map_err(|failure| match failure {
+        // snow restores the handshake state when a message fails to authenticate, so a forged
+        // answer leaves the state ready for the real one.
+        let payload = handshake::read(state, message).map_err(|failure| match failure {
             Failure::Rejected => SessionError::ResponseRejected,
             Failure::Internal => SessionError::Internal,
         })?;
+        let Some(state) = self.state.take() else {
+            return Err(SessionError::Ended);
+        };
         if !payload.is_empty() {
             return Err(SessionError::UnexpectedPayload);
         }
@@ -199,8 +203,8 @@ pub enum SessionError {
     UnexpectedKind(Kind),
     /// Machine: the request was not made by any of the paired devices (or was damaged).
     UnknownDevice,
-    /// Device: the answer failed authentication: it is not from the paired machine's key, or
-    /// the machine no longer knows this device.
+    /// Device: the answer failed authentication (not made by the paired machine's key for this
+    /// request: forged or damaged); ignored, the attempt goes on.
     ResponseRejected,
     /// The handshake carried a payload this version does not send.
     UnexpectedPayload,
@@ -234,8 +238,8 @@ impl fmt::Display for SessionError {
                 f.write_str("the connection request is not from a paired device")
             }
             SessionError::ResponseRejected => f.write_str(
-                "the machine's answer failed authentication: it is not the paired machine, or \
-                 it no longer knows this device",
+                "an answer to the connection request failed authentication (forged or damaged, \
+                 not from the paired machine); ignored",
             ),
             SessionError::UnexpectedPayload => {
                 f.write_str("the session handshake carried an unexpected payload")

@@ -12,7 +12,7 @@ use super::session::{self, Initiator, SessionError};
 use super::{Channel, ChannelError};
 use crate::frame::PairingId;
 use crate::identity::{Identity, PublicIdentity, SECRET_BYTES_LEN};
-use crate::limits::{MAX_APP_MESSAGE_LEN, MAX_PACKET_LEN};
+use crate::limits::{AEAD_TAG_LEN, MAX_APP_MESSAGE_LEN, MAX_PACKET_LEN};
 use crate::ticket::{PairingSecret, Ticket};
 
 /// A deterministic rng for tests (SplitMix64). Not for production use.
@@ -130,11 +130,81 @@ fn pairing_with_the_wrong_secret_fails_on_the_device() {
         device_side.finish(&response).err(),
         Some(PairingError::ResponseRejected)
     );
+    // An answer that does not authenticate changes nothing: the attempt still waits.
     assert_eq!(
         device_side.finish(&response).err(),
-        Some(PairingError::Ended)
+        Some(PairingError::ResponseRejected)
     );
     assert!(!machine_side.is_used());
+}
+
+#[test]
+fn forged_pairing_packets_end_neither_side() {
+    let rng = &mut TestRng::new(8);
+    let (device, machine) = (identity(rng), identity(rng));
+    let secret = [1u8; 32];
+    let mut machine_side = MachinePairing::new(&machine, PairingSecret(secret));
+    let (mut device_side, init) =
+        DevicePairing::start(&device, &ticket(&machine.public(), secret), rng).expect("start");
+    let response = machine_side.respond(&init, rng).expect("respond");
+    let connection = device_side.connection_id();
+
+    // Forged answers under the attempt's connection id: flipped bits, or made up.
+    for position in [9, 40, response.len() - 1] {
+        let mut forged = response.clone();
+        forged[position] ^= 0x40;
+        assert_eq!(
+            device_side.finish(&forged).err(),
+            Some(PairingError::ResponseRejected),
+            "byte {position}"
+        );
+    }
+    let made_up = Packet {
+        connection,
+        body: Body::PairingResponse(&[7; 160]),
+    }
+    .encode()
+    .expect("encode");
+    assert_eq!(
+        device_side.finish(&made_up).err(),
+        Some(PairingError::ResponseRejected)
+    );
+    // The real answer still completes the attempt.
+    let (mut on_device, confirm) = device_side.finish(&response).expect("finish");
+    // A replayed request would make the machine answer with new keys, stranding the device: it
+    // is ignored.
+    assert_eq!(
+        machine_side.respond(&init, rng).err(),
+        Some(PairingError::Replayed)
+    );
+
+    // Forged confirmations under the pending request's id.
+    for counter in [0, 1, u64::MAX] {
+        let forged = Packet {
+            connection,
+            body: Body::PairingConfirm(Sealed {
+                counter,
+                message: &[0u8; 112],
+            }),
+        }
+        .encode()
+        .expect("encode");
+        assert_eq!(
+            machine_side.confirm(&forged).err(),
+            Some(PairingError::ConfirmRejected)
+        );
+    }
+    let mut damaged = confirm.clone();
+    damaged[30] ^= 1;
+    assert_eq!(
+        machine_side.confirm(&damaged).err(),
+        Some(PairingError::ConfirmRejected)
+    );
+    // The real confirmation still pairs, and the channel works.
+    let mut on_machine = machine_side.confirm(&confirm).expect("confirm");
+    assert_eq!(*on_machine.peer(), device.public());
+    exchange(&mut on_device, &mut on_machine, b"register me");
+    exchange(&mut on_machine, &mut on_device, b"consent");
 }
 
 #[test]
@@ -161,9 +231,10 @@ fn a_confirmation_without_the_secret_is_rejected_and_the_ticket_stays_usable() {
         machine_side.confirm(&forged).err(),
         Some(PairingError::ConfirmRejected)
     );
+    // Forged, it changes nothing: the intruder's request stays pending until a newer one.
     assert_eq!(
         machine_side.confirm(&forged).err(),
-        Some(PairingError::NoPendingRequest)
+        Some(PairingError::ConfirmRejected)
     );
 
     // The real device still pairs with the same ticket.
@@ -366,11 +437,18 @@ fn an_impostor_machine_is_rejected_by_the_device() {
         initiator.finish(&relabeled).err(),
         Some(SessionError::ResponseRejected)
     );
+    // It changes nothing: the attempt still waits, and the real answer opens the channel.
+    let mut damaged = relabeled.clone();
+    damaged[20] ^= 1;
     assert_eq!(
-        initiator.finish(&relabeled).err(),
-        Some(SessionError::Ended)
+        initiator.finish(&damaged).err(),
+        Some(SessionError::ResponseRejected)
     );
-    drop(init);
+    let (mut on_machine, response) =
+        session::respond(&machine, &[device.public()], &init, rng).expect("respond");
+    let mut on_device = initiator.finish(&response).expect("the real answer");
+    exchange(&mut on_device, &mut on_machine, b"hello");
+    assert_eq!(initiator.finish(&response).err(), Some(SessionError::Ended));
 }
 
 #[test]
@@ -451,8 +529,18 @@ fn assert_poisoned(channel: &mut Channel, cause: ChannelError, next: &[u8]) {
     assert_eq!(channel.encrypt(b"x"), Err(ChannelError::Poisoned));
 }
 
+/// `refused` was dropped and changed nothing: `channel` is not poisoned and takes the next
+/// message from `peer` as if `refused` had never come.
+fn assert_dropped(peer: &mut Channel, channel: &mut Channel, refused: ChannelError) {
+    assert!(!refused.poisons(), "{refused:?}");
+    assert!(!channel.is_poisoned(), "{refused:?} poisoned the channel");
+    assert_eq!(channel.failure(), None);
+    exchange(peer, channel, b"still fine");
+    exchange(channel, peer, b"both ways");
+}
+
 #[test]
-fn a_replayed_message_is_rejected_and_poisons() {
+fn a_replayed_message_is_dropped_and_the_channel_goes_on() {
     let rng = &mut TestRng::new(22);
     let (device, machine) = (identity(rng), identity(rng));
     let (mut on_device, mut on_machine) = connect(&device, &machine, rng);
@@ -463,12 +551,11 @@ fn a_replayed_message_is_rejected_and_poisons() {
         received: 0,
     };
     assert_eq!(on_machine.decrypt(&first), Err(error));
-    let second = on_device.encrypt(b"two").expect("encrypt");
-    assert_poisoned(&mut on_machine, error, &second);
+    assert_dropped(&mut on_device, &mut on_machine, error);
 }
 
 #[test]
-fn a_reordered_or_lost_message_is_rejected_and_poisons() {
+fn an_authentic_message_after_a_hole_poisons() {
     let rng = &mut TestRng::new(23);
     let (device, machine) = (identity(rng), identity(rng));
     let (mut on_device, mut on_machine) = connect(&device, &machine, rng);
@@ -483,7 +570,7 @@ fn a_reordered_or_lost_message_is_rejected_and_poisons() {
 }
 
 #[test]
-fn a_truncated_message_is_rejected_and_poisons() {
+fn a_truncated_message_is_dropped_and_the_channel_goes_on() {
     let rng = &mut TestRng::new(24);
     let (device, machine) = (identity(rng), identity(rng));
     let (mut on_device, mut on_machine) = connect(&device, &machine, rng);
@@ -492,7 +579,11 @@ fn a_truncated_message_is_rejected_and_poisons() {
         .expect("encrypt");
     let error = ChannelError::Tampered { counter: 0 };
     assert_eq!(on_machine.decrypt(&packet[..packet.len() - 1]), Err(error));
-    assert_poisoned(&mut on_machine, error, &packet);
+    assert_eq!(
+        on_machine.decrypt(&packet).expect("the whole one"),
+        b"a message that gets cut"
+    );
+    assert_dropped(&mut on_device, &mut on_machine, error);
 
     // Cut below the tag: not even a packet.
     let (mut on_device, mut on_machine) = connect(&device, &machine, rng);
@@ -503,38 +594,69 @@ fn a_truncated_message_is_rejected_and_poisons() {
         min: 33,
     });
     assert_eq!(on_machine.decrypt(&packet[..20]), Err(error));
-    assert_poisoned(&mut on_machine, error, &packet);
+    assert_eq!(on_machine.decrypt(&packet).expect("the whole one"), b"abc");
+    assert_dropped(&mut on_device, &mut on_machine, error);
 }
 
 #[test]
-fn a_tampered_message_is_rejected_and_poisons() {
+fn a_tampered_message_is_dropped_and_the_channel_goes_on() {
     let rng = &mut TestRng::new(25);
     let (device, machine) = (identity(rng), identity(rng));
-    let (mut on_device, mut on_machine) = connect(&device, &machine, rng);
-    let packet = on_device
-        .encrypt(b"approve: rm -rf build")
-        .expect("encrypt");
-    for position in [17, 20, packet.len() - 1] {
-        let (mut on_device2, mut on_machine2) = connect(&device, &machine, rng);
-        let mut tampered = on_device2
+    for position in [17, 20, 40] {
+        let (mut on_device, mut on_machine) = connect(&device, &machine, rng);
+        let packet = on_device
             .encrypt(b"approve: rm -rf build")
             .expect("encrypt");
+        let mut tampered = packet.clone();
         tampered[position] ^= 0x80;
         let error = ChannelError::Tampered { counter: 0 };
-        assert_eq!(on_machine2.decrypt(&tampered), Err(error));
-        assert_poisoned(&mut on_machine2, error, &tampered);
+        assert_eq!(on_machine.decrypt(&tampered), Err(error));
+        assert_eq!(
+            on_machine.decrypt(&packet).expect("the real one"),
+            b"approve: rm -rf build"
+        );
+        assert_dropped(&mut on_device, &mut on_machine, error);
     }
-    // A changed counter is out of order before it is anything else.
+    // A changed counter names another nonce, so the packet does not authenticate either.
+    let (mut on_device, mut on_machine) = connect(&device, &machine, rng);
+    let packet = on_device.encrypt(b"one").expect("encrypt");
     let mut tampered = packet.clone();
     tampered[16] ^= 1;
-    assert_eq!(
-        on_machine.decrypt(&tampered),
-        Err(ChannelError::Gap {
-            expected: 0,
-            received: 1
-        })
+    let error = ChannelError::Tampered { counter: 1 };
+    assert_eq!(on_machine.decrypt(&tampered), Err(error));
+    assert_eq!(on_machine.decrypt(&packet).expect("the real one"), b"one");
+    assert_dropped(&mut on_device, &mut on_machine, error);
+}
+
+#[test]
+fn forged_packets_at_any_counter_change_nothing() {
+    let rng = &mut TestRng::new(29);
+    let (device, machine) = (identity(rng), identity(rng));
+    let (mut on_device, mut on_machine) = connect(&device, &machine, rng);
+    exchange(&mut on_device, &mut on_machine, b"zero");
+    exchange(&mut on_device, &mut on_machine, b"one");
+    for counter in [0, 1, 2, 3, 1 << 40, u64::MAX - 1, u64::MAX] {
+        for len in [AEAD_TAG_LEN, 100] {
+            let message = vec![0xa5; len];
+            let forged = Packet {
+                connection: on_machine.connection_id(),
+                body: Body::Transport(Sealed {
+                    counter,
+                    message: &message,
+                }),
+            }
+            .encode()
+            .expect("encode");
+            let error = on_machine.decrypt(&forged).expect_err("forged");
+            assert!(!error.poisons(), "counter {counter}: {error:?}");
+            assert!(!on_machine.is_poisoned());
+        }
+    }
+    assert_dropped(
+        &mut on_device,
+        &mut on_machine,
+        ChannelError::Tampered { counter: 2 },
     );
-    assert!(on_machine.is_poisoned());
 }
 
 #[test]
@@ -611,7 +733,8 @@ fn counter_exhaustion_is_an_error() {
     exchange(&mut on_device, &mut on_machine, b"the last one");
     assert_eq!(on_device.encrypt(b"one more"), Err(ChannelError::Exhausted));
     assert_poisoned(&mut on_device, ChannelError::Exhausted, &[]);
-    // A forged packet with the reserved counter is refused by the receiver too.
+    // A forged packet with the reserved counter is refused by the receiver too (and dropped:
+    // the sender never uses it, so it cannot be authentic).
     let forged = Packet {
         connection: on_machine.connection_id(),
         body: Body::Transport(Sealed {
@@ -621,8 +744,11 @@ fn counter_exhaustion_is_an_error() {
     }
     .encode()
     .expect("encode");
-    assert_eq!(on_machine.decrypt(&forged), Err(ChannelError::Exhausted));
-    assert!(on_machine.is_poisoned());
+    assert_eq!(
+        on_machine.decrypt(&forged),
+        Err(ChannelError::Tampered { counter: u64::MAX })
+    );
+    assert!(!on_machine.is_poisoned());
 }
 
 #[test]

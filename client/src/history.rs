@@ -1,7 +1,10 @@
 //! What a session's events say, folded as they arrive: its status, its approvals and where each
-//! is in its life, and the plans it proposed. `ctl approvals`, `approve`/`deny`, `watch --until`
-//! and `start --plan-from` all read a session through this one fold, so they agree on what
-//! "pending" and "approved" mean.
+//! is in its life, and the plans it proposed. `ctl approvals`, `approve`/`deny`, `watch --until`,
+//! `start --plan-from` and the web app's inbox all read a session through this one fold, so they
+//! agree on what "pending" and "approved" mean.
+//!
+//! The fold is bounded whatever the events say: at most [`MAX_APPROVALS_PER_SESSION`] approvals
+//! (the oldest numbers are forgotten first) and [`MAX_PLANS_PER_SESSION`] plans.
 
 use std::collections::BTreeMap;
 
@@ -9,14 +12,18 @@ use muxagent_proto::app::{
     ApprovalId, ApprovalRequest, ApprovalState, Decision, Event, EventKind, SessionStatus,
 };
 use muxagent_proto::identity::Fingerprint;
+use serde::{Deserialize, Serialize};
 
-use crate::render;
+use crate::limits::{MAX_APPROVALS_PER_SESSION, MAX_PLANS_PER_SESSION};
+use crate::words;
 
 /// One approval as the log tells it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     /// What was asked (absent when the request itself is no longer in the history).
     pub request: Option<ApprovalRequest>,
+    /// When it was asked (the request event's time, Unix seconds on the machine).
+    pub requested_at: Option<u64>,
     /// The latest state logged.
     pub state: Option<ApprovalState>,
     /// The decision and the device that made it.
@@ -37,8 +44,8 @@ impl Approval {
     /// Where it is, for people: `delivered`, `withdrawn`, `allowed once`, `denied (why)` …
     pub fn describe(&self) -> String {
         match (&self.decision, self.state) {
-            (Some((decision, _)), _) => render::decision_text(decision),
-            (None, Some(state)) => render::approval_state_word(state).into(),
+            (Some((decision, _)), _) => words::decision_text(decision),
+            (None, Some(state)) => words::approval_state_word(state).into(),
             (None, None) => "never requested".into(),
         }
     }
@@ -67,7 +74,7 @@ pub enum PlanError {
 }
 
 /// A session's events, folded.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
     /// The status, as of the last event (or as the session list said before any event).
     pub status: Option<SessionStatus>,
@@ -87,7 +94,6 @@ impl History {
     }
 
     /// The fold of `events`.
-    #[cfg(test)]
     pub fn of<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
         let mut history = Self::default();
         for event in events {
@@ -103,26 +109,86 @@ impl History {
             EventKind::Started { .. } => self.status = Some(SessionStatus::Running),
             EventKind::Status(status) => self.status = Some(*status),
             EventKind::ApprovalRequested(request) => {
-                let approval = self.approvals.entry(request.approval).or_default();
-                approval.request = Some(request.clone());
-                approval.state.get_or_insert(ApprovalState::Requested);
+                if let Some(approval) = self.approval(request.approval) {
+                    approval.request = Some(request.clone());
+                    approval.requested_at = Some(event.at);
+                    approval.state.get_or_insert(ApprovalState::Requested);
+                }
             }
             EventKind::ApprovalState { approval, state } => {
-                self.approvals.entry(*approval).or_default().state = Some(*state);
+                if let Some(approval) = self.approval(*approval) {
+                    approval.state = Some(*state);
+                }
             }
             EventKind::ApprovalResolved {
                 approval,
                 decision,
                 device,
             } => {
-                self.approvals.entry(*approval).or_default().decision =
-                    Some((decision.clone(), *device));
+                if let Some(approval) = self.approval(*approval) {
+                    approval.decision = Some((decision.clone(), *device));
+                }
             }
             EventKind::PlanProposed { approval, plan } => {
+                if self.plans.len() == MAX_PLANS_PER_SESSION {
+                    self.plans.remove(0);
+                }
                 self.plans.push((*approval, plan.clone()));
             }
             _ => {}
         }
+    }
+
+    /// Take an event older than every event applied so far (history fetched backwards): it
+    /// only fills in what is still unknown, so an old state never overwrites a newer one.
+    pub fn backfill(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::ApprovalRequested(request) => {
+                if let Some(approval) = self.approval(request.approval) {
+                    approval.request.get_or_insert_with(|| request.clone());
+                    approval.requested_at.get_or_insert(event.at);
+                    approval.state.get_or_insert(ApprovalState::Requested);
+                }
+            }
+            EventKind::ApprovalState { approval, state } => {
+                if let Some(approval) = self.approval(*approval) {
+                    approval.state.get_or_insert(*state);
+                }
+            }
+            EventKind::ApprovalResolved {
+                approval,
+                decision,
+                device,
+            } => {
+                if let Some(approval) = self.approval(*approval) {
+                    approval
+                        .decision
+                        .get_or_insert_with(|| (decision.clone(), *device));
+                }
+            }
+            EventKind::PlanProposed { approval, plan }
+                if self.plans.len() < MAX_PLANS_PER_SESSION
+                    && !self.plans.iter().any(|(number, _)| number == approval) =>
+            {
+                self.plans.insert(0, (*approval, plan.clone()));
+            }
+            _ => {}
+        }
+    }
+
+    /// The entry for approval `number`, made if new; `None` when the table is full of newer
+    /// ones (a full table forgets its lowest number to make room).
+    fn approval(&mut self, number: ApprovalId) -> Option<&mut Approval> {
+        if !self.approvals.contains_key(&number)
+            && self.approvals.len() >= MAX_APPROVALS_PER_SESSION
+        {
+            let oldest = *self.approvals.keys().next()?;
+            if number < oldest {
+                return None;
+            }
+            self.approvals.remove(&oldest);
+        }
+        Some(self.approvals.entry(number).or_default())
     }
 
     /// The approvals waiting for a person, lowest number first.
@@ -258,6 +324,57 @@ mod tests {
         // A state for an approval whose request is gone from the history is not pending.
         let orphan = History::of(&events(vec![state(9, ApprovalState::Delivered)]));
         assert_eq!(pending_numbers(&orphan), Vec::<ApprovalId>::new());
+    }
+
+    #[test]
+    fn a_flood_of_approvals_and_plans_stays_bounded() {
+        let mut history = History::default();
+        let total = MAX_APPROVALS_PER_SESSION as u64 * 3;
+        for number in 1..=total {
+            for kind in [requested(number, ApprovalKind::Plan), plan(number, "p")] {
+                history.apply(&Event {
+                    session: SessionId([1; 16]),
+                    seq: number,
+                    at: number,
+                    kind,
+                });
+            }
+        }
+        assert_eq!(history.approvals.len(), MAX_APPROVALS_PER_SESSION);
+        assert_eq!(history.plans.len(), MAX_PLANS_PER_SESSION);
+        // The newest are kept; an old number arriving late finds no room.
+        assert!(history.approvals.contains_key(&total));
+        assert_eq!(history.plans.last().map(|(n, _)| *n), Some(total));
+        history.apply(&events(vec![state(1, ApprovalState::Delivered)])[0]);
+        assert!(!history.approvals.contains_key(&1));
+        assert_eq!(history.approvals[&total].requested_at, Some(total));
+    }
+
+    #[test]
+    fn backfilled_events_never_overwrite_newer_ones() {
+        let newer = events(vec![
+            state(1, ApprovalState::Applied),
+            resolved(1, Decision::AllowOnce),
+            plan(2, "second"),
+        ]);
+        let mut history = History::of(&newer);
+        // Then the older events arrive, newest of them first or not: only gaps are filled.
+        for kind in [
+            requested(1, ApprovalKind::Plan),
+            state(1, ApprovalState::Delivered),
+            resolved(1, Decision::AllowAlways),
+            plan(1, "first"),
+        ] {
+            history.backfill(&events(vec![kind])[0]);
+        }
+        let approval = &history.approvals[&1];
+        assert!(approval.request.is_some());
+        assert_eq!(approval.state, Some(ApprovalState::Applied));
+        assert_eq!(approval.decision, Some((Decision::AllowOnce, DEVICE)));
+        assert_eq!(
+            history.plans,
+            [(1, "first".to_string()), (2, "second".to_string())]
+        );
     }
 
     #[test]

@@ -1,0 +1,140 @@
+//! A signed decision for an approval, made from the input *as the person saw it*: the request
+//! hash is recomputed from the session, the agent's request id, the tool and the shown input,
+//! and nothing is signed unless it equals the hash the machine sent. A screen that shows one
+//! input while the machine asked about another (a rendering bug, a stale card, a tampered
+//! cache) can then never produce a valid decision for what was not shown.
+
+use std::fmt;
+
+use muxagent_proto::app::{
+    ApprovalRequest, Decision, DecisionBody, SessionId, SignedDecision, request_hash,
+};
+use muxagent_proto::identity::Identity;
+
+/// Why no decision was signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecideError {
+    /// The shown input hashes to something else than the request's hash.
+    HashMismatch,
+    /// The request's own fields do not give its hash: the machine sent an inconsistent request.
+    InconsistentRequest,
+}
+
+impl fmt::Display for DecideError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DecideError::HashMismatch => {
+                "the input shown is not exactly what the agent asked to run, so nothing was signed; reload the approval and look again"
+            }
+            DecideError::InconsistentRequest => {
+                "the machine's approval request does not match its own hash, so nothing was signed"
+            }
+        })
+    }
+}
+
+impl std::error::Error for DecideError {}
+
+/// Sign `decision` on `request` of `session` as `device`, if `shown_input` is exactly the
+/// input the request's hash covers. `now` is Unix seconds on the device.
+pub fn sign(
+    device: &Identity,
+    session: SessionId,
+    request: &ApprovalRequest,
+    shown_input: &str,
+    decision: Decision,
+    now: u64,
+) -> Result<SignedDecision, DecideError> {
+    let hash = |input: &str| request_hash(&session, &request.agent_request, &request.tool, input);
+    if hash(shown_input) != request.request_hash {
+        return Err(if hash(&request.input) == request.request_hash {
+            DecideError::HashMismatch
+        } else {
+            DecideError::InconsistentRequest
+        });
+    }
+    let body = DecisionBody {
+        session,
+        approval: request.approval,
+        request_hash: request.request_hash,
+        decision,
+        decided_at: now,
+    };
+    Ok(SignedDecision::sign(device, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use muxagent_proto::app::ApprovalKind;
+    use muxagent_proto::identity::SECRET_BYTES_LEN;
+
+    use super::*;
+
+    const SESSION: SessionId = SessionId([3; 16]);
+
+    fn request(input: &str) -> ApprovalRequest {
+        ApprovalRequest {
+            approval: 4,
+            kind: ApprovalKind::Tool,
+            agent_request: "toolu_1".into(),
+            tool: "Bash".into(),
+            input: input.into(),
+            request_hash: request_hash(&SESSION, "toolu_1", "Bash", input),
+        }
+    }
+
+    #[test]
+    fn signs_what_was_shown() {
+        let device = Identity::from_secret_bytes(&[5; SECRET_BYTES_LEN]);
+        let asked = request(r#"{"command":"ls"}"#);
+        let signed = sign(
+            &device,
+            SESSION,
+            &asked,
+            r#"{"command":"ls"}"#,
+            Decision::AllowOnce,
+            9,
+        )
+        .unwrap();
+        assert_eq!(signed.verify(), Ok(()));
+        assert_eq!(signed.body.request_hash, asked.request_hash);
+        assert_eq!(signed.body.approval, 4);
+        assert_eq!(signed.body.decided_at, 9);
+        assert_eq!(signed.device, device.public());
+    }
+
+    #[test]
+    fn refuses_an_input_that_differs_by_one_byte() {
+        let device = Identity::from_secret_bytes(&[5; SECRET_BYTES_LEN]);
+        let asked = request(r#"{"command":"rm -rf /tmp/x"}"#);
+        for shown in [
+            r#"{"command":"rm -rf /tmp/y"}"#,
+            r#"{"command":"rm -rf /tmp/x"} "#,
+            "",
+        ] {
+            assert_eq!(
+                sign(&device, SESSION, &asked, shown, Decision::AllowOnce, 0),
+                Err(DecideError::HashMismatch),
+                "{shown}"
+            );
+        }
+        // The same input in another session is another request.
+        assert_eq!(
+            sign(
+                &device,
+                SessionId([4; 16]),
+                &asked,
+                &asked.input,
+                Decision::AllowOnce,
+                0
+            ),
+            Err(DecideError::InconsistentRequest)
+        );
+        let mut forged = request("a");
+        forged.input = "b".into();
+        assert_eq!(
+            sign(&device, SESSION, &forged, "b", Decision::AllowOnce, 0),
+            Err(DecideError::InconsistentRequest)
+        );
+    }
+}
