@@ -170,8 +170,9 @@ pub const MAX_PACKET_LEN: usize = PACKET_HEADER_LEN + MAX_CHANNEL_CIPHERTEXT_LEN
 // full-size frame keeps up to one frame of buffer per direction (≤ 2 × [`MAX_FRAME_LEN`])
 // until it closes: tungstenite does not shrink its buffers. A busy connection holds at most
 // [`RELAY_QUEUE_DEPTH`] frames and [`RELAY_QUEUE_BYTES_PER_CONNECTION`] (1 MiB) in its queue,
-// all queues together at most [`RELAY_QUEUE_BYTES_TOTAL`], and a reader that keeps its queue full
-// is cut after [`RELAY_SLOW_READER_CUT_MS`]. The worst case at the connection cap is
+// all queues together at most [`RELAY_QUEUE_BYTES_TOTAL`] plus one frame each
+// ([`RELAY_QUEUE_RESERVE_BYTES`]), and a reader that keeps its queue full is cut after
+// [`RELAY_SLOW_READER_CUT_MS`]. The worst case at the connection cap is
 // [`RELAY_WORST_CASE_MEMORY`].
 
 /// URL path of the relay's WebSocket endpoint. A pairing ticket holds only the relay's base URL;
@@ -308,8 +309,18 @@ pub const RELAY_QUEUE_BYTES_PER_CONNECTION: usize = 1024 * 1024;
 pub const RELAY_QUEUE_BYTES_PER_ACCOUNT: usize = 16 * 1024 * 1024;
 
 /// Bytes queued for all receivers of the relay at most: what slow readers can make the relay
-/// hold, whatever their number. Past it frames are dropped (`total_queue_full`).
+/// hold, whatever their number. Past it frames are dropped (`total_queue_full`), except those
+/// a nearly empty queue takes ([`RELAY_QUEUE_RESERVE_BYTES`]).
 pub const RELAY_QUEUE_BYTES_TOTAL: usize = 256 * 1024 * 1024;
+
+/// Bytes every queue may hold whatever its account's and the relay's pools hold: a frame that
+/// leaves its queue within this is queued even when a pool is spent (and counted in it). A
+/// shared pool alone would let slow readers that stay just under their own cut (656 queues of
+/// 400 KiB, from 11 source prefixes) take it all for as long as they like, and then every
+/// frame to every receiver would be dropped; with this a receiver that keeps up, and so has
+/// an empty queue, still gets its frames. One full-size frame: the pools can be exceeded by at
+/// most this much per connection (50 000 × 65 KiB = 3.1 GiB at the connection cap).
+pub const RELAY_QUEUE_RESERVE_BYTES: usize = MAX_FRAME_LEN;
 
 /// A receiver whose queue stays full this long is cut (`slow_reader`): "full" from a frame it
 /// could not take (its queue at its depth or over half of its bytes) until the queue is back
@@ -327,29 +338,38 @@ pub const RELAY_CONNECTION_MAX_BYTES: usize = 14 * 1024 + 3 * (MAX_FRAME_LEN + 1
 
 /// The most memory `connections` connections can make the relay hold: each its
 /// [`RELAY_CONNECTION_MAX_BYTES`], and their queues together their per-connection bytes or the
-/// relay-wide pool, whichever is less. `relay/tests/budgets.rs` drives every connection of a
-/// relay to its worst and checks the relay stays within this.
+/// relay-wide pool plus each queue's reserve ([`RELAY_QUEUE_RESERVE_BYTES`]), whichever is
+/// less. `relay/tests/budgets.rs` drives slow readers to their worst and checks the relay stays
+/// within this for its connection cap.
 pub const fn relay_memory_bound(connections: usize) -> usize {
-    let queues = connections.saturating_mul(RELAY_QUEUE_BYTES_PER_CONNECTION);
-    let queues = if queues < RELAY_QUEUE_BYTES_TOTAL {
-        queues
-    } else {
-        RELAY_QUEUE_BYTES_TOTAL
-    };
+    let own = connections.saturating_mul(RELAY_QUEUE_BYTES_PER_CONNECTION);
+    let pooled = connections
+        .saturating_mul(RELAY_QUEUE_RESERVE_BYTES)
+        .saturating_add(RELAY_QUEUE_BYTES_TOTAL);
+    let queues = if own < pooled { own } else { pooled };
     connections
         .saturating_mul(RELAY_CONNECTION_MAX_BYTES)
         .saturating_add(queues)
 }
 
 /// The worst-case memory of a relay at its connection cap with default limits:
-/// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 209 KiB + 256 MiB ≈ 10.2 GiB,
-/// plus the registry at its cap (~200 MiB, [`RELAY_MAX_REGISTRY_KEYS`]) and the pairing table
-/// (~2 MiB, [`RELAY_MAX_PAIRINGS`]): about 10.4 GiB. Idle, the same connections take ~0.7 GiB;
-/// the rest is what 50 000 hostile clients (from at least 782 source prefixes) can push it to.
-/// Size `--max-connections` to the machine: ~210 KiB per connection plus 256 MiB.
+/// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 209 KiB + (256 MiB +
+/// 50 000 × 65 KiB) ≈ 9.97 GiB + 3.35 GiB = 13.3 GiB, plus the registry at its cap (~200 MB,
+/// [`RELAY_MAX_REGISTRY_KEYS`]) and the pairing table (~2 MB, [`RELAY_MAX_PAIRINGS`]): about
+/// 13.5 GiB. Idle, the same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
+/// (from at least 782 source prefixes) can push it to. Size `--max-connections` to the
+/// machine: ~275 KiB per connection plus 256 MiB.
 pub const RELAY_WORST_CASE_MEMORY: usize = relay_memory_bound(RELAY_MAX_CONNECTIONS)
     + RELAY_MAX_REGISTRY_KEYS * 200
     + RELAY_MAX_PAIRINGS * 200;
+
+// The figures above, kept true (in MiB): 13.3 GiB for the connections, 13.5 GiB in all.
+const _: () = {
+    let connections = relay_memory_bound(RELAY_MAX_CONNECTIONS) >> 20;
+    let all = RELAY_WORST_CASE_MEMORY >> 20;
+    assert!(connections >= 13_568 && connections < 13_670);
+    assert!(all >= 13_773 && all < 13_875);
+};
 
 /// The relay pings each logged-in connection this often (plus jitter up to
 /// [`RELAY_PING_JITTER_SECS`] so pings of connections made together spread out). 15 s as

@@ -32,8 +32,8 @@ use muxagent_proto::frame::{
     ErrorCode, Frame, Login, LoginOk, Registry, RegistryAck, Role, ServerHello,
 };
 use muxagent_proto::limits::{
-    MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RELAY_REGISTRY_REQUESTS_PER_MIN,
-    RELAY_SIGNATURE_COST_BYTES,
+    MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RELAY_QUEUE_RESERVE_BYTES,
+    RELAY_REGISTRY_REQUESTS_PER_MIN, RELAY_SIGNATURE_COST_BYTES,
 };
 use smol::Timer;
 use smol::stream::StreamExt as _;
@@ -239,6 +239,7 @@ async fn log_in(
             QueueLimits {
                 depth: limits.queue_depth,
                 bytes: limits.queue_bytes_per_connection,
+                reserve: RELAY_QUEUE_RESERVE_BYTES,
                 cut_after: limits.slow_reader_cut,
             },
             shared.queued.clone(),

@@ -6,8 +6,11 @@
 //! frame's bytes do not fit one of three byte budgets: the connection's own, its account's
 //! ([`Pool`], shared by the account's connections) and the relay's (one [`Pool`]). A frame's
 //! bytes are taken from every budget when it is queued and given back when it is written,
-//! dropped, or the connection goes. The queue's storage is allocated on first use, so an idle
-//! connection's outbox is a few words.
+//! dropped, or the connection goes. A frame that leaves its queue within
+//! [`QueueLimits::reserve`] bytes is queued even when a pool is spent (its bytes still count
+//! in it): slow readers elsewhere can spend the pools, but never starve a receiver that keeps
+//! up. The queue's storage is allocated on first use, so an idle connection's outbox is a few
+//! words.
 //!
 //! A receiver that reads, but slower than it is sent to, keeps its queue full for ever
 //! without ever stalling a write past the write timeout. So an outbox remembers since when it
@@ -81,6 +84,11 @@ impl Pool {
             .is_ok()
     }
 
+    /// Take `bytes` whether or not they fit (a queue's reserve).
+    fn add(&self, bytes: usize) {
+        self.queued.fetch_add(bytes, Ordering::AcqRel);
+    }
+
     fn give(&self, bytes: usize) {
         let _ = self
             .queued
@@ -102,6 +110,8 @@ pub(crate) struct QueueLimits {
     pub depth: usize,
     /// Bytes at most.
     pub bytes: usize,
+    /// Bytes the queue may hold whatever the account's and the relay's pools hold.
+    pub reserve: usize,
     /// How long the queue may stay full before the connection is cut.
     pub cut_after: Duration,
 }
@@ -167,10 +177,12 @@ impl Outbox {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Charge this connection's queue to its account's `pool` from now on.
+    /// Charge this connection's queue to its account's `pool` from now on (what it holds
+    /// already too, whether or not it fits: it is in the relay's pool).
     pub(crate) fn set_account(&self, pool: Arc<Pool>) {
         let mut inner = self.lock();
-        if inner.account.is_none() && pool.take(inner.queued) {
+        if inner.account.is_none() {
+            pool.add(inner.queued);
             inner.account = Some(pool);
         }
     }
@@ -190,6 +202,12 @@ impl Outbox {
             || inner.queued.saturating_add(len) > self.limits.bytes
         {
             Some(Bound::Connection)
+        } else if inner.queued.saturating_add(len) <= self.limits.reserve {
+            if let Some(account) = &inner.account {
+                account.add(len);
+            }
+            self.total.add(len);
+            None
         } else if !inner.account.as_ref().is_none_or(|pool| pool.take(len)) {
             Some(Bound::Account)
         } else if !self.total.take(len) {
@@ -291,6 +309,7 @@ mod tests {
         QueueLimits {
             depth,
             bytes,
+            reserve: 0,
             cut_after: Duration::from_secs(4),
         }
     }
@@ -354,6 +373,35 @@ mod tests {
         drop(c);
         assert_eq!((account.queued(), total.queued()), (0, 0));
         assert_eq!(a.push(frame(400)), Ok(()));
+    }
+
+    #[test]
+    fn a_queue_within_its_reserve_takes_frames_when_the_pools_are_spent() {
+        let total = Arc::new(Pool::new(1000));
+        let account = Arc::new(Pool::new(1000));
+        let reserve = QueueLimits {
+            reserve: 250,
+            ..limits(32, 1000)
+        };
+        let slow = Outbox::new(limits(32, 1000), total.clone());
+        let other = Outbox::new(limits(32, 1000), total.clone());
+        let keeping_up = Outbox::new(reserve, total.clone());
+        let same_account = Outbox::new(reserve, total.clone());
+        same_account.set_account(account.clone());
+        assert_eq!(slow.push(frame(1000)), Ok(()));
+        assert_eq!(other.push(frame(10)), Err(PushError::Full(Bound::Total)));
+        // Within the reserve: queued and counted, the pools overdrawn.
+        assert_eq!(keeping_up.push(frame(200)), Ok(()));
+        assert_eq!(keeping_up.push(frame(50)), Ok(()));
+        assert_eq!(
+            keeping_up.push(frame(1)),
+            Err(PushError::Full(Bound::Total))
+        );
+        assert_eq!(same_account.push(frame(250)), Ok(()));
+        assert_eq!((account.queued(), total.queued()), (250, 1500));
+        assert!(matches!(poll(&keeping_up), Poll::Ready(Next::Frame(_))));
+        drop((slow, same_account));
+        assert_eq!((account.queued(), total.queued()), (0, 50));
     }
 
     #[test]

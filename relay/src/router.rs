@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::{
@@ -172,7 +172,34 @@ struct State {
     pairings: Pairings,
     registry: Registry,
     /// The queue byte pool of each account with a live connection.
-    queues: HashMap<Fingerprint, Arc<Pool>>,
+    queues: QueuePools,
+}
+
+/// The queue byte pool of each account, held by its connections' outboxes: a pool lives as long
+/// as one of them, so the table only refers to them (and forgets dead ones as it grows).
+#[derive(Default)]
+struct QueuePools {
+    by_account: HashMap<Fingerprint, Weak<Pool>>,
+    /// Entries after the last sweep of dead ones.
+    swept: usize,
+}
+
+impl QueuePools {
+    /// `account`'s pool, made with `cap` bytes if none of its connections holds one.
+    fn of(&mut self, account: Fingerprint, cap: usize) -> Arc<Pool> {
+        if let Some(pool) = self.by_account.get(&account).and_then(Weak::upgrade) {
+            return pool;
+        }
+        let pool = Arc::new(Pool::new(cap));
+        self.by_account.insert(account, Arc::downgrade(&pool));
+        // Sweep when the table has doubled since the last sweep: dead entries stay at most
+        // as many as live ones (plus 64), at O(1) amortised per login.
+        if self.by_account.len() > 2 * self.swept.max(64) {
+            self.by_account.retain(|_, pool| pool.strong_count() > 0);
+            self.swept = self.by_account.len();
+        }
+        pool
+    }
 }
 
 /// Open pairing ids, and how many each source prefix holds.
@@ -403,12 +430,10 @@ impl Router {
             key.budget = session.budget.clone();
         }
         if let (Role::Device | Role::Machine, Some(account)) = (session.role, account) {
-            let limit = self.limits.queue_bytes_per_account;
             let pool = state
                 .queues
-                .entry(account)
-                .or_insert_with(|| Arc::new(Pool::new(limit)));
-            session.outbox.set_account(pool.clone());
+                .of(account, self.limits.queue_bytes_per_account);
+            session.outbox.set_account(pool);
         }
         let budget = key.budget.clone();
         key.conns.push(live);
@@ -479,21 +504,6 @@ impl Router {
         }
         for id in &live.pairings {
             state.pairings.remove(id);
-        }
-        // An account's queue pool goes with its last connection (this one's outbox still
-        // holds it, until it is dropped).
-        let account = match key.1 {
-            Role::Machine => state.registry.machine(&key.0).map(|record| record.account),
-            Role::Device => state.registry.device_account(&key.0),
-            Role::PendingMachine => None,
-        };
-        if let Some(account) = account
-            && state
-                .queues
-                .get(&account)
-                .is_some_and(|pool| Arc::strong_count(pool) <= 2)
-        {
-            state.queues.remove(&account);
         }
         match key.1 {
             Role::Machine => {
@@ -1123,4 +1133,27 @@ fn presence_hostname(state: &State, machine: &Fingerprint, login: &Option<Hostna
 /// the caller against its challenge).
 pub(crate) fn check_version(login: &Login, min: u16, max: u16) -> bool {
     (min..=max).contains(&login.protocol)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accounts_queue_pool_lives_with_its_connections() {
+        let mut pools = QueuePools::default();
+        let account = |n: u8| Fingerprint([n; 32]);
+        let held = pools.of(account(0), 100);
+        assert!(Arc::ptr_eq(&held, &pools.of(account(0), 100)));
+        // Accounts whose connections all went are swept as the table grows.
+        for n in 1..=200 {
+            drop(pools.of(account(n), 100));
+        }
+        assert!(
+            pools.by_account.len() <= 2 * 64,
+            "{}",
+            pools.by_account.len()
+        );
+        assert!(Arc::ptr_eq(&held, &pools.of(account(0), 100)));
+    }
 }
