@@ -313,7 +313,8 @@ async fn flood(
     let probe = async {
         let mut worst = Some(Duration::ZERO);
         let mut round = 0u32;
-        while !done.get() {
+        // At least one round trip, however soon the flood is cut.
+        while round == 0 || !done.get() {
             round += 1;
             let t = Instant::now();
             let trip = async {
