@@ -299,6 +299,20 @@ pub const RELAY_SIGNATURE_COST_BYTES: u32 = 64 * 1024;
 /// a few machines a day.
 pub const RELAY_REGISTRY_REQUESTS_PER_MIN: usize = 20;
 
+/// Registry requests all connections of one source prefix (see [`RELAY_IPV4_PREFIX_LEN`]) may
+/// make per minute, counted whether their connections stay or go: without it a client would
+/// reconnect after every [`RELAY_REGISTRY_REQUESTS_PER_MIN`] requests (with a fresh key and so
+/// a fresh inbound budget) and have its signatures verified without end. A household or
+/// office pairs a few machines at a time; past it requests are refused with `RateLimited`
+/// before any signature is checked. So one prefix costs at most 2 verifications a second.
+pub const RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN: usize = 60;
+
+/// Source prefixes whose registry requests are counted at once
+/// ([`RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN`]), each ~64 bytes: 65 536 is 4 MiB. Past it,
+/// prefixes whose minute has passed are forgotten, and the rest of the new ones share one
+/// count (so 65 536 prefixes busy pairing at once slow pairing down for others, no more).
+pub const RELAY_REGISTRY_RATE_PREFIXES: usize = 65_536;
+
 /// Bytes queued for one receiver at most (besides [`RELAY_QUEUE_DEPTH`] frames): 16 full-size
 /// frames, 0.5 s at the inbound rate. Past it the newest frame is dropped (`queue_full`).
 pub const RELAY_QUEUE_BYTES_PER_CONNECTION: usize = 1024 * 1024;

@@ -15,8 +15,8 @@
 //! - **Malformed** frames (undecodable, oversized, text) close this connection only, after an
 //!   `Error{Malformed}`; unknown kinds are counted and skipped. So do floods the meter stops
 //!   (control frames past their rate, a message in too many fragments).
-//! - **Registry requests** are limited per connection and minute, and each is charged the
-//!   signature verifications it costs before any is made.
+//! - **Registry requests** are limited per connection and per source prefix and minute, and
+//!   each is charged the signature verifications it costs before any is made.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,7 +33,8 @@ use muxagent_proto::frame::{
 };
 use muxagent_proto::limits::{
     MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RELAY_QUEUE_RESERVE_BYTES,
-    RELAY_REGISTRY_REQUESTS_PER_MIN, RELAY_SIGNATURE_COST_BYTES,
+    RELAY_REGISTRY_REQUESTS_PER_MIN, RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN,
+    RELAY_SIGNATURE_COST_BYTES,
 };
 use smol::Timer;
 use smol::stream::StreamExt as _;
@@ -634,9 +635,26 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) {
             RELAY_REGISTRY_REQUESTS_PER_MIN as u32,
             Duration::from_secs(60),
         );
-    if !allowed {
+    // The connection's count first, so one over its own limit spends nothing of its network's.
+    let refusal = if !allowed {
+        Some("too many registry requests on this connection; try again in a minute")
+    } else if !shared
+        .registry_rate
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(
+            session.prefix,
+            now,
+            RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN as u32,
+            Duration::from_secs(60),
+        )
+    {
+        Some("too many registry requests from this network; try again in a minute")
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
         metrics.refused(Refusal::RegistryRate);
-        let reason = "too many registry requests on this connection; try again in a minute";
         return reply(
             shared,
             session,

@@ -54,7 +54,7 @@ labels! {
         PairingUnknown => "pairing_unknown",
         PairingTaken => "pairing_taken",
         PairingLimit => "pairing_limit",
-        /// A connection's registry requests past its rate.
+        /// Registry requests past the rate of their connection or source prefix.
         RegistryRate => "registry_rate",
     }
 }

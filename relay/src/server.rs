@@ -19,11 +19,14 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Bytes;
 use async_tungstenite::tungstenite::protocol::Role as WsRole;
 use muxagent_proto::frame::{Frame, Restarting, SignedEntry};
-use muxagent_proto::limits::{RELAY_IPV4_PREFIX_LEN, RELAY_IPV6_PREFIX_LEN};
+use muxagent_proto::limits::{
+    RELAY_IPV4_PREFIX_LEN, RELAY_IPV6_PREFIX_LEN, RELAY_REGISTRY_RATE_PREFIXES,
+};
 use smol::future::FutureExt as _;
 use smol::io::AsyncWriteExt as _;
 use smol::{Async, Executor, Timer};
 
+use crate::bucket::Windows;
 use crate::config::{Limits, RelayConfig};
 use crate::conn;
 use crate::error::RelayError;
@@ -54,6 +57,8 @@ pub(crate) struct Shared {
     caps: Mutex<Counts>,
     /// Bytes queued for every receiver together ([`Limits::queue_bytes_total`]).
     pub queued: Arc<Pool>,
+    /// Registry requests per source prefix ([`RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN`]).
+    pub registry_rate: Mutex<Windows<IpAddr>>,
 }
 
 /// Connections counted against the caps.
@@ -292,6 +297,7 @@ impl Relay {
             shutting_down: AtomicBool::new(false),
             caps: Mutex::new(Counts::default()),
             queued: Arc::new(Pool::new(limits_queue_total)),
+            registry_rate: Mutex::new(Windows::new(RELAY_REGISTRY_RATE_PREFIXES, Instant::now())),
         });
         Ok(Relay {
             listener,

@@ -19,7 +19,7 @@ use muxagent_proto::identity::Identity;
 use muxagent_proto::limits::{
     MAX_FRAME_LEN, RELAY_MAX_CONTROL_FRAMES_PER_SEC, RELAY_MAX_FRAGMENTS_PER_MESSAGE,
     RELAY_PAIRINGS_PER_PREFIX, RELAY_QUEUE_RESERVE_BYTES, RELAY_REGISTRY_REQUESTS_PER_MIN,
-    RELAY_SLOW_READER_CUT_MS, relay_memory_bound,
+    RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN, RELAY_SLOW_READER_CUT_MS, relay_memory_bound,
 };
 use muxagent_relay::client::{Client, ClientConfig, RelayUrl};
 use smol::future::FutureExt as _;
@@ -491,6 +491,78 @@ fn registry_floods_are_rate_limited_and_verifications_charged() {
             "{verified} requests were verified in {elapsed:.1} s"
         );
         assert!(limited > 0, "nothing was rate-limited");
+    });
+}
+
+#[test]
+fn registry_requests_over_fresh_connections_are_rate_limited_per_source_prefix() {
+    smol::block_on(async {
+        let relay = TestRelay::start().await;
+        let d = identity();
+        let entry = bad_consent_entry(&d);
+        let batch: Vec<u8> = (0..RELAY_REGISTRY_REQUESTS_PER_MIN as u32)
+            .flat_map(|request| {
+                raw::message(&Frame::Registry(Registry {
+                    request,
+                    entry: entry.clone(),
+                }))
+            })
+            .collect();
+        // Connections from one /24 one after the other, each making its own connection's
+        // worth of requests: 8 × 20 asked of a prefix's 60 a minute.
+        let mut limited = 0;
+        for host in 1..=8u8 {
+            let tcp =
+                raw::tcp(relay.addr, Some(IpAddr::from([127, 4, 4, host])), None).expect("tcp");
+            let mut attacker = Raw::new(tcp);
+            let hello = within("upgrade", attacker.upgrade())
+                .await
+                .expect("upgrade");
+            within("login", attacker.log_in(&d, &hello, Role::Device))
+                .await
+                .expect("login");
+            attacker.write(&batch).await.expect("write");
+            let mut answered = 0;
+            while answered < RELAY_REGISTRY_REQUESTS_PER_MIN {
+                match within("an answer", attacker.recv()).await {
+                    Ok(Some(Frame::Error(e))) => {
+                        answered += 1;
+                        limited += usize::from(e.code == ErrorCode::RateLimited);
+                    }
+                    Ok(Some(_)) => {}
+                    other => panic!("connection {host}: {other:?}"),
+                }
+            }
+        }
+        let verified = relay.metric("relay_registry_refused_total").await as usize;
+        // Another network is not affected.
+        let tcp = raw::tcp(relay.addr, Some(IpAddr::from([127, 4, 5, 1])), None).expect("tcp");
+        let mut other = Raw::new(tcp);
+        let hello = within("upgrade", other.upgrade()).await.expect("upgrade");
+        within("login", other.log_in(&d, &hello, Role::Device))
+            .await
+            .expect("login");
+        other
+            .write(&raw::message(&Frame::Registry(Registry {
+                request: 1,
+                entry: entry.clone(),
+            })))
+            .await
+            .expect("write");
+        let answer = within("the other network's answer", other.recv()).await;
+        eprintln!(
+            "figure: item 8: 8 connections of one /24 in turn, 20 registry requests each: \
+             {verified} verified, {limited} rate-limited"
+        );
+        assert!(
+            verified <= RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN,
+            "{verified} requests from one /24 were verified"
+        );
+        assert!(
+            matches!(&answer, Ok(Some(Frame::Error(e))) if e.code == ErrorCode::EntryRefused),
+            "{answer:?}"
+        );
+        relay.stop().await;
     });
 }
 
