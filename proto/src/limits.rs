@@ -164,8 +164,9 @@ pub const MAX_PACKET_LEN: usize = PACKET_HEADER_LEN + MAX_CHANNEL_CIPHERTEXT_LEN
 // | TLS (`wss`) only: rustls session, keys, record buffers      | ~7 500        |
 //
 // Measured with `relay/bench/idle-rss.sh` (10 000 idle logged-in connections on loopback,
-// release build, one thread): **6.2 KiB per connection plain, 13.7 KiB with TLS** (62 MiB and
-// 134 MiB in total), in line with DERP's 14.5 KB per idle TLS connection. Kernel socket
+// release build, one thread): **7.0 KiB per connection plain, 14.5 KiB with TLS** (70 MiB and
+// 145 MiB in total; 6.8 and 14.3 KiB before the byte meter and queue budgets), in line with
+// DERP's 14.5 KB per idle TLS connection. Kernel socket
 // buffers come on top and are not in the process's RSS. A connection that has carried a
 // full-size frame keeps up to one frame of buffer per direction (≤ 2 × [`MAX_FRAME_LEN`])
 // until it closes: tungstenite does not shrink its buffers. A busy connection holds at most
@@ -225,8 +226,8 @@ pub const RELAY_MAX_CONNECTIONS: usize = 50_000;
 /// tabs, `muxagent ctl watch` beside `ctl approve`). A login past it displaces the oldest of them
 /// (`Error{Displaced}`); machines and pending machines keep one connection, newest wins.
 ///
-/// What one device key can cost, at most: 4 connections × 6.2 KiB idle (13.7 KiB with TLS) ≈
-/// 55 KiB; 4 outbound queues of [`RELAY_QUEUE_DEPTH`] frames, but a frame a machine sends to the
+/// What one device key can cost, at most: 4 connections × 7.0 KiB idle (14.5 KiB with TLS) ≈
+/// 58 KiB; 4 outbound queues of [`RELAY_QUEUE_DEPTH`] frames, but a frame a machine sends to the
 /// device is encoded once and shared by every queue it is pushed to, so the machine's traffic
 /// costs its bytes once (≤ 2 MiB), not 4 times; the router keeps ≤
 /// [`RELAY_TRACKED_CHANNELS_PER_CONNECTION`] × 40 bytes per connection to tell machines which
@@ -344,11 +345,11 @@ pub const RELAY_QUEUE_RESERVE_BYTES: usize = MAX_FRAME_LEN;
 pub const RELAY_SLOW_READER_CUT_MS: u64 = 4_000;
 
 /// What one connection can make the relay hold at most, its outbound queue aside: its idle cost
-/// (13.7 KiB with TLS, measured), and three buffers of one frame each that tungstenite fills on
+/// (14.5 KiB with TLS, measured), and three buffers of one frame each that tungstenite fills on
 /// a client's say-so and does not shrink — the read buffer reserved for a frame whose header
 /// has arrived, a message arriving in fragments, and the write buffer holding a frame the
 /// client is slow to take.
-pub const RELAY_CONNECTION_MAX_BYTES: usize = 14 * 1024 + 3 * (MAX_FRAME_LEN + 16);
+pub const RELAY_CONNECTION_MAX_BYTES: usize = 15 * 1024 + 3 * (MAX_FRAME_LEN + 16);
 
 /// The most memory `connections` connections can make the relay hold: each its
 /// [`RELAY_CONNECTION_MAX_BYTES`], and their queues together their per-connection bytes or the
@@ -367,22 +368,22 @@ pub const fn relay_memory_bound(connections: usize) -> usize {
 }
 
 /// The worst-case memory of a relay at its connection cap with default limits:
-/// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 209 KiB + (256 MiB +
-/// 50 000 × 65 KiB) ≈ 9.97 GiB + 3.35 GiB = 13.3 GiB, plus the registry at its cap (~200 MB,
+/// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 210 KiB + (256 MiB +
+/// 50 000 × 65 KiB) ≈ 10.0 GiB + 3.35 GiB = 13.4 GiB, plus the registry at its cap (~200 MB,
 /// [`RELAY_MAX_REGISTRY_KEYS`]) and the pairing table (~2 MB, [`RELAY_MAX_PAIRINGS`]): about
-/// 13.5 GiB. Idle, the same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
+/// 13.6 GiB. Idle, the same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
 /// (from at least 782 source prefixes) can push it to. Size `--max-connections` to the
 /// machine: ~275 KiB per connection plus 256 MiB.
 pub const RELAY_WORST_CASE_MEMORY: usize = relay_memory_bound(RELAY_MAX_CONNECTIONS)
     + RELAY_MAX_REGISTRY_KEYS * 200
     + RELAY_MAX_PAIRINGS * 200;
 
-// The figures above, kept true (in MiB): 13.3 GiB for the connections, 13.5 GiB in all.
+// The figures above, kept true (in MiB): 13.4 GiB for the connections, 13.6 GiB in all.
 const _: () = {
     let connections = relay_memory_bound(RELAY_MAX_CONNECTIONS) >> 20;
     let all = RELAY_WORST_CASE_MEMORY >> 20;
-    assert!(connections >= 13_568 && connections < 13_670);
-    assert!(all >= 13_773 && all < 13_875);
+    assert!(connections >= 13_670 && connections < 13_773);
+    assert!(all >= 13_875 && all < 13_978);
 };
 
 /// The relay pings each logged-in connection this often (plus jitter up to
