@@ -164,13 +164,17 @@ pub const MAX_PACKET_LEN: usize = PACKET_HEADER_LEN + MAX_CHANNEL_CIPHERTEXT_LEN
 // | TLS (`wss`) only: rustls session, keys, record buffers      | ~7 500        |
 //
 // Measured with `relay/bench/idle-rss.sh` (10 000 idle logged-in connections on loopback,
-// release build, one thread): **6.2 KiB per connection plain, 13.7 KiB with TLS** (62 MiB and
-// 134 MiB in total), in line with DERP's 14.5 KB per idle TLS connection. Kernel socket
+// release build, one thread): **7.0 KiB per connection plain, 14.5 KiB with TLS** (70 MiB and
+// 145 MiB in total; 6.8 and 14.3 KiB before the byte meter and queue budgets), in line with
+// DERP's 14.5 KB per idle TLS connection. Kernel socket
 // buffers come on top and are not in the process's RSS. A connection that has carried a
 // full-size frame keeps up to one frame of buffer per direction (≤ 2 × [`MAX_FRAME_LEN`])
 // until it closes: tungstenite does not shrink its buffers. A busy connection holds at most
-// [`RELAY_QUEUE_DEPTH`] frames in its queue: 32 × 65 KiB ≈ 2 MiB, and only while its reader
-// keeps up with [`RELAY_WRITE_TIMEOUT_MS`].
+// [`RELAY_QUEUE_DEPTH`] frames and [`RELAY_QUEUE_BYTES_PER_CONNECTION`] (1 MiB) in its queue,
+// all queues together at most [`RELAY_QUEUE_BYTES_TOTAL`] plus one frame each
+// ([`RELAY_QUEUE_RESERVE_BYTES`]), and a reader that keeps its queue full is cut after
+// [`RELAY_SLOW_READER_CUT_MS`]. The worst case at the connection cap is
+// [`RELAY_WORST_CASE_MEMORY`].
 
 /// URL path of the relay's WebSocket endpoint. A pairing ticket holds only the relay's base URL;
 /// clients append this.
@@ -181,8 +185,8 @@ pub const RELAY_WS_PATH: &str = "/relay";
 /// learns at once that its E2E channel has a gap (Noise counters make any gap fatal to the
 /// channel anyway, so keeping older frames rather than newer ones buys nothing, and dropping the
 /// newest never touches what a writer is already sending). DERP keeps 32; iroh 512 for bursty
-/// QUIC. Our channel is request/response with paged resync, so 32 frames (≤ 2 MiB) absorbs any
-/// burst a well-behaved sender makes.
+/// QUIC. Our channel is request/response with paged resync, so 32 frames absorbs any burst a
+/// well-behaved sender makes; [`RELAY_QUEUE_BYTES_PER_CONNECTION`] bounds their bytes.
 pub const RELAY_QUEUE_DEPTH: usize = 32;
 
 /// Time one frame may take to be written to a receiver's socket. A receiver that does not read
@@ -222,16 +226,16 @@ pub const RELAY_MAX_CONNECTIONS: usize = 50_000;
 /// tabs, `muxagent ctl watch` beside `ctl approve`). A login past it displaces the oldest of them
 /// (`Error{Displaced}`); machines and pending machines keep one connection, newest wins.
 ///
-/// What one device key can cost, at most: 4 connections × 6.2 KiB idle (13.7 KiB with TLS) ≈
-/// 55 KiB; 4 outbound queues of [`RELAY_QUEUE_DEPTH`] frames, but a frame a machine sends to the
+/// What one device key can cost, at most: 4 connections × 7.0 KiB idle (14.5 KiB with TLS) ≈
+/// 58 KiB; 4 outbound queues of [`RELAY_QUEUE_DEPTH`] frames, but a frame a machine sends to the
 /// device is encoded once and shared by every queue it is pushed to, so the machine's traffic
 /// costs its bytes once (≤ 2 MiB), not 4 times; the router keeps ≤
 /// [`RELAY_TRACKED_CHANNELS_PER_CONNECTION`] × 40 bytes per connection to tell machines which
 /// channels ended. All connections of a device key draw on **one** inbound byte budget
 /// ([`RELAY_INBOUND_BYTES_PER_SEC`], [`RELAY_INBOUND_BURST_BYTES`]), so more tabs never mean
 /// more bytes into the relay; what the relay writes out to a device is at most this many times
-/// what its machines send it, and their own budgets bound that. The per-IP cap
-/// ([`RELAY_MAX_CONNECTIONS_PER_IP`]) and the total cap still count every connection.
+/// what its machines send it, and their own budgets bound that. The per-prefix cap
+/// ([`RELAY_MAX_CONNECTIONS_PER_PREFIX`]) and the total cap still count every connection.
 pub const RELAY_MAX_CONNECTIONS_PER_DEVICE: usize = 4;
 
 /// End-to-end channels (machine, connection id) the relay remembers per device connection, from
@@ -243,10 +247,144 @@ pub const RELAY_MAX_CONNECTIONS_PER_DEVICE: usize = 4;
 /// then lingers on its machine until it is pushed out or the device goes offline).
 pub const RELAY_TRACKED_CHANNELS_PER_CONNECTION: usize = 32;
 
-/// Connections from one IP address at most. A household or office behind one NAT runs a few
-/// phones and daemons; 64 leaves room for them and stops one host from taking the relay's
-/// descriptors. (Tests and the load bench raise it for loopback.)
-pub const RELAY_MAX_CONNECTIONS_PER_IP: usize = 64;
+/// Connections from one source prefix ([`RELAY_IPV4_PREFIX_LEN`], [`RELAY_IPV6_PREFIX_LEN`]) at
+/// most. A household or office behind one NAT runs a few phones and daemons; 64 leaves room for
+/// them and stops one network from taking the relay's descriptors. (Tests and the load bench
+/// raise it for loopback.)
+pub const RELAY_MAX_CONNECTIONS_PER_PREFIX: usize = 64;
+
+/// The per-source caps ([`RELAY_MAX_CONNECTIONS_PER_PREFIX`], [`RELAY_PAIRINGS_PER_PREFIX`])
+/// count IPv4 addresses by their first 24 bits: a host that can bind many addresses has them
+/// in one block, and a /24 is the smallest block routed on the Internet. An IPv4-mapped IPv6
+/// address (`::ffff:a.b.c.d`, what a dual-stack socket reports) counts as its IPv4 address.
+pub const RELAY_IPV4_PREFIX_LEN: u8 = 24;
+
+/// The per-source caps count IPv6 addresses by their first 64 bits: one /64 is one LAN (or one
+/// VPS), and its owner picks any of its 2^64 addresses at will.
+pub const RELAY_IPV6_PREFIX_LEN: u8 = 64;
+
+/// Connections that have not logged in yet (TLS, HTTP and the login included), across the
+/// relay. A login takes one round trip, so honest clients hold these for milliseconds; a flood of
+/// connections that never log in is held to this many, each costing at most its read buffer, a
+/// login-sized message ([`RELAY_MAX_LOGIN_MESSAGE_LEN`]) and a TLS handshake (~30 KiB): ~150 MiB
+/// at worst, and for at most [`LOGIN_DEADLINE_SECS`] each. Past it a new TCP connection is
+/// closed at accept. A relay restart's reconnect wave is smeared over seconds by
+/// [`RELAY_RESTART_RECONNECT_IN_MS`] and client jitter, so it stays far below.
+pub const RELAY_MAX_UNAUTHENTICATED_CONNECTIONS: usize = 4_096;
+
+/// Largest WebSocket message the relay reads before a connection has logged in: a `Login`
+/// (protocol, role, two public keys, a hostname of up to [`MAX_HOSTNAME_LEN`] bytes and a
+/// signature: at most 210 bytes encoded). It must come as one frame; anything else before the
+/// login (another kind, a control frame, a longer or fragmented message) closes the connection.
+pub const RELAY_MAX_LOGIN_MESSAGE_LEN: usize = 512;
+
+/// Frames one WebSocket message may arrive in. Our clients and browsers send a message as one
+/// frame; a proxy may split it. Every frame is charged to the inbound budget with its header, so
+/// this only stops a message of endless empty continuations from being work without end.
+pub const RELAY_MAX_FRAGMENTS_PER_MESSAGE: usize = 16;
+
+/// Control frames (ping, pong, close) a connection may send in one second; one more closes it.
+/// The relay pings every [`RELAY_PING_INTERVAL_SECS`] and a client may ping as often as it
+/// likes to keep a NAT open, but never this often; a flood of them is work (and pongs back)
+/// for nothing.
+pub const RELAY_MAX_CONTROL_FRAMES_PER_SEC: u32 = 16;
+
+/// What one Ed25519 signature verification costs a connection's inbound budget, in bytes: a
+/// verification takes ~50 µs of a core, about what the relay spends routing 64 KiB. So a key
+/// verifies at most [`RELAY_INBOUND_BYTES_PER_SEC`] / 64 KiB = 32 signatures a second once its
+/// burst is spent (a registry request costs one or two).
+pub const RELAY_SIGNATURE_COST_BYTES: u32 = 64 * 1024;
+
+/// Registry requests (register, revoke, unpair) one connection may make per minute; past it
+/// they are refused with `RateLimited` before any signature is checked. People pair and revoke
+/// a few machines a day.
+pub const RELAY_REGISTRY_REQUESTS_PER_MIN: usize = 20;
+
+/// Registry requests all connections of one source prefix (see [`RELAY_IPV4_PREFIX_LEN`]) may
+/// make per minute, counted whether their connections stay or go: without it a client would
+/// reconnect after every [`RELAY_REGISTRY_REQUESTS_PER_MIN`] requests (with a fresh key and so
+/// a fresh inbound budget) and have its signatures verified without end. A household or
+/// office pairs a few machines at a time; past it requests are refused with `RateLimited`
+/// before any signature is checked. So one prefix costs at most 2 verifications a second.
+pub const RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN: usize = 60;
+
+/// Source prefixes whose registry requests are counted at once
+/// ([`RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN`]), each ~64 bytes: 65 536 is 4 MiB. Past it,
+/// prefixes whose minute has passed are forgotten, and the rest of the new ones share one
+/// count (so 65 536 prefixes busy pairing at once slow pairing down for others, no more).
+pub const RELAY_REGISTRY_RATE_PREFIXES: usize = 65_536;
+
+/// Bytes queued for one receiver at most (besides [`RELAY_QUEUE_DEPTH`] frames): 16 full-size
+/// frames, 0.5 s at the inbound rate. Past it the newest frame is dropped (`queue_full`).
+pub const RELAY_QUEUE_BYTES_PER_CONNECTION: usize = 1024 * 1024;
+
+/// Bytes queued for all the connections of one account at most (its devices' and machines'
+/// queues together), so one account cannot take the relay-wide pool. Frames a machine sends to
+/// several connections of a device share their bytes but are counted in each queue.
+pub const RELAY_QUEUE_BYTES_PER_ACCOUNT: usize = 16 * 1024 * 1024;
+
+/// Bytes queued for all receivers of the relay at most: what slow readers can make the relay
+/// hold, whatever their number. Past it frames are dropped (`total_queue_full`), except those
+/// a nearly empty queue takes ([`RELAY_QUEUE_RESERVE_BYTES`]).
+pub const RELAY_QUEUE_BYTES_TOTAL: usize = 256 * 1024 * 1024;
+
+/// Bytes every queue may hold whatever its account's and the relay's pools hold: a frame that
+/// leaves its queue within this is queued even when a pool is spent (and counted in it). A
+/// shared pool alone would let slow readers that stay just under their own cut (656 queues of
+/// 400 KiB, from 11 source prefixes) take it all for as long as they like, and then every
+/// frame to every receiver would be dropped; with this a receiver that keeps up, and so has
+/// an empty queue, still gets its frames. One full-size frame: the pools can be exceeded by at
+/// most this much per connection (50 000 × 65 KiB = 3.1 GiB at the connection cap).
+pub const RELAY_QUEUE_RESERVE_BYTES: usize = MAX_FRAME_LEN;
+
+/// A receiver whose queue stays full this long is cut (`slow_reader`): "full" from a frame it
+/// could not take (its queue at its depth or over half of its bytes) until the queue is back
+/// under a quarter of its bytes. A reader that takes each frame within the write timeout but
+/// drains slower than it is sent to would otherwise keep its queue resident for ever. A
+/// receiver that keeps up with 64 KiB/s never stays full this long.
+pub const RELAY_SLOW_READER_CUT_MS: u64 = 4_000;
+
+/// What one connection can make the relay hold at most, its outbound queue aside: its idle cost
+/// (14.5 KiB with TLS, measured), and three buffers of one frame each that tungstenite fills on
+/// a client's say-so and does not shrink — the read buffer reserved for a frame whose header
+/// has arrived, a message arriving in fragments, and the write buffer holding a frame the
+/// client is slow to take.
+pub const RELAY_CONNECTION_MAX_BYTES: usize = 15 * 1024 + 3 * (MAX_FRAME_LEN + 16);
+
+/// The most memory `connections` connections can make the relay hold: each its
+/// [`RELAY_CONNECTION_MAX_BYTES`], and their queues together their per-connection bytes or the
+/// relay-wide pool plus each queue's reserve ([`RELAY_QUEUE_RESERVE_BYTES`]), whichever is
+/// less. `relay/tests/budgets.rs` drives slow readers to their worst and checks the relay stays
+/// within this for its connection cap.
+pub const fn relay_memory_bound(connections: usize) -> usize {
+    let own = connections.saturating_mul(RELAY_QUEUE_BYTES_PER_CONNECTION);
+    let pooled = connections
+        .saturating_mul(RELAY_QUEUE_RESERVE_BYTES)
+        .saturating_add(RELAY_QUEUE_BYTES_TOTAL);
+    let queues = if own < pooled { own } else { pooled };
+    connections
+        .saturating_mul(RELAY_CONNECTION_MAX_BYTES)
+        .saturating_add(queues)
+}
+
+/// The worst-case memory of a relay at its connection cap with default limits:
+/// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 210 KiB + (256 MiB +
+/// 50 000 × 65 KiB) ≈ 10.0 GiB + 3.35 GiB = 13.4 GiB, plus the registry at its cap (~200 MB,
+/// [`RELAY_MAX_REGISTRY_KEYS`]) and the pairing table (~2 MB, [`RELAY_MAX_PAIRINGS`]): about
+/// 13.6 GiB. Idle, the same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
+/// (from at least 782 source prefixes) can push it to. Size `--max-connections` to the
+/// machine: ~275 KiB per connection plus 256 MiB.
+pub const RELAY_WORST_CASE_MEMORY: usize = relay_memory_bound(RELAY_MAX_CONNECTIONS)
+    + RELAY_MAX_REGISTRY_KEYS * 200
+    + RELAY_MAX_PAIRINGS * 200;
+
+// The figures above, kept true (in MiB): 13.4 GiB for the connections, 13.6 GiB in all.
+const _: () = {
+    let connections = relay_memory_bound(RELAY_MAX_CONNECTIONS) >> 20;
+    let all = RELAY_WORST_CASE_MEMORY >> 20;
+    assert!(connections >= 13_670 && connections < 13_773);
+    assert!(all >= 13_875 && all < 13_978);
+};
 
 /// The relay pings each logged-in connection this often (plus jitter up to
 /// [`RELAY_PING_JITTER_SECS`] so pings of connections made together spread out). 15 s as
@@ -267,6 +405,11 @@ pub const RELAY_HTTP_HEAD_MAX_LEN: usize = 8 * 1024;
 /// Pairing ids one connection may have open at once (a daemon shows one QR code at a time;
 /// a few allow a retry while an old one is still live).
 pub const RELAY_PAIRINGS_PER_CONNECTION: usize = 4;
+
+/// Pairing ids open at once from one source prefix (see [`RELAY_IPV4_PREFIX_LEN`]): a few
+/// daemons of one network pairing at the same time. Without it 40 addresses of one host filled
+/// the relay-wide table ([`RELAY_MAX_PAIRINGS`]) in seconds; now that takes 625 prefixes.
+pub const RELAY_PAIRINGS_PER_PREFIX: usize = 16;
 
 /// Pairing ids open on the relay at once, across all connections (each ~200 bytes; 10 000
 /// ids is 2 MiB). Past it `OpenPairing` is refused with `RateLimited`.

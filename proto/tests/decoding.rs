@@ -295,3 +295,22 @@ fn a_device_presence_names_at_most_the_tracked_channels() {
         Err(DecodeError::Invalid { kind: 15, .. })
     ));
 }
+
+#[test]
+fn the_largest_login_fits_what_the_relay_reads_before_login() {
+    use muxagent_proto::frame::Hostname;
+    use muxagent_proto::limits::{MAX_HOSTNAME_LEN, RELAY_MAX_LOGIN_MESSAGE_LEN};
+    // A hostname of the most bytes it can hold.
+    let mut host = Hostname::new();
+    while host.push('x').is_ok() {}
+    assert_eq!(host.len(), MAX_HOSTNAME_LEN);
+    let login = Login::sign(
+        &samples::identity(7),
+        &[1; 32],
+        Role::PendingMachine,
+        Some(host),
+    );
+    let len = Frame::Login(login).encode().len();
+    assert!(len <= 210, "a Login is {len} bytes");
+    assert!(len <= RELAY_MAX_LOGIN_MESSAGE_LEN);
+}

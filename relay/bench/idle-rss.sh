@@ -53,7 +53,8 @@ measure() { # mode
   fi
   rm -rf "$work/data"
   "$relay_bin" --listen 127.0.0.1:0 --data-dir "$work/data" --threads 1 \
-    --max-connections-per-ip $((N + 100)) --max-connections $((N + 100)) "${tls_args[@]}" \
+    --max-connections-per-prefix $((N + 100)) --max-connections $((N + 100)) \
+    --max-unauthenticated-connections $((N + 100)) "${tls_args[@]}" \
     >/dev/null 2>"$work/relay.log" </dev/null &
   relay_pid=$!
   wait_for "$work/relay.log" "listening on" 20

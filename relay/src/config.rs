@@ -50,17 +50,27 @@ pub struct TlsFiles {
 }
 
 /// The relay's bounds. Defaults and the reasons for them are in [`muxagent_proto::limits`];
-/// tests shorten the timeouts, the load bench raises the per-IP cap.
+/// tests shorten the timeouts, the load bench raises the per-prefix cap.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Connections at most, all roles and handshakes included.
     pub max_connections: usize,
-    /// Connections from one IP address at most.
-    pub max_connections_per_ip: usize,
+    /// Connections from one source prefix (an IPv4 /24, an IPv6 /64) at most.
+    pub max_connections_per_prefix: usize,
+    /// Connections that have not logged in yet, at most.
+    pub max_unauthenticated_connections: usize,
     /// Live connections of one device key at most; a login past it displaces the oldest.
     pub max_connections_per_device: usize,
     /// Frames queued for one receiver; past it the newest is dropped.
     pub queue_depth: usize,
+    /// Bytes queued for one receiver; past it the newest frame is dropped.
+    pub queue_bytes_per_connection: usize,
+    /// Bytes queued for all connections of one account.
+    pub queue_bytes_per_account: usize,
+    /// Bytes queued for all receivers of the relay.
+    pub queue_bytes_total: usize,
+    /// A receiver whose queue stays full this long is disconnected.
+    pub slow_reader_cut: Duration,
     /// Time one frame may take to be written before the receiver is disconnected.
     pub write_timeout: Duration,
     /// Kernel send buffer per connection (`SO_SNDBUF`): what a stalled reader absorbs before
@@ -86,6 +96,8 @@ pub struct Limits {
     pub pairing_ttl: Duration,
     /// Pairing ids open per connection.
     pub pairings_per_connection: usize,
+    /// Pairing ids open from one source prefix.
+    pub pairings_per_prefix: usize,
     /// Pairing ids open in total.
     pub max_pairings: usize,
     /// Machines per account.
@@ -106,9 +118,14 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: limits::RELAY_MAX_CONNECTIONS,
-            max_connections_per_ip: limits::RELAY_MAX_CONNECTIONS_PER_IP,
+            max_connections_per_prefix: limits::RELAY_MAX_CONNECTIONS_PER_PREFIX,
+            max_unauthenticated_connections: limits::RELAY_MAX_UNAUTHENTICATED_CONNECTIONS,
             max_connections_per_device: limits::RELAY_MAX_CONNECTIONS_PER_DEVICE,
             queue_depth: limits::RELAY_QUEUE_DEPTH,
+            queue_bytes_per_connection: limits::RELAY_QUEUE_BYTES_PER_CONNECTION,
+            queue_bytes_per_account: limits::RELAY_QUEUE_BYTES_PER_ACCOUNT,
+            queue_bytes_total: limits::RELAY_QUEUE_BYTES_TOTAL,
+            slow_reader_cut: Duration::from_millis(limits::RELAY_SLOW_READER_CUT_MS),
             write_timeout: Duration::from_millis(limits::RELAY_WRITE_TIMEOUT_MS),
             send_buffer_len: limits::RELAY_SEND_BUFFER_LEN,
             login_deadline: Duration::from_secs(limits::LOGIN_DEADLINE_SECS),
@@ -121,6 +138,7 @@ impl Default for Limits {
             http_head_max_len: limits::RELAY_HTTP_HEAD_MAX_LEN,
             pairing_ttl: Duration::from_secs(limits::PAIRING_TTL_SECS),
             pairings_per_connection: limits::RELAY_PAIRINGS_PER_CONNECTION,
+            pairings_per_prefix: limits::RELAY_PAIRINGS_PER_PREFIX,
             max_pairings: limits::RELAY_MAX_PAIRINGS,
             max_machines_per_account: limits::RELAY_MAX_MACHINES_PER_ACCOUNT,
             max_devices_per_account: limits::RELAY_MAX_DEVICES_PER_ACCOUNT,
@@ -160,8 +178,19 @@ impl Limits {
         if self.read_buffer_len < 256 {
             return Err("the read buffer must be at least 256 bytes".into());
         }
+        if self.queue_bytes_per_connection < limits::MAX_FRAME_LEN
+            || self.queue_bytes_per_account < self.queue_bytes_per_connection
+            || self.queue_bytes_total < self.queue_bytes_per_account
+        {
+            return Err(format!(
+                "the queue byte budgets must hold one frame ({} bytes) and grow from a \
+                 connection to an account to the relay",
+                limits::MAX_FRAME_LEN
+            ));
+        }
         if self.max_connections == 0
-            || self.max_connections_per_ip == 0
+            || self.max_connections_per_prefix == 0
+            || self.max_unauthenticated_connections == 0
             || self.max_connections_per_device == 0
         {
             return Err("the connection caps must be at least 1".into());

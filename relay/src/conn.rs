@@ -2,19 +2,25 @@
 //! frames, writes the outbox and pings — all in the connection's single task (no separate
 //! writer or timer task per connection: an idle connection is one parked future).
 //!
-//! - **Reading** pauses while the inbound byte budget is overspent, so TCP pushes back (the
-//!   budget is the key's: a device's connections share one).
+//! - **Reading** goes through [`crate::meter`]: every byte is charged to the inbound budget as
+//!   it is read (headers and control frames too) and reading pauses while the budget is
+//!   overspent, so TCP pushes back (the budget is the key's: a device's connections share one).
+//!   Before login only a login-sized message is read, and anything but a `Login` closes the
+//!   connection at once.
 //! - **Writing** takes one frame at a time from the outbox, each under the write timeout; a
 //!   receiver that stalls a write past it is disconnected. Nobody else ever waits on this
 //!   connection: routing only pushes into its bounded outbox.
 //! - **Liveness**: a ping every interval + jitter; a connection silent for the pong timeout
 //!   after a ping is closed.
 //! - **Malformed** frames (undecodable, oversized, text) close this connection only, after an
-//!   `Error{Malformed}`; unknown kinds are counted and skipped.
+//!   `Error{Malformed}`; unknown kinds are counted and skipped. So do floods the meter stops
+//!   (control frames past their rate, a message in too many fragments).
+//! - **Registry requests** are limited per connection and per source prefix and minute, and
+//!   each is charged the signature verifications it costs before any is made.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -25,23 +31,29 @@ use muxagent_proto::envelope::Decoded;
 use muxagent_proto::frame::{
     ErrorCode, Frame, Login, LoginOk, Registry, RegistryAck, Role, ServerHello,
 };
-use muxagent_proto::limits::{MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use muxagent_proto::limits::{
+    MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RELAY_QUEUE_RESERVE_BYTES,
+    RELAY_REGISTRY_REQUESTS_PER_MIN, RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN,
+    RELAY_SIGNATURE_COST_BYTES,
+};
 use smol::Timer;
 use smol::stream::StreamExt as _;
 
-use crate::bucket::Budget;
+use crate::bucket::{Budget, Window};
 use crate::config::Limits;
-use crate::metrics::{ConnKind, Disconnect, DropReason, EntryKind, LoginFailure};
-use crate::outbox::{Next, Outbox, PushError};
-use crate::router::{Session, check_version, encode, error_frame};
-use crate::server::{Gauge, Shared};
-use crate::stream::Stream;
+use crate::meter::{Metered, Violation};
+use crate::metrics::{ConnKind, Disconnect, DropReason, EntryKind, LoginFailure, Refusal};
+use crate::outbox::{Bound, Next, Outbox, PushError, QueueLimits};
+use crate::router::{Session, check_version, drop_reason, encode, error_frame};
+use crate::server::{Gauge, Shared, Slot};
 use crate::time::{unix_now, until};
 
-pub(crate) type Ws = WebSocketStream<Stream>;
+pub(crate) type Ws = WebSocketStream<Metered>;
 
 /// tungstenite's settings for relay connections: small read buffer, every write goes out at
-/// once (no write batching buffer), frames and messages capped at one relay frame.
+/// once (no write batching buffer), frames and messages capped at one relay frame. (Before
+/// login the meter holds messages to a login's size: async-tungstenite cannot change a
+/// stream's configuration once it is made.)
 pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(limits.read_buffer_len)
@@ -114,10 +126,16 @@ fn next_ping(limits: &Limits, now: Instant) -> Instant {
 }
 
 /// Serve one upgraded connection until it ends.
-pub(crate) async fn serve(shared: &Arc<Shared>, ws: &mut Ws, deadline: Instant, gauge: &mut Gauge) {
+pub(crate) async fn serve(
+    shared: &Arc<Shared>,
+    ws: &mut Ws,
+    deadline: Instant,
+    gauge: &mut Gauge,
+    slot: &Slot,
+) {
     // The login phase is boxed: its state is large and short-lived, and must not size the
     // future that an idle connection keeps for hours.
-    let Some(session) = Box::pin(log_in(shared, ws, deadline, gauge)).await else {
+    let Some(session) = Box::pin(log_in(shared, ws, deadline, gauge, slot)).await else {
         return;
     };
     let reason = run(shared, ws, &session).await;
@@ -132,6 +150,7 @@ async fn log_in(
     ws: &mut Ws,
     deadline: Instant,
     gauge: &mut Gauge,
+    slot: &Slot,
 ) -> Option<Session> {
     let limits = &shared.limits;
     let metrics = &shared.metrics;
@@ -217,12 +236,22 @@ async fn log_in(
         conn: shared.next_conn_id(),
         fingerprint: login.identity.fingerprint(),
         role: login.role,
-        outbox: Arc::new(Outbox::new(limits.queue_depth)),
+        outbox: Arc::new(Outbox::new(
+            QueueLimits {
+                depth: limits.queue_depth,
+                bytes: limits.queue_bytes_per_connection,
+                reserve: RELAY_QUEUE_RESERVE_BYTES,
+                cut_after: limits.slow_reader_cut,
+            },
+            shared.queued.clone(),
+        )),
         budget: Arc::new(Budget::new(
             limits.inbound_bytes_per_sec,
             limits.inbound_burst_bytes,
             Instant::now(),
         )),
+        prefix: slot.prefix,
+        registry_requests: Mutex::new(Window::new(Instant::now())),
     };
     let admitted = match shared.router.login(&session, login.hostname) {
         Ok(admitted) => admitted,
@@ -236,8 +265,12 @@ async fn log_in(
             return refuse(shared, ws, refused.counter, disconnect, Some(frame)).await;
         }
     };
-    // A device's further connections draw on the budget its first one has.
+    // A device's further connections draw on the budget its first one has; from here on
+    // every byte read is charged to it, and the connection no longer counts as one that has
+    // not logged in.
     session.budget = admitted.budget;
+    ws.get_mut().open(session.budget.clone());
+    slot.authenticated();
     let (account, initial) = (admitted.account, admitted.initial);
     metrics.login_ok();
     gauge.set(match session.role {
@@ -284,84 +317,89 @@ struct LoginFailed {
     frame: Option<Bytes>,
 }
 
-/// Read until the client's `Login` (skipping control and unknown frames).
+/// Read the client's `Login`: the first message, one binary frame of a login's size (the
+/// meter refuses anything else before it reaches tungstenite).
 async fn read_login(ws: &mut Ws, shared: &Shared) -> Result<Login, LoginFailed> {
     let metrics = &shared.metrics;
-    let malformed = |reason: &str| LoginFailed {
+    let not_a_login = |reason: &str| LoginFailed {
         counter: LoginFailure::NotALogin,
         disconnect: Disconnect::Malformed,
         frame: Some(error_frame(ErrorCode::Malformed, None, reason)),
     };
-    loop {
-        let message = match ws.next().await {
-            None => {
+    let closed = LoginFailed {
+        counter: LoginFailure::Closed,
+        disconnect: Disconnect::Closed,
+        frame: None,
+    };
+    let message = match ws.next().await {
+        None | Some(Ok(Message::Close(_))) => return Err(closed),
+        Some(Err(e)) => {
+            let (disconnect, reason) = read_error(ws, &e);
+            if disconnect == Disconnect::Closed || disconnect == Disconnect::Io {
                 return Err(LoginFailed {
-                    counter: LoginFailure::Closed,
-                    disconnect: Disconnect::Closed,
-                    frame: None,
+                    disconnect,
+                    ..closed
                 });
             }
-            Some(Err(e)) => {
-                metrics.malformed_frame();
-                return Err(LoginFailed {
-                    counter: LoginFailure::Closed,
-                    disconnect: ws_error_disconnect(&e),
-                    frame: Some(error_frame(ErrorCode::Malformed, None, &e.to_string())),
-                });
-            }
-            Some(Ok(message)) => message,
-        };
-        let data = match message {
-            Message::Binary(data) => data,
-            Message::Text(_) => {
-                metrics.malformed_frame();
-                return Err(malformed("text messages are not part of the protocol"));
-            }
-            Message::Close(_) => {
-                return Err(LoginFailed {
-                    counter: LoginFailure::Closed,
-                    disconnect: Disconnect::Closed,
-                    frame: None,
-                });
-            }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-        };
-        metrics.frame_in(data.len());
-        match Frame::decode(&data) {
-            Ok(Decoded::Known(Frame::Login(login))) => return Ok(login),
-            Ok(Decoded::Known(_)) => {
-                return Err(LoginFailed {
-                    counter: LoginFailure::NotALogin,
-                    disconnect: Disconnect::LoginFailed,
-                    frame: Some(error_frame(ErrorCode::NotAllowed, None, "log in first")),
-                });
-            }
-            Ok(Decoded::Unknown { .. }) => metrics.unknown_frame(),
-            Err(e) => {
-                metrics.malformed_frame();
-                return Err(malformed(&e.to_string()));
-            }
+            metrics.malformed_frame();
+            return Err(LoginFailed {
+                disconnect,
+                ..not_a_login(&reason)
+            });
+        }
+        Some(Ok(message)) => message,
+    };
+    let Message::Binary(data) = message else {
+        metrics.malformed_frame();
+        return Err(not_a_login(Violation::NotALogin.reason()));
+    };
+    metrics.frame_in(data.len());
+    match Frame::decode(&data) {
+        Ok(Decoded::Known(Frame::Login(login))) => Ok(login),
+        Ok(Decoded::Known(_)) => Err(LoginFailed {
+            counter: LoginFailure::NotALogin,
+            disconnect: Disconnect::LoginFailed,
+            frame: Some(error_frame(ErrorCode::NotAllowed, None, "log in first")),
+        }),
+        Ok(Decoded::Unknown { .. }) => {
+            metrics.unknown_frame();
+            Err(not_a_login(
+                "log in first: the first message must be a Login",
+            ))
+        }
+        Err(e) => {
+            metrics.malformed_frame();
+            Err(not_a_login(&e.to_string()))
         }
     }
 }
 
-fn ws_error_disconnect(error: &WsError) -> Disconnect {
-    match error {
+/// Why reading failed: the disconnect reason, and what to tell the client.
+fn read_error(ws: &Ws, error: &WsError) -> (Disconnect, String) {
+    if let Some(violation) = ws.get_ref().violation() {
+        let disconnect = match violation {
+            Violation::NotALogin => Disconnect::Malformed,
+            Violation::TooLong => Disconnect::Oversized,
+            Violation::Fragments | Violation::ControlFlood => Disconnect::Flood,
+        };
+        return (disconnect, violation.reason().to_string());
+    }
+    let disconnect = match error {
         WsError::Capacity(_) => Disconnect::Oversized,
         WsError::Protocol(_) | WsError::Utf8(_) => Disconnect::Malformed,
         WsError::ConnectionClosed | WsError::AlreadyClosed => Disconnect::Closed,
         _ => Disconnect::Io,
-    }
+    };
+    (disconnect, error.to_string())
 }
 
-/// Waits for the first of: an outbound frame (or close), an inbound message (unless the
-/// byte budget is overspent, then the refill), the ping/pong timer. A plain struct rather than
-/// combined `async` blocks, so the state an idle connection parks in is a few pointers.
+/// Waits for the first of: an outbound frame (or close), an inbound message (the meter holds
+/// reading back while the byte budget is overspent), the ping/pong timer. A plain struct
+/// rather than combined `async` blocks, so the state an idle connection parks in is a few
+/// pointers.
 struct Wait<'a> {
     ws: &'a mut Ws,
     outbox: &'a Outbox,
-    /// `Some` while reading is paused for the byte budget.
-    refill: Option<&'a mut Timer>,
     timer: &'a mut Timer,
 }
 
@@ -373,17 +411,8 @@ impl Future for Wait<'_> {
         if let Poll::Ready(next) = this.outbox.poll_next(cx) {
             return Poll::Ready(Event::Out(next));
         }
-        match &mut this.refill {
-            Some(refill) => {
-                if Pin::new(&mut **refill).poll(cx).is_ready() {
-                    return Poll::Ready(Event::Refilled);
-                }
-            }
-            None => {
-                if let Poll::Ready(message) = this.ws.poll_next(cx) {
-                    return Poll::Ready(Event::Read(message));
-                }
-            }
+        if let Poll::Ready(message) = this.ws.poll_next(cx) {
+            return Poll::Ready(Event::Read(message));
         }
         if Pin::new(&mut *this.timer).poll(cx).is_ready() {
             return Poll::Ready(Event::Timer);
@@ -394,7 +423,6 @@ impl Future for Wait<'_> {
 
 enum Event {
     Read(Option<Result<Message, WsError>>),
-    Refilled,
     Out(Next),
     Timer,
 }
@@ -409,35 +437,24 @@ enum Flow {
 async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
     let limits = &shared.limits;
     let metrics = &shared.metrics;
-    let budget = &*session.budget;
     let mut ping_due = next_ping(limits, Instant::now());
     let mut pong_due: Option<Instant> = None;
-    // Two timers for the connection's life, re-armed in place: no timer churn per event.
+    // One timer for the connection's life, re-armed in place: no timer churn per event.
     let mut timer = Timer::at(ping_due);
     let mut armed = ping_due;
-    let mut refill = Timer::never();
     loop {
-        let throttle = budget.wait(Instant::now());
-        if throttle.is_some() {
-            metrics.throttled();
-        }
         let due = pong_due.map_or(ping_due, |pong| pong.min(ping_due));
         if due != armed {
             timer.set_at(due);
             armed = due;
         }
-        if let Some(wait) = throttle {
-            refill.set_after(wait);
-        }
         let event = Wait {
             ws: &mut *ws,
             outbox: &session.outbox,
-            refill: throttle.map(|_| &mut refill),
             timer: &mut timer,
         }
         .await;
         match event {
-            Event::Refilled => {}
             Event::Timer => {
                 let now = Instant::now();
                 if pong_due.is_some_and(|pong| now >= pong) {
@@ -461,16 +478,23 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     return e.disconnect();
                 }
             }
+            Event::Out(Next::Close(_, Disconnect::SlowReader)) => {
+                // Anything written now would wait behind what it is not reading: just go.
+                return Disconnect::SlowReader;
+            }
             Event::Out(Next::Close(last, reason)) => {
                 Box::pin(close(ws, last, limits.write_timeout)).await;
                 return reason;
             }
             Event::Read(None) => return Disconnect::Closed,
             Event::Read(Some(Err(e))) => {
-                let reason = ws_error_disconnect(&e);
-                if matches!(reason, Disconnect::Oversized | Disconnect::Malformed) {
+                let (reason, text) = read_error(ws, &e);
+                if matches!(
+                    reason,
+                    Disconnect::Oversized | Disconnect::Malformed | Disconnect::Flood
+                ) {
                     metrics.malformed_frame();
-                    let frame = error_frame(ErrorCode::Malformed, None, &e.to_string());
+                    let frame = error_frame(ErrorCode::Malformed, None, &text);
                     // The stream is unusable for reading; try to say why, briefly.
                     let _ = Box::pin(write(ws, Message::Binary(frame), limits.write_timeout)).await;
                 }
@@ -480,7 +504,6 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                 pong_due = None;
                 let flow = match message {
                     Message::Binary(data) => {
-                        budget.spend(data.len(), Instant::now());
                         metrics.frame_in(data.len());
                         // Boxed: handling a frame (a registry write above all) needs far more
                         // state than waiting does.
@@ -511,8 +534,12 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
 
 /// Queue a reply to the session's own connection (dropped, and counted, if its queue is full).
 fn reply(shared: &Shared, session: &Session, frame: Bytes) {
-    if let Err(PushError::Full) = session.outbox.push(frame) {
-        shared.metrics.dropped(DropReason::ReplyQueueFull);
+    match session.outbox.push(frame) {
+        Ok(()) | Err(PushError::Closing) => {}
+        Err(PushError::Full(Bound::Connection)) => {
+            shared.metrics.dropped(DropReason::ReplyQueueFull)
+        }
+        Err(error) => shared.metrics.dropped(drop_reason(error)),
     }
 }
 
@@ -590,7 +617,7 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
     Flow::Continue
 }
 
-/// A registry request: verify, check, make durable, apply, acknowledge.
+/// A registry request: rate, charge, verify, check, make durable, apply, acknowledge.
 async fn registry(shared: &Shared, session: &Session, request: Registry) {
     let metrics = &shared.metrics;
     let id = Some(request.request);
@@ -598,6 +625,47 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) {
         metrics.entry_refused();
         reply(shared, session, error_frame(code, id, reason));
     };
+    let now = Instant::now();
+    let allowed = session
+        .registry_requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(
+            now,
+            RELAY_REGISTRY_REQUESTS_PER_MIN as u32,
+            Duration::from_secs(60),
+        );
+    // The connection's count first, so one over its own limit spends nothing of its network's.
+    let refusal = if !allowed {
+        Some("too many registry requests on this connection; try again in a minute")
+    } else if !shared
+        .registry_rate
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(
+            session.prefix,
+            now,
+            RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN as u32,
+            Duration::from_secs(60),
+        )
+    {
+        Some("too many registry requests from this network; try again in a minute")
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        metrics.refused(Refusal::RegistryRate);
+        return reply(
+            shared,
+            session,
+            error_frame(ErrorCode::RateLimited, id, reason),
+        );
+    }
+    // Up to two signatures (a registration's consent besides the entry's own), charged before
+    // either is checked: the next read waits until the budget has paid for them.
+    session
+        .budget
+        .spend(2 * RELAY_SIGNATURE_COST_BYTES as usize, now);
     let entry = match request.entry.verify() {
         Ok(entry) => entry,
         Err(e) => return refuse(ErrorCode::EntryRefused, &e.to_string()),

@@ -21,7 +21,10 @@
 //!   presence both ways, pairing rendezvous, registry checks.
 //! - `registry`: the account model, folded from signed entries.
 //! - `log`: the registry's durable log (`muxagent-store`).
-//! - `outbox`: a connection's bounded queue and its drop policy.
+//! - `meter`: the byte stream under the WebSocket: every byte charged to the inbound budget as
+//!   it is read, frame headers checked (login-sized before login, fragments, control frames).
+//! - `outbox`: a connection's bounded queue (frames and bytes; per account and relay-wide byte
+//!   pools), its drop policy, and the cut of a reader whose queue stays full.
 //! - `bucket`: the inbound byte budget (one per key: a device's connections share it).
 //! - `metrics`: counters, rendered in the Prometheus text format.
 //! - `time`: deadlines around futures, the Unix clock.
@@ -35,7 +38,8 @@
 //! client                                relay
 //!   ── GET /relay (Upgrade) ─────────────►
 //!   ◄──────────────── 101 + ServerHello{versions, challenge}
-//!   ── Login{role, identity, hostname, sig} ►   (within the login deadline)
+//!   ── Login{role, identity, hostname, sig} ►   (within the login deadline; one frame of ≤ 512
+//!                                                bytes, and nothing more until LoginOk)
 //!   ◄──────────────── LoginOk{account}
 //!                     [+ device: Presence of the account's online machines]
 //!                     [+ machine: DevicePresence of the account's online devices]
@@ -61,6 +65,7 @@ mod bucket;
 mod conn;
 mod http;
 mod log;
+mod meter;
 mod metrics;
 mod outbox;
 mod registry;

@@ -42,9 +42,13 @@ struct Args {
     #[argh(option)]
     max_connections: Option<usize>,
 
-    /// most connections from one IP address (default 64)
+    /// most connections from one source prefix, an IPv4 /24 or an IPv6 /64 (default 64)
     #[argh(option)]
-    max_connections_per_ip: Option<usize>,
+    max_connections_per_prefix: Option<usize>,
+
+    /// most connections that have not logged in yet (default 4096)
+    #[argh(option)]
+    max_unauthenticated_connections: Option<usize>,
 
     /// threads serving connections (default: the number of CPUs)
     #[argh(option)]
@@ -75,8 +79,11 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(max) = args.max_connections {
         limits.max_connections = max;
     }
-    if let Some(max) = args.max_connections_per_ip {
-        limits.max_connections_per_ip = max;
+    if let Some(max) = args.max_connections_per_prefix {
+        limits.max_connections_per_prefix = max;
+    }
+    if let Some(max) = args.max_unauthenticated_connections {
+        limits.max_unauthenticated_connections = max;
     }
     let threads = args
         .threads

@@ -54,6 +54,8 @@ labels! {
         PairingUnknown => "pairing_unknown",
         PairingTaken => "pairing_taken",
         PairingLimit => "pairing_limit",
+        /// Registry requests past the rate of their connection or source prefix.
+        RegistryRate => "registry_rate",
     }
 }
 
@@ -66,6 +68,10 @@ labels! {
         ReplyQueueFull => "reply_queue_full",
         /// The receiver was closing.
         ReceiverClosing => "receiver_closing",
+        /// The receiver's account had its queue bytes in use.
+        AccountQueueFull => "account_queue_full",
+        /// The relay had its queue bytes in use.
+        TotalQueueFull => "total_queue_full",
     }
 }
 
@@ -85,6 +91,10 @@ labels! {
         LoginTimeout => "login_timeout",
         Handshake => "handshake_failed",
         Http => "http_only",
+        /// Control frames past their rate, or a message in too many fragments.
+        Flood => "flood",
+        /// The receiver's queue stayed full.
+        SlowReader => "slow_reader",
     }
 }
 
@@ -124,7 +134,8 @@ labels! {
     /// Why a TCP connection was closed at accept.
     pub(crate) enum CapReason {
         Total => "total_cap",
-        PerIp => "per_ip_cap",
+        PerPrefix => "per_prefix_cap",
+        Unauthenticated => "unauthenticated_cap",
     }
 }
 
@@ -145,16 +156,16 @@ pub(crate) struct Metrics {
     connections: [AtomicI64; 4],
     devices_online: AtomicI64,
     accepted: AtomicU64,
-    capped: [AtomicU64; 2],
+    capped: [AtomicU64; 3],
     logins_ok: AtomicU64,
     logins_failed: [AtomicU64; 8],
     frames_in: AtomicU64,
     bytes_in: AtomicU64,
     routed_frames: [AtomicU64; 2],
     routed_bytes: [AtomicU64; 2],
-    refused: [AtomicU64; 5],
-    dropped: [AtomicU64; 3],
-    disconnects: [AtomicU64; 13],
+    refused: [AtomicU64; 6],
+    dropped: [AtomicU64; 5],
+    disconnects: [AtomicU64; 15],
     pairings_opened: AtomicU64,
     pairings_claimed: AtomicU64,
     entries: [AtomicU64; 3],
@@ -173,6 +184,8 @@ pub(crate) struct Sizes {
     pub machines: usize,
     pub revoked: usize,
     pub pairings: usize,
+    /// Filled in by the server from its queue pool.
+    pub queued_bytes: usize,
 }
 
 impl Metrics {
@@ -598,6 +611,13 @@ impl Metrics {
             "Pairing ids open now.",
         );
         plain(&mut out, "relay_open_pairings", sizes.pairings as u64);
+        header(
+            &mut out,
+            "relay_queued_bytes",
+            "gauge",
+            "Bytes queued for receivers now, all connections together.",
+        );
+        plain(&mut out, "relay_queued_bytes", sizes.queued_bytes as u64);
         out
     }
 }

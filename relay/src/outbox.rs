@@ -1,27 +1,54 @@
 //! The bounded queue of frames waiting to be written to one connection.
 //!
 //! Any connection's task may push into any other's outbox; only the owner pops. A push never
-//! waits: when the queue holds `depth` frames the push fails with [`PushError::Full`] and the
-//! caller drops the frame it was routing (drop-newest, counted as `queue_full`). The queue's
-//! storage is allocated on first use, so an idle connection's outbox is a few words.
+//! waits: it fails with [`PushError::Full`] and the caller drops the frame it was routing
+//! (drop-newest, counted by which bound was hit) when the queue holds `depth` frames or the
+//! frame's bytes do not fit one of three byte budgets: the connection's own, its account's
+//! ([`Pool`], shared by the account's connections) and the relay's (one [`Pool`]). A frame's
+//! bytes are taken from every budget when it is queued and given back when it is written,
+//! dropped, or the connection goes. A frame that leaves its queue within
+//! [`QueueLimits::reserve`] bytes is queued even when a pool is spent (its bytes still count
+//! in it): slow readers elsewhere can spend the pools, but never starve a receiver that keeps
+//! up. The queue's storage is allocated on first use, so an idle connection's outbox is a few
+//! words.
+//!
+//! A receiver that reads, but slower than it is sent to, keeps its queue full for ever
+//! without ever stalling a write past the write timeout. So an outbox remembers since when it
+//! has been full — from a frame refused while it was at its depth or over half of its bytes,
+//! until it is back under a quarter of its bytes — and closes the connection
+//! (`Disconnect::SlowReader`) once that has lasted [`QueueLimits::cut_after`], without a last
+//! frame or a close handshake: both would only wait behind what the reader is not reading.
 //!
 //! A connection is closed through its outbox too: [`Outbox::close_with`] sets a final frame
 //! (`Displaced`, `Revoked`, `Restarting`) that the owner writes before anything still queued,
 //! and then it closes.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Bytes;
 
 use crate::metrics::Disconnect;
 
+/// Which budget a refused frame did not fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bound {
+    /// The connection's own depth or bytes.
+    Connection,
+    /// Its account's bytes.
+    Account,
+    /// The relay's bytes.
+    Total,
+}
+
 /// Why a frame was not queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PushError {
-    /// The queue is at its capacity.
-    Full,
+    /// The frame does not fit this bound.
+    Full(Bound),
     /// The connection is closing.
     Closing,
 }
@@ -34,24 +61,111 @@ pub(crate) enum Next {
     Close(Option<Bytes>, Disconnect),
 }
 
+/// Bytes queued across several outboxes, up to a cap.
+pub(crate) struct Pool {
+    queued: AtomicUsize,
+    cap: usize,
+}
+
+impl Pool {
+    pub(crate) fn new(cap: usize) -> Self {
+        Pool {
+            queued: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// Take `bytes` if they fit.
+    fn take(&self, bytes: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued.checked_add(bytes).filter(|total| *total <= self.cap)
+            })
+            .is_ok()
+    }
+
+    /// Take `bytes` whether or not they fit (a queue's reserve).
+    fn add(&self, bytes: usize) {
+        self.queued.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    fn give(&self, bytes: usize) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                Some(queued.saturating_sub(bytes))
+            });
+    }
+
+    /// Bytes queued now.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+}
+
+/// An outbox's own bounds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QueueLimits {
+    /// Frames at most.
+    pub depth: usize,
+    /// Bytes at most.
+    pub bytes: usize,
+    /// Bytes the queue may hold whatever the account's and the relay's pools hold.
+    pub reserve: usize,
+    /// How long the queue may stay full before the connection is cut.
+    pub cut_after: Duration,
+}
+
 pub(crate) struct Outbox {
-    depth: usize,
+    limits: QueueLimits,
+    total: Arc<Pool>,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
     queue: VecDeque<Bytes>,
+    /// Bytes in `queue`.
+    queued: usize,
+    /// The account's pool, once the connection is known to belong to one.
+    account: Option<Arc<Pool>>,
+    /// Since when the queue has been full (see the module docs).
+    full_since: Option<Instant>,
     /// `Some` once closing: the final frame (taken by the owner) and why.
     closing: Option<(Option<Bytes>, Disconnect)>,
     waker: Option<Waker>,
 }
 
+impl Inner {
+    /// Give every queued byte back and empty the queue.
+    fn release(&mut self, total: &Pool) {
+        total.give(self.queued);
+        if let Some(account) = &self.account {
+            account.give(self.queued);
+        }
+        self.queued = 0;
+        self.queue = VecDeque::new();
+    }
+
+    fn close(&mut self, total: &Pool, last: Option<Bytes>, reason: Disconnect) -> Option<Waker> {
+        if self.closing.is_some() {
+            return None;
+        }
+        self.closing = Some((last, reason));
+        self.release(total);
+        self.waker.take()
+    }
+}
+
 impl Outbox {
-    pub(crate) fn new(depth: usize) -> Self {
+    pub(crate) fn new(limits: QueueLimits, total: Arc<Pool>) -> Self {
         Outbox {
-            depth,
+            limits,
+            total,
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
+                queued: 0,
+                account: None,
+                full_since: None,
                 closing: None,
                 waker: None,
             }),
@@ -63,15 +177,65 @@ impl Outbox {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Charge this connection's queue to its account's `pool` from now on (what it holds
+    /// already too, whether or not it fits: it is in the relay's pool).
+    pub(crate) fn set_account(&self, pool: Arc<Pool>) {
+        let mut inner = self.lock();
+        if inner.account.is_none() {
+            pool.add(inner.queued);
+            inner.account = Some(pool);
+        }
+    }
+
     /// Queue `frame` unless the queue is full or closing.
     pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        self.push_at(frame, Instant::now())
+    }
+
+    fn push_at(&self, frame: Bytes, now: Instant) -> Result<(), PushError> {
         let mut inner = self.lock();
         if inner.closing.is_some() {
             return Err(PushError::Closing);
         }
-        if inner.queue.len() >= self.depth {
-            return Err(PushError::Full);
+        let len = frame.len();
+        let refused = if inner.queue.len() >= self.limits.depth
+            || inner.queued.saturating_add(len) > self.limits.bytes
+        {
+            Some(Bound::Connection)
+        } else if inner.queued.saturating_add(len) <= self.limits.reserve {
+            if let Some(account) = &inner.account {
+                account.add(len);
+            }
+            self.total.add(len);
+            None
+        } else if !inner.account.as_ref().is_none_or(|pool| pool.take(len)) {
+            Some(Bound::Account)
+        } else if !self.total.take(len) {
+            if let Some(account) = &inner.account {
+                account.give(len);
+            }
+            Some(Bound::Total)
+        } else {
+            None
+        };
+        if let Some(bound) = refused {
+            // Full by its own measure: at its depth, or over half its bytes.
+            let own = inner.queue.len() >= self.limits.depth
+                || inner.queued.saturating_mul(2) > self.limits.bytes;
+            let mut waker = None;
+            if own {
+                let since = *inner.full_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= self.limits.cut_after {
+                    waker = inner.close(&self.total, None, Disconnect::SlowReader);
+                }
+            }
+            drop(inner);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            return Err(PushError::Full(bound));
         }
+        inner.queued += len;
         inner.queue.push_back(frame);
         if let Some(waker) = inner.waker.take() {
             drop(inner);
@@ -82,25 +246,39 @@ impl Outbox {
 
     /// Ask the owner to write `last` (ahead of anything queued) and close. The first call wins.
     pub(crate) fn close_with(&self, last: Option<Bytes>, reason: Disconnect) {
-        let mut inner = self.lock();
-        if inner.closing.is_some() {
-            return;
-        }
-        inner.closing = Some((last, reason));
-        inner.queue = VecDeque::new();
-        if let Some(waker) = inner.waker.take() {
-            drop(inner);
+        let waker = self.lock().close(&self.total, last, reason);
+        if let Some(waker) = waker {
             waker.wake();
         }
     }
 
     /// The next thing to do, or `Pending` (waking `cx` on the next push or close).
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        self.poll_next_at(cx, Instant::now())
+    }
+
+    fn poll_next_at(&self, cx: &mut Context<'_>, now: Instant) -> Poll<Next> {
         let mut inner = self.lock();
+        if let Some(since) = inner.full_since
+            && now.saturating_duration_since(since) >= self.limits.cut_after
+        {
+            let _ = inner.close(&self.total, None, Disconnect::SlowReader);
+        }
         if let Some((last, reason)) = &mut inner.closing {
             return Poll::Ready(Next::Close(last.take(), *reason));
         }
         if let Some(frame) = inner.queue.pop_front() {
+            let len = frame.len();
+            inner.queued -= len;
+            self.total.give(len);
+            if let Some(account) = &inner.account {
+                account.give(len);
+            }
+            if inner.queued.saturating_mul(4) < self.limits.bytes
+                && inner.queue.len() < self.limits.depth / 2
+            {
+                inner.full_since = None;
+            }
             if inner.queue.is_empty() && inner.queue.capacity() > 4 {
                 // Give back a burst's storage once it is written, so idle stays small.
                 inner.queue = VecDeque::new();
@@ -115,21 +293,44 @@ impl Outbox {
     }
 }
 
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let total = self.total.clone();
+        self.lock().release(&total);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::task::Waker;
 
+    fn limits(depth: usize, bytes: usize) -> QueueLimits {
+        QueueLimits {
+            depth,
+            bytes,
+            reserve: 0,
+            cut_after: Duration::from_secs(4),
+        }
+    }
+
     fn poll(outbox: &Outbox) -> Poll<Next> {
         outbox.poll_next(&mut Context::from_waker(Waker::noop()))
     }
 
+    fn frame(len: usize) -> Bytes {
+        Bytes::from(vec![7u8; len])
+    }
+
     #[test]
     fn drops_newest_when_full_and_close_jumps_the_queue() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(limits(2, 1000), Arc::new(Pool::new(1000)));
         assert_eq!(outbox.push(Bytes::from_static(b"a")), Ok(()));
         assert_eq!(outbox.push(Bytes::from_static(b"b")), Ok(()));
-        assert_eq!(outbox.push(Bytes::from_static(b"c")), Err(PushError::Full));
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"c")),
+            Err(PushError::Full(Bound::Connection))
+        );
         assert!(matches!(poll(&outbox), Poll::Ready(Next::Frame(f)) if f == "a"));
         assert_eq!(outbox.push(Bytes::from_static(b"d")), Ok(()));
         outbox.close_with(Some(Bytes::from_static(b"bye")), Disconnect::Shutdown);
@@ -146,7 +347,103 @@ mod tests {
 
     #[test]
     fn pending_when_empty() {
-        let outbox = Outbox::new(1);
+        let outbox = Outbox::new(limits(1, 1000), Arc::new(Pool::new(1000)));
         assert!(poll(&outbox).is_pending());
+    }
+
+    #[test]
+    fn bytes_are_bounded_per_connection_account_and_relay() {
+        let total = Arc::new(Pool::new(1000));
+        let account = Arc::new(Pool::new(600));
+        let a = Outbox::new(limits(32, 400), total.clone());
+        let b = Outbox::new(limits(32, 400), total.clone());
+        let c = Outbox::new(limits(32, 1000), total.clone());
+        a.set_account(account.clone());
+        b.set_account(account.clone());
+        assert_eq!(a.push(frame(300)), Ok(()));
+        assert_eq!(a.push(frame(200)), Err(PushError::Full(Bound::Connection)));
+        assert_eq!(b.push(frame(300)), Ok(()));
+        assert_eq!(b.push(frame(50)), Err(PushError::Full(Bound::Account)));
+        assert_eq!(c.push(frame(350)), Ok(()));
+        assert_eq!(c.push(frame(100)), Err(PushError::Full(Bound::Total)));
+        assert_eq!((account.queued(), total.queued()), (600, 950));
+        // Written, closed, dropped: every byte comes back.
+        assert!(matches!(poll(&a), Poll::Ready(Next::Frame(_))));
+        b.close_with(None, Disconnect::Shutdown);
+        drop(c);
+        assert_eq!((account.queued(), total.queued()), (0, 0));
+        assert_eq!(a.push(frame(400)), Ok(()));
+    }
+
+    #[test]
+    fn a_queue_within_its_reserve_takes_frames_when_the_pools_are_spent() {
+        let total = Arc::new(Pool::new(1000));
+        let account = Arc::new(Pool::new(1000));
+        let reserve = QueueLimits {
+            reserve: 250,
+            ..limits(32, 1000)
+        };
+        let slow = Outbox::new(limits(32, 1000), total.clone());
+        let other = Outbox::new(limits(32, 1000), total.clone());
+        let keeping_up = Outbox::new(reserve, total.clone());
+        let same_account = Outbox::new(reserve, total.clone());
+        same_account.set_account(account.clone());
+        assert_eq!(slow.push(frame(1000)), Ok(()));
+        assert_eq!(other.push(frame(10)), Err(PushError::Full(Bound::Total)));
+        // Within the reserve: queued and counted, the pools overdrawn.
+        assert_eq!(keeping_up.push(frame(200)), Ok(()));
+        assert_eq!(keeping_up.push(frame(50)), Ok(()));
+        assert_eq!(
+            keeping_up.push(frame(1)),
+            Err(PushError::Full(Bound::Total))
+        );
+        assert_eq!(same_account.push(frame(250)), Ok(()));
+        assert_eq!((account.queued(), total.queued()), (250, 1500));
+        assert!(matches!(poll(&keeping_up), Poll::Ready(Next::Frame(_))));
+        drop((slow, same_account));
+        assert_eq!((account.queued(), total.queued()), (0, 50));
+    }
+
+    #[test]
+    fn a_queue_that_stays_full_is_cut() {
+        let start = Instant::now();
+        let outbox = Outbox::new(limits(32, 1000), Arc::new(Pool::new(10_000)));
+        for _ in 0..3 {
+            assert_eq!(outbox.push_at(frame(300), start), Ok(()));
+        }
+        let full = Err(PushError::Full(Bound::Connection));
+        assert_eq!(outbox.push_at(frame(300), start), full);
+        // Draining a frame (900 → 600 bytes) is not enough to count as keeping up ...
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let later = start + Duration::from_secs(2);
+        assert!(matches!(
+            outbox.poll_next_at(&mut cx, later),
+            Poll::Ready(Next::Frame(_))
+        ));
+        assert_eq!(outbox.push_at(frame(300), later), Ok(()));
+        assert_eq!(outbox.push_at(frame(300), later), full);
+        // ... so four seconds after it first filled, it is cut.
+        let cut = start + Duration::from_secs(4);
+        assert!(matches!(
+            outbox.poll_next_at(&mut cx, cut),
+            Poll::Ready(Next::Close(None, Disconnect::SlowReader))
+        ));
+    }
+
+    #[test]
+    fn a_queue_that_drains_is_not_cut() {
+        let start = Instant::now();
+        let outbox = Outbox::new(limits(32, 1000), Arc::new(Pool::new(10_000)));
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        for second in 0..10 {
+            let now = start + Duration::from_secs(second);
+            while outbox.push_at(frame(300), now).is_ok() {}
+            // The reader takes everything each second.
+            while let Poll::Ready(next) = outbox.poll_next_at(&mut cx, now) {
+                assert!(matches!(next, Next::Frame(_)), "cut at second {second}");
+            }
+        }
     }
 }

@@ -24,7 +24,8 @@
 //! header's routing label; the relay reads nothing else of a payload).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::{
@@ -36,9 +37,9 @@ use muxagent_proto::limits::RELAY_TRACKED_CHANNELS_PER_CONNECTION;
 use muxagent_proto::noise::ConnectionId;
 use muxagent_proto::noise::packet::{self, Kind};
 
-use crate::bucket::Budget;
+use crate::bucket::{Budget, Window};
 use crate::metrics::{Disconnect, DropReason, LoginFailure, Metrics, Refusal, RouteKind, Sizes};
-use crate::outbox::{Outbox, PushError};
+use crate::outbox::{Bound, Outbox, Pool, PushError};
 use crate::registry::{Caps, Registry};
 
 /// Encode a frame for the wire.
@@ -100,6 +101,10 @@ pub(crate) struct Session {
     /// The inbound byte budget, shared by every live connection of a device key
     /// ([`Router::login`] hands out the key's).
     pub budget: Arc<Budget>,
+    /// The source prefix the connection came from (pairing ids are counted per prefix).
+    pub prefix: IpAddr,
+    /// Registry requests in the current minute.
+    pub registry_requests: Mutex<Window>,
 }
 
 impl Session {
@@ -140,6 +145,8 @@ impl Key {
 }
 
 struct Pairing {
+    /// The opener's source prefix.
+    prefix: IpAddr,
     opener_conn: u64,
     opener: (Fingerprint, Role),
     expires_at: u64,
@@ -153,15 +160,108 @@ pub(crate) struct RouterLimits {
     pub caps: Caps,
     pub connections_per_device: usize,
     pub pairings_per_connection: usize,
+    pub pairings_per_prefix: usize,
     pub max_pairings: usize,
+    pub queue_bytes_per_account: usize,
     pub pairing_ttl_secs: u64,
 }
 
 #[derive(Default)]
 struct State {
     live: HashMap<(Fingerprint, Role), Key>,
-    pairings: HashMap<PairingId, Pairing>,
+    pairings: Pairings,
     registry: Registry,
+    /// The queue byte pool of each account with a live connection.
+    queues: QueuePools,
+}
+
+/// The queue byte pool of each account, held by its connections' outboxes: a pool lives as long
+/// as one of them, so the table only refers to them (and forgets dead ones as it grows).
+#[derive(Default)]
+struct QueuePools {
+    by_account: HashMap<Fingerprint, Weak<Pool>>,
+    /// Entries after the last sweep of dead ones.
+    swept: usize,
+}
+
+impl QueuePools {
+    /// `account`'s pool, made with `cap` bytes if none of its connections holds one.
+    fn of(&mut self, account: Fingerprint, cap: usize) -> Arc<Pool> {
+        if let Some(pool) = self.by_account.get(&account).and_then(Weak::upgrade) {
+            return pool;
+        }
+        let pool = Arc::new(Pool::new(cap));
+        self.by_account.insert(account, Arc::downgrade(&pool));
+        // Sweep when the table has doubled since the last sweep: dead entries stay at most
+        // as many as live ones (plus 64), at O(1) amortised per login.
+        if self.by_account.len() > 2 * self.swept.max(64) {
+            self.by_account.retain(|_, pool| pool.strong_count() > 0);
+            self.swept = self.by_account.len();
+        }
+        pool
+    }
+}
+
+/// Open pairing ids, and how many each source prefix holds.
+#[derive(Default)]
+struct Pairings {
+    by_id: HashMap<PairingId, Pairing>,
+    per_prefix: HashMap<IpAddr, usize>,
+}
+
+impl Pairings {
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn get(&self, id: &PairingId) -> Option<&Pairing> {
+        self.by_id.get(id)
+    }
+
+    fn get_mut(&mut self, id: &PairingId) -> Option<&mut Pairing> {
+        self.by_id.get_mut(id)
+    }
+
+    fn of_prefix(&self, prefix: &IpAddr) -> usize {
+        self.per_prefix.get(prefix).copied().unwrap_or(0)
+    }
+
+    fn insert(&mut self, id: PairingId, pairing: Pairing) {
+        *self.per_prefix.entry(pairing.prefix).or_insert(0) += 1;
+        if let Some(old) = self.by_id.insert(id, pairing) {
+            self.uncount(old.prefix);
+        }
+    }
+
+    fn remove(&mut self, id: &PairingId) {
+        if let Some(old) = self.by_id.remove(id) {
+            self.uncount(old.prefix);
+        }
+    }
+
+    /// Forget every id that has expired at `now`.
+    fn sweep(&mut self, now: u64) {
+        let per_prefix = &mut self.per_prefix;
+        self.by_id.retain(|_, pairing| {
+            let keep = pairing.expires_at > now;
+            if !keep && let Some(count) = per_prefix.get_mut(&pairing.prefix) {
+                *count -= 1;
+                if *count == 0 {
+                    per_prefix.remove(&pairing.prefix);
+                }
+            }
+            keep
+        });
+    }
+
+    fn uncount(&mut self, prefix: IpAddr) {
+        if let Some(count) = self.per_prefix.get_mut(&prefix) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_prefix.remove(&prefix);
+            }
+        }
+    }
 }
 
 pub(crate) struct Router {
@@ -202,10 +302,8 @@ impl Router {
 
     fn push(&self, outbox: &Outbox, frame: Bytes) -> Result<(), PushError> {
         let result = outbox.push(frame);
-        match result {
-            Err(PushError::Full) => self.metrics.dropped(DropReason::QueueFull),
-            Err(PushError::Closing) => self.metrics.dropped(DropReason::ReceiverClosing),
-            Ok(()) => {}
+        if let Err(error) = result {
+            self.metrics.dropped(drop_reason(error));
         }
         result
     }
@@ -219,6 +317,7 @@ impl Router {
             machines,
             revoked,
             pairings: state.pairings.len(),
+            queued_bytes: 0,
         }
     }
 
@@ -329,6 +428,12 @@ impl Router {
         if session.role != Role::Device {
             // A machine's new connection starts with its own budget, as before.
             key.budget = session.budget.clone();
+        }
+        if let (Role::Device | Role::Machine, Some(account)) = (session.role, account) {
+            let pool = state
+                .queues
+                .of(account, self.limits.queue_bytes_per_account);
+            session.outbox.set_account(pool);
         }
         let budget = key.budget.clone();
         key.conns.push(live);
@@ -619,7 +724,7 @@ impl Router {
                 self.metrics.routed(kind, len);
                 Ok(())
             }
-            Err(PushError::Full) => Err(Refused {
+            Err(PushError::Full(_)) => Err(Refused {
                 code: ErrorCode::Dropped,
                 counter: None,
                 reason: "the receiver's queue is full: the frame was dropped",
@@ -681,13 +786,13 @@ impl Router {
             ));
         };
         // Forget this connection's expired or used ids before counting.
+        let pairings = &mut state.pairings;
         live.pairings.retain(|id| {
-            let keep = state
-                .pairings
+            let keep = pairings
                 .get(id)
                 .is_some_and(|p| p.expires_at > now && !p.used);
             if !keep {
-                state.pairings.remove(id);
+                pairings.remove(id);
             }
             keep
         });
@@ -698,8 +803,17 @@ impl Router {
                 "this connection has its maximum of open pairing ids",
             ));
         }
-        if state.pairings.len() >= self.limits.max_pairings {
-            state.pairings.retain(|_, p| p.expires_at > now);
+        if state.pairings.of_prefix(&session.prefix) >= self.limits.pairings_per_prefix
+            || state.pairings.len() >= self.limits.max_pairings
+        {
+            state.pairings.sweep(now);
+            if state.pairings.of_prefix(&session.prefix) >= self.limits.pairings_per_prefix {
+                return Err(refused(
+                    ErrorCode::RateLimited,
+                    Refusal::PairingLimit,
+                    "this network has its maximum of open pairing ids; try again later",
+                ));
+            }
             if state.pairings.len() >= self.limits.max_pairings {
                 return Err(refused(
                     ErrorCode::RateLimited,
@@ -719,6 +833,7 @@ impl Router {
         state.pairings.insert(
             open.pairing_id,
             Pairing {
+                prefix: session.prefix,
                 opener_conn: session.conn,
                 opener: session.key(),
                 expires_at,
@@ -944,6 +1059,16 @@ impl Router {
     }
 }
 
+/// The drop counter for a frame `outbox.push` refused.
+pub(crate) fn drop_reason(error: PushError) -> DropReason {
+    match error {
+        PushError::Full(Bound::Connection) => DropReason::QueueFull,
+        PushError::Full(Bound::Account) => DropReason::AccountQueueFull,
+        PushError::Full(Bound::Total) => DropReason::TotalQueueFull,
+        PushError::Closing => DropReason::ReceiverClosing,
+    }
+}
+
 /// Presence frames for every machine of `account` that is online now.
 fn online_machines(state: &State, account: &Fingerprint) -> Vec<Bytes> {
     let Some(members) = state.registry.account(account) else {
@@ -1008,4 +1133,27 @@ fn presence_hostname(state: &State, machine: &Fingerprint, login: &Option<Hostna
 /// the caller against its challenge).
 pub(crate) fn check_version(login: &Login, min: u16, max: u16) -> bool {
     (min..=max).contains(&login.protocol)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accounts_queue_pool_lives_with_its_connections() {
+        let mut pools = QueuePools::default();
+        let account = |n: u8| Fingerprint([n; 32]);
+        let held = pools.of(account(0), 100);
+        assert!(Arc::ptr_eq(&held, &pools.of(account(0), 100)));
+        // Accounts whose connections all went are swept as the table grows.
+        for n in 1..=200 {
+            drop(pools.of(account(n), 100));
+        }
+        assert!(
+            pools.by_account.len() <= 2 * 64,
+            "{}",
+            pools.by_account.len()
+        );
+        assert!(Arc::ptr_eq(&held, &pools.of(account(0), 100)));
+    }
 }

@@ -1,14 +1,15 @@
 //! The listening side: [`Relay::bind`] opens the registry and the socket; [`Relay::run`]
 //! accepts connections until the shutdown future resolves, then shuts down gracefully.
 //!
-//! Per accepted TCP connection: caps (total and per IP) are checked before any TLS work; then
-//! one task runs TLS, reads the HTTP request head, and either answers a page or upgrades to
-//! the relay's WebSocket ([`crate::conn`]). The login deadline runs from accept, TLS and HTTP
+//! Per accepted TCP connection: caps (total, per source prefix, and on connections that have not
+//! logged in) are checked before any TLS work; then one task runs TLS, reads the HTTP request
+//! head, and either answers a page or upgrades to the relay's WebSocket ([`crate::conn`]) over
+//! the metered byte stream ([`crate::meter`]). The login deadline runs from accept, TLS and HTTP
 //! included.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,16 +19,22 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Bytes;
 use async_tungstenite::tungstenite::protocol::Role as WsRole;
 use muxagent_proto::frame::{Frame, Restarting, SignedEntry};
+use muxagent_proto::limits::{
+    RELAY_IPV4_PREFIX_LEN, RELAY_IPV6_PREFIX_LEN, RELAY_REGISTRY_RATE_PREFIXES,
+};
 use smol::future::FutureExt as _;
 use smol::io::AsyncWriteExt as _;
 use smol::{Async, Executor, Timer};
 
+use crate::bucket::Windows;
 use crate::config::{Limits, RelayConfig};
 use crate::conn;
 use crate::error::RelayError;
 use crate::http::{self, Page, Request, Response};
 use crate::log::RegistryLog;
-use crate::metrics::{CapReason, ConnKind, Disconnect, HttpKind, Metrics, WebStatus};
+use crate::meter::Metered;
+use crate::metrics::{CapReason, ConnKind, Disconnect, HttpKind, Metrics, Sizes, WebStatus};
+use crate::outbox::Pool;
 use crate::registry::Caps;
 use crate::router::{Router, RouterLimits, encode};
 use crate::stream::Stream;
@@ -47,8 +54,43 @@ pub(crate) struct Shared {
     web_csp: String,
     next_conn: AtomicU64,
     shutting_down: AtomicBool,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    total: Mutex<usize>,
+    caps: Mutex<Counts>,
+    /// Bytes queued for every receiver together ([`Limits::queue_bytes_total`]).
+    pub queued: Arc<Pool>,
+    /// Registry requests per source prefix ([`RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN`]).
+    pub registry_rate: Mutex<Windows<IpAddr>>,
+}
+
+/// Connections counted against the caps.
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    /// Connections that have not logged in yet.
+    unauthenticated: usize,
+    per_prefix: HashMap<IpAddr, usize>,
+}
+
+/// The source prefix a peer counts under for the per-source caps: its /24 (IPv4, an
+/// IPv4-mapped IPv6 address included) or its /64 (IPv6), as the network address.
+pub(crate) fn source_prefix(ip: IpAddr) -> IpAddr {
+    let v4 = |ip: Ipv4Addr| {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(RELAY_IPV4_PREFIX_LEN))
+            .unwrap_or(0);
+        IpAddr::V4(Ipv4Addr::from_bits(ip.to_bits() & mask))
+    };
+    match ip {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(mapped) => v4(mapped),
+            None => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(RELAY_IPV6_PREFIX_LEN))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from_bits(ip.to_bits() & mask))
+            }
+        },
+    }
 }
 
 impl Shared {
@@ -79,30 +121,36 @@ impl Shared {
         .await
     }
 
-    /// Take a connection slot for `ip`, or say which cap is hit.
-    fn admit(&self, ip: IpAddr) -> Result<(), CapReason> {
-        let mut total = self.total.lock().unwrap_or_else(PoisonError::into_inner);
-        if *total >= self.limits.max_connections {
+    /// Take a connection slot for a peer of source `prefix` (not logged in yet), or say which
+    /// cap is hit.
+    fn admit(&self, prefix: IpAddr) -> Result<(), CapReason> {
+        let mut caps = self.caps.lock().unwrap_or_else(PoisonError::into_inner);
+        if caps.total >= self.limits.max_connections {
             return Err(CapReason::Total);
         }
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = per_ip.entry(ip).or_insert(0);
-        if *count >= self.limits.max_connections_per_ip {
-            return Err(CapReason::PerIp);
+        if caps.unauthenticated >= self.limits.max_unauthenticated_connections {
+            return Err(CapReason::Unauthenticated);
+        }
+        let count = caps.per_prefix.entry(prefix).or_insert(0);
+        if *count >= self.limits.max_connections_per_prefix {
+            return Err(CapReason::PerPrefix);
         }
         *count += 1;
-        *total += 1;
+        caps.total += 1;
+        caps.unauthenticated += 1;
         Ok(())
     }
 
-    fn release(&self, ip: IpAddr) {
-        let mut total = self.total.lock().unwrap_or_else(PoisonError::into_inner);
-        *total = total.saturating_sub(1);
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = per_ip.get_mut(&ip) {
+    fn release(&self, prefix: IpAddr, authenticated: bool) {
+        let mut caps = self.caps.lock().unwrap_or_else(PoisonError::into_inner);
+        caps.total = caps.total.saturating_sub(1);
+        if !authenticated {
+            caps.unauthenticated = caps.unauthenticated.saturating_sub(1);
+        }
+        if let Some(count) = caps.per_prefix.get_mut(&prefix) {
             *count -= 1;
             if *count == 0 {
-                per_ip.remove(&ip);
+                caps.per_prefix.remove(&prefix);
             }
         }
     }
@@ -110,15 +158,34 @@ impl Shared {
 
 /// Holds a connection's slot in the caps and its place in the shutdown wait; frees both when
 /// the connection's task ends.
-struct Slot {
+pub(crate) struct Slot {
     shared: Arc<Shared>,
-    ip: IpAddr,
+    /// The peer's source prefix ([`source_prefix`]).
+    pub prefix: IpAddr,
+    /// Whether the connection has logged in (and left the unauthenticated count).
+    authenticated: AtomicBool,
     _alive: smol::channel::Sender<()>,
+}
+
+impl Slot {
+    /// The connection logged in: it no longer counts against
+    /// [`Limits::max_unauthenticated_connections`].
+    pub(crate) fn authenticated(&self) {
+        if !self.authenticated.swap(true, Ordering::Relaxed) {
+            let mut caps = self
+                .shared
+                .caps
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            caps.unauthenticated = caps.unauthenticated.saturating_sub(1);
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.shared.release(self.ip);
+        self.shared
+            .release(self.prefix, self.authenticated.load(Ordering::Relaxed));
     }
 }
 
@@ -171,6 +238,8 @@ impl Relay {
                 },
                 connections_per_device: limits.max_connections_per_device,
                 pairings_per_connection: limits.pairings_per_connection,
+                pairings_per_prefix: limits.pairings_per_prefix,
+                queue_bytes_per_account: limits.queue_bytes_per_account,
                 max_pairings: limits.max_pairings,
                 pairing_ttl_secs: limits.pairing_ttl.as_secs().max(1),
             },
@@ -214,6 +283,7 @@ impl Relay {
              {stored} registry entries",
             muxagent_proto::limits::RELAY_WS_PATH
         ));
+        let limits_queue_total = limits.queue_bytes_total;
         let shared = Arc::new(Shared {
             limits,
             metrics,
@@ -225,8 +295,9 @@ impl Relay {
             public_url,
             next_conn: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
-            per_ip: Mutex::new(HashMap::new()),
-            total: Mutex::new(0),
+            caps: Mutex::new(Counts::default()),
+            queued: Arc::new(Pool::new(limits_queue_total)),
+            registry_rate: Mutex::new(Windows::new(RELAY_REGISTRY_RATE_PREFIXES, Instant::now())),
         });
         Ok(Relay {
             listener,
@@ -305,14 +376,16 @@ impl Relay {
                 }
             };
             shared.metrics.accepted();
-            if let Err(reason) = shared.admit(peer.ip()) {
+            let prefix = source_prefix(peer.ip());
+            if let Err(reason) = shared.admit(prefix) {
                 shared.metrics.capped(reason);
                 drop(tcp);
                 continue;
             }
             let slot = Slot {
                 shared: shared.clone(),
-                ip: peer.ip(),
+                prefix,
+                authenticated: AtomicBool::new(false),
                 _alive: alive.clone(),
             };
             executor
@@ -341,7 +414,7 @@ async fn connection(shared: Arc<Shared>, tcp: Async<TcpStream>, slot: Slot) {
     let Some(mut ws) = Box::pin(handshake(&shared, tcp, deadline)).await else {
         return;
     };
-    conn::serve(&shared, &mut ws, deadline, &mut gauge).await;
+    conn::serve(&shared, &mut ws, deadline, &mut gauge, &slot).await;
     drop(slot);
 }
 
@@ -391,13 +464,9 @@ async fn handshake(shared: &Shared, tcp: Async<TcpStream>, deadline: Instant) ->
                 return None;
             }
             let config = conn::ws_config(&shared.limits);
-            let ws = WebSocketStream::from_partially_read(
-                stream,
-                leftover,
-                WsRole::Server,
-                Some(config),
-            )
-            .await;
+            // What came with the request head goes through the meter too.
+            let metered = Metered::new(stream, leftover, shared.metrics.clone());
+            let ws = WebSocketStream::from_raw_socket(metered, WsRole::Server, Some(config)).await;
             return Some(ws);
         }
         Request::Page { page, head } => page_response(shared, page, head),
@@ -426,7 +495,10 @@ fn page_response(shared: &Shared, page: Page, head: bool) -> Response {
         }
         Page::Metrics => {
             metrics.http(HttpKind::Metrics);
-            let sizes = shared.router.sizes();
+            let sizes = Sizes {
+                queued_bytes: shared.queued.queued(),
+                ..shared.router.sizes()
+            };
             Response::text(
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -476,7 +548,8 @@ mod tests {
             let shared = relay.shared.clone();
             let slot = Slot {
                 shared: shared.clone(),
-                ip: [127, 0, 0, 1].into(),
+                prefix: [127, 0, 0, 0].into(),
+                authenticated: AtomicBool::new(false),
                 _alive: alive,
             };
             let future = connection(shared.clone(), tcp, slot);
@@ -486,12 +559,31 @@ mod tests {
             let tcp = Async::<TcpStream>::connect(relay.local_addr())
                 .await
                 .expect("connect");
-            let mut ws =
-                WebSocketStream::from_raw_socket(Stream::Plain(tcp), WsRole::Server, None).await;
+            let metered = Metered::new(Stream::Plain(tcp), Vec::new(), shared.metrics.clone());
+            let mut ws = WebSocketStream::from_raw_socket(metered, WsRole::Server, None).await;
             let mut gauge = Gauge::new(shared.metrics.clone(), ConnKind::Handshake);
-            let serve = conn::serve(&shared, &mut ws, Instant::now(), &mut gauge);
+            let (alive, _all_closed) = smol::channel::bounded::<()>(1);
+            let slot = Slot {
+                shared: shared.clone(),
+                prefix: [127, 0, 0, 0].into(),
+                authenticated: AtomicBool::new(false),
+                _alive: alive,
+            };
+            let serve = conn::serve(&shared, &mut ws, Instant::now(), &mut gauge, &slot);
             let size = std::mem::size_of_val(&serve);
             assert!(size <= 768, "the serve future is {size} bytes");
         });
+    }
+
+    #[test]
+    fn sources_count_by_prefix() {
+        let prefix = |text: &str| source_prefix(text.parse().expect("an address")).to_string();
+        assert_eq!(prefix("203.0.113.77"), "203.0.113.0");
+        assert_eq!(prefix("203.0.114.1"), "203.0.114.0");
+        assert_eq!(prefix("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(prefix("2001:db8:1:3::1"), "2001:db8:1:3::");
+        // A dual-stack socket's IPv4 peer counts as that IPv4 address.
+        assert_eq!(prefix("::ffff:203.0.113.77"), "203.0.113.0");
+        assert_eq!(prefix("::1"), "::");
     }
 }

@@ -265,9 +265,9 @@ fn connection_caps_close_at_accept() {
     smol::block_on(async {
         let temp = tempfile::tempdir().expect("temp dir");
         let mut config = common::config(temp.path());
-        config.limits.max_connections_per_ip = 2;
+        config.limits.max_connections_per_prefix = 2;
         let relay = TestRelay::start_with(config).await;
-        // Two connections from 127.0.0.2 fill its share; the third is closed at once.
+        // Two connections from 127.0.1.2 fill its /24's share; the third is closed at once.
         let from = |ip: [u8; 4]| {
             let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
                 .expect("socket");
@@ -277,17 +277,17 @@ fn connection_caps_close_at_accept() {
             socket.connect(&relay.addr.into()).expect("connect");
             Async::new(TcpStream::from(socket)).expect("async")
         };
-        let _held = [from([127, 0, 0, 2]), from([127, 0, 0, 2])];
-        let mut third = from([127, 0, 0, 2]);
+        let _held = [from([127, 0, 1, 2]), from([127, 0, 1, 2])];
+        let mut third = from([127, 0, 1, 2]);
         let mut buf = [0u8; 8];
         let read = within("capped connection closed", third.read(&mut buf)).await;
         assert!(matches!(read, Ok(0) | Err(_)));
-        // Another address is not affected.
+        // Another /24 (127.0.0.1's) is not affected.
         let (status, _) = relay.get("/healthz").await;
         assert!(status.contains("200"), "{status}");
         assert_eq!(
             relay
-                .metric("relay_connections_refused_total{reason=\"per_ip_cap\"}")
+                .metric("relay_connections_refused_total{reason=\"per_prefix_cap\"}")
                 .await,
             1
         );

@@ -3,6 +3,9 @@
 //! every await so a bug fails fast instead of hanging.
 #![allow(dead_code)]
 
+pub mod process;
+pub mod raw;
+
 use std::future::Future;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -70,10 +73,10 @@ pub struct TestRelay {
     _temp: Option<tempfile::TempDir>,
 }
 
-/// A configuration for tests: loopback, a fresh folder, generous per-IP cap, short timeouts.
+/// A configuration for tests: loopback, a fresh folder, generous per-prefix cap, short timeouts.
 pub fn config(dir: &std::path::Path) -> RelayConfig {
     let mut config = RelayConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir);
-    config.limits.max_connections_per_ip = 10_000;
+    config.limits.max_connections_per_prefix = 10_000;
     config.limits.shutdown_grace = Duration::from_millis(500);
     config
 }
