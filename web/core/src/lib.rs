@@ -17,7 +17,6 @@ pub mod store;
 pub mod view;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise, Uint8Array};
@@ -93,6 +92,8 @@ enum Then {
 }
 
 struct Waiter {
+    /// The request it waits on.
+    request: u32,
     resolve: Function,
     reject: Function,
     then: Then,
@@ -118,10 +119,15 @@ struct Inner {
     generation: u32,
     timer: Option<i32>,
     on_timer: Option<Closure<dyn FnMut()>>,
-    watchers: BTreeMap<u32, Function>,
-    followers: BTreeMap<u32, (Fingerprint, SessionId, Function)>,
+    // These are a handful each (a view or two, one open session, the requests in flight), so
+    // they are plain lists in the order made: a BTreeMap per value type costs the download ~10 KB
+    // of wasm each.
+    /// By subscription id.
+    watchers: Vec<(u32, Function)>,
+    /// By subscription id.
+    followers: Vec<(u32, Fingerprint, SessionId, Function)>,
     next_subscription: u32,
-    waiting: BTreeMap<u32, Vec<Waiter>>,
+    waiting: Vec<Waiter>,
 }
 
 /// Calls to make into JS once the core is no longer borrowed (a callback may call back in).
@@ -154,11 +160,11 @@ impl Inner {
         self.persist(&changes);
         if changes.view {
             let view = to_js(&view::view(&self.model, &self.device, &self.relay, true));
-            for watcher in self.watchers.values() {
+            for (_, watcher) in &self.watchers {
                 calls.push((watcher.clone(), view.clone()));
             }
         }
-        for (_, (machine, session, follower)) in self.followers.iter() {
+        for (_, machine, session, follower) in &self.followers {
             let batch: Vec<view::TranscriptEvent> = changes
                 .events
                 .iter()
@@ -180,9 +186,10 @@ impl Inner {
         changes: &mut Changes,
         calls: &mut Calls,
     ) {
-        let Some(waiters) = self.waiting.remove(&request) else {
-            return;
-        };
+        let (waiters, others) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|waiter| waiter.request == request);
+        self.waiting = others;
         for waiter in waiters {
             let outcome = match (&result, &waiter.then) {
                 (Err(failure), _) => Err(error(failure)),
@@ -354,7 +361,8 @@ impl Inner {
         let mut slot = None;
         let promise = Promise::new(&mut |resolve, reject| slot = Some((resolve, reject)));
         if let Some((resolve, reject)) = slot {
-            self.waiting.entry(request).or_default().push(Waiter {
+            self.waiting.push(Waiter {
+                request,
                 resolve,
                 reject,
                 then,
@@ -458,10 +466,10 @@ pub async fn start() -> Result<Core, JsValue> {
         generation: 0,
         timer: None,
         on_timer: None,
-        watchers: BTreeMap::new(),
-        followers: BTreeMap::new(),
+        watchers: Vec::new(),
+        followers: Vec::new(),
         next_subscription: 1,
-        waiting: BTreeMap::new(),
+        waiting: Vec::new(),
     }));
     with(&inner, |inner| {
         let mut rng = rng();
@@ -476,8 +484,8 @@ fn unsubscribe(core: &Rc<RefCell<Inner>>, id: u32) -> Function {
     Closure::once_into_js(move || {
         if let Some(core) = core.upgrade() {
             let mut inner = core.borrow_mut();
-            inner.watchers.remove(&id);
-            inner.followers.remove(&id);
+            inner.watchers.retain(|(watcher, _)| *watcher != id);
+            inner.followers.retain(|(follower, ..)| *follower != id);
         }
     })
     .unchecked_into()
@@ -499,7 +507,7 @@ impl Core {
             let mut inner = self.inner.borrow_mut();
             let id = inner.next_subscription;
             inner.next_subscription += 1;
-            inner.watchers.insert(id, on_view.clone());
+            inner.watchers.push((id, on_view.clone()));
             let view = view::view(&inner.model, &inner.device, &inner.relay, true);
             (id, to_js(&view))
         };
@@ -518,7 +526,7 @@ impl Core {
             if let Some((machine, session)) = parsed {
                 inner
                     .followers
-                    .insert(id, (machine, session, on_events.clone()));
+                    .push((id, machine, session, on_events.clone()));
                 if let Some(known) = inner.model.session(&machine, &session) {
                     cached = known.events.iter().map(view::event).collect();
                 }
