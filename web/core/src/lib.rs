@@ -12,6 +12,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod json;
+pub mod read;
 pub mod record;
 pub mod store;
 pub mod view;
@@ -32,7 +34,6 @@ use muxagent_proto::app::{
 };
 use muxagent_proto::identity::{Fingerprint, Identity};
 use muxagent_proto::limits::RELAY_WS_PATH;
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
@@ -47,30 +48,12 @@ fn now() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// A plain value as the UI gets it: records as objects, `None` fields left out.
-fn to_js<T: Serialize>(value: &T) -> JsValue {
-    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
-    value.serialize(&serializer).unwrap_or(JsValue::UNDEFINED)
-}
-
 fn error(message: impl std::fmt::Display) -> JsValue {
     js_sys::Error::new(&message.to_string()).into()
 }
 
 fn rejected(message: impl std::fmt::Display) -> Promise {
     Promise::reject(&error(message))
-}
-
-/// `StartRequest` in the contract (`prompt` absent for `startFromPlan`).
-#[derive(Deserialize)]
-struct StartRequest {
-    runtime: String,
-    cwd: String,
-    title: Option<String>,
-    mode: Option<String>,
-    #[serde(default)]
-    prompt: String,
-    args: Option<Vec<String>>,
 }
 
 /// What a resolved request gives the UI.
@@ -159,7 +142,7 @@ impl Inner {
         self.schedule(core);
         self.persist(&changes);
         if changes.view {
-            let view = to_js(&view::view(&self.model, &self.device, &self.relay, true));
+            let view = json::to_js(&view::view(&self.model, &self.device, &self.relay, true));
             for (_, watcher) in &self.watchers {
                 calls.push((watcher.clone(), view.clone()));
             }
@@ -172,7 +155,7 @@ impl Inner {
                 .map(|(_, event, _)| view::event(event))
                 .collect();
             if !batch.is_empty() {
-                calls.push((follower.clone(), to_js(&batch)));
+                calls.push((follower.clone(), json::to_js(&batch)));
             }
         }
         calls
@@ -220,7 +203,7 @@ impl Inner {
                 (Ok(Answer::Runtimes(list)), Then::Runtimes) => {
                     let runtimes: Vec<view::RuntimeView> =
                         list.runtimes.iter().map(view::RuntimeView::from).collect();
-                    Ok(to_js(&runtimes))
+                    Ok(json::to_js(&runtimes))
                 }
                 (Ok(Answer::Older { found }), Then::Older) => Ok(JsValue::from_bool(*found)),
                 (Ok(Answer::Paired(record)), Then::Paired) => {
@@ -232,7 +215,7 @@ impl Inner {
                             Some(view::machine(&fingerprint, known))
                         });
                     match machine {
-                        Some(machine) => Ok(to_js(&machine)),
+                        Some(machine) => Ok(json::to_js(&machine)),
                         None => Err(error("the paired machine's record is damaged")),
                     }
                 }
@@ -509,7 +492,7 @@ impl Core {
             inner.next_subscription += 1;
             inner.watchers.push((id, on_view.clone()));
             let view = view::view(&inner.model, &inner.device, &inner.relay, true);
-            (id, to_js(&view))
+            (id, json::to_js(&view))
         };
         let _ = on_view.call1(&JsValue::NULL, &view);
         unsubscribe(&self.inner, id)
@@ -531,7 +514,7 @@ impl Core {
                     cached = known.events.iter().map(view::event).collect();
                 }
             }
-            (id, to_js(&cached))
+            (id, json::to_js(&cached))
         };
         let _ = on_events.call1(&JsValue::NULL, &cached);
         unsubscribe(&self.inner, id)
@@ -581,7 +564,7 @@ impl Core {
             Ok(machine) => machine,
             Err(rejected) => return rejected,
         };
-        let start: StartRequest = match serde_wasm_bindgen::from_value(request) {
+        let start = match read::start_request(&request) {
             Ok(start) => start,
             Err(failure) => return rejected(format!("not a start request: {failure}")),
         };
@@ -607,7 +590,7 @@ impl Core {
                 return rejected;
             }
         };
-        let start: StartRequest = match serde_wasm_bindgen::from_value(request) {
+        let start = match read::start_request(&request) {
             Ok(start) => start,
             Err(failure) => return rejected(format!("not a start request: {failure}")),
         };
@@ -704,7 +687,7 @@ impl Core {
             (Ok(machine), Ok(session)) => (machine, session),
             (Err(rejected), _) | (_, Err(rejected)) => return rejected,
         };
-        let decision: view::DecisionView = match serde_wasm_bindgen::from_value(decision) {
+        let decision = match read::decision(&decision) {
             Ok(decision) => decision,
             Err(failure) => return rejected(format!("not a decision: {failure}")),
         };
@@ -814,7 +797,7 @@ impl Core {
     fn start_session(
         &self,
         machine: Fingerprint,
-        start: StartRequest,
+        start: read::StartRequest,
         plan: Option<(String, String)>,
     ) -> Promise {
         let Ok(runtime) = RuntimeName::try_from(start.runtime.as_str()) else {

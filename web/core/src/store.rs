@@ -15,7 +15,7 @@ use muxagent_proto::app::Event;
 use muxagent_proto::identity::{Fingerprint, Identity};
 use wasm_bindgen::JsValue;
 
-use crate::record;
+use crate::{json, read, record};
 
 const NAME: &str = "muxagent";
 const VERSION: u32 = 1;
@@ -62,7 +62,7 @@ pub async fn load(database: &Database) -> Result<Loaded, idb::Error> {
     let book = meta
         .get(JsValue::from_str("book"))?
         .await?
-        .and_then(|value| serde_wasm_bindgen::from_value::<Book>(value).ok())
+        .and_then(|value| read::book(&value))
         .unwrap_or_default();
     let mut sessions = Vec::new();
     let stored = transaction
@@ -122,7 +122,7 @@ impl Batch {
     pub fn of(model: &Model, changes: &Changes) -> Batch {
         let mut batch = Batch::default();
         if changes.book {
-            batch.book = serde_wasm_bindgen::to_value(&model.book()).ok();
+            batch.book = json::try_to_js(&model.book());
         }
         for machine in &changes.removed {
             let prefix = machine.to_hex();
