@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod indexed_db;
 pub mod json;
 pub mod read;
 pub mod record;
@@ -94,7 +95,7 @@ struct Inner {
     device: Fingerprint,
     relay: String,
     ws_url: String,
-    database: Option<Rc<idb::Database>>,
+    database: Option<web_sys::IdbDatabase>,
     socket: Option<Socket>,
     /// The last closed socket, its handlers not yet dropped.
     retired: Option<Socket>,
@@ -395,7 +396,7 @@ pub async fn start() -> Result<Core, JsValue> {
         let _ = window.navigator().storage().persist();
     }
     // Without IndexedDB (a private window) the app still works, for this visit only.
-    let database = store::open().await.ok().map(Rc::new);
+    let database = store::open().await.ok();
     let loaded = match &database {
         Some(database) => store::load(database).await.ok(),
         None => None,
