@@ -88,8 +88,9 @@ files.set("manifest.webmanifest", readFileSync(join(web, "src/manifest.webmanife
 for (const icon of readdirSync(join(web, "public")).sort()) files.set(icon, readFileSync(join(web, "public", icon)));
 
 // ---- the service worker ----
-// jsQR is left out: it is loaded only to scan a QR code, which needs the network anyway.
-const shell = ["/", ...[...files.keys()].filter((name) => name !== "index.html" && !/^assets\/jsQR-/.test(name)).sort().map((name) => "/" + name)];
+// The QR decoder (src/qr.ts) is left out: it is loaded only to scan a QR code without the
+// browser's BarcodeDetector, and pairing needs the network anyway.
+const shell = ["/", ...[...files.keys()].filter((name) => name !== "index.html" && !/^assets\/qr-/.test(name)).sort().map((name) => "/" + name)];
 const sw = await esbuild.build({
   absWorkingDir: web,
   entryPoints: ["src/sw.ts"],

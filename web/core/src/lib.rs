@@ -12,12 +12,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod indexed_db;
+pub mod json;
+pub mod read;
 pub mod record;
 pub mod store;
 pub mod view;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise, Uint8Array};
@@ -33,7 +35,6 @@ use muxagent_proto::app::{
 };
 use muxagent_proto::identity::{Fingerprint, Identity};
 use muxagent_proto::limits::RELAY_WS_PATH;
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
@@ -48,30 +49,12 @@ fn now() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// A plain value as the UI gets it: records as objects, `None` fields left out.
-fn to_js<T: Serialize>(value: &T) -> JsValue {
-    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
-    value.serialize(&serializer).unwrap_or(JsValue::UNDEFINED)
-}
-
 fn error(message: impl std::fmt::Display) -> JsValue {
     js_sys::Error::new(&message.to_string()).into()
 }
 
 fn rejected(message: impl std::fmt::Display) -> Promise {
     Promise::reject(&error(message))
-}
-
-/// `StartRequest` in the contract (`prompt` absent for `startFromPlan`).
-#[derive(Deserialize)]
-struct StartRequest {
-    runtime: String,
-    cwd: String,
-    title: Option<String>,
-    mode: Option<String>,
-    #[serde(default)]
-    prompt: String,
-    args: Option<Vec<String>>,
 }
 
 /// What a resolved request gives the UI.
@@ -93,6 +76,8 @@ enum Then {
 }
 
 struct Waiter {
+    /// The request it waits on.
+    request: u32,
     resolve: Function,
     reject: Function,
     then: Then,
@@ -110,7 +95,7 @@ struct Inner {
     device: Fingerprint,
     relay: String,
     ws_url: String,
-    database: Option<Rc<idb::Database>>,
+    database: Option<web_sys::IdbDatabase>,
     socket: Option<Socket>,
     /// The last closed socket, its handlers not yet dropped.
     retired: Option<Socket>,
@@ -118,10 +103,15 @@ struct Inner {
     generation: u32,
     timer: Option<i32>,
     on_timer: Option<Closure<dyn FnMut()>>,
-    watchers: BTreeMap<u32, Function>,
-    followers: BTreeMap<u32, (Fingerprint, SessionId, Function)>,
+    // These are a handful each (a view or two, one open session, the requests in flight), so
+    // they are plain lists in the order made: a BTreeMap per value type costs the download ~10 KB
+    // of wasm each.
+    /// By subscription id.
+    watchers: Vec<(u32, Function)>,
+    /// By subscription id.
+    followers: Vec<(u32, Fingerprint, SessionId, Function)>,
     next_subscription: u32,
-    waiting: BTreeMap<u32, Vec<Waiter>>,
+    waiting: Vec<Waiter>,
 }
 
 /// Calls to make into JS once the core is no longer borrowed (a callback may call back in).
@@ -153,12 +143,12 @@ impl Inner {
         self.schedule(core);
         self.persist(&changes);
         if changes.view {
-            let view = to_js(&view::view(&self.model, &self.device, &self.relay, true));
-            for watcher in self.watchers.values() {
+            let view = json::to_js(&view::view(&self.model, &self.device, &self.relay, true));
+            for (_, watcher) in &self.watchers {
                 calls.push((watcher.clone(), view.clone()));
             }
         }
-        for (_, (machine, session, follower)) in self.followers.iter() {
+        for (_, machine, session, follower) in &self.followers {
             let batch: Vec<view::TranscriptEvent> = changes
                 .events
                 .iter()
@@ -166,7 +156,7 @@ impl Inner {
                 .map(|(_, event, _)| view::event(event))
                 .collect();
             if !batch.is_empty() {
-                calls.push((follower.clone(), to_js(&batch)));
+                calls.push((follower.clone(), json::to_js(&batch)));
             }
         }
         calls
@@ -180,9 +170,10 @@ impl Inner {
         changes: &mut Changes,
         calls: &mut Calls,
     ) {
-        let Some(waiters) = self.waiting.remove(&request) else {
-            return;
-        };
+        let (waiters, others) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|waiter| waiter.request == request);
+        self.waiting = others;
         for waiter in waiters {
             let outcome = match (&result, &waiter.then) {
                 (Err(failure), _) => Err(error(failure)),
@@ -213,7 +204,7 @@ impl Inner {
                 (Ok(Answer::Runtimes(list)), Then::Runtimes) => {
                     let runtimes: Vec<view::RuntimeView> =
                         list.runtimes.iter().map(view::RuntimeView::from).collect();
-                    Ok(to_js(&runtimes))
+                    Ok(json::to_js(&runtimes))
                 }
                 (Ok(Answer::Older { found }), Then::Older) => Ok(JsValue::from_bool(*found)),
                 (Ok(Answer::Paired(record)), Then::Paired) => {
@@ -225,7 +216,7 @@ impl Inner {
                             Some(view::machine(&fingerprint, known))
                         });
                     match machine {
-                        Some(machine) => Ok(to_js(&machine)),
+                        Some(machine) => Ok(json::to_js(&machine)),
                         None => Err(error("the paired machine's record is damaged")),
                     }
                 }
@@ -354,7 +345,8 @@ impl Inner {
         let mut slot = None;
         let promise = Promise::new(&mut |resolve, reject| slot = Some((resolve, reject)));
         if let Some((resolve, reject)) = slot {
-            self.waiting.entry(request).or_default().push(Waiter {
+            self.waiting.push(Waiter {
+                request,
                 resolve,
                 reject,
                 then,
@@ -404,7 +396,7 @@ pub async fn start() -> Result<Core, JsValue> {
         let _ = window.navigator().storage().persist();
     }
     // Without IndexedDB (a private window) the app still works, for this visit only.
-    let database = store::open().await.ok().map(Rc::new);
+    let database = store::open().await.ok();
     let loaded = match &database {
         Some(database) => store::load(database).await.ok(),
         None => None,
@@ -458,10 +450,10 @@ pub async fn start() -> Result<Core, JsValue> {
         generation: 0,
         timer: None,
         on_timer: None,
-        watchers: BTreeMap::new(),
-        followers: BTreeMap::new(),
+        watchers: Vec::new(),
+        followers: Vec::new(),
         next_subscription: 1,
-        waiting: BTreeMap::new(),
+        waiting: Vec::new(),
     }));
     with(&inner, |inner| {
         let mut rng = rng();
@@ -476,8 +468,8 @@ fn unsubscribe(core: &Rc<RefCell<Inner>>, id: u32) -> Function {
     Closure::once_into_js(move || {
         if let Some(core) = core.upgrade() {
             let mut inner = core.borrow_mut();
-            inner.watchers.remove(&id);
-            inner.followers.remove(&id);
+            inner.watchers.retain(|(watcher, _)| *watcher != id);
+            inner.followers.retain(|(follower, ..)| *follower != id);
         }
     })
     .unchecked_into()
@@ -499,9 +491,9 @@ impl Core {
             let mut inner = self.inner.borrow_mut();
             let id = inner.next_subscription;
             inner.next_subscription += 1;
-            inner.watchers.insert(id, on_view.clone());
+            inner.watchers.push((id, on_view.clone()));
             let view = view::view(&inner.model, &inner.device, &inner.relay, true);
-            (id, to_js(&view))
+            (id, json::to_js(&view))
         };
         let _ = on_view.call1(&JsValue::NULL, &view);
         unsubscribe(&self.inner, id)
@@ -518,12 +510,12 @@ impl Core {
             if let Some((machine, session)) = parsed {
                 inner
                     .followers
-                    .insert(id, (machine, session, on_events.clone()));
+                    .push((id, machine, session, on_events.clone()));
                 if let Some(known) = inner.model.session(&machine, &session) {
                     cached = known.events.iter().map(view::event).collect();
                 }
             }
-            (id, to_js(&cached))
+            (id, json::to_js(&cached))
         };
         let _ = on_events.call1(&JsValue::NULL, &cached);
         unsubscribe(&self.inner, id)
@@ -573,7 +565,7 @@ impl Core {
             Ok(machine) => machine,
             Err(rejected) => return rejected,
         };
-        let start: StartRequest = match serde_wasm_bindgen::from_value(request) {
+        let start = match read::start_request(&request) {
             Ok(start) => start,
             Err(failure) => return rejected(format!("not a start request: {failure}")),
         };
@@ -599,7 +591,7 @@ impl Core {
                 return rejected;
             }
         };
-        let start: StartRequest = match serde_wasm_bindgen::from_value(request) {
+        let start = match read::start_request(&request) {
             Ok(start) => start,
             Err(failure) => return rejected(format!("not a start request: {failure}")),
         };
@@ -696,7 +688,7 @@ impl Core {
             (Ok(machine), Ok(session)) => (machine, session),
             (Err(rejected), _) | (_, Err(rejected)) => return rejected,
         };
-        let decision: view::DecisionView = match serde_wasm_bindgen::from_value(decision) {
+        let decision = match read::decision(&decision) {
             Ok(decision) => decision,
             Err(failure) => return rejected(format!("not a decision: {failure}")),
         };
@@ -806,7 +798,7 @@ impl Core {
     fn start_session(
         &self,
         machine: Fingerprint,
-        start: StartRequest,
+        start: read::StartRequest,
         plan: Option<(String, String)>,
     ) -> Promise {
         let Ok(runtime) = RuntimeName::try_from(start.runtime.as_str()) else {

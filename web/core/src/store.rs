@@ -1,5 +1,5 @@
-//! IndexedDB through the `idb` crate: database `muxagent`, three object stores with out-of-line
-//! string keys ([`record`](crate::record) names them):
+//! IndexedDB (through [`indexed_db`](crate::indexed_db)): database `muxagent`, three object
+//! stores with out-of-line string keys ([`record`](crate::record) names them):
 //!
 //! - `meta`: `identity` (the device key, 64 bytes; made once) and `book` (the paired machines);
 //! - `sessions`: one record per session (metadata, history, mode);
@@ -7,15 +7,16 @@
 //!
 //! Loading happens once at start; writes are batched per change into one transaction.
 
-use idb::{Database, DatabaseEvent, Factory, KeyRange, ObjectStoreParams, Query, TransactionMode};
-use js_sys::Uint8Array;
+use js_sys::{Array, Uint8Array};
 use muxagent_client::book::Book;
 use muxagent_client::model::{Changes, Model, Session};
 use muxagent_proto::app::Event;
 use muxagent_proto::identity::{Fingerprint, Identity};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{IdbDatabase, IdbKeyRange, IdbTransactionMode};
 
-use crate::record;
+use crate::indexed_db::{self, Error};
+use crate::{json, read, record};
 
 const NAME: &str = "muxagent";
 const VERSION: u32 = 1;
@@ -24,20 +25,18 @@ const SESSIONS: &str = "sessions";
 const EVENTS: &str = "events";
 
 /// Open (and on first use create) the database.
-pub async fn open() -> Result<Database, idb::Error> {
-    let factory = Factory::new()?;
-    let mut request = factory.open(NAME, Some(VERSION))?;
-    request.on_upgrade_needed(|event| {
-        let Ok(database) = event.database() else {
-            return;
-        };
-        for name in [META, SESSIONS, EVENTS] {
-            if !database.store_names().iter().any(|known| known == name) {
-                let _ = database.create_object_store(name, ObjectStoreParams::new());
-            }
-        }
-    });
-    request.await
+pub async fn open() -> Result<IdbDatabase, Error> {
+    indexed_db::open(NAME, VERSION, &[META, SESSIONS, EVENTS]).await
+}
+
+/// The key range of every key from `low` to `high`.
+fn range((low, high): &(String, String)) -> Result<JsValue, JsValue> {
+    IdbKeyRange::bound(&low.into(), &high.into()).map(JsValue::from)
+}
+
+/// A value stored, or `None` for a key that is not.
+fn stored(value: JsValue) -> Option<JsValue> {
+    (!value.is_undefined()).then_some(value)
 }
 
 /// What the store held at start.
@@ -51,38 +50,35 @@ pub struct Loaded {
 }
 
 /// Read everything.
-pub async fn load(database: &Database) -> Result<Loaded, idb::Error> {
-    let transaction = database.transaction(&[META, SESSIONS, EVENTS], TransactionMode::ReadOnly)?;
+pub async fn load(database: &IdbDatabase) -> Result<Loaded, Error> {
+    let names = Array::of3(&META.into(), &SESSIONS.into(), &EVENTS.into());
+    let transaction =
+        database.transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readonly)?;
     let meta = transaction.object_store(META)?;
-    let identity = meta
-        .get(JsValue::from_str("identity"))?
-        .await?
+    let identity = stored(indexed_db::result(&meta.get(&"identity".into())?).await?)
         .map(|value| Uint8Array::new(&value).to_vec())
         .and_then(|bytes| record::identity(&bytes));
-    let book = meta
-        .get(JsValue::from_str("book"))?
-        .await?
-        .and_then(|value| serde_wasm_bindgen::from_value::<Book>(value).ok())
+    let book = stored(indexed_db::result(&meta.get(&"book".into())?).await?)
+        .and_then(|value| read::book(&value))
         .unwrap_or_default();
     let mut sessions = Vec::new();
-    let stored = transaction
-        .object_store(SESSIONS)?
-        .get_all(None, None)?
-        .await?;
+    let records: Array = indexed_db::result(&transaction.object_store(SESSIONS)?.get_all()?)
+        .await?
+        .unchecked_into();
     let events = transaction.object_store(EVENTS)?;
-    for value in stored {
+    for value in records.iter() {
         let Some((machine, session)) = record::decode_session(&Uint8Array::new(&value).to_vec())
         else {
             continue;
         };
         let prefix = record::session_key(&machine, &session.info.id);
-        let (low, high) = record::prefix_range(&prefix);
-        let range = KeyRange::bound(&low.into(), &high.into(), None, None)?;
-        let cached: Vec<Event> = events
-            .get_all(Some(Query::KeyRange(range)), None)?
+        let keys = range(&record::prefix_range(&prefix))?;
+        let cached: Array = indexed_db::result(&events.get_all_with_key(&keys)?)
             .await?
+            .unchecked_into();
+        let cached: Vec<Event> = cached
             .iter()
-            .filter_map(|value| record::decode_event(&Uint8Array::new(value).to_vec()))
+            .filter_map(|value| record::decode_event(&Uint8Array::new(&value).to_vec()))
             .collect();
         sessions.push((machine, session, cached));
     }
@@ -94,16 +90,16 @@ pub async fn load(database: &Database) -> Result<Loaded, idb::Error> {
 }
 
 /// Keep the device key.
-pub async fn save_identity(database: &Database, identity: &Identity) -> Result<(), idb::Error> {
-    let transaction = database.transaction(&[META], TransactionMode::ReadWrite)?;
+pub async fn save_identity(database: &IdbDatabase, identity: &Identity) -> Result<(), Error> {
+    let transaction =
+        database.transaction_with_str_and_mode(META, IdbTransactionMode::Readwrite)?;
     let secret = identity.to_secret_bytes();
     let value = Uint8Array::from(&secret[..]);
-    transaction
+    let put = transaction
         .object_store(META)?
-        .put(&value.into(), Some(&JsValue::from_str("identity")))?
-        .await?;
-    transaction.commit()?.await?;
-    Ok(())
+        .put_with_key(&value, &"identity".into())?;
+    indexed_db::result(&put).await?;
+    indexed_db::commit(&transaction).await
 }
 
 /// One batch of writes, prepared synchronously from the model so it can run later.
@@ -122,7 +118,7 @@ impl Batch {
     pub fn of(model: &Model, changes: &Changes) -> Batch {
         let mut batch = Batch::default();
         if changes.book {
-            batch.book = serde_wasm_bindgen::to_value(&model.book()).ok();
+            batch.book = json::try_to_js(&model.book());
         }
         for machine in &changes.removed {
             let prefix = machine.to_hex();
@@ -175,30 +171,29 @@ impl Batch {
     }
 
     /// Write it in one transaction.
-    pub async fn write(self, database: &Database) -> Result<(), idb::Error> {
-        let transaction =
-            database.transaction(&[META, SESSIONS, EVENTS], TransactionMode::ReadWrite)?;
+    /// The requests are made at once and run in order; the commit says how they went.
+    pub async fn write(self, database: &IdbDatabase) -> Result<(), Error> {
+        let names = Array::of3(&META.into(), &SESSIONS.into(), &EVENTS.into());
+        let transaction = database
+            .transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readwrite)?;
         let meta = transaction.object_store(META)?;
         let sessions = transaction.object_store(SESSIONS)?;
         let events = transaction.object_store(EVENTS)?;
         if let Some(book) = &self.book {
-            meta.put(book, Some(&JsValue::from_str("book")))?;
+            meta.put_with_key(book, &"book".into())?;
         }
-        for (low, high) in &self.drop_sessions {
-            let range = KeyRange::bound(&low.into(), &high.into(), None, None)?;
-            sessions.delete(Query::KeyRange(range))?;
+        for keys in &self.drop_sessions {
+            sessions.delete(&range(keys)?)?;
         }
-        for (low, high) in &self.drop_events {
-            let range = KeyRange::bound(&low.into(), &high.into(), None, None)?;
-            events.delete(Query::KeyRange(range))?;
+        for keys in &self.drop_events {
+            events.delete(&range(keys)?)?;
         }
         for (key, bytes) in &self.sessions {
-            sessions.put(&Uint8Array::from(&bytes[..]).into(), Some(&key.into()))?;
+            sessions.put_with_key(&Uint8Array::from(&bytes[..]), &key.into())?;
         }
         for (key, bytes) in &self.events {
-            events.put(&Uint8Array::from(&bytes[..]).into(), Some(&key.into()))?;
+            events.put_with_key(&Uint8Array::from(&bytes[..]), &key.into())?;
         }
-        transaction.commit()?.await?;
-        Ok(())
+        indexed_db::commit(&transaction).await
     }
 }

@@ -90,7 +90,7 @@ interface Detector {
 }
 
 /** The camera, decoding QR codes with the browser's BarcodeDetector where it has one, else
- *  jsQR (loaded only then). */
+ *  with `../qr` (loaded only then). */
 function Scanner({ onCode, onClose }: { onCode: (code: string) => void; onClose: () => void }) {
   const video = useRef<HTMLVideoElement>(null);
   const [error, setError] = useState<string | null>(null);
@@ -116,21 +116,21 @@ function Scanner({ onCode, onClose }: { onCode: (code: string) => void; onClose:
       await node.play().catch(() => undefined);
       const Native = (globalThis as { BarcodeDetector?: new (options: { formats: string[] }) => Detector }).BarcodeDetector;
       const detector = Native ? new Native({ formats: ["qr_code"] }) : null;
-      const jsQR = detector ? null : (await import("jsqr")).default;
+      const decodeFrame = detector ? null : (await import("../qr")).decodeFrame;
       const tick = async () => {
         if (stopped) return;
         let code: string | null = null;
         if (detector) {
           const found = await detector.detect(node).catch(() => []);
           code = found[0]?.rawValue ?? null;
-        } else if (jsQR && node.videoWidth > 0) {
+        } else if (decodeFrame && node.videoWidth > 0) {
           canvas.width = node.videoWidth;
           canvas.height = node.videoHeight;
           const context = canvas.getContext("2d", { willReadFrequently: true });
           if (context) {
             context.drawImage(node, 0, 0);
             const image = context.getImageData(0, 0, canvas.width, canvas.height);
-            code = jsQR(image.data, image.width, image.height)?.data ?? null;
+            code = decodeFrame(image);
           }
         }
         if (code && !stopped) onCode(code);

@@ -3,8 +3,9 @@
 // scenarios in order, as one person would: pair, watch, approve, deny, hand off, lose the
 // network, revoke.
 
-import { expect, test, type BrowserContext, type Locator, type Page } from "@playwright/test";
-import { mkdirSync } from "node:fs";
+import { chromium, expect, test, type BrowserContext, type Locator, type Page } from "@playwright/test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import encodeQR from "qr";
 import { join } from "node:path";
 import { Daemon, WEB, World, expiredLink, waitFor } from "./harness";
 
@@ -305,5 +306,51 @@ test("over plain http from a network address (no secure context), the app starts
     expect(errors).toEqual([]);
   } finally {
     await lan.close();
+  }
+});
+
+/** A Y4M video (what Chromium's fake camera plays) of `text` as a QR code on a white page. */
+function qrVideo(path: string, text: string): void {
+  const width = 640;
+  const height = 480;
+  const modules = encodeQR(text, "raw");
+  const scale = Math.floor(360 / modules.length);
+  const left = (width - modules.length * scale) >> 1;
+  const top = (height - modules.length * scale) >> 1;
+  const luma = Buffer.alloc(width * height, 235);
+  modules.forEach((row, y) =>
+    row.forEach((dark, x) => {
+      if (!dark) return;
+      for (let dy = 0; dy < scale; dy++) luma.fill(16, (top + y * scale + dy) * width + left + x * scale, (top + y * scale + dy) * width + left + (x + 1) * scale);
+    }),
+  );
+  const chroma = Buffer.alloc((width / 2) * (height / 2) * 2, 128);
+  writeFileSync(path, Buffer.concat([Buffer.from(`YUV4MPEG2 W${width} H${height} F10:1 Ip A1:1 C420jpeg\nFRAME\n`), luma, chroma]));
+}
+
+test("pairing from the camera: the app's own QR decoder reads the code", async () => {
+  // Chromium here has no BarcodeDetector (and it is removed to be sure): the scanner decodes
+  // the camera's frames itself, with src/qr.ts loaded on demand.
+  const daemon = await world.daemon("kappa");
+  const video = join(world.root, "camera.y4m");
+  qrVideo(video, await daemon.link());
+  const use = test.info().project.use;
+  const camera = await chromium.launch({
+    ...use.launchOptions,
+    args: [...(use.launchOptions?.args ?? []), "--use-fake-device-for-media-stream", `--use-file-for-fake-video-capture=${video}`],
+  });
+  try {
+    const phone = await camera.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, permissions: ["camera"] });
+    await phone.addInitScript(() => delete (globalThis as { BarcodeDetector?: unknown }).BarcodeDetector);
+    const tab = await phone.newPage();
+    await tab.goto(world.relay.url + "/");
+    await tab.getByRole("link", { name: "Pair a machine" }).click();
+    const decoder = tab.waitForRequest(/\/assets\/qr-\w+\.js$/);
+    await tab.getByRole("button", { name: "Scan a QR code" }).click();
+    await decoder;
+    await expect(tab.getByRole("status").filter({ hasText: "Paired with" })).toContainText("kappa");
+    await waitFor("the daemon to count the device", () => daemon.status()?.paired_devices === 1);
+  } finally {
+    await camera.close();
   }
 });
