@@ -356,14 +356,18 @@ pub const RELAY_CONNECTION_MAX_BYTES: usize = 15 * 1024 + 3 * (MAX_FRAME_LEN + 1
 /// relay-wide pool plus each queue's reserve ([`RELAY_QUEUE_RESERVE_BYTES`]), whichever is
 /// less. `relay/tests/budgets.rs` drives slow readers to their worst and checks the relay stays
 /// within this for its connection cap.
-pub const fn relay_memory_bound(connections: usize) -> usize {
-    let own = connections.saturating_mul(RELAY_QUEUE_BYTES_PER_CONNECTION);
+///
+/// In `u64`: the figures pass 4 GiB, and this crate also builds for 32-bit targets (the wasm
+/// core, armv7 boards).
+pub const fn relay_memory_bound(connections: usize) -> u64 {
+    let connections = connections as u64;
+    let own = connections.saturating_mul(RELAY_QUEUE_BYTES_PER_CONNECTION as u64);
     let pooled = connections
-        .saturating_mul(RELAY_QUEUE_RESERVE_BYTES)
-        .saturating_add(RELAY_QUEUE_BYTES_TOTAL);
+        .saturating_mul(RELAY_QUEUE_RESERVE_BYTES as u64)
+        .saturating_add(RELAY_QUEUE_BYTES_TOTAL as u64);
     let queues = if own < pooled { own } else { pooled };
     connections
-        .saturating_mul(RELAY_CONNECTION_MAX_BYTES)
+        .saturating_mul(RELAY_CONNECTION_MAX_BYTES as u64)
         .saturating_add(queues)
 }
 
@@ -374,9 +378,9 @@ pub const fn relay_memory_bound(connections: usize) -> usize {
 /// 13.6 GiB. Idle, the same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
 /// (from at least 782 source prefixes) can push it to. Size `--max-connections` to the
 /// machine: ~275 KiB per connection plus 256 MiB.
-pub const RELAY_WORST_CASE_MEMORY: usize = relay_memory_bound(RELAY_MAX_CONNECTIONS)
-    + RELAY_MAX_REGISTRY_KEYS * 200
-    + RELAY_MAX_PAIRINGS * 200;
+pub const RELAY_WORST_CASE_MEMORY: u64 = relay_memory_bound(RELAY_MAX_CONNECTIONS)
+    + RELAY_MAX_REGISTRY_KEYS as u64 * 200
+    + RELAY_MAX_PAIRINGS as u64 * 200;
 
 // The figures above, kept true (in MiB): 13.4 GiB for the connections, 13.6 GiB in all.
 const _: () = {

@@ -757,7 +757,7 @@ fn slow_readers_are_cut_and_memory_stays_within_the_stated_bound() {
         let slack = Duration::from_millis(RELAY_SLOW_READER_CUT_MS + 5_000);
         assert!(cuts.iter().all(|t| *t < slack), "{cuts:?}");
         assert!(
-            grown as usize <= bound,
+            grown <= bound,
             "the relay grew by {grown} KiB, over its stated bound of {bound} KiB"
         );
     });
