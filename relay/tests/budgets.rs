@@ -832,21 +832,20 @@ fn queue_pools_bound_stalled_readers_and_spare_a_reader_that_keeps_up() {
             stalled_device(&relay, &da).await,
             stalled_device(&relay, &db).await,
         ];
-        // How much of a stalled reader's stream the kernel takes varies (receive buffers grow
-        // on their own, and more so under emulation), so push until the pool is what refuses,
-        // within a bound (400 frames, 24 MiB).
+        // How much of a stalled reader's stream the kernel takes varies, and grows while it
+        // sits there (receive buffers grow on their own, slowly under emulation), so A's queues
+        // are topped up each round and both are pushed until their pool is what refuses,
+        // within a bound (40 rounds, 48 MiB).
         let (mut sent_a, mut dropped_a, mut by_account) = (0, 0, 0);
-        while by_account == 0 && sent_a < 400 {
+        let (mut sent_b, mut dropped_b, mut by_total) = (0, 0, 0);
+        while (by_account == 0 || by_total == 0) && sent_a < 400 {
             dropped_a += push_frames(&mut machine_a, &da, 10).await;
             sent_a += 10;
+            dropped_b += push_frames(&mut machine_b, &db, 10).await;
+            sent_b += 10;
             by_account = relay
                 .metric("relay_dropped_total{reason=\"account_queue_full\"}")
                 .await;
-        }
-        let (mut sent_b, mut dropped_b, mut by_total) = (0, 0, 0);
-        while by_total == 0 && sent_b < 400 {
-            dropped_b += push_frames(&mut machine_b, &db, 10).await;
-            sent_b += 10;
             by_total = relay
                 .metric("relay_dropped_total{reason=\"total_queue_full\"}")
                 .await;
