@@ -155,7 +155,7 @@ test("Allow always: the agent does not ask again", async () => {
   await expect(decided).toContainText("Applied");
   await decided.getByRole("link").first().click();
   await expect(page.locator(".session-head .chip")).toHaveText("idle");
-  await page.getByLabel("Prompt").fill("again");
+  await page.getByLabel("Prompt", { exact: true }).fill("again");
   await page.getByRole("button", { name: "Send" }).click();
   await expect(transcript().locator(".b-prompt")).toHaveCount(2);
   await expect(transcript().locator(".b-turn")).toHaveCount(2);
