@@ -26,7 +26,7 @@ export function TranscriptList({ machine, session }: { machine: Hex; session: He
   const [older, setOlder] = useState<"idle" | "loading" | "start" | string>("idle");
   /** The reader is at the end of the page with the window on the newest blocks: new blocks,
    *  and anything else that grows the page, scroll into view. Set by their scrolling. */
-  const stick = useRef(true);
+  const stick = useRef(false);
   const anchor = useRef<Anchor | null>(null);
   const list = useRef<HTMLOListElement>(null);
   const above = useRef<HTMLDivElement>(null);
@@ -43,7 +43,7 @@ export function TranscriptList({ machine, session }: { machine: Hex; session: He
         const { top: shownTop, range: shown } = now.current;
         // Whether the reader is at the end is what they last scrolled to, not a measure of
         // now: the page also grows under them (the composer appears when the session starts).
-        stick.current = stick.current && shownTop === null;
+        follow(stick, stick.current && shownTop === null);
         if (!stick.current) {
           // Older events refold the blocks above the reader: note what they read. (Newer ones
           // only add below; measuring the page for each would cost a layout per batch.)
@@ -64,7 +64,7 @@ export function TranscriptList({ machine, session }: { machine: Hex; session: He
 
   const move = (to: number | null) => {
     anchor.current = firstOnScreen(list.current);
-    stick.current = false;
+    follow(stick, false);
     setTop(to);
   };
 
@@ -93,9 +93,14 @@ export function TranscriptList({ machine, session }: { machine: Hex; session: He
   // Open at the end, in the same frame as the first blocks; afterwards keep the block the
   // reader reads in place when the window moved or older blocks came in.
   const opened = useRef(false);
+  const scrolled = useRef(false);
   useLayoutEffect(() => {
-    if (!opened.current && blocks.length > 0) {
+    if (!opened.current) {
       opened.current = true;
+      follow(stick, true);
+    }
+    if (blocks.length > 0 && !scrolled.current) {
+      scrolled.current = true;
       if (stick.current) scrollTo(0, document.documentElement.scrollHeight);
     }
     if (!stick.current && anchor.current) keepInPlace(list.current, anchor.current);
@@ -115,19 +120,28 @@ export function TranscriptList({ machine, session }: { machine: Hex; session: He
     return () => observer.disconnect();
   }, []);
 
-  // Back at the end of the page with the newest block shown: follow the end again.
+  // The reader's scrolling: up and away from the end stops following it; back at the end with
+  // the newest block shown follows it again. Scrolls that are not the reader's (ours to the
+  // end, the page clamping when it shrinks) never go up away from the end, so they do not
+  // count.
   useEffect(() => {
+    let lastY = scrollY;
     const onScroll = () => {
       const { top: shownTop, range: shown, length } = now.current;
-      const bottom = atBottom();
-      stick.current = shownTop === null && bottom;
-      if (bottom && shownTop !== null && shown.to >= length) {
-        stick.current = true;
-        setTop(null);
-      }
+      if (atBottom()) {
+        if (shownTop === null) follow(stick, true);
+        else if (shown.to >= length) {
+          follow(stick, true);
+          setTop(null);
+        }
+      } else if (scrollY < lastY) follow(stick, false);
+      lastY = scrollY;
     };
     addEventListener("scroll", onScroll, { passive: true });
-    return () => removeEventListener("scroll", onScroll);
+    return () => {
+      removeEventListener("scroll", onScroll);
+      follow(stick, false);
+    };
   }, []);
 
   // Move the window when an edge comes within a screen of the viewport. Observed anew after
@@ -179,6 +193,14 @@ export function TranscriptList({ machine, session }: { machine: Hex; session: He
       </div>
     </>
   );
+}
+
+/** Follow the end or stop. While following, the browser's scroll anchoring is off for the
+ *  page (html.following): the window sliding down under a reader at the end would otherwise
+ *  look like their scrolling up. */
+function follow(stick: { current: boolean }, on: boolean): void {
+  stick.current = on;
+  document.documentElement.classList.toggle("following", on);
 }
 
 function atBottom(): boolean {
