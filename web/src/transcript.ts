@@ -69,6 +69,11 @@ export class Transcript {
     return this.events[0]?.seq;
   }
 
+  /** The highest seq held, or undefined. */
+  get lastSeq(): number | undefined {
+    return this.events[this.events.length - 1]?.seq;
+  }
+
   get size(): number {
     return this.events.length;
   }
