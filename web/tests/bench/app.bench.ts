@@ -160,7 +160,7 @@ function sizes(): Row[] {
   const assets = readdirSync(join(dist, "assets")).filter((f) => f.endsWith(".gz"));
   const size = (files: string[]) => files.reduce((sum, f) => sum + statSync(join(dist, "assets", f)).size, 0);
   const wasm = assets.filter((f) => f.endsWith(".wasm.gz"));
-  const lazy = assets.filter((f) => /^jsQR-.*\.js\.gz$/.test(f));
+  const lazy = assets.filter((f) => /^qr-.*\.js\.gz$/.test(f));
   const js = assets.filter((f) => f.endsWith(".js.gz") && !lazy.includes(f));
   const css = assets.filter((f) => f.endsWith(".css.gz"));
   let total = 0;
@@ -175,7 +175,7 @@ function sizes(): Row[] {
   return [
     ["size: wasm core", kb(size(wasm)), "gzip, web/dist/assets"],
     ["size: JS at start", kb(size(js)), "gzip (app + chunks)"],
-    ["size: JS on demand", kb(size(lazy)), "gzip (jsQR, for the camera scanner)"],
+    ["size: JS on demand", kb(size(lazy)), "gzip (the QR decoder, for the camera scanner without BarcodeDetector)"],
     ["size: CSS", kb(size(css)), "gzip"],
     ["size: whole app", kb(total), "gzip, every file served (web/check's budget: 250 KB)"],
   ];
