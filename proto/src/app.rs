@@ -20,7 +20,10 @@ use crate::frame::Hostname;
 use crate::identity::{
     Fingerprint, Identity, PublicIdentity, SignDomain, Signature, SignatureError,
 };
-use crate::limits::{MAX_APP_MESSAGE_LEN, MAX_CURSORS, MAX_MODE_LEN, MAX_RUNTIME_NAME_LEN};
+use crate::limits::{
+    MAX_APP_MESSAGE_LEN, MAX_CURSORS, MAX_MODE_LEN, MAX_RUNTIME_NAME_LEN, PUSH_AUTH_LEN,
+    PUSH_VAPID_KEY_LEN,
+};
 
 /// A session's id on its machine: 16 random bytes, shown as hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -554,6 +557,68 @@ pub struct PairingConsent {
     pub consent: Signature,
 }
 
+/// What a device wants to be notified of by one machine: a set of [`PushKinds`] bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushKinds(pub u8);
+
+impl PushKinds {
+    /// An approval was requested.
+    pub const APPROVALS: u8 = 1;
+    /// A session finished or failed.
+    pub const ENDED: u8 = 2;
+    /// A plan is ready for review.
+    pub const PLANS: u8 = 4;
+    /// Every kind.
+    pub const ALL: PushKinds = PushKinds(Self::APPROVALS | Self::ENDED | Self::PLANS);
+
+    /// Whether `kind` (one of the constants) is in the set.
+    pub fn has(self, kind: u8) -> bool {
+        self.0 & kind != 0
+    }
+}
+
+/// A device's Web Push subscription keys (RFC 8291 §3): what a machine encrypts a push for.
+/// The relay never sees them; it holds only the endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushKeys {
+    /// The subscription's `p256dh` key: an uncompressed P-256 point,
+    /// [`PUSH_VAPID_KEY_LEN`] bytes.
+    pub p256dh: Vec<u8>,
+    /// The subscription's `auth` secret, [`PUSH_AUTH_LEN`] bytes.
+    pub auth: [u8; PUSH_AUTH_LEN],
+    /// What to notify of.
+    pub kinds: PushKinds,
+}
+
+/// Device → machine: notify this device by push (`Some`), or stop (`None`). The machine keeps
+/// it across restarts, forgets it with the device, and answers [`Ack`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetPush {
+    /// Request number.
+    pub request: u32,
+    /// The subscription keys and kinds, or none to stop.
+    pub push: Option<PushKeys>,
+}
+impl Body for SetPush {
+    fn validate(&self) -> Result<(), &'static str> {
+        match &self.push {
+            Some(keys) if keys.p256dh.len() != PUSH_VAPID_KEY_LEN => {
+                Err("a p256dh key is an uncompressed P-256 point")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Device → machine: send this device a test notification now, through the whole path (the
+/// machine encrypts, the relay POSTs). Answered with [`Ack`] once handed to the relay, or an
+/// [`AppError`] when the device has no push keys on this machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestPush {
+    /// Request number.
+    pub request: u32,
+}
+
 /// Device → machine: forget this device (it was revoked or unpaired on the device's side).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForgetDevice {
@@ -570,7 +635,8 @@ request_body!(
     Decide,
     SetMode,
     Replay,
-    ForgetDevice
+    ForgetDevice,
+    TestPush
 );
 
 /// Machine → device: the sessions.
@@ -691,6 +757,10 @@ wire_enum! {
         11 => ForgetDevice(ForgetDevice),
         /// See [`PairingComplete`].
         12 => PairingComplete(PairingComplete),
+        /// See [`SetPush`].
+        13 => SetPush(SetPush),
+        /// See [`TestPush`].
+        14 => TestPush(TestPush),
     }
 }
 

@@ -12,6 +12,7 @@
 
 use core::fmt;
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +21,9 @@ use crate::identity::{
     Fingerprint, Identity, PublicIdentity, SignDomain, Signature, SignatureError,
 };
 use crate::limits::{
-    MAX_FRAME_LEN, MAX_HOSTNAME_LEN, MAX_PAYLOAD_LEN, MAX_REASON_LEN, MAX_REGISTRY_ENTRY_LEN,
-    PROTOCOL_VERSION, RELAY_TRACKED_CHANNELS_PER_CONNECTION,
+    MAX_FRAME_LEN, MAX_HOSTNAME_LEN, MAX_PAYLOAD_LEN, MAX_PUSH_BODY_LEN, MAX_PUSH_ENDPOINT_LEN,
+    MAX_REASON_LEN, MAX_REGISTRY_ENTRY_LEN, PROTOCOL_VERSION, PUSH_TOPIC_LEN, PUSH_VAPID_KEY_LEN,
+    RELAY_TRACKED_CHANNELS_PER_CONNECTION,
 };
 use crate::noise::ConnectionId;
 
@@ -322,6 +324,110 @@ impl Body for DevicePresence {
     }
 }
 
+/// A Web Push subscription endpoint (RFC 8030): the `https` URL the browser's push service gave
+/// the device. Only the relay sees it; the keys that decrypt what is pushed to it travel to the
+/// device's machines inside the end-to-end channel ([`SetPush`](crate::app::SetPush)).
+pub type PushEndpoint = String;
+
+fn validate_push_endpoint(endpoint: &str) -> Result<(), &'static str> {
+    if endpoint.len() > MAX_PUSH_ENDPOINT_LEN {
+        return Err("push endpoint too long");
+    }
+    if endpoint.chars().any(|c| c.is_control() || c == ' ') {
+        return Err("push endpoint holds spaces or control characters");
+    }
+    Ok(())
+}
+
+/// Device → relay: set (`Some`) or remove (`None`) this device's push subscription. A device
+/// has at most one; a new one replaces the old. Authenticated by the connection's login, as
+/// every frame is. The relay answers with [`PushState`]. Which origins the relay will POST to
+/// is the relay's policy (it refuses the rest with `Error{NotAllowed}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushSubscribe {
+    /// Request number, echoed in the answer.
+    pub request: u32,
+    /// The subscription's endpoint, or none to unsubscribe.
+    pub endpoint: Option<PushEndpoint>,
+}
+impl Body for PushSubscribe {
+    fn validate(&self) -> Result<(), &'static str> {
+        match &self.endpoint {
+            Some(endpoint) => validate_push_endpoint(endpoint),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Device → relay: what push key does the relay sign with, and what subscription does it hold
+/// for this device? Answered with [`PushState`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushQuery {
+    /// Request number, echoed in the answer.
+    pub request: u32,
+}
+impl Body for PushQuery {}
+
+/// Relay → device: the answer to [`PushSubscribe`] and [`PushQuery`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushState {
+    /// The request this answers.
+    pub request: u32,
+    /// The relay's VAPID public key (RFC 8292): an uncompressed P-256 point,
+    /// [`PUSH_VAPID_KEY_LEN`] bytes. The browser subscribes with it as `applicationServerKey`.
+    pub vapid_public_key: Vec<u8>,
+    /// The subscription the relay holds for this device now.
+    pub endpoint: Option<PushEndpoint>,
+}
+impl Body for PushState {
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.vapid_public_key.len() != PUSH_VAPID_KEY_LEN {
+            return Err("a VAPID public key is an uncompressed P-256 point");
+        }
+        match &self.endpoint {
+            Some(endpoint) => validate_push_endpoint(endpoint),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How soon the push service should deliver (RFC 8030 `Urgency`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PushUrgency {
+    /// `normal`.
+    Normal,
+    /// `high`: someone is waiting on it (an approval).
+    High,
+}
+
+/// Machine → relay: push `body` to `device`'s subscription. The body is already encrypted by
+/// the machine for the device's subscription keys (RFC 8291 `aes128gcm`); the relay adds only
+/// its VAPID authorization and the headers below, and POSTs it. Nothing comes back on success:
+/// a device without a subscription, or outside the machine's account, gets `Error{NotAllowed}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Push {
+    /// The device whose subscription receives it.
+    pub device: Fingerprint,
+    /// RFC 8030 `Urgency`.
+    pub urgency: PushUrgency,
+    /// RFC 8030 `Topic`: a newer push with the same topic replaces an undelivered older one at
+    /// the push service. Opaque bytes (the relay sends them base64url-encoded, 22 characters);
+    /// a machine derives them so they reveal nothing (a keyed hash of the session).
+    pub topic: Option<[u8; PUSH_TOPIC_LEN]>,
+    /// RFC 8030 `TTL`, seconds: how long the push service keeps it for an offline device.
+    pub ttl_secs: u32,
+    /// The RFC 8291 `aes128gcm` body, at most [`MAX_PUSH_BODY_LEN`] bytes.
+    pub body: Vec<u8>,
+}
+impl Body for Push {
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.body.len() > MAX_PUSH_BODY_LEN {
+            return Err("push body longer than a push service accepts");
+        }
+        Ok(())
+    }
+}
+
 /// Relay → client: something was refused, or the connection is about to close.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Error {
@@ -378,6 +484,14 @@ wire_enum! {
         14 => Restarting(Restarting),
         /// See [`DevicePresence`].
         15 => DevicePresence(DevicePresence),
+        /// See [`PushSubscribe`].
+        16 => PushSubscribe(PushSubscribe),
+        /// See [`PushQuery`].
+        17 => PushQuery(PushQuery),
+        /// See [`PushState`].
+        18 => PushState(PushState),
+        /// See [`Push`].
+        19 => Push(Push),
     }
 }
 

@@ -31,6 +31,7 @@ pub mod limits;
 pub mod machine;
 pub mod noise;
 pub mod peer;
+pub mod push;
 pub mod ticket;
 
 mod fixed_bytes;

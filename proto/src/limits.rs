@@ -176,6 +176,26 @@ pub const MAX_PACKET_LEN: usize = PACKET_HEADER_LEN + MAX_CHANNEL_CIPHERTEXT_LEN
 // [`RELAY_SLOW_READER_CUT_MS`]. The worst case at the connection cap is
 // [`RELAY_WORST_CASE_MEMORY`].
 
+/// Longest Web Push endpoint URL accepted. Endpoints of the push services browsers use today
+/// are under 300 bytes (FCM ~190, Mozilla ~230, Apple ~200); 1 KiB leaves room without letting a
+/// device park much in the relay's table.
+pub const MAX_PUSH_ENDPOINT_LEN: usize = 1024;
+
+/// Longest push body (RFC 8291 `aes128gcm` record with its 86-byte header): RFC 8030 §7.2 has
+/// push services accept at least 4096 bytes of payload, and some refuse more.
+pub const MAX_PUSH_BODY_LEN: usize = 4096;
+
+/// Length of an RFC 8030 `Topic` as the machine sends it; base64url of 16 bytes is 22
+/// characters, under the 32 the RFC allows.
+pub const PUSH_TOPIC_LEN: usize = 16;
+
+/// An uncompressed P-256 point (`0x04 ‖ x ‖ y`): the relay's VAPID key and a subscription's
+/// `p256dh` key.
+pub const PUSH_VAPID_KEY_LEN: usize = 65;
+
+/// A subscription's `auth` secret (RFC 8291 §3.2).
+pub const PUSH_AUTH_LEN: usize = 16;
+
 /// URL path of the relay's WebSocket endpoint. A pairing ticket holds only the relay's base URL;
 /// clients append this.
 pub const RELAY_WS_PATH: &str = "/relay";

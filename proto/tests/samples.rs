@@ -159,6 +159,35 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
             }
             .into(),
         ),
+        (
+            "push_subscribe",
+            PushSubscribe {
+                request: 3,
+                endpoint: Some("https://push.example/s/abc".into()),
+            }
+            .into(),
+        ),
+        ("push_query", PushQuery { request: 4 }.into()),
+        (
+            "push_state",
+            PushState {
+                request: 4,
+                vapid_public_key: [4; 65].to_vec(),
+                endpoint: None,
+            }
+            .into(),
+        ),
+        (
+            "push",
+            Push {
+                device: fingerprint(1),
+                urgency: PushUrgency::High,
+                topic: Some([7; 16]),
+                ttl_secs: 3600,
+                body: vec![0xaa; 5],
+            }
+            .into(),
+        ),
     ]
 }
 
@@ -255,6 +284,19 @@ pub fn device_messages() -> Vec<(&'static str, DeviceMessage)> {
         ),
         ("forget_device", ForgetDevice { request: 10 }.into()),
         ("pairing_complete", PairingComplete {}.into()),
+        (
+            "set_push",
+            SetPush {
+                request: 11,
+                push: Some(PushKeys {
+                    p256dh: [4; 65].to_vec(),
+                    auth: [9; 16],
+                    kinds: PushKinds::ALL,
+                }),
+            }
+            .into(),
+        ),
+        ("test_push", TestPush { request: 12 }.into()),
     ]
 }
 

@@ -574,6 +574,14 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
             registry(shared, session, request).await;
             None
         }
+        Frame::PushSubscribe(_) | Frame::PushQuery(_) | Frame::Push(_) => {
+            reply(
+                shared,
+                session,
+                error_frame(ErrorCode::NotAllowed, None, "this relay does not send push"),
+            );
+            None
+        }
         Frame::Login(_) => {
             reply(
                 shared,
@@ -590,6 +598,7 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
         | Frame::RegistryAck(_)
         | Frame::Presence(_)
         | Frame::DevicePresence(_)
+        | Frame::PushState(_)
         | Frame::Error(_)
         | Frame::Restarting(_) => {
             reply(

@@ -582,6 +582,20 @@ fn on_message(
                 log::info(&format!("device {device} unpaired itself"));
             }
         }
+        DeviceMessage::SetPush(set) => {
+            let message = "this machine does not send push notifications yet".to_string();
+            core.borrow().reply(
+                route,
+                refuse(set.request, AppErrorCode::InvalidState, message),
+            );
+        }
+        DeviceMessage::TestPush(test) => {
+            let message = "this machine does not send push notifications yet".to_string();
+            core.borrow().reply(
+                route,
+                refuse(test.request, AppErrorCode::InvalidState, message),
+            );
+        }
         DeviceMessage::PairingComplete(_) => {}
     }
 }
