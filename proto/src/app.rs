@@ -619,6 +619,17 @@ pub struct TestPush {
     pub request: u32,
 }
 
+/// Device → machine: whether this channel's app is on screen now. While any channel of a
+/// device is, the machine does not push to that device (the app already shows what a
+/// notification would); a channel that closes stops counting. Sent by the web app on every
+/// visibility change; a device that never sends it counts as not on screen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetForeground {
+    /// Whether the app is visible.
+    pub visible: bool,
+}
+impl Body for SetForeground {}
+
 /// Device → machine: forget this device (it was revoked or unpaired on the device's side).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForgetDevice {
@@ -761,6 +772,8 @@ wire_enum! {
         13 => SetPush(SetPush),
         /// See [`TestPush`].
         14 => TestPush(TestPush),
+        /// See [`SetForeground`].
+        15 => SetForeground(SetForeground),
     }
 }
 

@@ -297,6 +297,7 @@ pub fn device_messages() -> Vec<(&'static str, DeviceMessage)> {
             .into(),
         ),
         ("test_push", TestPush { request: 12 }.into()),
+        ("set_foreground", SetForeground { visible: true }.into()),
     ]
 }
 

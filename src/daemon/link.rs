@@ -596,7 +596,7 @@ fn on_message(
                 refuse(test.request, AppErrorCode::InvalidState, message),
             );
         }
-        DeviceMessage::PairingComplete(_) => {}
+        DeviceMessage::SetForeground(_) | DeviceMessage::PairingComplete(_) => {}
     }
 }
 
