@@ -17,6 +17,9 @@
 //! - yields each event once: events are keyed by (machine, session, seq), and an event at or
 //!   below what it already yielded is dropped, so a replay or a reconnect never repeats one;
 //! - numbers requests, matches answers to them (only from the machine asked), and times them out;
+//! - tells every machine, right after each `Hello`, whether the app is on screen
+//!   ([`Controller::set_foreground`]) and which push keys it should hold
+//!   ([`Controller::set_push`]), so a machine that was offline learns them when it comes back;
 //! - runs the pairing flow from a ticket to the relay's acknowledgement;
 //! - reconnects after a jittered exponential backoff ([`backoff`](crate::backoff)), with the
 //!   randomness the caller passes in, and re-handshakes a machine whose channel broke.
@@ -28,12 +31,17 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use muxagent_proto::app::{
-    Ack, Cursor, DeviceMessage, Event, ForgetDevice, Hello, ListSessions, MachineMessage, Replay,
-    Runtimes, SessionId, SessionInfo, SessionList,
+    Ack, AppErrorCode, Cursor, DeviceMessage, Event, ForgetDevice, Hello, ListSessions,
+    MachineMessage, PushKeys, Replay, Runtimes, SessionId, SessionInfo, SessionList, SetForeground,
+    SetPush,
 };
 use muxagent_proto::device::{MachineLink, Pairing, PairingStep, Received};
+use muxagent_proto::envelope::Body;
 use muxagent_proto::envelope::Decoded;
-use muxagent_proto::frame::{self, ErrorCode, Frame, Login, RegistryEntry, Role, SignedEntry};
+use muxagent_proto::frame::{
+    self, ErrorCode, Frame, Login, PushQuery, PushState, PushSubscribe, RegistryEntry, Role,
+    SignedEntry,
+};
 use muxagent_proto::identity::{Fingerprint, Identity, PublicIdentity};
 use muxagent_proto::limits::{MAX_CURSORS, PROTOCOL_VERSION};
 use muxagent_proto::peer::PeerError;
@@ -176,6 +184,16 @@ pub enum Note {
         /// The machine.
         machine: Fingerprint,
     },
+    /// A machine answered (or did not) the push keys [`Controller::set_push`] sent it.
+    Push {
+        /// The machine.
+        machine: Fingerprint,
+        /// Whether keys were sent (`false`: told to stop).
+        on: bool,
+        /// Its acknowledgement, or why there was none. `Offline` and `Lost` mean it is sent
+        /// again after the machine's next `Hello`.
+        result: Result<(), ClientError>,
+    },
 }
 
 /// Where a pairing is.
@@ -207,6 +225,9 @@ pub enum Answer {
     Paired(book::Machine),
     /// The relay removed the machine from the account.
     Revoked,
+    /// The relay's push key and the subscription it holds for this device (the answer to
+    /// [`Controller::push_query`] and [`Controller::push_subscribe`]).
+    Push(PushState),
 }
 
 /// Why something failed, for people.
@@ -232,7 +253,9 @@ pub enum ClientError {
     Refused {
         /// Its hostname.
         hostname: String,
-        /// Its reason.
+        /// Its reason, for programs.
+        code: AppErrorCode,
+        /// Its reason, for people.
         message: String,
     },
     /// The connection to the machine (or the relay) was lost before it answered.
@@ -268,6 +291,8 @@ pub enum ClientError {
     },
     /// The device's book is full.
     Full(BookFull),
+    /// A push subscription the wire cannot carry (the browser gave something unusable).
+    Push(&'static str),
 }
 
 impl fmt::Display for ClientError {
@@ -285,7 +310,9 @@ impl fmt::Display for ClientError {
                 "{hostname} did not answer within {} s",
                 REQUEST_TIMEOUT_MS / 1000
             ),
-            ClientError::Refused { hostname, message } => write!(f, "{hostname}: {message}"),
+            ClientError::Refused {
+                hostname, message, ..
+            } => write!(f, "{hostname}: {message}"),
             ClientError::Lost { hostname } => {
                 write!(f, "the connection to {hostname} was lost before it answered")
             }
@@ -310,6 +337,9 @@ impl fmt::Display for ClientError {
                 PAIR_TIMEOUT_MS / 1000
             ),
             ClientError::Full(error) => error.fmt(f),
+            ClientError::Push(reason) => {
+                write!(f, "the browser's push subscription is not usable: {reason}")
+            }
         }
     }
 }
@@ -405,6 +435,10 @@ enum Waiter {
     Older(Fingerprint, SessionId),
     /// A revocation, answered by the relay.
     Revoke(Fingerprint),
+    /// A push query or subscription, answered by the relay.
+    Relay,
+    /// Push keys (`true`) or their removal sent to a machine by [`Controller::set_push`].
+    Push(Fingerprint, bool),
     /// A pairing.
     Pair,
 }
@@ -444,6 +478,11 @@ pub struct Controller {
     pending: BTreeMap<u32, Pending>,
     next_request: u32,
     pairing: Option<PairRun>,
+    /// Whether the app is on screen ([`Controller::set_foreground`]).
+    foreground: bool,
+    /// What each machine should hold of this device's push keys ([`Controller::set_push`]):
+    /// keys are sent after every `Hello`; a removal until a machine acknowledges it.
+    push: BTreeMap<Fingerprint, Option<PushKeys>>,
     out: VecDeque<Output>,
 }
 
@@ -485,6 +524,8 @@ impl Controller {
             pending: BTreeMap::new(),
             next_request: 1,
             pairing: None,
+            foreground: false,
+            push: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -821,9 +862,77 @@ impl Controller {
         Ok(request)
     }
 
+    /// Ask the relay for its push key (VAPID) and the subscription it holds for this device.
+    /// Answered by [`Answer::Push`].
+    pub fn push_query(&mut self, now: u64) -> Result<u32, ClientError> {
+        self.relay_request(now, |request| Frame::PushQuery(PushQuery { request }))
+    }
+
+    /// Hand the relay this device's push subscription endpoint, or `None` to remove it.
+    /// Answered by [`Answer::Push`] (a refused endpoint by [`ClientError::RelayRefused`]).
+    pub fn push_subscribe(
+        &mut self,
+        now: u64,
+        endpoint: Option<String>,
+    ) -> Result<u32, ClientError> {
+        let probe = PushSubscribe {
+            request: 0,
+            endpoint: endpoint.clone(),
+        };
+        probe.validate().map_err(ClientError::Push)?;
+        self.relay_request(now, |request| {
+            Frame::PushSubscribe(PushSubscribe { request, endpoint })
+        })
+    }
+
+    /// What `machine` should hold of this device's push keys from now on: keys (`Some`) or
+    /// none. Sent at once when its channel is open, and again after every `Hello` (keys always,
+    /// a removal until the machine acknowledges it), so a machine that was offline learns it
+    /// when it comes back. Each answer arrives as [`Note::Push`].
+    pub fn set_push(
+        &mut self,
+        now: u64,
+        machine: &Fingerprint,
+        push: Option<PushKeys>,
+    ) -> Result<(), ClientError> {
+        let probe = SetPush {
+            request: 0,
+            push: push.clone(),
+        };
+        probe.validate().map_err(ClientError::Push)?;
+        let Some(peer) = self.peers.get(machine) else {
+            return Err(ClientError::UnknownMachine);
+        };
+        let open = peer.is_open();
+        self.push.insert(*machine, push.clone());
+        if open && self.is_online() {
+            self.send_push(now, *machine, push);
+        }
+        Ok(())
+    }
+
+    /// Whether the app is on screen: told to every open channel now, and to each machine
+    /// right after its `Hello`. A machine does not push to a device while the app shows.
+    pub fn set_foreground(&mut self, now: u64, visible: bool) {
+        if self.foreground == visible {
+            return;
+        }
+        self.foreground = visible;
+        let open: Vec<Fingerprint> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.is_open())
+            .map(|(machine, _)| *machine)
+            .collect();
+        for machine in open {
+            self.send_to(now, machine, &SetForeground { visible }.into());
+        }
+    }
+
     /// Forget `machine` here (after the machine acknowledged `ForgetDevice`, or to drop a
     /// record): its channel closes, its requests fail, and [`Note::Removed`] follows.
     pub fn forget(&mut self, machine: &Fingerprint) {
+        self.push.remove(machine);
         if let Some(peer) = self.peers.remove(machine) {
             self.fail_waiters(machine, &peer.hostname, false);
             self.note(Note::Removed { machine: *machine });
@@ -894,8 +1003,18 @@ impl Controller {
                         hostname: "the relay".into(),
                     }
                 }
-                Waiter::Revoke(_) => ClientError::NotConnected,
+                Waiter::Revoke(_) | Waiter::Relay => ClientError::NotConnected,
                 Waiter::List(_) => continue,
+                Waiter::Push(machine, on) => {
+                    let hostname = self.hostname(&machine);
+                    let result = Err(ClientError::Lost { hostname });
+                    self.note(Note::Push {
+                        machine,
+                        on,
+                        result,
+                    });
+                    continue;
+                }
                 Waiter::Machine(machine) | Waiter::Older(machine, _) => ClientError::Lost {
                     hostname: self.hostname(&machine),
                 },
@@ -971,6 +1090,13 @@ impl Controller {
             Frame::Recv(recv) => self.on_recv(now, recv.from, &recv.payload, rng),
             Frame::PairRecv(recv) => self.on_pair_recv(now, &recv),
             Frame::RegistryAck(ack) => self.on_registry_ack(now, ack.request),
+            Frame::PushState(state) => {
+                let request = state.request;
+                if self.pending.get(&request).map(|p| p.waiter) == Some(Waiter::Relay) {
+                    self.pending.remove(&request);
+                    self.answer(request, Ok(Answer::Push(state)));
+                }
+            }
             Frame::Error(error) => self.on_relay_error(now, error, rng),
             Frame::Restarting(restarting) => {
                 self.restart_in = Some(u64::from(restarting.reconnect_in_ms));
@@ -990,7 +1116,7 @@ impl Controller {
             && let Some(pending) = self.pending.get(&request)
         {
             match pending.waiter {
-                Waiter::Revoke(_) => {
+                Waiter::Revoke(_) | Waiter::Relay => {
                     self.pending.remove(&request);
                     return self.answer(request, Err(ClientError::RelayRefused(reason)));
                 }
@@ -1089,8 +1215,10 @@ impl Controller {
             .pending
             .iter()
             .filter(|(_, pending)| match pending.waiter {
-                Waiter::Machine(m) | Waiter::List(m) | Waiter::Older(m, _) => m == *machine,
-                Waiter::Revoke(_) | Waiter::Pair => false,
+                Waiter::Machine(m) | Waiter::List(m) | Waiter::Older(m, _) | Waiter::Push(m, _) => {
+                    m == *machine
+                }
+                Waiter::Revoke(_) | Waiter::Pair | Waiter::Relay => false,
             })
             .map(|(request, pending)| (*request, pending.waiter))
             .collect();
@@ -1105,6 +1233,15 @@ impl Controller {
             } else {
                 ClientError::Lost { hostname }
             };
+            if let Waiter::Push(machine, on) = waiter {
+                let result = Err(error);
+                self.note(Note::Push {
+                    machine,
+                    on,
+                    result,
+                });
+                continue;
+            }
             self.answer(request, Err(error));
         }
     }
@@ -1148,7 +1285,10 @@ impl Controller {
                 // The session list first, so the hello can name every session's cursor.
                 match self.reserve(now + REQUEST_TIMEOUT_MS, Waiter::List(from)) {
                     Ok(request) => self.send_to(now, from, &ListSessions { request }.into()),
-                    Err(_) => self.send_hello(now, from, None),
+                    Err(_) => {
+                        self.send_hello(now, from, None);
+                        self.after_hello(now, from);
+                    }
                 }
                 for message in queued {
                     self.send_to(now, from, &message);
@@ -1175,6 +1315,7 @@ impl Controller {
                         list: list.clone(),
                     });
                     self.send_hello(now, machine, Some(&list.sessions));
+                    self.after_hello(now, machine);
                     return;
                 }
                 self.note(Note::Sessions {
@@ -1224,6 +1365,7 @@ impl Controller {
                 if let Some(request) = error.request {
                     let refused = ClientError::Refused {
                         hostname: self.hostname(&machine),
+                        code: error.code,
                         message: error.message,
                     };
                     if let Some(Waiter::Older(_, session)) =
@@ -1519,10 +1661,61 @@ impl Controller {
         request: u32,
         result: Result<Answer, ClientError>,
     ) {
-        let asked = self.pending.get(&request).map(|pending| pending.waiter);
-        if matches!(asked, Some(Waiter::Machine(m) | Waiter::Older(m, _)) if m == machine) {
-            self.pending.remove(&request);
-            self.answer(request, result);
+        match self.pending.get(&request).map(|pending| pending.waiter) {
+            Some(Waiter::Machine(m) | Waiter::Older(m, _)) if m == machine => {
+                self.pending.remove(&request);
+                self.answer(request, result);
+            }
+            Some(Waiter::Push(m, on)) if m == machine => {
+                self.pending.remove(&request);
+                // A removal, acknowledged, is not sent again (unless set again meanwhile).
+                if !on && result.is_ok() && self.push.get(&machine) == Some(&None) {
+                    self.push.remove(&machine);
+                }
+                let result = result.map(|_| ());
+                self.note(Note::Push {
+                    machine,
+                    on,
+                    result,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Send a frame the relay answers (a push query or subscription), numbered.
+    fn relay_request(
+        &mut self,
+        now: u64,
+        build: impl FnOnce(u32) -> Frame,
+    ) -> Result<u32, ClientError> {
+        if !self.is_online() {
+            return Err(ClientError::NotConnected);
+        }
+        let request = self.reserve(now + REQUEST_TIMEOUT_MS, Waiter::Relay)?;
+        self.send(build(request));
+        Ok(request)
+    }
+
+    /// What a machine hears right after the device's first `Hello` on a channel: whether the
+    /// app is on screen, and the push keys it should hold.
+    fn after_hello(&mut self, now: u64, machine: Fingerprint) {
+        let visible = self.foreground;
+        self.send_to(now, machine, &SetForeground { visible }.into());
+        if let Some(push) = self.push.get(&machine).cloned() {
+            self.send_push(now, machine, push);
+        }
+    }
+
+    fn send_push(&mut self, now: u64, machine: Fingerprint, push: Option<PushKeys>) {
+        let on = push.is_some();
+        match self.reserve(now + REQUEST_TIMEOUT_MS, Waiter::Push(machine, on)) {
+            Ok(request) => self.send_to(now, machine, &SetPush { request, push }.into()),
+            Err(error) => self.note(Note::Push {
+                machine,
+                on,
+                result: Err(error),
+            }),
         }
     }
 
@@ -1552,7 +1745,18 @@ impl Controller {
             }
             // A machine that opens a channel but does not list its sessions is broken.
             Waiter::List(machine) => self.channel_failed(now, machine, rng),
-            Waiter::Revoke(_) => self.answer(request, Err(ClientError::RelayTimeout)),
+            Waiter::Revoke(_) | Waiter::Relay => {
+                self.answer(request, Err(ClientError::RelayTimeout))
+            }
+            Waiter::Push(machine, on) => {
+                let hostname = self.hostname(&machine);
+                let result = Err(ClientError::Timeout { hostname });
+                self.note(Note::Push {
+                    machine,
+                    on,
+                    result,
+                });
+            }
             Waiter::Pair => {
                 let hostname = self
                     .pairing

@@ -391,7 +391,7 @@ impl Model {
                     changes.view = true;
                 }
             }
-            Note::Pairing { .. } => {}
+            Note::Pairing { .. } | Note::Push { .. } => {}
         }
     }
 }
@@ -506,6 +506,7 @@ mod tests {
         assert!(model.is_sending(&key));
         let refused = ClientError::Refused {
             hostname: "alpha".into(),
+            code: muxagent_proto::app::AppErrorCode::UnknownApproval,
             message: "approval 1 is no longer pending".into(),
         };
         model.apply(

@@ -78,6 +78,8 @@ struct Harness {
     to_relay: Vec<Frame>,
     /// Messages each machine received, in order.
     inbox: Vec<(Fingerprint, DeviceMessage)>,
+    /// What followed the hello of the last [`Harness::open`].
+    after_hello: Vec<(Fingerprint, DeviceMessage)>,
     connects: usize,
     closes: usize,
 }
@@ -114,6 +116,7 @@ impl Harness {
             notes: Vec::new(),
             to_relay: Vec::new(),
             inbox: Vec::new(),
+            after_hello: Vec::new(),
             connects: 0,
             closes: 0,
         }
@@ -249,10 +252,21 @@ impl Harness {
                 sessions,
             }),
         );
-        match self.inbox.pop() {
-            Some((from, DeviceMessage::Hello(hello))) if from == machine => hello.cursors,
-            other => panic!("the device says hello after the list, not {other:?}"),
-        }
+        // The hello, then what follows every first hello (foreground, push keys).
+        let at = self
+            .inbox
+            .iter()
+            .rposition(|(from, message)| {
+                *from == machine && matches!(message, DeviceMessage::Hello(_))
+            })
+            .expect("the device says hello after the list");
+        let mut after = self.inbox.split_off(at);
+        let Some((_, DeviceMessage::Hello(hello))) = (!after.is_empty()).then(|| after.remove(0))
+        else {
+            unreachable!()
+        };
+        self.after_hello = after;
+        hello.cursors
     }
 
     fn connection(&self) -> Option<Connection> {
@@ -773,6 +787,7 @@ fn requests_are_numbered_answered_by_their_machine_and_timed_out() {
             first,
             Err(ClientError::Refused {
                 hostname: "alpha".into(),
+                code: AppErrorCode::UnknownSession,
                 message: "no session 5e5e5e5e".into()
             })
         )]
@@ -1384,4 +1399,316 @@ fn origins_compare_by_scheme_host_and_port() {
     assert_ne!(origin("http://a.example"), origin("https://a.example"));
     assert_eq!(origin("http://[::1]"), "http://[::1]:80");
     assert_eq!(origin("http://[::1]:81"), "http://[::1]:81");
+}
+
+// ---- push notifications ----
+
+fn keys(kinds: u8) -> PushKeys {
+    let mut p256dh = vec![0x04];
+    p256dh.extend([0x11; 64]);
+    PushKeys {
+        p256dh,
+        auth: [0x22; 16],
+        kinds: muxagent_proto::app::PushKinds(kinds),
+    }
+}
+
+impl Harness {
+    /// The push notes seen since the last call.
+    fn pushes(&mut self) -> Vec<(Fingerprint, bool, Result<(), ClientError>)> {
+        let mut pushes = Vec::new();
+        self.notes.retain(|note| match note {
+            Note::Push {
+                machine,
+                on,
+                result,
+            } => {
+                pushes.push((*machine, *on, result.clone()));
+                false
+            }
+            _ => true,
+        });
+        pushes
+    }
+}
+
+#[test]
+fn push_queries_and_subscriptions_are_answered_by_the_relay() {
+    let mut h = Harness::new(&["alpha"], None);
+    assert_eq!(h.device.push_query(h.now), Err(ClientError::NotConnected));
+    h.login();
+    let query = h.device.push_query(h.now).unwrap();
+    h.pump();
+    assert_eq!(
+        h.to_relay.pop(),
+        Some(Frame::PushQuery(PushQuery { request: query }))
+    );
+    let vapid = {
+        let mut key = vec![0x04];
+        key.extend([0x33; 64]);
+        key
+    };
+    let state = |request, endpoint: Option<&str>| PushState {
+        request,
+        vapid_public_key: vapid.clone(),
+        endpoint: endpoint.map(String::from),
+    };
+    // An answer to no request of this device is ignored.
+    h.deliver(Frame::PushState(state(query + 100, None)));
+    h.deliver(Frame::PushState(state(query, None)));
+    assert_eq!(h.answers(), [(query, Ok(Answer::Push(state(query, None))))]);
+
+    let endpoint = "https://push.example/send/abc";
+    let subscribe = h
+        .device
+        .push_subscribe(h.now, Some(endpoint.into()))
+        .unwrap();
+    h.pump();
+    assert_eq!(
+        h.to_relay.pop(),
+        Some(Frame::PushSubscribe(PushSubscribe {
+            request: subscribe,
+            endpoint: Some(endpoint.into())
+        }))
+    );
+    h.deliver(Frame::PushState(state(subscribe, Some(endpoint))));
+    assert_eq!(
+        h.answers(),
+        [(
+            subscribe,
+            Ok(Answer::Push(state(subscribe, Some(endpoint))))
+        )]
+    );
+
+    // Refused by the relay's policy; then one it never answers.
+    let refused = h
+        .device
+        .push_subscribe(h.now, Some("http://elsewhere.example/x".into()))
+        .unwrap();
+    h.deliver(Frame::Error(frame::Error {
+        code: ErrorCode::NotAllowed,
+        request: Some(refused),
+        reason: "push endpoints must be https".try_into().unwrap(),
+    }));
+    assert_eq!(
+        h.answers(),
+        [(
+            refused,
+            Err(ClientError::RelayRefused(
+                "push endpoints must be https".into()
+            ))
+        )]
+    );
+    let silent = h.device.push_subscribe(h.now, None).unwrap();
+    h.advance(REQUEST_TIMEOUT_MS);
+    assert_eq!(h.answers(), [(silent, Err(ClientError::RelayTimeout))]);
+
+    // What the wire cannot carry is refused at once.
+    let long = format!("https://push.example/{}", "a".repeat(2000));
+    assert!(matches!(
+        h.device.push_subscribe(h.now, Some(long)),
+        Err(ClientError::Push(_))
+    ));
+    assert!(matches!(
+        h.device.push_subscribe(h.now, Some("https://a b".into())),
+        Err(ClientError::Push(_))
+    ));
+
+    // A query in flight when the connection drops fails.
+    let lost = h.device.push_query(h.now).unwrap();
+    h.device.closed(h.now, &mut h.rng);
+    h.pump();
+    assert_eq!(h.answers(), [(lost, Err(ClientError::NotConnected))]);
+}
+
+#[test]
+fn foreground_is_told_to_every_open_channel_and_after_each_hello() {
+    let mut h = Harness::new(&["alpha", "beta"], None);
+    h.login();
+    h.open(0, vec![]);
+    let alpha = h.machine(0);
+    assert!(
+        matches!(&h.after_hello[..], [(m, DeviceMessage::SetForeground(SetForeground { visible: false }))] if *m == alpha),
+        "{:?}",
+        h.after_hello
+    );
+    h.device.set_foreground(h.now, true);
+    h.pump();
+    assert!(matches!(
+        h.inbox.pop(),
+        Some((m, DeviceMessage::SetForeground(SetForeground { visible: true }))) if m == alpha
+    ));
+    // Only a change is sent; beta, whose channel is closed, hears it after its hello.
+    h.device.set_foreground(h.now, true);
+    h.pump();
+    assert!(h.inbox.is_empty());
+    h.open(1, vec![]);
+    let beta = h.machine(1);
+    assert!(matches!(
+        &h.after_hello[..],
+        [(m, DeviceMessage::SetForeground(SetForeground { visible: true }))] if *m == beta
+    ));
+    h.device.set_foreground(h.now, false);
+    h.pump();
+    let told: Vec<Fingerprint> = h
+        .inbox
+        .drain(..)
+        .filter_map(|(m, message)| {
+            matches!(
+                message,
+                DeviceMessage::SetForeground(SetForeground { visible: false })
+            )
+            .then_some(m)
+        })
+        .collect();
+    assert_eq!(told.len(), 2);
+    assert!(told.contains(&alpha) && told.contains(&beta));
+}
+
+#[test]
+fn push_keys_reach_each_machine_after_every_hello_and_a_removal_until_acknowledged() {
+    let mut h = Harness::new(&["alpha", "beta"], None);
+    let alpha = h.machine(0);
+    let beta = h.machine(1);
+    assert_eq!(
+        h.device
+            .set_push(h.now, &Fingerprint([9; 32]), Some(keys(1))),
+        Err(ClientError::UnknownMachine)
+    );
+    let mut bad = keys(1);
+    bad.p256dh.pop();
+    assert!(matches!(
+        h.device.set_push(h.now, &alpha, Some(bad)),
+        Err(ClientError::Push(_))
+    ));
+    // Set before any channel is open: sent after the hello.
+    h.device.set_push(h.now, &alpha, Some(keys(7))).unwrap();
+    h.pump();
+    assert!(h.to_relay.is_empty() && h.inbox.is_empty());
+    h.login();
+    h.open(0, vec![]);
+    let request = match &h.after_hello[..] {
+        [
+            (_, DeviceMessage::SetForeground(_)),
+            (m, DeviceMessage::SetPush(set)),
+        ] if *m == alpha && set.push == Some(keys(7)) => set.request,
+        other => panic!("foreground then the keys after the hello, not {other:?}"),
+    };
+    h.machine_says(
+        0,
+        MachineMessage::Ack(Ack {
+            request,
+            session: None,
+        }),
+    );
+    assert_eq!(h.pushes(), [(alpha, true, Ok(()))]);
+    assert_eq!(h.answers(), [], "push answers are notes of their own");
+
+    // Changed while open: sent at once; a refusal says why.
+    h.device.set_push(h.now, &alpha, Some(keys(1))).unwrap();
+    h.pump();
+    let Some((_, DeviceMessage::SetPush(set))) = h.inbox.pop() else {
+        panic!("sent at once");
+    };
+    assert_eq!(set.push, Some(keys(1)));
+    h.machine_says(
+        0,
+        MachineMessage::Error(AppError {
+            request: Some(set.request),
+            code: AppErrorCode::InvalidState,
+            message: "this machine does not send push notifications yet".into(),
+        }),
+    );
+    assert_eq!(
+        h.pushes(),
+        [(
+            alpha,
+            true,
+            Err(ClientError::Refused {
+                hostname: "alpha".into(),
+                code: AppErrorCode::InvalidState,
+                message: "this machine does not send push notifications yet".into()
+            })
+        )]
+    );
+
+    // The machine reconnects: it hears the keys again.
+    h.presence(0, false);
+    h.open(0, vec![]);
+    assert!(matches!(
+        &h.after_hello[..],
+        [_, (_, DeviceMessage::SetPush(set))] if set.push == Some(keys(1))
+    ));
+    let request = match &h.after_hello[..] {
+        [_, (_, DeviceMessage::SetPush(set))] => set.request,
+        _ => unreachable!(),
+    };
+    h.machine_says(
+        0,
+        MachineMessage::Ack(Ack {
+            request,
+            session: None,
+        }),
+    );
+
+    // A removal for a machine that is offline: sent after its hello, answered, then not again.
+    h.device.set_push(h.now, &beta, None).unwrap();
+    h.device.set_push(h.now, &alpha, None).unwrap();
+    h.pump();
+    let Some((_, DeviceMessage::SetPush(removal))) = h.inbox.pop() else {
+        panic!("alpha is told at once");
+    };
+    assert_eq!(removal.push, None);
+    h.pushes();
+    h.open(1, vec![]);
+    let request = match &h.after_hello[..] {
+        [_, (m, DeviceMessage::SetPush(set))] if *m == beta && set.push.is_none() => set.request,
+        other => panic!("the removal after beta's hello, not {other:?}"),
+    };
+    h.machine_says(
+        1,
+        MachineMessage::Ack(Ack {
+            request,
+            session: None,
+        }),
+    );
+    assert_eq!(h.pushes(), [(beta, false, Ok(()))]);
+    h.presence(1, false);
+    h.open(1, vec![]);
+    assert!(
+        matches!(&h.after_hello[..], [(_, DeviceMessage::SetForeground(_))]),
+        "an acknowledged removal is not sent again: {:?}",
+        h.after_hello
+    );
+
+    // Alpha never answered its removal: it times out, and goes out again after the next hello.
+    h.advance(REQUEST_TIMEOUT_MS);
+    assert_eq!(
+        h.pushes(),
+        [(
+            alpha,
+            false,
+            Err(ClientError::Timeout {
+                hostname: "alpha".into()
+            })
+        )]
+    );
+    h.presence(0, false);
+    h.open(0, vec![]);
+    assert!(matches!(
+        &h.after_hello[..],
+        [_, (_, DeviceMessage::SetPush(set))] if set.push.is_none()
+    ));
+    // Going offline with it in flight says so.
+    h.presence(0, false);
+    assert_eq!(
+        h.pushes(),
+        [(
+            alpha,
+            false,
+            Err(ClientError::Offline {
+                hostname: "alpha".into()
+            })
+        )]
+    );
 }
