@@ -99,10 +99,8 @@ pub async fn open(
     version: u32,
     stores: &'static [&'static str],
 ) -> Result<IdbDatabase, Error> {
-    let window = web_sys::window().ok_or(Error("no window".into()))?;
-    let factory = window
-        .indexed_db()?
-        .ok_or(Error("this browser has no IndexedDB".into()))?;
+    let factory =
+        crate::global::indexed_db().ok_or(Error("this browser has no IndexedDB".into()))?;
     let request = factory.open_with_u32(name, version)?;
     let on_upgrade = {
         let request = request.clone();

@@ -6,14 +6,23 @@
 //! IndexedDB ([`store`]), and hands the UI plain values ([`view`]). The device key, the Noise
 //! channels and every ciphertext stay in here: the UI sees only the view.
 //!
+//! It also keeps the notification settings ([`push`]) and tells every machine of them, and the
+//! service worker calls [`act_on_notice`] to decide an approval from a notification's action:
+//! the same core, started without a page (`open`, headless), connects, signs, sends, and
+//! closes.
+//!
 //! All protocol logic is in `muxagent-client`; this crate is glue, and its pure parts
-//! ([`view`], [`record`]) are tested natively. It builds for the host too (the exports exist
-//! there but need a browser to run).
+//! ([`view`], [`record`], [`push`], [`notice`]) are tested natively. It builds for the host too
+//! (the exports exist there but need a browser to run).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod global;
 pub mod indexed_db;
 pub mod json;
+pub mod limits;
+pub mod notice;
+pub mod push;
 pub mod read;
 pub mod record;
 pub mod store;
@@ -22,22 +31,25 @@ pub mod view;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Function, Promise, Uint8Array};
-use muxagent_client::book::Book;
-use muxagent_client::controller::{Answer, ClientError, Config, Controller, Note, Output};
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use muxagent_client::controller::{Answer, Channel, ClientError, Config, Controller, Note, Output};
 use muxagent_client::decide;
 use muxagent_client::history::PlanError;
 use muxagent_client::limits::CACHED_EVENTS_PER_SESSION;
 use muxagent_client::model::{Changes, Model};
 use muxagent_proto::app::{
-    DeviceMessage, ForgetDevice, Interrupt, ListRuntimes, Mode, RuntimeName, SendPrompt, SessionId,
-    SetMode, StartSession, Stop,
+    ApprovalState, Decide, DeviceMessage, EventKind, ForgetDevice, Interrupt, ListRuntimes, Mode,
+    PushKinds, RuntimeName, SendPrompt, SessionId, SetMode, StartSession, Stop, TestPush,
 };
 use muxagent_proto::identity::{Fingerprint, Identity};
-use muxagent_proto::limits::RELAY_WS_PATH;
+use muxagent_proto::limits::{PUSH_AUTH_LEN, PUSH_VAPID_KEY_LEN, RELAY_WS_PATH};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
+
+use crate::global::{clear_timeout, set_timeout};
+use crate::limits::APPLIED_WAIT_MS;
 
 type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
 
@@ -73,6 +85,14 @@ enum Then {
     ModeSet(Fingerprint, SessionId, String),
     /// Forget the machine here, then `undefined`.
     Unpaired(Fingerprint),
+    /// `{ vapidPublicKey, endpoint? }`.
+    PushState,
+    /// The relay holds this subscription: keep it and tell every machine.
+    PushEnabled(push::Subscription),
+    /// The relay dropped the subscription: forget it and tell every machine.
+    PushDisabled,
+    /// Keep the answer in [`Inner::kept`] (the service worker's decision).
+    Keep,
 }
 
 struct Waiter {
@@ -112,6 +132,23 @@ struct Inner {
     followers: Vec<(u32, Fingerprint, SessionId, Function)>,
     next_subscription: u32,
     waiting: Vec<Waiter>,
+    /// Notification settings, as stored.
+    push: push::Settings,
+    /// What each machine answered to the push keys last sent.
+    push_status: Vec<(Fingerprint, push::Status)>,
+    /// Started by the service worker: nothing is stored, and no view is watched.
+    headless: bool,
+    /// Shut down: no timer, no reconnect.
+    stopped: bool,
+    /// Called after anything changed (the service worker's waits).
+    wake: Option<Function>,
+    /// An answer kept for [`Then::Keep`].
+    kept: Option<(u32, Result<(), ClientError>)>,
+    /// The approval whose outcome the service worker waits for, and the state it reached.
+    watched: Option<(Fingerprint, SessionId, u64)>,
+    seen_state: Option<ApprovalState>,
+    /// Something shown changed outside the controller's notes: render again.
+    dirty: bool,
 }
 
 /// Calls to make into JS once the core is no longer borrowed (a callback may call back in).
@@ -121,7 +158,10 @@ impl Inner {
     /// Carry out what the controller wants, fold its notes, and say what JS must hear.
     fn drive(&mut self, core: &Rc<RefCell<Inner>>) -> Calls {
         let mut calls = Calls::new();
-        let mut changes = Changes::default();
+        let mut changes = Changes {
+            view: std::mem::take(&mut self.dirty),
+            ..Changes::default()
+        };
         while let Some(output) = self.controller.poll_output() {
             match output {
                 Output::Connect => self.open_socket(core),
@@ -134,19 +174,59 @@ impl Inner {
                 Output::Close => self.close_socket(),
                 Output::Note(note) => {
                     self.model.apply(&note, &mut changes);
-                    if let Note::Answer { request, result } = note {
-                        self.settle(request, result, &mut changes, &mut calls);
+                    match note {
+                        Note::Answer { request, result } => {
+                            if let Ok(Answer::Paired(record)) = &result
+                                && let Some(identity) = record.identity()
+                            {
+                                self.push_to(identity.fingerprint());
+                            }
+                            self.settle(request, result, &mut changes, &mut calls);
+                        }
+                        Note::Push {
+                            machine, result, ..
+                        } => {
+                            self.set_push_status(machine, push::Status::of(&result));
+                            changes.view = true;
+                        }
+                        Note::Removed { machine } => {
+                            self.push.forget(&machine);
+                            self.push_status.retain(|(m, _)| *m != machine);
+                            self.save_push();
+                        }
+                        _ => {}
                     }
                 }
             }
         }
         self.schedule(core);
         self.persist(&changes);
-        if changes.view {
-            let view = json::to_js(&view::view(&self.model, &self.device, &self.relay, true));
+        if let Some((machine, session, approval)) = self.watched {
+            for (m, event, _) in &changes.events {
+                if let EventKind::ApprovalState {
+                    approval: number,
+                    state,
+                } = &event.kind
+                    && *m == machine
+                    && event.session == session
+                    && *number == approval
+                    && matches!(
+                        state,
+                        ApprovalState::Applied | ApprovalState::Withdrawn | ApprovalState::Expired
+                    )
+                {
+                    self.seen_state = Some(*state);
+                }
+            }
+        }
+        if changes.view && !self.watchers.is_empty() {
+            let view = self.view_js();
             for (_, watcher) in &self.watchers {
                 calls.push((watcher.clone(), view.clone()));
             }
+        }
+        if let Some(wake) = self.wake.take() {
+            calls.push((wake, JsValue::UNDEFINED));
         }
         for (_, machine, session, follower) in &self.followers {
             let batch: Vec<view::TranscriptEvent> = changes
@@ -176,6 +256,10 @@ impl Inner {
         self.waiting = others;
         for waiter in waiters {
             let outcome = match (&result, &waiter.then) {
+                (result, Then::Keep) => {
+                    self.kept = Some((request, result.clone().map(|_| ())));
+                    Ok(JsValue::UNDEFINED)
+                }
                 (Err(failure), _) => Err(error(failure)),
                 (Ok(Answer::Ack(ack)), Then::Started(machine, mode)) => match ack.session {
                     Some(session) => {
@@ -207,6 +291,33 @@ impl Inner {
                     Ok(json::to_js(&runtimes))
                 }
                 (Ok(Answer::Older { found }), Then::Older) => Ok(JsValue::from_bool(*found)),
+                (Ok(Answer::Push(state)), Then::PushState) => {
+                    let answer = Object::new();
+                    let key = Uint8Array::from(&state.vapid_public_key[..]);
+                    let _ = Reflect::set(&answer, &"vapidPublicKey".into(), &key);
+                    if let Some(endpoint) = &state.endpoint {
+                        let _ = Reflect::set(&answer, &"endpoint".into(), &endpoint.into());
+                    }
+                    Ok(answer.into())
+                }
+                (Ok(Answer::Push(state)), Then::PushEnabled(subscription)) => {
+                    if state.endpoint.as_ref() == Some(&subscription.endpoint) {
+                        self.push.subscription = Some(subscription.clone());
+                        self.push_everywhere();
+                        changes.view = true;
+                        Ok(JsValue::UNDEFINED)
+                    } else {
+                        Err(error(
+                            "the relay did not keep this device's push subscription",
+                        ))
+                    }
+                }
+                (Ok(Answer::Push(_)), Then::PushDisabled) => {
+                    self.push.subscription = None;
+                    self.push_everywhere();
+                    changes.view = true;
+                    Ok(JsValue::UNDEFINED)
+                }
                 (Ok(Answer::Paired(record)), Then::Paired) => {
                     let machine = record
                         .identity()
@@ -246,11 +357,11 @@ impl Inner {
 
     /// One timer for the controller's next deadline.
     fn schedule(&mut self, core: &Rc<RefCell<Inner>>) {
-        let Some(window) = web_sys::window() else {
-            return;
-        };
         if let Some(handle) = self.timer.take() {
-            window.clear_timeout_with_handle(handle);
+            clear_timeout(handle);
+        }
+        if self.stopped {
+            return;
         }
         let Some(at) = self.controller.poll_timeout() else {
             return;
@@ -268,12 +379,7 @@ impl Inner {
         }
         if let Some(callback) = &self.on_timer {
             let delay = at.saturating_sub(now()).min(i32::MAX as u64) as i32;
-            self.timer = window
-                .set_timeout_with_callback_and_timeout_and_arguments_0(
-                    callback.as_ref().unchecked_ref(),
-                    delay,
-                )
-                .ok();
+            self.timer = Some(set_timeout(callback.as_ref().unchecked_ref(), delay));
         }
     }
 
@@ -292,6 +398,9 @@ impl Inner {
 
     fn open_socket(&mut self, core: &Rc<RefCell<Inner>>) {
         self.close_socket();
+        if self.stopped {
+            return;
+        }
         self.generation = self.generation.wrapping_add(1);
         let generation = self.generation;
         let ws = match WebSocket::new(&self.ws_url) {
@@ -354,6 +463,74 @@ impl Inner {
         }
         promise
     }
+
+    /// The view as the UI gets it, with the notification settings.
+    fn view_js(&self) -> JsValue {
+        let mut shown = view::view(&self.model, &self.device, &self.relay, true);
+        shown.push = push::view(&self.push, self.model.machines.keys(), &self.push_status);
+        json::to_js(&shown)
+    }
+
+    fn set_push_status(&mut self, machine: Fingerprint, status: push::Status) {
+        match self.push_status.iter_mut().find(|(m, _)| *m == machine) {
+            Some(slot) => slot.1 = status,
+            None => self.push_status.push((machine, status)),
+        }
+    }
+
+    /// Tell `machine` what it should hold of the push keys now (sent when its channel is open,
+    /// else after its next `Hello`).
+    fn push_to(&mut self, machine: Fingerprint) {
+        let keys = self.push.keys_for(&machine);
+        let open = self.controller.is_online()
+            && matches!(
+                self.controller.channel(&machine),
+                Channel::Syncing | Channel::Live
+            );
+        if self.controller.set_push(now(), &machine, keys).is_ok() {
+            let status = if open {
+                push::Status::Sending
+            } else {
+                push::Status::Waiting
+            };
+            self.set_push_status(machine, status);
+        }
+    }
+
+    /// Store the settings and tell every machine.
+    fn push_everywhere(&mut self) {
+        let machines: Vec<Fingerprint> = self.model.machines.keys().copied().collect();
+        for machine in machines {
+            self.push_to(machine);
+        }
+        self.save_push();
+    }
+
+    /// Store the notification settings, in the background.
+    fn save_push(&self) {
+        let Some(database) = self.database.clone() else {
+            return;
+        };
+        let settings = self.push.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            // A failed write shows as notifications off after a reload; turning them on again
+            // repairs it.
+            let _ = store::save_push(&database, &settings).await;
+        });
+    }
+
+    /// Stop: no timer, no socket, nothing waiting (the service worker is done).
+    fn shut_down(&mut self) {
+        self.stopped = true;
+        if let Some(handle) = self.timer.take() {
+            clear_timeout(handle);
+        }
+        self.close_socket();
+        self.retired = None;
+        self.on_timer = None;
+        self.waiting.clear();
+        self.wake = None;
+    }
 }
 
 /// Run `act` on the core, then carry out what it made the controller want and call JS.
@@ -380,33 +557,43 @@ pub struct Core {
 /// cached state loaded (`loaded: true` in the first view).
 #[wasm_bindgen]
 pub async fn start() -> Result<Core, JsValue> {
-    let window = web_sys::window().ok_or_else(|| error("muxagent needs a browser window"))?;
-    let location = window.location();
-    let relay = location.origin()?;
-    let scheme = if location.protocol()? == "https:" {
-        "wss:"
-    } else {
-        "ws:"
-    };
-    let ws_url = format!("{scheme}//{}{RELAY_WS_PATH}", location.host()?);
     // Ask the browser not to evict the device key and cache under storage pressure.
-    if let Ok(storage) = js_sys::Reflect::get(&window.navigator(), &"storage".into())
+    if let Some(window) = web_sys::window()
+        && let Ok(storage) = js_sys::Reflect::get(&window.navigator(), &"storage".into())
         && !storage.is_undefined()
     {
         let _ = window.navigator().storage().persist();
     }
+    Ok(Core {
+        inner: open(false).await?,
+    })
+}
+
+/// Load the store and start connecting to the relay of this page's (or worker's) origin.
+/// `headless` (the service worker): only the key and the book are loaded, nothing is stored,
+/// no session is resynced (each starts at its newest event), and the device must have a key.
+async fn open(headless: bool) -> Result<Rc<RefCell<Inner>>, JsValue> {
+    let (relay, protocol, host) =
+        global::location().ok_or_else(|| error("muxagent needs a page or a service worker"))?;
+    let scheme = if protocol == "https:" { "wss:" } else { "ws:" };
+    let ws_url = format!("{scheme}//{host}{RELAY_WS_PATH}");
     // Without IndexedDB (a private window) the app still works, for this visit only.
     let database = store::open().await.ok();
     let loaded = match &database {
-        Some(database) => store::load(database).await.ok(),
+        Some(database) => store::load(database, !headless).await.ok(),
         None => None,
     };
-    let (identity, book, sessions) = match loaded {
-        Some(loaded) => (loaded.identity, loaded.book, loaded.sessions),
-        None => (None, Book::default(), Vec::new()),
+    let (identity, book, sessions, settings) = match loaded {
+        Some(loaded) => (loaded.identity, loaded.book, loaded.sessions, loaded.push),
+        None => Default::default(),
     };
     let identity = match identity {
         Some(identity) => identity,
+        None if headless => {
+            return Err(error(
+                "this device has no key here; open the app to pair a machine",
+            ));
+        }
         None => {
             let identity = Identity::generate(&mut rng());
             if let Some(database) = &database {
@@ -423,7 +610,11 @@ pub async fn start() -> Result<Core, JsValue> {
     let mut model = Model::new(&book);
     let config = Config {
         relay: relay.clone(),
-        resync_events: Some(CACHED_EVENTS_PER_SESSION),
+        resync_events: Some(if headless {
+            0
+        } else {
+            CACHED_EVENTS_PER_SESSION
+        }),
     };
     let mut controller = Controller::new(identity, &book, config);
     for (machine, session, events) in sessions {
@@ -444,7 +635,7 @@ pub async fn start() -> Result<Core, JsValue> {
         device,
         relay,
         ws_url,
-        database,
+        database: if headless { None } else { database },
         socket: None,
         retired: None,
         generation: 0,
@@ -454,12 +645,156 @@ pub async fn start() -> Result<Core, JsValue> {
         followers: Vec::new(),
         next_subscription: 1,
         waiting: Vec::new(),
+        push: settings,
+        push_status: Vec::new(),
+        headless,
+        stopped: false,
+        wake: None,
+        kept: None,
+        watched: None,
+        seen_state: None,
+        dirty: false,
     }));
     with(&inner, |inner| {
+        if !inner.headless && inner.push.subscription.is_some() {
+            // Told after each machine's first hello.
+            let machines: Vec<Fingerprint> = inner.model.machines.keys().copied().collect();
+            for machine in machines {
+                inner.push_to(machine);
+            }
+        }
         let mut rng = rng();
         inner.controller.tick(now(), &mut rng);
     });
-    Ok(Core { inner })
+    Ok(inner)
+}
+
+/// A promise resolved after `ms` milliseconds.
+fn sleep(ms: u64) -> Promise {
+    let ms = ms.min(i32::MAX as u64) as i32;
+    Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms);
+    })
+}
+
+/// Wait until `ready` holds or `deadline` (Unix ms) passes; whether it holds.
+async fn until(core: &Rc<RefCell<Inner>>, deadline: u64, ready: impl Fn(&Inner) -> bool) -> bool {
+    loop {
+        if ready(&core.borrow()) {
+            return true;
+        }
+        let left = deadline.saturating_sub(now());
+        if left == 0 {
+            return false;
+        }
+        let changed = Promise::new(&mut |resolve, _| core.borrow_mut().wake = Some(resolve));
+        let _ = JsFuture::from(Promise::race(&Array::of2(&changed, &sleep(left)))).await;
+    }
+}
+
+/// Decide the approval of a notification (`notice`, as `web/src/notice.ts` parsed it): allow
+/// once (`allow`) or deny. Connects to the relay as this device, opens the channel to the
+/// notice's machine, sends the decision signed over the hash recomputed from the notice's exact
+/// input, waits for the machine's answer and (up to [`APPLIED_WAIT_MS`]) for the approval to be
+/// applied, then closes. Everything within `timeout_ms`. Resolves to a [`notice::Outcome`]; a
+/// failure is an outcome too, with its reason.
+#[wasm_bindgen(js_name = actOnNotice)]
+pub async fn act_on_notice(notice: JsValue, allow: bool, timeout_ms: u32) -> JsValue {
+    let deadline = now() + u64::from(timeout_ms);
+    let host = read::Object::get(&notice, "host")
+        .and_then(|host| host.as_string())
+        .unwrap_or_else(|| "the machine".into());
+    let outcome = match notice::read(&notice) {
+        Err(why) => notice::Outcome::failed(&host, why),
+        Ok(action) => match open(true).await {
+            Err(failure) => notice::Outcome::failed(&host, message_of(&failure)),
+            Ok(core) => {
+                let outcome = act(&core, &action, allow, deadline).await;
+                core.borrow_mut().shut_down();
+                outcome
+            }
+        },
+    };
+    json::to_js(&outcome)
+}
+
+fn message_of(value: &JsValue) -> String {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|error| String::from(error.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| "something went wrong".into())
+}
+
+async fn act(
+    core: &Rc<RefCell<Inner>>,
+    action: &notice::Action,
+    allow: bool,
+    deadline: u64,
+) -> notice::Outcome {
+    let host = action.host.as_str();
+    let machine = action.machine;
+    let signed = {
+        let inner = core.borrow();
+        if !inner.model.machines.contains_key(&machine) {
+            let why = format!("this device is not paired with {host}");
+            return notice::Outcome::failed(host, why);
+        }
+        match notice::sign(inner.controller.identity(), action, allow, now() / 1000) {
+            Ok(signed) => signed,
+            Err(failure) => return notice::Outcome::failed(host, failure),
+        }
+    };
+    if !until(core, deadline, |inner| {
+        inner.controller.machine_online(&machine)
+    })
+    .await
+    {
+        let inner = core.borrow();
+        let why = if inner.controller.is_online() {
+            format!("{host} is offline (its daemon is not connected to the relay)")
+        } else {
+            match view::connection(&inner.model.connection).detail {
+                Some(detail) => format!("could not reach the relay: {detail}"),
+                None => "could not reach the relay in time".into(),
+            }
+        };
+        return notice::Outcome::failed(host, why);
+    }
+    core.borrow_mut().watched = Some((machine, action.session, action.request.approval));
+    let asked = with(core, |inner| {
+        let asked = inner.controller.request(now(), &machine, |request| {
+            Decide {
+                request,
+                decision: signed,
+            }
+            .into()
+        });
+        if let Ok(request) = asked {
+            // Answered into `kept`; nothing awaits the promise itself.
+            let _ = inner.wait(request, Then::Keep);
+        }
+        asked
+    });
+    let request = match asked {
+        Ok(request) => request,
+        Err(failure) => return notice::Outcome::failed(host, failure),
+    };
+    let answered = |inner: &Inner| inner.kept.as_ref().is_some_and(|(r, _)| *r == request);
+    if !until(core, deadline, answered).await {
+        return notice::Outcome::failed(host, format!("{host} did not answer in time"));
+    }
+    let answer = core
+        .borrow_mut()
+        .kept
+        .take()
+        .map_or(Ok(()), |(_, answer)| answer);
+    if answer.is_ok() {
+        let applied_by = deadline.min(now() + APPLIED_WAIT_MS);
+        until(core, applied_by, |inner| inner.seen_state.is_some()).await;
+    }
+    let state = core.borrow().seen_state;
+    notice::Outcome::of(host, &answer, state)
 }
 
 /// The unsubscribe function for subscription `id` of `core`.
@@ -492,8 +827,7 @@ impl Core {
             let id = inner.next_subscription;
             inner.next_subscription += 1;
             inner.watchers.push((id, on_view.clone()));
-            let view = view::view(&inner.model, &inner.device, &inner.relay, true);
-            (id, json::to_js(&view))
+            (id, inner.view_js())
         };
         let _ = on_view.call1(&JsValue::NULL, &view);
         unsubscribe(&self.inner, id)
@@ -762,6 +1096,107 @@ impl Core {
     /// Reconnect now (the page became visible, the browser came online).
     pub fn wake(&self) {
         with(&self.inner, |inner| inner.controller.wake(now()));
+    }
+
+    /// Whether the app is on screen: every machine hears it (and does not push meanwhile).
+    #[wasm_bindgen(js_name = setForeground)]
+    pub fn set_foreground(&self, visible: bool) {
+        with(&self.inner, |inner| {
+            inner.controller.set_foreground(now(), visible)
+        });
+    }
+
+    /// The relay's push key and the subscription it holds for this device.
+    #[wasm_bindgen(js_name = pushState)]
+    pub fn push_state(&self) -> Promise {
+        with(&self.inner, |inner| {
+            match inner.controller.push_query(now()) {
+                Ok(request) => inner.wait(request, Then::PushState),
+                Err(failure) => rejected(failure),
+            }
+        })
+    }
+
+    /// Notifications on with this browser subscription: the relay gets the endpoint, every
+    /// machine the keys (now, or after it connects).
+    #[wasm_bindgen(js_name = enablePush)]
+    pub fn enable_push(&self, endpoint: String, p256dh: Vec<u8>, auth: Vec<u8>) -> Promise {
+        let Ok(auth) = <[u8; PUSH_AUTH_LEN]>::try_from(auth.as_slice()) else {
+            return rejected("the browser's push subscription has no 16-byte auth secret");
+        };
+        if p256dh.len() != PUSH_VAPID_KEY_LEN {
+            return rejected("the browser's push subscription has no P-256 key");
+        }
+        let subscription = push::Subscription {
+            endpoint: endpoint.clone(),
+            p256dh,
+            auth,
+        };
+        with(&self.inner, |inner| {
+            match inner.controller.push_subscribe(now(), Some(endpoint)) {
+                Ok(request) => inner.wait(request, Then::PushEnabled(subscription)),
+                Err(failure) => rejected(failure),
+            }
+        })
+    }
+
+    /// Notifications off: the relay drops the endpoint, every machine the keys.
+    #[wasm_bindgen(js_name = disablePush)]
+    pub fn disable_push(&self) -> Promise {
+        with(&self.inner, |inner| {
+            match inner.controller.push_subscribe(now(), None) {
+                Ok(request) => inner.wait(request, Then::PushDisabled),
+                Err(failure) => rejected(failure),
+            }
+        })
+    }
+
+    /// Which kinds of notification `machine` sends this device.
+    #[wasm_bindgen(js_name = setPushKinds)]
+    pub fn set_push_kinds(
+        &self,
+        machine: &str,
+        approvals: bool,
+        ended: bool,
+        plans: bool,
+    ) -> Promise {
+        let machine = match machine_arg(machine) {
+            Ok(machine) => machine,
+            Err(rejected) => return rejected,
+        };
+        let kinds = [
+            (approvals, PushKinds::APPROVALS),
+            (ended, PushKinds::ENDED),
+            (plans, PushKinds::PLANS),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |kinds, (_, bit)| kinds | bit);
+        with(&self.inner, |inner| {
+            if !inner.model.machines.contains_key(&machine) {
+                return rejected(ClientError::UnknownMachine);
+            }
+            inner.push.set_kinds(&machine, kinds);
+            if inner.push.subscription.is_some() {
+                inner.push_to(machine);
+            }
+            inner.save_push();
+            // The view shows the change (and, as it comes, the machine's answer).
+            inner.dirty = true;
+            Promise::resolve(&JsValue::UNDEFINED)
+        })
+    }
+
+    /// Ask `machine` to send this device a test notification now.
+    #[wasm_bindgen(js_name = testPush)]
+    pub fn test_push(&self, machine: &str) -> Promise {
+        let machine = match machine_arg(machine) {
+            Ok(machine) => machine,
+            Err(rejected) => return rejected,
+        };
+        self.ask(machine, Then::Nothing, |request| {
+            TestPush { request }.into()
+        })
     }
 }
 

@@ -111,7 +111,7 @@ pub fn book(object: &impl Object) -> Option<Book> {
 }
 
 /// A JS number that is a whole `u64` (JS numbers are exact up to 2^53).
-fn whole(number: f64) -> Option<u64> {
+pub fn whole(number: f64) -> Option<u64> {
     const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
     ((0.0..=MAX_SAFE_INTEGER).contains(&number) && number.fract() == 0.0).then_some(number as u64)
 }
@@ -138,11 +138,12 @@ impl Object for wasm_bindgen::JsValue {
     }
 }
 
+/// serde_json values read as the wasm reads JS ones, for the native tests.
 #[cfg(test)]
-mod tests {
-    use serde_json::{Value, json};
+mod json_object {
+    use serde_json::Value;
 
-    use super::*;
+    use super::Object;
 
     impl Object for Value {
         fn get(&self, key: &str) -> Option<Self> {
@@ -164,6 +165,13 @@ mod tests {
             self.as_array().cloned()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
 
     #[test]
     fn start_requests_read_as_the_ui_writes_them() {

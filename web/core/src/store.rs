@@ -1,7 +1,8 @@
 //! IndexedDB (through [`indexed_db`](crate::indexed_db)): database `muxagent`, three object
 //! stores with out-of-line string keys ([`record`](crate::record) names them):
 //!
-//! - `meta`: `identity` (the device key, 64 bytes; made once) and `book` (the paired machines);
+//! - `meta`: `identity` (the device key, 64 bytes; made once), `book` (the paired machines)
+//!   and `push` (notification settings, [`push::Settings`]);
 //! - `sessions`: one record per session (metadata, history, mode);
 //! - `events`: each session's newest events, one per key.
 //!
@@ -16,6 +17,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{IdbDatabase, IdbKeyRange, IdbTransactionMode};
 
 use crate::indexed_db::{self, Error};
+use crate::push;
 use crate::{json, read, record};
 
 const NAME: &str = "muxagent";
@@ -47,10 +49,13 @@ pub struct Loaded {
     pub book: Book,
     /// Sessions with their cached events.
     pub sessions: Vec<(Fingerprint, Session, Vec<Event>)>,
+    /// Notification settings.
+    pub push: push::Settings,
 }
 
-/// Read everything.
-pub async fn load(database: &IdbDatabase) -> Result<Loaded, Error> {
+/// Read everything (`with_sessions: false`: only the key, the book and the push settings, as
+/// the service worker needs).
+pub async fn load(database: &IdbDatabase, with_sessions: bool) -> Result<Loaded, Error> {
     let names = Array::of3(&META.into(), &SESSIONS.into(), &EVENTS.into());
     let transaction =
         database.transaction_with_str_sequence_and_mode(&names, IdbTransactionMode::Readonly)?;
@@ -61,7 +66,18 @@ pub async fn load(database: &IdbDatabase) -> Result<Loaded, Error> {
     let book = stored(indexed_db::result(&meta.get(&"book".into())?).await?)
         .and_then(|value| read::book(&value))
         .unwrap_or_default();
+    let push = stored(indexed_db::result(&meta.get(&"push".into())?).await?)
+        .and_then(|value| push::Settings::decode(&Uint8Array::new(&value).to_vec()))
+        .unwrap_or_default();
     let mut sessions = Vec::new();
+    if !with_sessions {
+        return Ok(Loaded {
+            identity,
+            book,
+            sessions,
+            push,
+        });
+    }
     let records: Array = indexed_db::result(&transaction.object_store(SESSIONS)?.get_all()?)
         .await?
         .unchecked_into();
@@ -86,7 +102,20 @@ pub async fn load(database: &IdbDatabase) -> Result<Loaded, Error> {
         identity,
         book,
         sessions,
+        push,
     })
+}
+
+/// Keep the notification settings.
+pub async fn save_push(database: &IdbDatabase, settings: &push::Settings) -> Result<(), Error> {
+    let transaction =
+        database.transaction_with_str_and_mode(META, IdbTransactionMode::Readwrite)?;
+    let value = Uint8Array::from(&settings.encode()[..]);
+    let put = transaction
+        .object_store(META)?
+        .put_with_key(&value, &"push".into())?;
+    indexed_db::result(&put).await?;
+    indexed_db::commit(&transaction).await
 }
 
 /// Keep the device key.

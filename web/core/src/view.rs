@@ -200,6 +200,8 @@ pub struct View {
     pub approvals: Vec<ApprovalView>,
     /// The cache was loaded.
     pub loaded: bool,
+    /// Notifications (filled in by the core, which keeps their settings).
+    pub push: crate::push::View,
 }
 
 /// `RuntimeView` in the contract.
@@ -383,6 +385,7 @@ pub fn view(model: &Model, device: &Fingerprint, relay: &str, loaded: bool) -> V
         inbox,
         approvals,
         loaded,
+        push: crate::push::View::default(),
     }
 }
 
