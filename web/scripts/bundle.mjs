@@ -91,6 +91,8 @@ for (const icon of readdirSync(join(web, "public")).sort()) files.set(icon, read
 // The QR decoder (src/qr.ts) is left out: it is loaded only to scan a QR code without the
 // browser's BarcodeDetector, and pairing needs the network anyway.
 const shell = ["/", ...[...files.keys()].filter((name) => name !== "index.html" && !/^assets\/qr-/.test(name)).sort().map((name) => "/" + name)];
+// It bundles the wasm core's glue too (a notification's Allow/Deny runs the core), as a classic
+// worker: the glue's `import.meta.url` only names the default wasm path, which is never used.
 const sw = await esbuild.build({
   absWorkingDir: web,
   entryPoints: ["src/sw.ts"],
@@ -99,7 +101,13 @@ const sw = await esbuild.build({
   target: "es2020",
   minify: true,
   legalComments: "none",
-  define: { PRECACHE: JSON.stringify(shell), VERSION: JSON.stringify(short(shell.join("\n") + [...files.values()].map(short).join(""))) },
+  alias: { "muxagent-core": gluePath },
+  define: {
+    PRECACHE: JSON.stringify(shell),
+    VERSION: JSON.stringify(short(shell.join("\n") + [...files.values()].map(short).join(""))),
+    CORE_WASM_URL: JSON.stringify("/" + wasmName),
+    "import.meta.url": JSON.stringify("/sw.js"),
+  },
   write: false,
   logLevel: "warning",
 });

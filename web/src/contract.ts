@@ -89,6 +89,36 @@ export interface ApprovalView {
   refused?: string;
 }
 
+/** One machine's notifications to this device. */
+export interface PushMachineView {
+  machine: Hex;
+  /** The kinds it notifies of (kept in IndexedDB by the core; all on for a new machine). */
+  approvals: boolean;
+  /** Sessions that finished or failed. */
+  ended: boolean;
+  plans: boolean;
+  /** What the machine said of the keys: `off` (notifications off, or every kind off for it),
+   *  `sending`, `on` (it confirmed), `waiting` (offline: it hears them when it connects), or
+   *  `refused` (`detail` says why). */
+  state: "off" | "sending" | "on" | "waiting" | "refused";
+  detail?: string;
+}
+
+/** Notifications: whether this device has a push subscription with the relay, and per machine
+ *  what it sends. The browser's side (permission, the subscription itself) is the UI's. */
+export interface PushView {
+  enabled: boolean;
+  /** One per paired machine. */
+  machines: PushMachineView[];
+}
+
+/** The relay's answer about push (RFC 8292 VAPID key, and the endpoint it holds for this device). */
+export interface PushState {
+  /** An uncompressed P-256 point: `applicationServerKey` for `pushManager.subscribe`. */
+  vapidPublicKey: Uint8Array<ArrayBuffer>;
+  endpoint?: string;
+}
+
 /** The whole state the UI renders. Replaced as a unit on every change. */
 export interface View {
   device: { fingerprint: Hex; short: string };
@@ -101,6 +131,7 @@ export interface View {
   approvals: ApprovalView[];
   /** True once the cached state has been loaded (first paint). */
   loaded: boolean;
+  push: PushView;
 }
 
 /** One event of a session's transcript, as the machine logged it. */
@@ -179,6 +210,29 @@ export interface Core {
   unpair(machine: Hex): Promise<void>;
   /** Reconnect now (the page became visible, the browser came online). */
   wake(): void;
+  /** Whether the page is on screen; every machine hears it and does not push meanwhile. */
+  setForeground(visible: boolean): void;
+  /** Ask the relay for its push key and the subscription it holds for this device. */
+  pushState(): Promise<PushState>;
+  /** Notifications on with the browser's subscription: the relay gets the endpoint, every
+   *  machine the keys (now, or once it connects). Rejects when the relay refuses the endpoint. */
+  enablePush(endpoint: string, p256dh: Uint8Array, auth: Uint8Array): Promise<void>;
+  /** Notifications off: the relay drops the endpoint, every machine the keys. */
+  disablePush(): Promise<void>;
+  /** Which kinds `machine` notifies this device of. */
+  setPushKinds(machine: Hex, approvals: boolean, ended: boolean, plans: boolean): Promise<void>;
+  /** Ask `machine` for a test notification now; resolves when it handed it to the relay. */
+  testPush(machine: Hex): Promise<void>;
+}
+
+/** What came of deciding from a notification (the service worker's `actOnNotice`). */
+export interface NoticeOutcome {
+  /** `applied`: the agent has the answer; `sent`: the machine accepted it (not applied yet when
+   *  the wait ended); `withdrawn`, `expired`; `taken`: decided elsewhere or no longer pending;
+   *  `failed`: `message` says why. */
+  state: "applied" | "sent" | "withdrawn" | "expired" | "taken" | "failed";
+  host: string;
+  message?: string;
 }
 
 /**

@@ -1,6 +1,6 @@
 // The entry: render the frame at once (the cached state follows as soon as the core has read
 // IndexedDB), load the core, pair if this page is a `/pair#TICKET` link, and register the
-// service worker that keeps the app openable offline.
+// service worker that keeps the app openable offline and shows notifications.
 
 import { render } from "preact";
 import "./style.css";
@@ -33,4 +33,9 @@ loadCore().then(
 
 if ("serviceWorker" in navigator) {
   navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => undefined);
+  // A tap on a notification while the app is open: the worker names the screen to show.
+  navigator.serviceWorker.addEventListener("message", (event: MessageEvent) => {
+    const data = event.data as { type?: unknown; hash?: unknown } | null;
+    if (data?.type === "muxagent-open" && typeof data.hash === "string" && data.hash.startsWith("#/")) location.hash = data.hash;
+  });
 }

@@ -3,7 +3,8 @@
 
 export type Route =
   | { screen: "machines" }
-  | { screen: "inbox" }
+  /** `machine`/`session`: the cards of that session first in view (a notification's tap). */
+  | { screen: "inbox"; machine?: string; session?: string }
   | { screen: "session"; machine: string; session: string }
   | { screen: "new"; machine?: string }
   | { screen: "handoff"; machine: string; session: string }
@@ -15,7 +16,7 @@ export function parseRoute(hash: string): Route {
   const [first, second, third, fourth] = parts;
   switch (first) {
     case "inbox":
-      return { screen: "inbox" };
+      return second && third ? { screen: "inbox", machine: second, session: third } : { screen: "inbox" };
     case "m":
       if (second && third === "s" && fourth) return { screen: "session", machine: second, session: fourth };
       return { screen: "machines" };
@@ -38,7 +39,7 @@ export function href(route: Route): string {
     case "machines":
       return "#/";
     case "inbox":
-      return "#/inbox";
+      return route.machine && route.session ? `#/inbox/${route.machine}/${route.session}` : "#/inbox";
     case "session":
       return `#/m/${route.machine}/s/${route.session}`;
     case "new":

@@ -76,8 +76,12 @@ export function start(loaded: Core): void {
   addEventListener("offline", () => {
     browserOffline.value = true;
   });
+  // Every machine hears whether the app is on screen: it does not push what the app shows.
+  loaded.setForeground(document.visibilityState === "visible");
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") wake();
+    const visible = document.visibilityState === "visible";
+    loaded.setForeground(visible);
+    if (visible) wake();
   });
 }
 

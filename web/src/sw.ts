@@ -3,11 +3,31 @@
 // content); the page from the network first, falling back to the cached copy when the network
 // fails or is slow, so the installed app opens offline. Everything else (the relay's WebSocket,
 // /healthz, /metrics) is left to the network.
+//
+// Notifications: a push is a machine's notice (src/notice.ts reads it strictly and makes the
+// notification). Allow/Deny on it runs the wasm core right here, with no page open: the core
+// loads the device key and the machine from IndexedDB, connects to the relay, opens the channel,
+// sends the decision signed over the hash it recomputes from the notice's exact input, waits for
+// the answer, and closes; the notification is then replaced by the outcome. The glue is bundled
+// into this (classic) worker, so browsers without module service workers run it too.
 
-export {};
+import init, { actOnNotice } from "muxagent-core";
+import type { NoticeOutcome } from "./contract";
+import { notificationFor, outcomeText, parseNotice, type Notice } from "./notice";
+
 /** Filled in by the build: every URL of the app shell, and a hash of them all. */
 declare const PRECACHE: string[];
 declare const VERSION: string;
+/** Filled in by the build: the wasm core's hashed URL (precached). */
+declare const CORE_WASM_URL: string;
+
+/** How long a notification's Allow/Deny may take from the tap to the outcome shown: loading the
+ *  core, connecting and logging in, the channel's handshake, the machine's answer, and a few
+ *  seconds to see it applied. Each step also has its own timeout in the core; this bounds the
+ *  whole, well inside the minutes a browser keeps a worker alive for a notification click. */
+const NOTIFICATION_ACTION_TIMEOUT_MS = 30_000;
+/** Margin for the JS guard over the core's own deadline (loading the wasm is outside it). */
+const NOTIFICATION_ACTION_GUARD_MS = 5_000;
 
 const sw = self as unknown as ServiceWorkerGlobalScope;
 const CACHE = "muxagent-" + VERSION;
@@ -69,7 +89,7 @@ async function asset(request: Request): Promise<Response> {
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("timeout")), ms);
+    const timer = setTimeout(() => reject(new Error(`no answer within ${Math.round(ms / 1000)} s`)), ms);
     promise.then(
       (value) => {
         clearTimeout(timer);
@@ -81,4 +101,106 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
       },
     );
   });
+}
+
+// ---- notifications ----
+
+sw.addEventListener("push", (event: PushEvent) => {
+  event.waitUntil(showNotice(event.data));
+});
+
+/** Show the notice a push carries. One that cannot be read still shows (a push must), saying so. */
+async function showNotice(data: PushMessageData | null): Promise<void> {
+  let notice: Notice;
+  try {
+    notice = parseNotice(data ? data.text() : "");
+  } catch (error) {
+    await sw.registration.showNotification("muxagent", { body: messageOf(error), tag: "unreadable" });
+    return;
+  }
+  const spec = notificationFor(notice, maxActions());
+  await sw.registration.showNotification(spec.title, spec.options as NotificationOptions);
+}
+
+/** How many actions this platform shows on a notification (0 where it shows none). */
+function maxActions(): number {
+  const max = (sw as unknown as { Notification?: { maxActions?: unknown } }).Notification?.maxActions;
+  return typeof max === "number" ? max : 0;
+}
+
+sw.addEventListener("notificationclick", (event: NotificationEvent) => {
+  const action = event.action;
+  if (action === "allow" || action === "deny") {
+    event.waitUntil(decideFrom(event.notification, action));
+    return;
+  }
+  const url = (event.notification.data as { url?: unknown } | null)?.url;
+  event.notification.close();
+  event.waitUntil(openApp(typeof url === "string" && url.startsWith("/#/") ? url : "/"));
+});
+
+/** Focus an open window of the app on `url` (the page switches its route on the message), or
+ *  open one. */
+async function openApp(url: string): Promise<void> {
+  const windows = await sw.clients.matchAll({ type: "window", includeUncontrolled: true });
+  const open = windows.find((client) => new URL(client.url).origin === sw.location.origin);
+  if (open) {
+    open.postMessage({ type: "muxagent-open", hash: url.slice(1) });
+    await open.focus();
+    return;
+  }
+  await sw.clients.openWindow(url);
+}
+
+let core: Promise<unknown> | null = null;
+
+/** The wasm core, loaded once per worker, from the precache when it is there. */
+function loadCore(): Promise<unknown> {
+  core ??= init({ module_or_path: caches.match(CORE_WASM_URL).then((cached) => cached ?? fetch(CORE_WASM_URL)) }).catch((error: unknown) => {
+    core = null;
+    throw error;
+  });
+  return core;
+}
+
+/** Allow or deny the approval of `notification`, then replace it with the outcome. */
+async function decideFrom(notification: Notification, action: "allow" | "deny"): Promise<NoticeOutcome> {
+  const data = notification.data as { notice?: unknown } | null;
+  let outcome: NoticeOutcome;
+  let notice: Notice | null = null;
+  try {
+    notice = parseNotice(data?.notice);
+    const doing = action === "allow" ? "Allowing" : "Denying";
+    await sw.registration.showNotification(`${doing} on ${notice.host}…`, {
+      body: notification.body,
+      tag: notification.tag,
+      data: notification.data,
+    });
+    const decided = loadCore().then(() => actOnNotice(notice, action === "allow", NOTIFICATION_ACTION_TIMEOUT_MS));
+    outcome = await withTimeout(decided, NOTIFICATION_ACTION_TIMEOUT_MS + NOTIFICATION_ACTION_GUARD_MS);
+  } catch (error) {
+    outcome = { state: "failed", host: notice?.host ?? "the machine", message: messageOf(error) };
+  }
+  const shown = outcomeText(action, outcome);
+  await sw.registration.showNotification(shown.title, {
+    body: shown.body,
+    tag: notification.tag,
+    data: { ...(notification.data as object | null), outcome },
+  });
+  return outcome;
+}
+
+/** The one test seam: synthetic NotificationEvents cannot call waitUntil, so the end-to-end
+ *  test calls this (through CDP) with the tag of a shown notification and the action, as a tap
+ *  on Allow or Deny would. Resolves to the outcome. */
+async function notificationAction(tag: string, action: "allow" | "deny"): Promise<NoticeOutcome> {
+  const [notification] = await sw.registration.getNotifications({ tag });
+  if (!notification) throw new Error(`no notification with tag ${tag}`);
+  return decideFrom(notification, action);
+}
+(sw as unknown as { muxagentNotificationAction: typeof notificationAction }).muxagentNotificationAction = notificationAction;
+
+function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return typeof error === "string" ? error : "something went wrong";
 }

@@ -52,7 +52,7 @@ function Screen({ route: r }: { route: Route }) {
     case "machines":
       return <Machines />;
     case "inbox":
-      return <Inbox />;
+      return <Inbox focus={r.machine && r.session ? { machine: r.machine, session: r.session } : undefined} />;
     case "session":
       return <SessionScreen key={r.machine + r.session} machine={r.machine} session={r.session} />;
     case "new":

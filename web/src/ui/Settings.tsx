@@ -1,9 +1,11 @@
-// This device, the relay, and every paired machine with its fingerprint, Revoke (remove it from
-// the account: the relay refuses it from then on) and Unpair (the machine forgets this device).
+// This device, the relay, notifications, and every paired machine with its fingerprint, Revoke
+// (remove it from the account: the relay refuses it from then on) and Unpair (the machine
+// forgets this device).
 
 import { core, view } from "../state";
 import { revealPlain } from "../text";
 import { Confirm, T } from "./common";
+import { Notifications } from "./Notifications";
 
 export function Settings() {
   const v = view.value;
@@ -18,6 +20,7 @@ export function Settings() {
         <h3>Relay</h3>
         <p class="mono small">{v.relay ? <T text={v.relay} /> : "none yet (pair a machine)"}</p>
       </div>
+      <Notifications />
       <h2>Machines</h2>
       {v.machines.length === 0 && <p class="muted">No machine is paired.</p>}
       <ul class="list">
