@@ -373,6 +373,11 @@ struct Track {
 }
 
 /// A [`Controller::load_older`] fetch: events in `after + 1..until`, yielded up to `cursor`.
+///
+/// A `ReplayMore` or `ReplayComplete` the machine sent before it read the fetch's `Replay` can
+/// still arrive after it: it says nothing about the fetch. Only once `reached` (the machine
+/// replayed an event of the session above `after`, so it has read the `Replay`) may a page's
+/// end finish the fetch.
 #[derive(Clone, Copy, Debug)]
 struct Older {
     request: u32,
@@ -380,6 +385,7 @@ struct Older {
     until: u64,
     cursor: u64,
     lowest: Option<u64>,
+    reached: bool,
 }
 
 struct Peer {
@@ -776,6 +782,7 @@ impl Controller {
                 until: track.first,
                 cursor: after,
                 lowest: None,
+                reached: false,
             });
         }
         let message = Replay {
@@ -1339,7 +1346,7 @@ impl Controller {
                     .map(|peer| {
                         peer.tracks
                             .iter()
-                            .filter(|(_, track)| track.older.is_some())
+                            .filter(|(_, track)| track.older.is_some_and(|older| older.reached))
                             .map(|(session, _)| *session)
                             .collect()
                     })
@@ -1403,6 +1410,7 @@ impl Controller {
             && seq > fetch.cursor
             && seq < fetch.until
         {
+            fetch.reached = true;
             fetch.cursor = seq;
             fetch.lowest.get_or_insert(seq);
             let request = fetch.request;
@@ -1412,7 +1420,14 @@ impl Controller {
             }
             true
         } else {
-            return; // held already
+            // Held already; but a replayed event above the fetch's start shows the machine
+            // has read its `Replay` (the range below may hold nothing any more).
+            if let Some(fetch) = track.older.as_mut()
+                && seq > fetch.after
+            {
+                fetch.reached = true;
+            }
+            return;
         };
         self.note(Note::Event {
             machine,
@@ -1428,6 +1443,9 @@ impl Controller {
             for cursor in cursors.iter().take(MAX_CURSORS) {
                 let seq = match peer.tracks.get(&cursor.session) {
                     Some(track) => match track.older {
+                        // The page ended before the machine read the fetch's `Replay`: ask
+                        // again from the fetch's own cursor.
+                        Some(older) if !older.reached => older.cursor,
                         // Still inside an older fetch: go on from where the page ended.
                         Some(older) if cursor.last_seq + 1 < older.until => cursor.last_seq,
                         Some(_) => {

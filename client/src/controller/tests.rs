@@ -1070,6 +1070,76 @@ fn load_older_fetches_below_what_is_held_then_goes_back_to_live() {
 }
 
 #[test]
+fn a_page_end_sent_before_the_machine_read_the_fetch_does_not_end_it() {
+    let mut h = Harness::new(&["alpha"], Some(CACHED_EVENTS_PER_SESSION));
+    h.login();
+    let alpha = h.machine(0);
+    h.device.hold(&alpha, SESSION, 500, 600, false);
+    h.open(0, vec![info(SESSION, 600)]);
+    let request = h
+        .device
+        .load_older(h.now, &alpha, SESSION)
+        .unwrap()
+        .unwrap();
+    h.pump();
+    let Some((_, DeviceMessage::Replay(replay))) = h.inbox.pop() else {
+        panic!("the device asks for a replay");
+    };
+    let after = replay.after_seq;
+    // The catch-up after the reload ends, in flight before the machine read the `Replay`.
+    h.machine_says(
+        0,
+        MachineMessage::ReplayComplete(ReplayComplete {
+            request: None,
+            cursors: vec![cursor(SESSION, 600)],
+        }),
+    );
+    assert_eq!(h.answers(), [], "the fetch goes on");
+    h.machine_says(
+        0,
+        MachineMessage::ReplayMore(ReplayMore {
+            cursors: vec![cursor(SESSION, 600)],
+        }),
+    );
+    let Some((_, DeviceMessage::Hello(hello))) = h.inbox.pop() else {
+        panic!("hello");
+    };
+    assert_eq!(
+        hello.cursors,
+        [cursor(SESSION, after)],
+        "asks again from the fetch's start"
+    );
+    assert_eq!(h.answers(), []);
+    // Now the machine replays from the fetch's start, past what the device holds.
+    for seq in after + 1..=600 {
+        h.machine_says(0, event(SESSION, seq));
+    }
+    h.machine_says(
+        0,
+        MachineMessage::ReplayComplete(ReplayComplete {
+            request: None,
+            cursors: vec![cursor(SESSION, 600)],
+        }),
+    );
+    assert_eq!(h.answers(), [(request, Ok(Answer::Older { found: true }))]);
+    let older: Vec<u64> = h.events().iter().filter(|e| e.1).map(|e| e.0).collect();
+    assert_eq!(older, (after + 1..500).collect::<Vec<_>>());
+    // And the next fetch starts below them.
+    h.device
+        .load_older(h.now, &alpha, SESSION)
+        .unwrap()
+        .unwrap();
+    h.pump();
+    let Some((_, DeviceMessage::Replay(replay))) = h.inbox.pop() else {
+        panic!("replay");
+    };
+    assert_eq!(
+        replay.after_seq,
+        (after + 1).saturating_sub(OLDER_EVENTS_PER_LOAD + 1)
+    );
+}
+
+#[test]
 fn load_older_with_nothing_older_or_a_machine_that_forgot() {
     let mut h = Harness::new(&["alpha"], None);
     h.login();
