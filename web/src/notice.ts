@@ -163,8 +163,8 @@ export function notificationFor(notice: Notice, maxActions: number): Notificatio
     // The input in full (it fits): what Allow allows.
     body = approvalBody(notice.approval);
   } else {
-    body = shown(notice.text, MAX_BODY_CHARS);
-    if (notice.kind === "approval" || notice.kind === "plan") body = clamp(body + (body ? " — " : "") + "open to review", MAX_BODY_CHARS);
+    // The machine's one line (for an approval too long to push, it says to open the app).
+    body = shown(notice.text, MAX_BODY_CHARS) || (notice.kind === "approval" || notice.kind === "plan" ? "Open the app to review it." : "");
   }
   return {
     title,

@@ -67,10 +67,12 @@ export class Relay {
   private constructor(
     readonly port: number,
     readonly dir: string,
+    readonly args: string[],
   ) {}
 
-  static async start(dir: string): Promise<Relay> {
-    const relay = new Relay(await freePort(), dir);
+  /** `args`: more flags for the relay (`--push-origin …`). */
+  static async start(dir: string, args: string[] = []): Promise<Relay> {
+    const relay = new Relay(await freePort(), dir, args);
     await relay.restart();
     return relay;
   }
@@ -83,7 +85,7 @@ export class Relay {
   async restart(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     const log = openSync(join(this.dir, "relay.log"), "a");
-    this.child = spawn(RELAY(), ["--listen", `127.0.0.1:${this.port}`, "--data-dir", join(this.dir, "data")], {
+    this.child = spawn(RELAY(), ["--listen", `127.0.0.1:${this.port}`, "--data-dir", join(this.dir, "data"), ...this.args], {
       stdio: ["ignore", log, log],
     });
     await waitFor("the relay's /healthz", async () => (await get(this.url + "/healthz"))?.status === 200);
@@ -207,9 +209,10 @@ export class World {
     readonly relay: Relay,
   ) {}
 
-  static async start(): Promise<World> {
+  /** `relayArgs`: more flags for the relay. */
+  static async start(relayArgs: string[] = []): Promise<World> {
     const root = tempRoot();
-    const relay = await Relay.start(join(root, "relay"));
+    const relay = await Relay.start(join(root, "relay"), relayArgs);
     if (!(await relay.servesApp())) throw new Error("the relay does not serve the app: build web/dist (web/build), then the relay");
     return new World(root, relay);
   }

@@ -65,7 +65,8 @@ test("Allow and Deny only with the whole approval, two actions, and an input the
   const partial = parseNotice(notice({ approval: null, text: "Bash: a long script" }));
   const opens = notificationFor(partial, 2);
   expect(opens.options.actions).toEqual([]);
-  expect(opens.options.body).toBe("Bash: a long script — open to review");
+  expect(opens.options.body).toBe("Bash: a long script");
+  expect(notificationFor(parseNotice(notice({ approval: null, text: "" })), 2).options.body).toBe("Open the app to review it.");
   // An input longer than the body shows: open the card, never allow what cannot be read.
   const long = parseNotice(notice({ approval: { ...(notice().approval as object), input: '{"command":"' + "y".repeat(MAX_BODY_CHARS) + '"}' } }));
   expect(canDecide(long, 2)).toBe(false);
