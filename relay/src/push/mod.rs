@@ -115,7 +115,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl PushService {
     /// Open the push folder in `data_dir` (the VAPID key, made on first start, and the
     /// subscriptions) and keep the subscriptions of devices `router` knows as devices of an
-    /// account; the others are forgotten for good. Blocking: called once at startup.
+    /// account whose endpoints the policy still allows; the others are forgotten for good (the
+    /// device's next `PushQuery` shows it has none). Blocking: called once at startup.
     pub(crate) fn open(
         data_dir: &Path,
         config: &PushConfig,
@@ -147,7 +148,7 @@ impl PushService {
         );
         let mut forgotten = 0;
         for (device, endpoint) in stored {
-            if router.device_has_account(&device) {
+            if router.device_has_account(&device) && policy.check(&endpoint).is_ok() {
                 subs.apply(device, Some(&endpoint), now);
             } else {
                 log.append_durable(device, None).map_err(store_error)?;
@@ -158,7 +159,10 @@ impl PushService {
             "web push: {} subscriptions{}, contact {contact}{}",
             subs.len(),
             if forgotten > 0 {
-                format!(" ({forgotten} of devices the registry does not know forgotten)")
+                format!(
+                    " ({forgotten} forgotten: their devices left the registry or their \
+                     origins the allowlist)"
+                )
             } else {
                 String::new()
             },

@@ -650,6 +650,15 @@ fn the_key_and_the_subscriptions_survive_a_restart() {
         assert_eq!(request.body, b"after the restart");
         verified_claims(&request, &before.vapid_public_key);
         relay.stop().await;
+
+        // Started without the origin, the relay forgets the subscriptions on it.
+        let relay = TestRelay::start_with(common::config(temp.path())).await;
+        assert_eq!(relay.metric("relay_push_subscriptions").await, 0);
+        let mut device = relay.device(&a.device_id).await;
+        let state = query(&mut device, 3).await.expect("state");
+        assert_eq!(state.endpoint, None);
+        assert_eq!(state.vapid_public_key, before.vapid_public_key);
+        relay.stop().await;
     });
 }
 
