@@ -16,7 +16,9 @@
 //!   `Error{Malformed}`; unknown kinds are counted and skipped. So do floods the meter stops
 //!   (control frames past their rate, a message in too many fragments).
 //! - **Registry requests** are limited per connection and per source prefix and minute, and
-//!   each is charged the signature verifications it costs before any is made.
+//!   each is charged the signature verifications it costs before any is made. Push
+//!   subscription changes count against the same minutes (both are synced writes); pushes are
+//!   handed to [`crate::push`], which only queues them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -533,7 +535,7 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
 }
 
 /// Queue a reply to the session's own connection (dropped, and counted, if its queue is full).
-fn reply(shared: &Shared, session: &Session, frame: Bytes) {
+pub(crate) fn reply(shared: &Shared, session: &Session, frame: Bytes) {
     match session.outbox.push(frame) {
         Ok(()) | Err(PushError::Closing) => {}
         Err(PushError::Full(Bound::Connection)) => {
@@ -574,12 +576,16 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
             registry(shared, session, request).await;
             None
         }
-        Frame::PushSubscribe(_) | Frame::PushQuery(_) | Frame::Push(_) => {
-            reply(
-                shared,
-                session,
-                error_frame(ErrorCode::NotAllowed, None, "this relay does not send push"),
-            );
+        Frame::PushSubscribe(subscribe) => {
+            crate::push::subscribe(shared, session, subscribe).await;
+            None
+        }
+        Frame::PushQuery(query) => {
+            crate::push::query(shared, session, query);
+            None
+        }
+        Frame::Push(push) => {
+            crate::push::push(shared, session, push);
             None
         }
         Frame::Login(_) => {
@@ -626,15 +632,14 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
     Flow::Continue
 }
 
-/// A registry request: rate, charge, verify, check, make durable, apply, acknowledge.
-async fn registry(shared: &Shared, session: &Session, request: Registry) {
-    let metrics = &shared.metrics;
-    let id = Some(request.request);
-    let refuse = |code: ErrorCode, reason: &str| {
-        metrics.entry_refused();
-        reply(shared, session, error_frame(code, id, reason));
-    };
-    let now = Instant::now();
+/// Count one request for a durable write (a registry entry, a push subscription change)
+/// against the connection's and its source prefix's minute; the refusal, for people, when
+/// either is spent.
+pub(crate) fn write_rate(
+    shared: &Shared,
+    session: &Session,
+    now: Instant,
+) -> Result<(), &'static str> {
     let allowed = session
         .registry_requests
         .lock()
@@ -645,9 +650,13 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) {
             Duration::from_secs(60),
         );
     // The connection's count first, so one over its own limit spends nothing of its network's.
-    let refusal = if !allowed {
-        Some("too many registry requests on this connection; try again in a minute")
-    } else if !shared
+    if !allowed {
+        return Err(
+            "too many registry or push subscription requests on this connection; try \
+                    again in a minute",
+        );
+    }
+    let allowed = shared
         .registry_rate
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -656,13 +665,26 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) {
             now,
             RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN as u32,
             Duration::from_secs(60),
-        )
-    {
-        Some("too many registry requests from this network; try again in a minute")
-    } else {
-        None
+        );
+    if !allowed {
+        return Err(
+            "too many registry or push subscription requests from this network; try \
+                    again in a minute",
+        );
+    }
+    Ok(())
+}
+
+/// A registry request: rate, charge, verify, check, make durable, apply, acknowledge.
+async fn registry(shared: &Shared, session: &Session, request: Registry) {
+    let metrics = &shared.metrics;
+    let id = Some(request.request);
+    let refuse = |code: ErrorCode, reason: &str| {
+        metrics.entry_refused();
+        reply(shared, session, error_frame(code, id, reason));
     };
-    if let Some(reason) = refusal {
+    let now = Instant::now();
+    if let Err(reason) = write_rate(shared, session, now) {
         metrics.refused(Refusal::RegistryRate);
         return reply(
             shared,

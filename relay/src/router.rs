@@ -318,6 +318,8 @@ impl Router {
             revoked,
             pairings: state.pairings.len(),
             queued_bytes: 0,
+            push_subscriptions: 0,
+            pushes_held: 0,
         }
     }
 
@@ -735,6 +737,21 @@ impl Router {
                 reason: "the receiver is disconnecting",
             }),
         }
+    }
+
+    // ---- Web Push ----
+
+    /// Whether `device` is a device of an account. Only those hold a push subscription, so
+    /// the registry bounds the table (anyone can make a key and log in as a device).
+    pub(crate) fn device_has_account(&self, device: &Fingerprint) -> bool {
+        self.lock().registry.device_account(device).is_some()
+    }
+
+    /// Whether `device` is a device of `machine`'s account.
+    pub(crate) fn shares_account(&self, machine: &Fingerprint, device: &Fingerprint) -> bool {
+        let state = self.lock();
+        let account = state.registry.machine(machine).map(|record| record.account);
+        account.is_some() && state.registry.device_account(device) == account
     }
 
     // ---- Pairing rendezvous ----
