@@ -110,6 +110,8 @@ export interface PushView {
   enabled: boolean;
   /** One per paired machine. */
   machines: PushMachineView[];
+  /** The relay no longer holds the subscription (checked at each login) and refused it again. */
+  problem?: string;
 }
 
 /** The relay's answer about push (RFC 8292 VAPID key, and the endpoint it holds for this device). */

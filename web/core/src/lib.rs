@@ -32,7 +32,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
-use muxagent_client::controller::{Answer, Channel, ClientError, Config, Controller, Note, Output};
+use muxagent_client::controller::{
+    Answer, Channel, ClientError, Config, Connection, Controller, Note, Output,
+};
 use muxagent_client::decide;
 use muxagent_client::history::PlanError;
 use muxagent_client::limits::CACHED_EVENTS_PER_SESSION;
@@ -93,6 +95,11 @@ enum Then {
     PushDisabled,
     /// Keep the answer in [`Inner::kept`] (the service worker's decision).
     Keep,
+    /// After each login with notifications on: does the relay still hold the subscription?
+    /// (It forgets one whose push service it no longer allows, and may lose its data.)
+    PushCheck,
+    /// The subscription handed to the relay again after [`Then::PushCheck`].
+    PushRestored,
 }
 
 struct Waiter {
@@ -194,6 +201,13 @@ impl Inner {
                             self.push_status.retain(|(m, _)| *m != machine);
                             self.save_push();
                         }
+                        Note::Connection(Connection::Online)
+                            if !self.headless && self.push.subscription.is_some() =>
+                        {
+                            if let Ok(request) = self.controller.push_query(now()) {
+                                let _ = self.wait(request, Then::PushCheck);
+                            }
+                        }
                         _ => {}
                     }
                 }
@@ -260,6 +274,33 @@ impl Inner {
                     self.kept = Some((request, result.clone().map(|_| ())));
                     Ok(JsValue::UNDEFINED)
                 }
+                (Ok(Answer::Push(state)), Then::PushCheck) => {
+                    let held = self.push.subscription.as_ref().map(|s| s.endpoint.clone());
+                    if held.is_some() && state.endpoint != held {
+                        match self.controller.push_subscribe(now(), held) {
+                            Ok(request) => {
+                                let _ = self.wait(request, Then::PushRestored);
+                            }
+                            Err(failure) => self.push.problem = Some(failure.to_string()),
+                        }
+                    } else {
+                        self.push.problem = None;
+                    }
+                    changes.view = true;
+                    Ok(JsValue::UNDEFINED)
+                }
+                (Ok(Answer::Push(_)), Then::PushRestored) => {
+                    self.push.problem = None;
+                    changes.view = true;
+                    Ok(JsValue::UNDEFINED)
+                }
+                (Err(failure), Then::PushCheck | Then::PushRestored) => {
+                    self.push.problem = Some(format!(
+                        "the relay no longer holds this device's subscription: {failure}"
+                    ));
+                    changes.view = true;
+                    Ok(JsValue::UNDEFINED)
+                }
                 (Err(failure), _) => Err(error(failure)),
                 (Ok(Answer::Ack(ack)), Then::Started(machine, mode)) => match ack.session {
                     Some(session) => {
@@ -303,6 +344,7 @@ impl Inner {
                 (Ok(Answer::Push(state)), Then::PushEnabled(subscription)) => {
                     if state.endpoint.as_ref() == Some(&subscription.endpoint) {
                         self.push.subscription = Some(subscription.clone());
+                        self.push.problem = None;
                         self.push_everywhere();
                         changes.view = true;
                         Ok(JsValue::UNDEFINED)
@@ -314,6 +356,7 @@ impl Inner {
                 }
                 (Ok(Answer::Push(_)), Then::PushDisabled) => {
                     self.push.subscription = None;
+                    self.push.problem = None;
                     self.push_everywhere();
                     changes.view = true;
                     Ok(JsValue::UNDEFINED)

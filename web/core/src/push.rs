@@ -32,6 +32,10 @@ pub struct Settings {
     /// Kinds ([`PushKinds`] bits) per machine; a machine not listed gets all of them. A plain
     /// list: a device has a handful of machines.
     pub kinds: Vec<(Fingerprint, u8)>,
+    /// Why the relay does not hold the subscription any more, when it refused it again (not
+    /// stored).
+    #[serde(skip)]
+    pub problem: Option<String>,
 }
 
 impl Settings {
@@ -139,6 +143,9 @@ pub struct View {
     pub enabled: bool,
     /// Per paired machine.
     pub machines: Vec<MachineView>,
+    /// The relay no longer holds the subscription, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// The view of `settings` for `machines`, with what each machine said (`status`).
@@ -170,7 +177,11 @@ pub fn view<'a>(
             }
         })
         .collect();
-    View { enabled, machines }
+    View {
+        enabled,
+        machines,
+        problem: settings.problem.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -227,7 +238,7 @@ mod tests {
         let gamma = Fingerprint([3; 32]);
         let mut settings = Settings {
             subscription: Some(subscription()),
-            kinds: Vec::new(),
+            ..Settings::default()
         };
         settings.set_kinds(&gamma, PushKinds::PLANS);
         let refused = ClientError::Refused {

@@ -52,6 +52,11 @@ export function Notifications() {
               Notifications are blocked for this site. Allow them in the browser's site settings.
             </p>
           )}
+          {enabled && v.push.problem && (
+            <p class="error" role="note">
+              <T text={v.push.problem} />. Turn notifications off and on again.
+            </p>
+          )}
           {enabled && dropped && (
             <p class="error" role="note">
               This browser dropped its push subscription. Turn notifications off and on again.
