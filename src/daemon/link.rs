@@ -10,6 +10,11 @@
 //! once, and an ask counts as delivered only when it was queued to a connection of a device the
 //! relay says is online (an ask raised while every controller is away stays `requested` until
 //! one connects and replays it).
+//!
+//! Push notifications: a device's `SetPush` keys are checked and saved with its record,
+//! `TestPush` hands a test notice to the relay before its `Ack`, and `SetForeground` tells the
+//! notifier ([`super::notify`]) which channels have the app on screen. The link going up or down
+//! lets what waited for it go, or makes news wait.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -631,9 +636,6 @@ fn set_push(
         ));
     };
     record.push = push.as_ref().map(PushSettings::new);
-    if push.is_none() {
-        c.notifier.forget_device(&device);
-    }
     let home = c.home.clone();
     c.state.save(&home).map_err(|error| {
         (

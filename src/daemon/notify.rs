@@ -321,9 +321,13 @@ impl Notifier {
                 } else {
                     watch.ended = None;
                 }
+                // A new turn, or the end: what the agent said before is not news of it.
                 if matches!(
                     status,
-                    SessionStatus::Done | SessionStatus::Error | SessionStatus::Stopped
+                    SessionStatus::Running
+                        | SessionStatus::Done
+                        | SessionStatus::Error
+                        | SessionStatus::Stopped
                 ) {
                     watch.said.clear();
                 }
@@ -342,15 +346,26 @@ impl Notifier {
                     .or_insert(now);
             }
         }
-        self.flush(subscribers, now)
+        let pushes = self.flush(subscribers, now);
+        self.tidy(&id);
+        pushes
     }
 
     /// Send what waits and may go now (call at [`Self::next_due`], and after a change of the
     /// link, the foreground or the subscribers).
     pub fn flush(&mut self, subscribers: &[Subscriber], now: u64) -> Vec<Push> {
-        // Budgets of devices that no longer subscribe go.
-        self.budgets
-            .retain(|device, _| subscribers.iter().any(|s| s.device == *device));
+        let mut touched = Vec::new();
+        // A device that no longer subscribes hears nothing; its budget stays until it is full
+        // again, so turning pushes off and on does not reset the rate.
+        for (device, budget) in &mut self.budgets {
+            if !subscribers.iter().any(|s| s.device == *device) {
+                touched.extend(std::mem::take(&mut budget.waiting).into_keys());
+            }
+        }
+        self.budgets.retain(|device, budget| {
+            budget.refill(now);
+            budget.tokens < NOTIFY_BURST || subscribers.iter().any(|s| s.device == *device)
+        });
         let mut chosen = Vec::new();
         if self.link_up {
             for subscriber in subscribers {
@@ -360,7 +375,7 @@ impl Notifier {
                     continue;
                 };
                 if on_screen {
-                    budget.waiting.clear();
+                    touched.extend(std::mem::take(&mut budget.waiting).into_keys());
                     continue;
                 }
                 // Approvals first, then the oldest waiting.
@@ -376,15 +391,14 @@ impl Notifier {
                 for (_, _, id) in order {
                     let wanted = news_of(&self.sessions, &id)
                         .is_some_and(|news| subscriber.kinds.has(news.bit()));
-                    if !wanted {
-                        budget.waiting.remove(&id);
-                        continue;
-                    }
-                    if !budget.take(now) {
+                    if wanted && !budget.take(now) {
                         break;
                     }
                     budget.waiting.remove(&id);
-                    chosen.push((device, id));
+                    touched.push(id);
+                    if wanted {
+                        chosen.push((device, id));
+                    }
                 }
             }
         }
@@ -392,7 +406,9 @@ impl Notifier {
             .into_iter()
             .filter_map(|(device, id)| self.push_of(device, id, now))
             .collect();
-        self.tidy();
+        for id in touched {
+            self.tidy(&id);
+        }
         pushes
     }
 
@@ -467,7 +483,7 @@ impl Notifier {
         self.foreground.retain(|route| open(route));
     }
 
-    /// The device is gone from this machine (unpaired, its push keys cleared).
+    /// The device is gone from this machine (unpaired).
     pub fn forget_device(&mut self, device: &Fingerprint) {
         self.budgets.remove(device);
         self.foreground.retain(|route| route.device != *device);
@@ -538,15 +554,17 @@ impl Notifier {
         })
     }
 
-    /// Forget what no device waits for: how a session ended is news once.
-    fn tidy(&mut self) {
-        let budgets = &self.budgets;
-        self.sessions.retain(|id, watch| {
-            if watch.ended.is_some() && !budgets.values().any(|b| b.waiting.contains_key(id)) {
+    /// Forget what no device waits for of session `id`: how a session ended is news once.
+    fn tidy(&mut self, id: &SessionId) {
+        let waited = self.budgets.values().any(|b| b.waiting.contains_key(id));
+        if let Some(watch) = self.sessions.get_mut(id) {
+            if !waited {
                 watch.ended = None;
             }
-            !watch.is_empty()
-        });
+            if watch.is_empty() {
+                self.sessions.remove(id);
+            }
+        }
     }
 }
 
@@ -1124,6 +1142,21 @@ mod tests {
             n.test(device(2), later).expect("refilled");
         }
         assert!(n.test(device(2), later).is_err());
+    }
+
+    #[test]
+    fn turning_pushes_off_and_on_does_not_reset_the_rate() {
+        let all = [wants(1, PushKinds::ALL.0)];
+        let mut n = notifier();
+        for _ in 0..NOTIFY_BURST {
+            n.test(device(1), T0).expect("within the burst");
+        }
+        n.flush(&[], T0 + 1);
+        n.flush(&all, T0 + 2);
+        assert!(n.test(device(1), T0 + 3).is_err());
+        // Once full again, an unsubscribed device's bucket is gone.
+        n.flush(&[], T0 + NOTIFY_BURST as u64 * NOTIFY_REFILL_SECS);
+        assert!(n.budgets.is_empty());
     }
 
     #[test]
