@@ -388,9 +388,18 @@ impl Core {
             ttl_secs: push.ttl_secs,
             body,
         });
-        self.outgoing
+        let queued = self
+            .outgoing
             .as_ref()
-            .is_some_and(|outgoing| outgoing.try_send(Out::Frame(frame)).is_ok())
+            .is_some_and(|outgoing| outgoing.try_send(Out::Frame(frame)).is_ok());
+        if !queued {
+            let peer = format!("device {device}");
+            self.warnings.warn(
+                &peer,
+                &format!("push to {peer} dropped: the relay link is down or its queue is full"),
+            );
+        }
+        queued
     }
 
     /// Send what the notifier lets go now.
