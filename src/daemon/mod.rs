@@ -644,3 +644,85 @@ fn shutdown(core: &Shared) {
     }
     log::info("daemon stopped");
 }
+
+#[cfg(test)]
+mod tests {
+    use muxagent_proto::app::{ApprovalKind, ApprovalRequest, PushKeys, PushKinds, request_hash};
+    use muxagent_proto::frame::PushUrgency;
+    use muxagent_proto::push::{Notice, NoticeKind};
+    use p256::elliptic_curve::Generate;
+    use p256::elliptic_curve::sec1::ToSec1Point;
+
+    use super::*;
+    use crate::daemon::state::PushSettings;
+
+    const SESSION: SessionId = SessionId([7; 16]);
+
+    #[test]
+    fn a_logged_ask_goes_out_encrypted_for_the_device_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::open(dir.path().to_path_buf()).expect("home");
+        let (replays, _) = smol::channel::unbounded();
+        let mut core = Core::load(home, replays).expect("core");
+        let mut rng = os::rng();
+        let phone = Identity::generate(&mut rng).public();
+        core.state.add_device(&phone, 0);
+        let subscription = p256::SecretKey::generate_from_rng(&mut rng);
+        let keys = PushKeys {
+            p256dh: subscription
+                .public_key()
+                .to_sec1_point(false)
+                .as_bytes()
+                .to_vec(),
+            auth: [3; 16],
+            kinds: PushKinds::ALL,
+        };
+        core.state
+            .device_mut(&phone.fingerprint())
+            .expect("paired")
+            .push = Some(PushSettings::new(&keys));
+        let (outgoing, queue) = smol::channel::bounded(16);
+        core.outgoing = Some(outgoing);
+        core.notifier.link(true);
+
+        let started = EventKind::Started {
+            runtime: "claude".try_into().expect("name"),
+            args: Vec::new(),
+            cwd: "/".into(),
+            title: "tidy up".into(),
+            device: phone.fingerprint(),
+        };
+        core.create_session(SESSION, started, 0).expect("session");
+        let input = r#"{"command":"git clean -fdx"}"#;
+        let request = ApprovalRequest {
+            approval: 1,
+            kind: ApprovalKind::Tool,
+            agent_request: "req-1".into(),
+            tool: "Bash".into(),
+            input: input.into(),
+            request_hash: request_hash(&SESSION, "req-1", "Bash", input),
+        };
+        core.record(SESSION, EventKind::ApprovalRequested(request), 0)
+            .expect("ask");
+
+        let pushes: Vec<frame::Push> = std::iter::from_fn(|| queue.try_recv().ok())
+            .filter_map(|out| match out {
+                Out::Frame(Frame::Push(push)) => Some(push),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pushes.len(), 1);
+        let push = &pushes[0];
+        assert_eq!(push.device, phone.fingerprint());
+        assert_eq!(push.urgency, PushUrgency::High);
+        let key = webpush::topic_key(&core.identity.to_secret_bytes()[..]);
+        assert_eq!(push.topic, Some(webpush::topic(&key, &SESSION)));
+        let plaintext = webpush::tests::decrypt(&push.body, &subscription, &keys.auth)
+            .expect("the device reads it");
+        let notice: Notice = serde_json::from_slice(&plaintext).expect("a notice");
+        assert_eq!(notice.kind, NoticeKind::Approval);
+        assert_eq!(notice.title, "tidy up");
+        assert_eq!(notice.text, "Bash: git clean -fdx");
+        assert_eq!(notice.approval.expect("fits").input, input);
+    }
+}

@@ -186,7 +186,7 @@ pub fn topic(key: &[u8; 32], session: &SessionId) -> [u8; PUSH_TOPIC_LEN] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use rand_core::Rng;
@@ -214,7 +214,7 @@ mod tests {
 
     /// What a browser does with a push (RFC 8291 §3.4 from the receiving side), written from the
     /// RFCs independently of [`encrypt_with`]: the plaintext, or `None` if anything is off.
-    fn decrypt(body: &[u8], ua_private: &SecretKey, auth: &[u8; 16]) -> Option<Vec<u8>> {
+    pub(crate) fn decrypt(body: &[u8], ua_private: &SecretKey, auth: &[u8; 16]) -> Option<Vec<u8>> {
         let (salt, rest) = body.split_at_checked(16)?;
         let (rs, rest) = rest.split_at_checked(4)?;
         let (&idlen, rest) = rest.split_first()?;
