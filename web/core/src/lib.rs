@@ -183,8 +183,10 @@ impl Inner {
                     self.model.apply(&note, &mut changes);
                     match note {
                         Note::Answer { request, result } => {
+                            // A new machine hears the keys (it has none to remove).
                             if let Ok(Answer::Paired(record)) = &result
                                 && let Some(identity) = record.identity()
+                                && self.push.subscription.is_some()
                             {
                                 self.push_to(identity.fingerprint());
                             }

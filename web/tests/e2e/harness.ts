@@ -111,6 +111,9 @@ export class Relay {
 export interface DaemonOptions {
   /** The fake agent plays `agents/fixtures/claude/SCENARIO.jsonl` as `claude`. */
   claude?: string;
+  /** More environment for the daemon and its agents (`FAKE_AGENT_BENCH=N`: the fake agent asks
+   *  for approval N times in a row). */
+  env?: Record<string, string>;
 }
 
 export class Daemon {
@@ -141,7 +144,7 @@ export class Daemon {
       env.FAKE_AGENT_FIXTURE = join(REPO, "agents/fixtures/claude", this.options.claude + ".jsonl");
       env.FAKE_AGENT_STATE = this.state;
     }
-    return env;
+    return { ...env, ...this.options.env };
   }
 
   async restart(): Promise<void> {

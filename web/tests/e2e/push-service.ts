@@ -70,14 +70,19 @@ export class PushService {
 
   /** The first notice after the first `after` POSTs that `matches`, decrypted. */
   async notice(what: string, after: number, matches: (notice: any) => boolean): Promise<{ text: string; notice: any; post: Posted }> {
-    return waitFor(what, () => {
-      for (const post of this.posts.slice(after)) {
-        const text = this.decrypt(post);
-        const notice = JSON.parse(text);
-        if (matches(notice)) return { text, notice, post };
-      }
-      return undefined;
-    });
+    try {
+      return await waitFor(what, () => {
+        for (const post of this.posts.slice(after)) {
+          const text = this.decrypt(post);
+          const notice = JSON.parse(text);
+          if (matches(notice)) return { text, notice, post };
+        }
+        return undefined;
+      });
+    } catch (error) {
+      const seen = this.posts.slice(after).map((post) => this.decrypt(post));
+      throw new Error(`${(error as Error).message}; pushed meanwhile: ${seen.length ? seen.join("\n") : "nothing"}`);
+    }
   }
 
   async close(): Promise<void> {
