@@ -171,6 +171,8 @@ test("turning notifications on: the relay holds the endpoint, the machine confir
   const before = push.posts.length;
   await page.getByRole("button", { name: "Send test notification" }).click();
   await expect(page.getByText("alpha sent a test notification")).toBeVisible();
+  mkdirSync(join(WEB, "test-results/screenshots"), { recursive: true });
+  await page.getByRole("group", { name: "Notifications", exact: true }).screenshot({ path: join(WEB, "test-results/screenshots/20-notifications-on.png") });
   const { notice, post } = await push.notice("the test notification", before, (n) => n.kind === "test");
   expect(notice).toMatchObject({ v: 1, kind: "test", host: "alpha", session: null, approval: null });
   expect(post.path).toBe("/push/device-1");
@@ -238,6 +240,18 @@ test(`time from a notification's Allow to the decision applied (${RUNS} runs)`, 
   writeFileSync(join(WEB, "test-results/push-latency.json"), JSON.stringify(summary, null, 2) + "\n");
 });
 
+test("what a machine notifies of is chosen per machine and kept across a reload", async () => {
+  await tab("Settings").click();
+  const alphaKinds = page.getByRole("group", { name: "Notifications from alpha" });
+  await alphaKinds.getByLabel("Plans").uncheck();
+  await expect(pushState("alpha")).toContainText("On — it confirmed");
+  await page.reload();
+  await expect(pushState("alpha")).toContainText("On — it confirmed");
+  await expect(alphaKinds.getByLabel("Plans")).not.toBeChecked();
+  await expect(alphaKinds.getByLabel("Approvals")).toBeChecked();
+  await expect(page.getByRole("group", { name: "Notifications from beta" }).getByLabel("Plans")).toBeChecked();
+});
+
 test("turning notifications off: the relay and the machine forget it, the browser unsubscribes", async () => {
   await tab("Settings").click();
   await page.getByRole("button", { name: "Turn off notifications" }).click();
@@ -250,7 +264,7 @@ test("over plain http from a network address, Settings says notifications need h
   try {
     const phone = await lan.newPage();
     await phone.goto(world.relay.url.replace("127.0.0.1", "insecure.test") + "/#/settings");
-    await expect(phone.getByRole("group", { name: "Notifications" })).toContainText("Notifications need the app over https (or on localhost)");
+    await expect(phone.getByRole("group", { name: "Notifications", exact: true })).toContainText("Notifications need the app over https (or on localhost)");
     await expect(phone.getByRole("button", { name: "Turn on notifications" })).toHaveCount(0);
   } finally {
     await lan.close();
