@@ -10,6 +10,10 @@
 //! once, and an ask counts as delivered only when it was queued to a connection of a device the
 //! relay says is online (an ask raised while every controller is away stays `requested` until
 //! one connects and replays it).
+//!
+//! The relay also says which devices may reach this machine ([`frame::AllowedDevices`], at
+//! login and when it changes): a paired device it no longer names was revoked, and is
+//! forgotten here too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -373,6 +377,10 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
         }
         Frame::DevicePresence(presence) => {
             core.borrow_mut().device_presence(&presence);
+            None
+        }
+        Frame::AllowedDevices(allowed) => {
+            core.borrow_mut().allowed_devices(&allowed.devices);
             None
         }
         Frame::PairRecv(recv) => on_pair_recv(core, recv),

@@ -410,6 +410,40 @@ impl Core {
         }
     }
 
+    /// The relay names the devices that may reach this machine: forget every paired device it
+    /// does not name (an owner revoked it, or it revoked itself), with its channels and
+    /// subscriptions, and save. Forgetting on the relay's word only lowers what this machine
+    /// accepts; a relay could refuse to route that device anyway. Returns those forgotten.
+    pub fn allowed_devices(&mut self, allowed: &[Fingerprint]) -> Vec<Fingerprint> {
+        let gone: Vec<Fingerprint> = self
+            .state
+            .device_identities()
+            .iter()
+            .map(|identity| identity.fingerprint())
+            .filter(|device| !allowed.contains(device))
+            .collect();
+        if gone.is_empty() {
+            return gone;
+        }
+        for device in &gone {
+            self.state.forget_device(device);
+            self.peers.forget(device);
+            self.online.remove(device);
+            self.devices.retain(|route, _| route.device != *device);
+        }
+        let saved = self.state.save(&self.home);
+        for device in &gone {
+            log::info(&format!(
+                "device {device} was revoked on the relay: this machine forgot it and refuses it \
+                 from now on"
+            ));
+        }
+        if let Err(error) = saved {
+            log::error(&format!("could not save the forgotten devices: {error}"));
+        }
+        gone
+    }
+
     /// Drop subscriptions whose channel is gone (pushed out by newer ones, or broken).
     pub fn prune_routes(&mut self) {
         let peers = &self.peers;

@@ -82,6 +82,15 @@ impl MachineState {
             .any(|identity| identity.fingerprint() == *device)
     }
 
+    /// Forget `device` (every record of its key).
+    pub fn forget_device(&mut self, device: &Fingerprint) {
+        self.devices.retain(|record| {
+            record
+                .identity()
+                .is_none_or(|identity| identity.fingerprint() != *device)
+        });
+    }
+
     /// Add a device (replacing an older record of the same key).
     pub fn add_device(&mut self, identity: &PublicIdentity, now: u64) {
         let record = PairedDevice::new(identity, now);
