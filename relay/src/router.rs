@@ -1011,22 +1011,15 @@ impl Router {
         };
         match entry {
             RegistryEntry::RegisterMachine {
-                device,
-                machine,
-                pairing_id,
-                ..
+                device, pairing_id, ..
             } => {
                 if let Some(pairing) = state.pairings.get_mut(pairing_id) {
                     pairing.used = true;
                 }
                 let device = device.fingerprint();
                 applied.frames = online_machines(state, &device);
+                // A new pair: the machine (if online) hears its allowed devices and the device.
                 self.reach_gained(state, &device, &reached);
-                self.tell(
-                    state,
-                    (machine.fingerprint(), Role::Machine),
-                    &allowed_devices(state, &machine.fingerprint()),
-                );
             }
             RegistryEntry::GrantOwner { device, .. } => {
                 self.reach_gained(state, device, &reached);
