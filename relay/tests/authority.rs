@@ -134,7 +134,7 @@ fn a_device_paired_with_one_machine_reaches_only_that_one() {
             b,
             mut owner,
             mut machine_a,
-            mut machine_b,
+            machine_b,
         } = account().await;
         let mut device = relay.device(&d).await;
         assert_eq!(device.account(), Some(fp(&o)), "d joined o's account");
