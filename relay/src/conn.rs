@@ -578,17 +578,26 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
             }
             None
         }
-        Frame::DevicesQuery(query) => match shared.router.device_list(session, query.request) {
-            Ok(list) => {
-                let answer = encode(Frame::DeviceList(list));
-                // The answer is up to a frame for a few bytes asked: its size is charged to
-                // the asker's inbound budget, so asking again and again is paced like sending.
-                session.budget.spend(answer.len(), Instant::now());
-                reply(shared, session, answer);
-                None
+        Frame::DevicesQuery(query) => {
+            match shared.router.device_list(session, query.request) {
+                Ok(list) => {
+                    let answer = encode(Frame::DeviceList(list));
+                    // The answer is up to a frame for a few bytes asked: its size is charged
+                    // to the asker's inbound budget, so asking again and again is paced like
+                    // sending.
+                    session.budget.spend(answer.len(), Instant::now());
+                    reply(shared, session, answer);
+                }
+                Err(refused) => {
+                    if let Some(counter) = refused.counter {
+                        metrics.refused(counter);
+                    }
+                    let error = error_frame(refused.code, Some(query.request), refused.reason);
+                    reply(shared, session, error);
+                }
             }
-            Err(refused) => Some(refused),
-        },
+            None
+        }
         Frame::PushSubscribe(_) | Frame::PushQuery(_) | Frame::Push(_) => {
             reply(
                 shared,
