@@ -33,6 +33,7 @@ use muxagent_proto::app::{
 };
 use muxagent_proto::frame::{DevicePresence, Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity};
+use muxagent_proto::limits::RELAY_MAX_DEVICES_PER_ACCOUNT;
 use muxagent_proto::machine::{Pairing, Peers};
 use muxagent_proto::noise::ConnectionId;
 use smol::LocalExecutor;
@@ -105,6 +106,9 @@ pub struct LinkStatus {
     pub pairing: Option<PairingOffer>,
     /// The relay refuses this machine's key for good (it was revoked).
     pub revoked: bool,
+    /// Paired devices forgotten since the daemon started because the relay no longer allows
+    /// them (revoked), newest last; at most an account's devices.
+    pub revoked_devices: Vec<Fingerprint>,
 }
 
 /// Everything the daemon's tasks share.
@@ -426,6 +430,10 @@ impl Core {
             return gone;
         }
         for device in &gone {
+            if self.status.revoked_devices.len() >= RELAY_MAX_DEVICES_PER_ACCOUNT {
+                self.status.revoked_devices.remove(0);
+            }
+            self.status.revoked_devices.push(*device);
             self.state.forget_device(device);
             self.peers.forget(device);
             self.online.remove(device);
