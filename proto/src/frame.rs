@@ -411,7 +411,8 @@ pub enum PushUrgency {
 /// Machine → relay: push `body` to `device`'s subscription. The body is already encrypted by
 /// the machine for the device's subscription keys (RFC 8291 `aes128gcm`); the relay adds only
 /// its VAPID authorization and the headers below, and POSTs it. Nothing comes back on success:
-/// a device without a subscription, or outside the machine's account, gets `Error{NotAllowed}`.
+/// a device without a subscription, or one that may not reach the machine, gets
+/// `Error{NotAllowed}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Push {
     /// The device whose subscription receives it.

@@ -394,21 +394,25 @@ pub const fn relay_memory_bound(connections: usize) -> u64 {
 /// The worst-case memory of a relay at its connection cap with default limits:
 /// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 210 KiB + (256 MiB +
 /// 50 000 × 65 KiB) ≈ 10.0 GiB + 3.35 GiB = 13.4 GiB, plus the registry at its cap (~200 MB,
-/// [`RELAY_MAX_REGISTRY_KEYS`]; ~64 MB of pairs, [`RELAY_MAX_REGISTRY_PAIRS`]) and the pairing
-/// table (~2 MB, [`RELAY_MAX_PAIRINGS`]): about 13.6 GiB. Idle, the same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
+/// [`RELAY_MAX_REGISTRY_KEYS`]; ~64 MB of pairs, [`RELAY_MAX_REGISTRY_PAIRS`]), the pairing
+/// table (~2 MB, [`RELAY_MAX_PAIRINGS`]) and Web Push (127 MiB:
+/// [`RELAY_MAX_PUSH_SUBSCRIPTIONS`] and [`RELAY_PUSH_QUEUE_LEN`]): about 13.7 GiB. Idle, the
+/// same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
 /// (from at least 782 source prefixes) can push it to. Size `--max-connections` to the
 /// machine: ~275 KiB per connection plus 256 MiB.
 pub const RELAY_WORST_CASE_MEMORY: u64 = relay_memory_bound(RELAY_MAX_CONNECTIONS)
     + RELAY_MAX_REGISTRY_KEYS as u64 * 200
     + RELAY_MAX_REGISTRY_PAIRS as u64 * 64
-    + RELAY_MAX_PAIRINGS as u64 * 200;
+    + RELAY_MAX_PAIRINGS as u64 * 200
+    + RELAY_MAX_PUSH_SUBSCRIPTIONS as u64 * RELAY_PUSH_SUBSCRIPTION_MAX_BYTES as u64
+    + RELAY_PUSH_QUEUE_LEN as u64 * RELAY_PUSH_JOB_MAX_BYTES as u64;
 
-// The figures above, kept true (in MiB): 13.4 GiB for the connections, 13.6 GiB in all.
+// The figures above, kept true (in MiB): 13.4 GiB for the connections, 13.7 GiB in all.
 const _: () = {
     let connections = relay_memory_bound(RELAY_MAX_CONNECTIONS) >> 20;
     let all = RELAY_WORST_CASE_MEMORY >> 20;
     assert!(connections >= 13_670 && connections < 13_773);
-    assert!(all >= 13_875 && all < 13_978);
+    assert!(all >= 13_978 && all < 14_080);
 };
 
 /// The relay pings each logged-in connection this often (plus jitter up to
@@ -486,6 +490,95 @@ pub const RELAY_RESTART_TRY_FOR_MS: u32 = 60_000;
 /// How long a shutting-down relay waits for its connections to take the `Restarting` frame and
 /// close before it drops the rest.
 pub const RELAY_SHUTDOWN_GRACE_MS: u64 = 3_000;
+
+// ---- Relay: Web Push ----
+//
+// The relay keeps one Web Push subscription endpoint per device and POSTs what a machine
+// encrypted for it (RFC 8030, with its VAPID authorization, RFC 8292). What push costs it:
+//
+// | what                                                         | bytes                     |
+// | ------------------------------------------------------------ | ------------------------- |
+// | a subscription: table entry (key 32, endpoint pointer 16,    | ~100 + the endpoint       |
+// |   rate state 24, hash table slack) and the endpoint itself   |   (~300 for FCM's)        |
+// | all subscriptions ([`RELAY_MAX_PUSH_SUBSCRIPTIONS`] at most) | ≤ 100 000 × 1 280 = 122 MiB |
+// | queued pushes ([`RELAY_PUSH_QUEUE_LEN`] at most, each a body, | ≤ 1 024 × 5 376 = 5.3 MiB |
+// |   an endpoint and ~250 bytes of job)                         |                           |
+// | pushes in flight ([`RELAY_PUSH_WORKERS`]: a TLS client       | ≤ 8 × ~50 KiB = 0.4 MiB   |
+// |   session and its record buffers each)                       |                           |
+//
+// On disk the subscriptions are a `muxagent-store` log of (device, endpoint) records (~50
+// bytes + the endpoint each), compacted when it holds more than twice the live table.
+
+/// Subscriptions the relay holds at most (one per device key; only a device with an account,
+/// so the registry bounds them too). Each costs at most [`RELAY_PUSH_SUBSCRIPTION_MAX_BYTES`]:
+/// 122 MiB at the cap; measured, one with FCM's 190-byte endpoint takes 305–315 bytes, so
+/// 100 000 typical ones take ~30 MiB (`memory_per_subscription` in the relay's `push::store`). Past it a new subscription is refused
+/// (`NotAllowed`, "the relay holds its maximum of push subscriptions"); replacing one is not.
+pub const RELAY_MAX_PUSH_SUBSCRIPTIONS: usize = 100_000;
+
+/// What one subscription costs the relay's memory at most: its endpoint
+/// ([`MAX_PUSH_ENDPOINT_LEN`] and the allocator's 16), the table entry (72 bytes: key, endpoint
+/// pointer, rate state) twice over for the hash table's slack while it grows, and the control
+/// bytes.
+pub const RELAY_PUSH_SUBSCRIPTION_MAX_BYTES: usize = MAX_PUSH_ENDPOINT_LEN + 16 + 2 * 72 + 96;
+
+/// Pushes the relay holds at once: queued, being sent, or waiting to be retried. Routing a
+/// `Push` only enqueues (it never waits on a push service); past this the push is dropped,
+/// counted (`queue_full`) and the machine told `Dropped`. 1 024 is minutes of a busy relay's
+/// notifications at the pace push services take them, and at most 5.3 MiB
+/// ([`RELAY_PUSH_JOB_MAX_BYTES`] each).
+pub const RELAY_PUSH_QUEUE_LEN: usize = 1024;
+
+/// What one queued push holds at most: its body, its endpoint, and the job around them.
+pub const RELAY_PUSH_JOB_MAX_BYTES: usize = MAX_PUSH_BODY_LEN + MAX_PUSH_ENDPOINT_LEN + 256;
+
+/// Pushes being sent at once (each one TCP connection and, for `https`, one TLS session). A
+/// push service answers in ~100 ms, so 8 carry ~80 pushes a second; a service that hangs ties
+/// each up for [`RELAY_PUSH_REQUEST_TIMEOUT_MS`] at most, and routing never waits on them.
+pub const RELAY_PUSH_WORKERS: usize = 8;
+
+/// Time to open the TCP connection to a push service.
+pub const RELAY_PUSH_CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// Time one push may take in all: resolving, connecting, TLS, the request and the response's
+/// head. Past it the push is counted as `timeout` and not retried (the service may have taken
+/// it; RFC 8030 has no way to ask).
+pub const RELAY_PUSH_REQUEST_TIMEOUT_MS: u64 = 15_000;
+
+/// Times a push is tried at most: the first and three retries, after a `429`, a `5xx` or a
+/// connection that failed.
+pub const RELAY_PUSH_ATTEMPTS: u32 = 4;
+
+/// The first retry waits this long, each later one twice as long as the one before (1, 2,
+/// 4 s), or what the service's `Retry-After` asks when that is longer.
+pub const RELAY_PUSH_RETRY_BASE_MS: u64 = 1_000;
+
+/// The longest `Retry-After` the relay honours. A service asking for more gets the push
+/// dropped (`failed`): it holds a queue slot meanwhile, and a notification that late has
+/// lost its point.
+pub const RELAY_PUSH_RETRY_AFTER_MAX_SECS: u64 = 60;
+
+/// Pushes to one device in a burst. The machine limits what it sends; this is the relay's own
+/// defence (an account's machines share it). Past it a push is refused with `RateLimited`
+/// and counted (`rate_limited`).
+pub const RELAY_PUSH_PER_DEVICE_BURST: u32 = 20;
+
+/// Pushes to one device per minute, sustained (one every 2 s): a person reads a few a minute.
+pub const RELAY_PUSH_PER_DEVICE_PER_MIN: u32 = 30;
+
+/// What a `Push` costs the machine's inbound budget on top of its bytes, in bytes: the relay
+/// signs a JWT (~40 µs of a core) and opens a TLS session (an ECDHE exchange and a certificate
+/// chain checked, ~0.5 ms), about what routing 256 KiB costs. So a machine makes at most
+/// [`RELAY_INBOUND_BYTES_PER_SEC`] / 256 KiB = 8 pushes a second once its burst is spent.
+pub const RELAY_PUSH_COST_BYTES: u32 = 256 * 1024;
+
+/// Largest response head from a push service the relay reads (status line and headers; the
+/// body is not read).
+pub const RELAY_PUSH_RESPONSE_HEAD_MAX_LEN: usize = 8 * 1024;
+
+/// Lifetime of the VAPID JWT the relay signs for a push (`exp`). RFC 8292 §2 allows at most
+/// 24 hours; 12 leaves room for a push service whose clock is hours ahead.
+pub const RELAY_PUSH_JWT_LIFETIME_SECS: u64 = 12 * 60 * 60;
 
 // ---- Daemon ----
 //

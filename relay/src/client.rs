@@ -265,7 +265,7 @@ fn client_ws_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_FRAME_LEN))
 }
 
-fn tls_connector(roots: &Roots) -> Result<TlsConnector, ClientError> {
+pub(crate) fn tls_connector(roots: &Roots) -> Result<TlsConnector, ClientError> {
     let mut store = rustls::RootCertStore::empty();
     match roots {
         Roots::System => {

@@ -1,11 +1,13 @@
 //! What a relay is started with: where it listens, where it keeps its registry, TLS, the URL
-//! people reach it at, and every limit (defaults from [`muxagent_proto::limits`]).
+//! people reach it at, Web Push, and every limit (defaults from [`muxagent_proto::limits`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use muxagent_proto::limits;
+
+use crate::client::Roots;
 
 /// A relay's configuration. [`RelayConfig::new`] fills in every default.
 #[derive(Clone, Debug)]
@@ -24,6 +26,24 @@ pub struct RelayConfig {
     pub threads: usize,
     /// Every bound the relay enforces.
     pub limits: Limits,
+    /// Web Push: which push services the relay POSTs to, and the contact it names to them.
+    pub push: PushConfig,
+}
+
+/// Web Push settings (the limits are in [`Limits`]).
+#[derive(Clone, Debug, Default)]
+pub struct PushConfig {
+    /// Origins (`scheme://host:port`) the relay may POST pushes to besides the browsers' push
+    /// services (`https://fcm.googleapis.com`, `https://updates.push.services.mozilla.com`,
+    /// `https://*.push.apple.com`, `https://*.notify.windows.com`). The only way to allow plain
+    /// `http` (a test's mock push service, a push service on the operator's own network).
+    pub extra_origins: Vec<String>,
+    /// The `sub` claim of the VAPID JWT (RFC 8292 §2.1): how a push service's operator reaches
+    /// the relay's, a `mailto:` or `https:` URI. Defaults to the public URL when it is `https`,
+    /// else `mailto:relay@muxagent.invalid` (push services may refuse that: set one).
+    pub contact: Option<String>,
+    /// Certificates trusted for `https` push services: the system's (tests name their own).
+    pub roots: Roots,
 }
 
 impl RelayConfig {
@@ -36,6 +56,7 @@ impl RelayConfig {
             public_url: None,
             threads: 1,
             limits: Limits::default(),
+            push: PushConfig::default(),
         }
     }
 }
@@ -114,6 +135,26 @@ pub struct Limits {
     pub restart_try_for: Duration,
     /// How long shutdown waits for connections to close.
     pub shutdown_grace: Duration,
+    /// Web Push subscriptions held at most (one per device).
+    pub max_push_subscriptions: usize,
+    /// Pushes held at once (queued, in flight, waiting to be retried).
+    pub push_queue_len: usize,
+    /// Pushes sent at once.
+    pub push_workers: usize,
+    /// Time to open the TCP connection to a push service.
+    pub push_connect_timeout: Duration,
+    /// Time one push may take in all.
+    pub push_request_timeout: Duration,
+    /// Times a push is tried at most.
+    pub push_attempts: u32,
+    /// Wait before the first retry (doubling after).
+    pub push_retry_base: Duration,
+    /// Longest `Retry-After` honoured; a longer one drops the push.
+    pub push_retry_after_max: Duration,
+    /// Pushes to one device in a burst.
+    pub push_per_device_burst: u32,
+    /// Pushes to one device per minute, sustained.
+    pub push_per_device_per_min: u32,
 }
 
 impl Default for Limits {
@@ -151,6 +192,16 @@ impl Default for Limits {
             )),
             restart_try_for: Duration::from_millis(u64::from(limits::RELAY_RESTART_TRY_FOR_MS)),
             shutdown_grace: Duration::from_millis(limits::RELAY_SHUTDOWN_GRACE_MS),
+            max_push_subscriptions: limits::RELAY_MAX_PUSH_SUBSCRIPTIONS,
+            push_queue_len: limits::RELAY_PUSH_QUEUE_LEN,
+            push_workers: limits::RELAY_PUSH_WORKERS,
+            push_connect_timeout: Duration::from_millis(limits::RELAY_PUSH_CONNECT_TIMEOUT_MS),
+            push_request_timeout: Duration::from_millis(limits::RELAY_PUSH_REQUEST_TIMEOUT_MS),
+            push_attempts: limits::RELAY_PUSH_ATTEMPTS,
+            push_retry_base: Duration::from_millis(limits::RELAY_PUSH_RETRY_BASE_MS),
+            push_retry_after_max: Duration::from_secs(limits::RELAY_PUSH_RETRY_AFTER_MAX_SECS),
+            push_per_device_burst: limits::RELAY_PUSH_PER_DEVICE_BURST,
+            push_per_device_per_min: limits::RELAY_PUSH_PER_DEVICE_PER_MIN,
         }
     }
 }
@@ -215,6 +266,12 @@ impl Limits {
                 limits::RELAY_MAX_MACHINES_PER_ACCOUNT,
                 limits::RELAY_MAX_DEVICES_PER_ACCOUNT
             ));
+        }
+        if self.push_workers == 0 || self.push_queue_len == 0 || self.push_attempts == 0 {
+            return Err("push needs at least one worker, one queue slot and one attempt".into());
+        }
+        if self.push_per_device_burst == 0 || self.push_per_device_per_min == 0 {
+            return Err("the push rate per device must be above zero".into());
         }
         Ok(())
     }

@@ -16,8 +16,10 @@
 //!   `Error{Malformed}`; unknown kinds are counted and skipped. So do floods the meter stops
 //!   (control frames past their rate, a message in too many fragments).
 //! - **Registry requests** are limited per connection and per source prefix and minute, and
-//!   each is charged the signature verifications it costs before any is made. A device's
-//!   question about its account's devices is charged the bytes of its answer.
+//!   each is charged the signature verifications it costs before any is made. Push
+//!   subscription changes count against the same minutes (both are synced writes); pushes are
+//!   handed to [`crate::push`], which only queues them. A device's question about its
+//!   account's devices is charged the bytes of its answer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -534,7 +536,7 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
 }
 
 /// Queue a reply to the session's own connection (dropped, and counted, if its queue is full).
-fn reply(shared: &Shared, session: &Session, frame: Bytes) {
+pub(crate) fn reply(shared: &Shared, session: &Session, frame: Bytes) {
     match session.outbox.push(frame) {
         Ok(()) | Err(PushError::Closing) => {}
         Err(PushError::Full(Bound::Connection)) => {
@@ -598,12 +600,16 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
             }
             None
         }
-        Frame::PushSubscribe(_) | Frame::PushQuery(_) | Frame::Push(_) => {
-            reply(
-                shared,
-                session,
-                error_frame(ErrorCode::NotAllowed, None, "this relay does not send push"),
-            );
+        Frame::PushSubscribe(subscribe) => {
+            crate::push::subscribe(shared, session, subscribe).await;
+            None
+        }
+        Frame::PushQuery(query) => {
+            crate::push::query(shared, session, query);
+            None
+        }
+        Frame::Push(push) => {
+            crate::push::push(shared, session, push);
             None
         }
         Frame::Login(_) => {
@@ -652,6 +658,49 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
     Flow::Continue
 }
 
+/// Count one request for a durable write (a registry entry, a push subscription change)
+/// against the connection's and its source prefix's minute; the refusal, for people, when
+/// either is spent.
+pub(crate) fn write_rate(
+    shared: &Shared,
+    session: &Session,
+    now: Instant,
+) -> Result<(), &'static str> {
+    let allowed = session
+        .registry_requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(
+            now,
+            RELAY_REGISTRY_REQUESTS_PER_MIN as u32,
+            Duration::from_secs(60),
+        );
+    // The connection's count first, so one over its own limit spends nothing of its network's.
+    if !allowed {
+        return Err(
+            "too many registry or push subscription requests on this connection; try \
+                    again in a minute",
+        );
+    }
+    let allowed = shared
+        .registry_rate
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(
+            session.prefix,
+            now,
+            RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN as u32,
+            Duration::from_secs(60),
+        );
+    if !allowed {
+        return Err(
+            "too many registry or push subscription requests from this network; try \
+                    again in a minute",
+        );
+    }
+    Ok(())
+}
+
 /// A registry request: rate, charge, verify, check, make durable, apply, acknowledge. A device
 /// that revoked itself is closed after the acknowledgement.
 async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow {
@@ -663,34 +712,7 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow
         Flow::Continue
     };
     let now = Instant::now();
-    let allowed = session
-        .registry_requests
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .allow(
-            now,
-            RELAY_REGISTRY_REQUESTS_PER_MIN as u32,
-            Duration::from_secs(60),
-        );
-    // The connection's count first, so one over its own limit spends nothing of its network's.
-    let refusal = if !allowed {
-        Some("too many registry requests on this connection; try again in a minute")
-    } else if !shared
-        .registry_rate
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .allow(
-            session.prefix,
-            now,
-            RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN as u32,
-            Duration::from_secs(60),
-        )
-    {
-        Some("too many registry requests from this network; try again in a minute")
-    } else {
-        None
-    };
-    if let Some(reason) = refusal {
+    if let Err(reason) = write_rate(shared, session, now) {
         metrics.refused(Refusal::RegistryRate);
         reply(
             shared,
@@ -728,9 +750,9 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow
         RegistryEntry::GrantOwner { .. } => EntryKind::GrantOwner,
         RegistryEntry::RevokeDevice { .. } => EntryKind::RevokeDevice,
     });
-    if let Some(_device) = applied.revoked_device {
-        // Hook: drop what else the relay keeps for the revoked device here (its Web Push
-        // subscription, once the relay keeps them).
+    if let Some(device) = applied.revoked_device {
+        // Nothing is pushed to a revoked device any more.
+        shared.push.forget_device(device).await;
     }
     let ack = encode(Frame::RegistryAck(RegistryAck {
         request: request.request,

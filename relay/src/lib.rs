@@ -21,6 +21,8 @@
 //!   presence both ways, pairing rendezvous, registry checks.
 //! - `registry`: the account model, folded from signed entries.
 //! - `log`: the registry's durable log (`muxagent-store`).
+//! - `push`: Web Push: the VAPID key, the devices' subscriptions (durable, capped), the
+//!   endpoint allowlist, the push queue and the workers that POST to push services.
 //! - `meter`: the byte stream under the WebSocket: every byte charged to the inbound budget as
 //!   it is read, frame headers checked (login-sized before login, fragments, control frames).
 //! - `outbox`: a connection's bounded queue (frames and bytes; per account and relay-wide byte
@@ -50,6 +52,10 @@
 //!                 (a device's every live connection gets it: up to 4 per device key)
 //! devices ◄── Presence{machine, hostname, online}
 //! machines ◄── DevicePresence{device, online, closed}   first up / a connection closed / last down
+//! device: PushSubscribe{endpoint?} ──► (append + fsync) ◄── PushState{vapid key, endpoint}
+//! device: PushQuery ──► ◄── PushState                     | Error{NotAllowed|RateLimited}
+//! machine: Push{device, body} ──► queued; a worker POSTs it to the device's endpoint
+//!                                                          | Error{NotAllowed|RateLimited|Dropped}
 //! any ◄── Error{Displaced|Revoked|Malformed} then close;  Restarting{reconnect_in, try_for} on shutdown
 //! ```
 #![forbid(unsafe_code)]
@@ -68,6 +74,7 @@ mod log;
 mod meter;
 mod metrics;
 mod outbox;
+mod push;
 mod registry;
 mod router;
 mod server;
@@ -75,7 +82,7 @@ mod stream;
 mod time;
 mod tls;
 
-pub use config::{Limits, RelayConfig, TlsFiles};
+pub use config::{Limits, PushConfig, RelayConfig, TlsFiles};
 pub use error::RelayError;
 pub use muxagent_proto::limits::RELAY_WS_PATH;
 pub use server::Relay;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use muxagent_relay::{Limits, Relay, RelayConfig, TlsFiles};
+use muxagent_relay::{Limits, PushConfig, Relay, RelayConfig, TlsFiles};
 
 /// The muxagent relay: authenticates devices and machines by their keys and routes their
 /// end-to-end-encrypted frames. Serves WebSocket at /relay, and /healthz, /metrics, / and /pair
@@ -20,8 +20,8 @@ struct Args {
     #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
     listen: SocketAddr,
 
-    /// folder for the registry log (accounts, machines, revocations); default
-    /// ./muxagent-relay-data
+    /// folder for the registry log (accounts, machines, revocations) and Web Push (the VAPID
+    /// key, subscriptions); default ./muxagent-relay-data
     #[argh(option, default = "PathBuf::from(\"muxagent-relay-data\")")]
     data_dir: PathBuf,
 
@@ -53,6 +53,16 @@ struct Args {
     /// threads serving connections (default: the number of CPUs)
     #[argh(option)]
     threads: Option<usize>,
+
+    /// an origin (scheme://host:port) to send Web Push to besides the browsers' push services
+    /// (FCM, Mozilla, Apple, Windows; https only); repeatable; the only way to allow http
+    #[argh(option)]
+    push_origin: Vec<String>,
+
+    /// the contact push services see in the VAPID token, a mailto: or https: URI (default: the
+    /// public URL if https, else mailto:relay@muxagent.invalid, which services may refuse)
+    #[argh(option)]
+    push_contact: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +105,11 @@ fn run(args: Args) -> Result<(), String> {
         public_url: args.public_url,
         threads,
         limits,
+        push: PushConfig {
+            extra_origins: args.push_origin,
+            contact: args.push_contact,
+            ..PushConfig::default()
+        },
     };
     smol::block_on(async {
         let shutdown = muxagent_relay::shutdown::signals().map_err(|e| e.to_string())?;

@@ -149,6 +149,28 @@ labels! {
     }
 }
 
+labels! {
+    /// What became of a push or a push request.
+    pub(crate) enum PushOutcome {
+        /// The push service took it (2xx).
+        Sent => "sent",
+        /// The push service said the subscription is gone (404, 410): it was dropped.
+        Gone => "gone",
+        /// An attempt failed (429, 5xx, no connection) and the push was queued again.
+        Retried => "retried",
+        /// Given up: another 4xx, a `Retry-After` past the cap, or out of attempts.
+        Failed => "failed",
+        /// The push service did not answer in time.
+        Timeout => "timeout",
+        /// The push queue was full: the push was dropped.
+        QueueFull => "queue_full",
+        /// Over the device's push rate, or subscription changes over their rate.
+        RateLimited => "rate_limited",
+        /// A push or subscription refused (role, account, endpoint, no subscription, cap).
+        Refused => "refused",
+    }
+}
+
 fn counters<const N: usize>() -> [AtomicU64; N] {
     std::array::from_fn(|_| AtomicU64::new(0))
 }
@@ -178,6 +200,7 @@ pub(crate) struct Metrics {
     throttled: AtomicU64,
     http: [AtomicU64; 6],
     web: [AtomicU64; 4],
+    push: [AtomicU64; 8],
 }
 
 /// Sizes of the registry and router at the time of a scrape.
@@ -188,6 +211,10 @@ pub(crate) struct Sizes {
     pub pairings: usize,
     /// Filled in by the server from its queue pool.
     pub queued_bytes: usize,
+    /// Push subscriptions held (filled in by the server).
+    pub push_subscriptions: usize,
+    /// Pushes held: queued, in flight or waiting to be retried (filled in by the server).
+    pub pushes_held: usize,
 }
 
 impl Metrics {
@@ -216,6 +243,7 @@ impl Metrics {
             throttled: AtomicU64::new(0),
             http: counters(),
             web: counters(),
+            push: counters(),
         }
     }
 
@@ -292,6 +320,9 @@ impl Metrics {
     }
     pub(crate) fn web(&self, status: WebStatus) {
         Self::bump(&self.web[status as usize]);
+    }
+    pub(crate) fn push(&self, outcome: PushOutcome) {
+        Self::bump(&self.push[outcome as usize]);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -620,6 +651,41 @@ impl Metrics {
             "Bytes queued for receivers now, all connections together.",
         );
         plain(&mut out, "relay_queued_bytes", sizes.queued_bytes as u64);
+        header(
+            &mut out,
+            "relay_push_total",
+            "counter",
+            "Pushes and push requests by outcome (retried counts attempts; the rest count \
+             pushes and refused requests).",
+        );
+        for outcome in PushOutcome::ALL {
+            let value = get(&self.push[*outcome as usize]);
+            line(
+                &mut out,
+                "relay_push_total",
+                "outcome",
+                outcome.label(),
+                value,
+            );
+        }
+        header(
+            &mut out,
+            "relay_push_subscriptions",
+            "gauge",
+            "Web Push subscriptions held (one per device).",
+        );
+        plain(
+            &mut out,
+            "relay_push_subscriptions",
+            sizes.push_subscriptions as u64,
+        );
+        header(
+            &mut out,
+            "relay_pushes_held",
+            "gauge",
+            "Pushes queued, in flight or waiting to be retried.",
+        );
+        plain(&mut out, "relay_pushes_held", sizes.pushes_held as u64);
         out
     }
 }

@@ -332,6 +332,8 @@ impl Router {
             revoked,
             pairings: state.pairings.len(),
             queued_bytes: 0,
+            push_subscriptions: 0,
+            pushes_held: 0,
         }
     }
 
@@ -727,6 +729,20 @@ impl Router {
                 reason: "the receiver is disconnecting",
             }),
         }
+    }
+
+    // ---- Web Push ----
+
+    /// Whether `device` is a device of an account. Only those hold a push subscription, so
+    /// the registry bounds the table (anyone can make a key and log in as a device).
+    pub(crate) fn device_has_account(&self, device: &Fingerprint) -> bool {
+        self.lock().registry.device_account(device).is_some()
+    }
+
+    /// Whether `device` may reach `machine` (so `machine` may push to it): it paired with it,
+    /// or it is an owner of its account.
+    pub(crate) fn may_reach(&self, device: &Fingerprint, machine: &Fingerprint) -> bool {
+        self.lock().registry.may_reach(device, machine)
     }
 
     // ---- Pairing rendezvous ----

@@ -35,6 +35,7 @@ use crate::log::RegistryLog;
 use crate::meter::Metered;
 use crate::metrics::{CapReason, ConnKind, Disconnect, HttpKind, Metrics, Sizes, WebStatus};
 use crate::outbox::Pool;
+use crate::push::PushService;
 use crate::registry::Caps;
 use crate::router::{Router, RouterLimits, encode};
 use crate::stream::Stream;
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     pub queued: Arc<Pool>,
     /// Registry requests per source prefix ([`RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN`]).
     pub registry_rate: Mutex<Windows<IpAddr>>,
+    /// Web Push: the VAPID key, subscriptions, the push queue.
+    pub push: Arc<PushService>,
 }
 
 /// Connections counted against the caps.
@@ -284,6 +287,14 @@ impl Relay {
              {stored} registry entries",
             muxagent_proto::limits::RELAY_WS_PATH
         ));
+        let push = PushService::open(
+            &config.data_dir,
+            &config.push,
+            &public_url,
+            &limits,
+            metrics.clone(),
+            &router,
+        )?;
         let limits_queue_total = limits.queue_bytes_total;
         let shared = Arc::new(Shared {
             limits,
@@ -299,6 +310,7 @@ impl Relay {
             caps: Mutex::new(Counts::default()),
             queued: Arc::new(Pool::new(limits_queue_total)),
             registry_rate: Mutex::new(Windows::new(RELAY_REGISTRY_RATE_PREFIXES, Instant::now())),
+            push: Arc::new(push),
         });
         Ok(Relay {
             listener,
@@ -334,6 +346,16 @@ impl Relay {
             .collect::<Result<_, _>>()
             .map_err(|e| RelayError::Config(format!("cannot start a worker thread: {e}")))?;
         let shared = self.shared.clone();
+        // The push workers hold the executor weakly (to schedule retries), so dropping it
+        // below ends them and whatever they hold.
+        for _ in 0..shared.limits.push_workers {
+            executor
+                .spawn(crate::push::run_worker(
+                    shared.push.clone(),
+                    Arc::downgrade(&executor),
+                ))
+                .detach();
+        }
         let result = executor.run(self.serve(executor.clone(), shutdown)).await;
         drop(stop_workers);
         for worker in workers {
@@ -498,6 +520,8 @@ fn page_response(shared: &Shared, page: Page, head: bool) -> Response {
             metrics.http(HttpKind::Metrics);
             let sizes = Sizes {
                 queued_bytes: shared.queued.queued(),
+                push_subscriptions: shared.push.subscriptions(),
+                pushes_held: shared.push.held(),
                 ..shared.router.sizes()
             };
             Response::text(

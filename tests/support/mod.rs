@@ -28,8 +28,12 @@ pub fn maybe_run_relay() {
     let Ok(spec) = std::env::var(RELAY_ENV) else {
         return;
     };
-    let (addr, dir) = spec.split_once('|').expect("addr|dir");
-    let config = muxagent_relay::RelayConfig::new(addr.parse().expect("addr"), dir);
+    let mut parts = spec.split('|');
+    let (Some(addr), Some(dir)) = (parts.next(), parts.next()) else {
+        panic!("{RELAY_ENV} is addr|dir[|push origin…]");
+    };
+    let mut config = muxagent_relay::RelayConfig::new(addr.parse().expect("addr"), dir);
+    config.push.extra_origins = parts.map(str::to_string).collect();
     let relay = smol::block_on(muxagent_relay::Relay::bind(config)).expect("relay binds");
     smol::block_on(relay.run(std::future::pending())).expect("relay runs");
     std::process::exit(0);
@@ -57,15 +61,23 @@ pub fn free_port() -> u16 {
 pub struct Relay {
     pub addr: SocketAddr,
     pub dir: PathBuf,
+    /// Origins the relay may POST pushes to besides the browsers' push services.
+    pub push_origins: Vec<String>,
     child: Option<Child>,
 }
 
 impl Relay {
     pub fn start(dir: &Path) -> Relay {
+        Relay::start_with_push(dir, &[])
+    }
+
+    /// A relay that may also push to `origins` (a test's mock push service).
+    pub fn start_with_push(dir: &Path, origins: &[String]) -> Relay {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut relay = Relay {
             addr,
             dir: dir.to_path_buf(),
+            push_origins: origins.to_vec(),
             child: None,
         };
         relay.restart();
@@ -85,7 +97,14 @@ impl Relay {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env(RELAY_ENV, format!("{}|{}", self.addr, self.dir.display()))
+            .env(RELAY_ENV, {
+                let mut spec = format!("{}|{}", self.addr, self.dir.display());
+                for origin in &self.push_origins {
+                    spec.push('|');
+                    spec.push_str(origin);
+                }
+                spec
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::TestRelay;
@@ -14,8 +15,13 @@ pub struct RelayProcess {
     child: Child,
     pub addr: SocketAddr,
     pub url: String,
+    /// What the relay wrote to stderr so far (its first [`LOG_LINES_KEPT`] lines).
+    log: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
+
+/// Lines of the relay's log a test keeps (the rest is drained and dropped).
+const LOG_LINES_KEPT: usize = 10_000;
 
 /// A point in the relay's life: when, its CPU ticks, its resident KiB.
 #[derive(Clone, Copy, Debug)]
@@ -50,6 +56,8 @@ impl RelayProcess {
             .expect("start muxagent-relay");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             // Forward the address, then keep draining so the relay never blocks on stderr.
             let mut tx = Some(tx);
@@ -59,6 +67,10 @@ impl RelayProcess {
                 {
                     let addr = rest.split_whitespace().next().unwrap_or("").to_string();
                     let _ = sender.send(addr);
+                }
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                if kept.len() < LOG_LINES_KEPT {
+                    kept.push(line);
                 }
             }
         });
@@ -71,8 +83,17 @@ impl RelayProcess {
             child,
             addr,
             url: format!("ws://{addr}"),
+            log,
             _dir: dir,
         }
+    }
+
+    /// The relay's log so far, one line each.
+    pub fn log(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
     }
 
     /// A [`TestRelay`] handle for clients and `/metrics`.

@@ -1,0 +1,369 @@
+//! `muxagent-relay-bench`: load the relay with the real protocol and print what it carries,
+//! beside the same load on a minimal forwarder built on the same stack (the ceiling), in one
+//! run. Every scenario is bounded in count and time and stops by itself.
+//!
+//! ```text
+//! cargo build --release -p muxagent-relay
+//! target/release/muxagent-relay-bench                 # the standard suite (~2 minutes)
+//! target/release/muxagent-relay-bench closed --pairs 4 --window 16
+//! target/release/muxagent-relay-bench open --pairs 4 --rate 5000 --idle 3000
+//! ```
+#![forbid(unsafe_code)]
+
+mod forwarder;
+mod load;
+mod stats;
+mod target;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argh::FromArgs;
+use smol::Executor;
+
+use crate::load::{Address, Outcome};
+use crate::stats::{Latencies, Ms};
+use crate::target::{Kind, Target};
+
+/// Load the relay with real logins, pairings and routed frames, beside a same-stack forwarder.
+#[derive(FromArgs)]
+struct Args {
+    /// the relay binary (default: muxagent-relay next to this program)
+    #[argh(option)]
+    relay_bin: Option<PathBuf>,
+    /// threads of the target under load (default 2)
+    #[argh(option, default = "2")]
+    threads: usize,
+    /// threads of the load generator (default 2)
+    #[argh(option, default = "2")]
+    load_threads: usize,
+    /// seconds each scenario sends for (default 5)
+    #[argh(option, default = "5")]
+    seconds: u64,
+    /// only the relay, no forwarder ceiling
+    #[argh(switch)]
+    no_ceiling: bool,
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Closed(Closed),
+    Open(Open),
+    Forward(Forward),
+}
+
+/// closed loop: each pair keeps a window of echoes in flight
+#[derive(FromArgs)]
+#[argh(subcommand, name = "closed")]
+struct Closed {
+    /// device-machine pairs (default 4)
+    #[argh(option, default = "4")]
+    pairs: usize,
+    /// messages in flight per pair (default 16)
+    #[argh(option, default = "16")]
+    window: usize,
+    /// idle registered machines attached meanwhile (default 0)
+    #[argh(option, default = "0")]
+    idle: usize,
+}
+
+/// open loop: round trips at a fixed total rate, timed from their scheduled send
+#[derive(FromArgs)]
+#[argh(subcommand, name = "open")]
+struct Open {
+    /// device-machine pairs (default 4)
+    #[argh(option, default = "4")]
+    pairs: usize,
+    /// round trips a second over all pairs (default 5000)
+    #[argh(option, default = "5000.0")]
+    rate: f64,
+    /// idle registered machines attached meanwhile (default 0)
+    #[argh(option, default = "0")]
+    idle: usize,
+}
+
+/// serve as the same-stack forwarder (used by the bench itself)
+#[derive(FromArgs)]
+#[argh(subcommand, name = "forward")]
+struct Forward {
+    /// address to listen on
+    #[argh(option)]
+    listen: SocketAddr,
+    /// threads
+    #[argh(option, default = "2")]
+    threads: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Drive {
+    Closed { window: usize },
+    Open { rate: f64 },
+}
+
+#[derive(Clone, Copy)]
+struct Scenario {
+    pairs: usize,
+    drive: Drive,
+    idle: usize,
+}
+
+impl Scenario {
+    fn name(&self) -> String {
+        let drive = match self.drive {
+            Drive::Closed { window } => format!("closed, {window} in flight"),
+            Drive::Open { rate } => format!("open {rate:.0} rt/s"),
+        };
+        let idle = match self.idle {
+            0 => String::new(),
+            n => format!(" + {n} idle"),
+        };
+        format!(
+            "{} pair{}, {drive}{idle}",
+            self.pairs,
+            if self.pairs == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// The standard suite: the issue's routing table, row for row.
+fn suite() -> Vec<Scenario> {
+    let closed = |pairs, window| Scenario {
+        pairs,
+        drive: Drive::Closed { window },
+        idle: 0,
+    };
+    let open = |pairs, rate, idle| Scenario {
+        pairs,
+        drive: Drive::Open { rate },
+        idle,
+    };
+    vec![
+        closed(1, 64),
+        closed(4, 16),
+        closed(4, 32),
+        closed(4, 64),
+        closed(64, 4),
+        open(4, 5_000.0, 0),
+        open(4, 10_000.0, 0),
+        open(4, 20_000.0, 0),
+        open(4, 5_000.0, 3_000),
+    ]
+}
+
+struct Row {
+    round_trips_per_sec: f64,
+    outcome_lost: u64,
+    summary: stats::Summary,
+    cpu: f64,
+    drops: Vec<(String, u64)>,
+    setup: Duration,
+    rss_kib: u64,
+}
+
+fn run_scenario(
+    executor: &Arc<Executor<'static>>,
+    kind: Kind,
+    target: &Target,
+    scenario: Scenario,
+    seconds: u64,
+) -> Result<Row, String> {
+    let addr = target.addr;
+    let setup_start = Instant::now();
+    let (pairs, idle) = smol::block_on(executor.run(async {
+        let mut pairs = Vec::new();
+        for number in 0..scenario.pairs {
+            pairs.push(load::pair(kind, addr, number as u64).await?);
+        }
+        let mut idle = Vec::new();
+        for number in 0..scenario.idle {
+            idle.push(load::idle(kind, addr, 1_000_000 + number as u64).await?);
+        }
+        Ok::<_, String>((pairs, idle))
+    }))?;
+    let setup = setup_start.elapsed();
+    let idle_tasks: Vec<_> = idle
+        .into_iter()
+        .map(|ws| executor.spawn(load::keep_alive(ws)))
+        .collect();
+    let rss_kib = target.rss_kib();
+    let drops_before = target.drops();
+    let cpu_before = target.cpu_secs();
+    let epoch = Instant::now();
+    let until = epoch + Duration::from_secs(seconds);
+    let mut machines = Vec::new();
+    let mut drivers = Vec::new();
+    for pair in pairs {
+        machines.push(executor.spawn(load::echo(kind, pair.machine)));
+        let to: Address = pair.machine_address;
+        drivers.push(match scenario.drive {
+            Drive::Closed { window } => executor.spawn(load::closed_loop(
+                kind,
+                pair.device,
+                to,
+                window,
+                epoch,
+                until,
+            )),
+            Drive::Open { rate } => executor.spawn(load::open_loop(
+                kind,
+                pair.device,
+                to,
+                rate / scenario.pairs as f64,
+                epoch,
+                until,
+            )),
+        });
+    }
+    let outcomes: Vec<Outcome> = smol::block_on(executor.run(async {
+        let mut outcomes = Vec::new();
+        for driver in drivers {
+            outcomes.push(driver.await);
+        }
+        outcomes
+    }));
+    let elapsed = epoch
+        .elapsed()
+        .min(Duration::from_secs(seconds))
+        .as_secs_f64();
+    let cpu = (target.cpu_secs() - cpu_before) / epoch.elapsed().as_secs_f64();
+    drop(machines);
+    drop(idle_tasks);
+    let mut latencies = Latencies::default();
+    let (mut sent, mut received) = (0, 0);
+    for outcome in outcomes {
+        sent += outcome.sent;
+        received += outcome.received;
+        latencies.extend(outcome.latencies);
+    }
+    let drops = target
+        .drops()
+        .into_iter()
+        .filter_map(|(reason, after)| {
+            let before = drops_before
+                .iter()
+                .find(|(r, _)| *r == reason)
+                .map_or(0, |(_, v)| *v);
+            (after > before).then(|| (reason, after - before))
+        })
+        .collect();
+    Ok(Row {
+        round_trips_per_sec: received as f64 / elapsed,
+        outcome_lost: sent.saturating_sub(received),
+        summary: latencies.summary(),
+        cpu,
+        drops,
+        setup,
+        rss_kib,
+    })
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let scenarios = match &args.command {
+        Some(Command::Forward(forward)) => {
+            return forwarder::serve(forward.listen, forward.threads);
+        }
+        Some(Command::Closed(c)) => vec![Scenario {
+            pairs: c.pairs,
+            drive: Drive::Closed { window: c.window },
+            idle: c.idle,
+        }],
+        Some(Command::Open(o)) => vec![Scenario {
+            pairs: o.pairs,
+            drive: Drive::Open { rate: o.rate },
+            idle: o.idle,
+        }],
+        None => suite(),
+    };
+    let relay_bin = match args.relay_bin {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("muxagent-relay"),
+    };
+    let executor = Arc::new(Executor::new());
+    for _ in 1..args.load_threads.max(1) {
+        let executor = executor.clone();
+        std::thread::spawn(move || smol::block_on(executor.run(smol::future::pending::<()>())));
+    }
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "# muxagent-relay-bench: {} s per scenario, {PAYLOAD} B payloads, target {} threads, load {} threads, {cpus} CPUs\n",
+        args.seconds,
+        args.threads,
+        args.load_threads,
+        PAYLOAD = load::PAYLOAD_LEN,
+    );
+    println!(
+        "| scenario | target | round trips/s | relayed msgs/s | vs ceiling | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | target CPU | drops | set-up | RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let kinds: &[Kind] = if args.no_ceiling {
+        &[Kind::Relay]
+    } else {
+        &[Kind::Forwarder, Kind::Relay]
+    };
+    for scenario in scenarios {
+        let mut ceiling = None;
+        for &kind in kinds {
+            // A fresh target per scenario: nothing left over from the last one.
+            let target = match kind {
+                Kind::Relay => Target::relay(&relay_bin, args.threads)?,
+                Kind::Forwarder => Target::forwarder(args.threads)?,
+            };
+            let row = run_scenario(&executor, kind, &target, scenario, args.seconds)?;
+            let ratio = match (kind, ceiling) {
+                (Kind::Forwarder, _) => {
+                    ceiling = Some(row.round_trips_per_sec);
+                    "1".to_string()
+                }
+                (Kind::Relay, Some(ceiling)) if ceiling > 0.0 => {
+                    format!("{:.2}", row.round_trips_per_sec / ceiling)
+                }
+                (Kind::Relay, _) => "–".to_string(),
+            };
+            let drops = if row.drops.is_empty() {
+                "0".to_string()
+            } else {
+                row.drops
+                    .iter()
+                    .map(|(reason, n)| format!("{reason} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let s = row.summary;
+            println!(
+                "| {} | {} | {:.0} | {:.0} | {ratio} | {} | {} | {} | {} | {} | {} | {:.0} % | {drops} | {:.1} s | {:.1} |",
+                scenario.name(),
+                kind.name(),
+                row.round_trips_per_sec,
+                2.0 * row.round_trips_per_sec,
+                Ms(s.p50),
+                Ms(s.p90),
+                Ms(s.p99),
+                Ms(s.p999),
+                Ms(s.max),
+                row.outcome_lost,
+                row.cpu * 100.0,
+                row.setup.as_secs_f64(),
+                row.rss_kib as f64 / 1024.0,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(argh::from_env()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("muxagent-relay-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
