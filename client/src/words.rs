@@ -71,6 +71,51 @@ pub fn one_line(text: &str, max: usize) -> String {
     out
 }
 
+/// Whether `c` is shown as a mark instead of acting on the text around it: C0 and C1 controls
+/// except `\n` and `\t`, DEL, the bidi embeddings, overrides and isolates, and the directional
+/// marks. The same set as `isHidden` in the web app's `src/text.ts`: the two must agree.
+pub fn is_hidden(c: char) -> bool {
+    let code = u32::from(c);
+    if c == '\n' || c == '\t' {
+        return false;
+    }
+    code < 0x20
+        || (0x7f..=0x9f).contains(&code)
+        || code == 0x061c
+        || code == 0x200e
+        || code == 0x200f
+        || (0x202a..=0x202e).contains(&code)
+        || (0x2066..=0x2069).contains(&code)
+}
+
+/// `text` on one line, as [`one_line`], with every [hidden](is_hidden) character written as
+/// `⟪U+XXXX⟫` (as the web app's `revealPlain` does), cut at `max` characters with `…`; a mark
+/// counts as the characters it shows and is never cut in two. For places that show plain text
+/// no one escapes further: a notification's title and body.
+pub fn visible_line(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    for word in text.split_whitespace() {
+        let space = (!out.is_empty()).then(|| " ".to_string());
+        for piece in space.into_iter().chain(word.chars().map(|c| {
+            if is_hidden(c) {
+                format!("⟪U+{:04X}⟫", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })) {
+            let width = piece.chars().count();
+            if count + width > max {
+                out.push('…');
+                return out;
+            }
+            out.push_str(&piece);
+            count += width;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +138,25 @@ mod tests {
         assert_eq!(one_line("a\n\nb  c", 10), "a b c");
         assert_eq!(one_line("abcdef", 3), "abc…");
         assert_eq!(one_line("", 3), "");
+    }
+
+    #[test]
+    fn hidden_characters_become_marks_and_are_never_cut_in_two() {
+        assert_eq!(visible_line("rm\u{202E}txt.exe", 40), "rm⟪U+202E⟫txt.exe");
+        assert_eq!(
+            visible_line("a\x1b[31mb\u{7f}", 40),
+            "a⟪U+001B⟫[31mb⟪U+007F⟫"
+        );
+        assert_eq!(
+            visible_line("a\u{2066}b\u{2069}\u{200f}", 40),
+            "a⟪U+2066⟫b⟪U+2069⟫⟪U+200F⟫"
+        );
+        // Whitespace (newlines, tabs, carriage returns) folds to one space, as in `one_line`.
+        assert_eq!(visible_line("a\r\n\tb", 40), "a b");
+        assert_eq!(visible_line("abc\u{202E}def", 5), "abc…");
+        assert_eq!(visible_line("abcdef", 3), "abc…");
+        assert_eq!(visible_line("abc", 3), "abc");
+        assert_eq!(visible_line("ab\u{85}c", 9), "ab c");
+        assert!(!is_hidden('é') && !is_hidden('\u{200b}') && is_hidden('\u{9b}'));
     }
 }

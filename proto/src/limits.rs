@@ -630,6 +630,49 @@ pub const DAEMON_WARNING_WINDOW_SECS: u64 = 60;
 /// share one budget, so nobody grows the table by sending from many keys.
 pub const DAEMON_WARNING_PEERS: usize = 64;
 
+// ---- Daemon: push notifications ----
+//
+// Per paired device with push keys: its keys (~100 bytes), a token bucket, and the set of
+// sessions whose news waits for a token (16 bytes a session). Per session: its status, the last
+// line its agent said (≤ [`NOTIFY_TEXT_CHARS`] characters) and, per open approval (at most
+// [`MAX_PENDING_APPROVALS`]), what its notice needs: its summary and, when it can fit one push,
+// its whole input (< [`MAX_PUSH_BODY_LEN`]), so ≤ 64 × 4 KiB = 256 KiB for a session with every
+// approval open, a sixth of what the session's own state holds for them.
+
+/// Notifications a device can get at once before the rate applies: an agent asking three
+/// things in each of three sessions is heard at once.
+pub const NOTIFY_BURST: u32 = 10;
+
+/// One more notification per this many seconds once the burst is spent (10 a minute). News
+/// over the rate is not dropped: the newest state of each session waiting is sent as tokens
+/// come back, approvals first.
+pub const NOTIFY_REFILL_SECS: u64 = 6;
+
+/// How long a push service keeps an approval's notification for a phone that is off, when
+/// the machine's policy does not expire the approval sooner: a day, so a phone back the next
+/// morning still hears that an agent waits (push services keep up to four weeks).
+pub const NOTIFY_APPROVAL_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// How long a push service keeps other notifications (a session ended, a plan): news older
+/// than this is better read in the app.
+pub const NOTIFY_TTL_SECS: u64 = 4 * 60 * 60;
+
+/// Longest one-line summary in a notification's text (the command of a Bash approval, the
+/// last thing an agent said), in characters: about what a phone shows in two lines.
+pub const NOTIFY_TEXT_CHARS: usize = 120;
+
+/// Longest session title in a notification, in characters.
+pub const NOTIFY_TITLE_CHARS: usize = 80;
+
+/// The RFC 8188 record size of a push body: one record holds the whole notice (4096 is what
+/// RFC 8291 §4 expects and what its Appendix A uses).
+pub const PUSH_RECORD_SIZE: u32 = 4096;
+
+/// A push body is padded to a multiple of this many bytes, so its length tells the relay and
+/// the push service less about what it says (how long a command is). 256 costs at most 255
+/// bytes a push.
+pub const PUSH_PAD_BLOCK: usize = 256;
+
 // ---- Agents ----
 //
 // Per running agent session: a line buffer of up to [`AGENT_LINE_MAX_LEN`], and the two queues

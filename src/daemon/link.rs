@@ -11,6 +11,11 @@
 //! relay says is online (an ask raised while every controller is away stays `requested` until
 //! one connects and replays it).
 //!
+//! Push notifications: a device's `SetPush` keys are checked and saved with its record,
+//! `TestPush` hands a test notice to the relay before its `Ack`, and `SetForeground` tells the
+//! notifier ([`super::notify`]) which channels have the app on screen. The link going up or down
+//! lets what waited for it go, or makes news wait.
+//!
 //! The relay also says which devices may reach this machine ([`frame::AllowedDevices`], at
 //! login and when it changes): a paired device it no longer names was revoked, and is
 //! forgotten here too.
@@ -21,12 +26,13 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use muxagent_proto::app::{
-    Ack, AppError, AppErrorCode, Cursor, DeviceMessage, MachineMessage, ReplayComplete, ReplayMore,
-    RuntimeInfo, Runtimes, SessionId, SessionList,
+    Ack, AppError, AppErrorCode, Cursor, DeviceMessage, MachineMessage, PushKeys, ReplayComplete,
+    ReplayMore, RuntimeInfo, Runtimes, SessionId, SessionList,
 };
 use muxagent_proto::frame::{
     self, ErrorCode, Frame, OpenPairing, PairingId, RegistryEntry, Role, SignedEntry,
 };
+use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::{
     DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, RECONNECT_MAX_MS, RECONNECT_MIN_MS, REPLAY_PAGE_EVENTS,
 };
@@ -38,7 +44,8 @@ use smol::channel::Receiver;
 use smol::{LocalExecutor, Timer};
 
 use super::control::Notice;
-use super::{DeviceSync, Out, PairingOffer, Route, Shared, agent, approvals, runtime};
+use super::state::PushSettings;
+use super::{DeviceSync, Out, PairingOffer, Route, Shared, agent, approvals, runtime, webpush};
 use crate::{log, os};
 
 /// The registry request number of an unpair.
@@ -155,6 +162,9 @@ async fn connect_once(core: &Shared, executor: &Rc<LocalExecutor<'static>>) -> E
         if role == Role::PendingMachine {
             core.want_pairing = true;
         }
+        // What waited for the link goes now.
+        core.notifier.link(true);
+        let _ = core.push_wake.0.try_send(());
     }
     let ended = serve(core, executor, &mut client, &queue, &url).await;
     {
@@ -166,6 +176,7 @@ async fn connect_once(core: &Shared, executor: &Rc<LocalExecutor<'static>>) -> E
         core.peers.clear();
         core.devices.clear();
         core.online.clear();
+        core.notifier.link(false);
     }
     client.close().await;
     ended
@@ -583,6 +594,7 @@ fn on_message(
                 .position(|d| d.identity().map(|i| i.fingerprint()) == Some(device));
             if let Some(index) = signing {
                 c.state.devices.remove(index);
+                c.notifier.forget_device(&device);
                 let home = c.home.clone();
                 if let Err(error) = c.state.save(&home) {
                     log::error(&format!("could not forget device {device}: {error}"));
@@ -591,21 +603,91 @@ fn on_message(
             }
         }
         DeviceMessage::SetPush(set) => {
-            let message = "this machine does not send push notifications yet".to_string();
-            core.borrow().reply(
-                route,
-                refuse(set.request, AppErrorCode::InvalidState, message),
-            );
+            let reply = match set_push(core, device, set.push) {
+                Ok(()) => ack(set.request, None),
+                Err((code, message)) => refuse(set.request, code, message),
+            };
+            core.borrow().reply(route, reply);
         }
         DeviceMessage::TestPush(test) => {
-            let message = "this machine does not send push notifications yet".to_string();
-            core.borrow().reply(
-                route,
-                refuse(test.request, AppErrorCode::InvalidState, message),
-            );
+            let reply = match test_push(core, device) {
+                Ok(()) => ack(test.request, None),
+                Err((code, message)) => refuse(test.request, code, message),
+            };
+            core.borrow().reply(route, reply);
         }
-        DeviceMessage::SetForeground(_) | DeviceMessage::PairingComplete(_) => {}
+        DeviceMessage::SetForeground(foreground) => {
+            core.borrow_mut()
+                .notifier
+                .set_foreground(route, foreground.visible);
+        }
+        DeviceMessage::PairingComplete(_) => {}
     }
+}
+
+/// Keep (or clear) `device`'s push keys, checked, in the saved state.
+fn set_push(
+    core: &Shared,
+    device: Fingerprint,
+    push: Option<PushKeys>,
+) -> Result<(), agent::Refusal> {
+    if let Some(keys) = &push
+        && let Err(error) = webpush::parse_key(&keys.p256dh)
+    {
+        return Err((AppErrorCode::BadRequest, error.to_string()));
+    }
+    let mut c = core.borrow_mut();
+    let Some(record) = c.state.device_mut(&device) else {
+        return Err((
+            AppErrorCode::InvalidState,
+            format!("device {device} is not paired with this machine"),
+        ));
+    };
+    record.push = push.as_ref().map(PushSettings::new);
+    let home = c.home.clone();
+    c.state.save(&home).map_err(|error| {
+        (
+            AppErrorCode::Internal,
+            format!("this machine could not save the push keys: {error}"),
+        )
+    })?;
+    log::info(&format!(
+        "device {device} {} push notifications",
+        if push.is_some() {
+            "turned on"
+        } else {
+            "turned off"
+        }
+    ));
+    Ok(())
+}
+
+/// Send `device` a test notification now (even while its app is on screen).
+fn test_push(core: &Shared, device: Fingerprint) -> Result<(), agent::Refusal> {
+    let mut c = core.borrow_mut();
+    if c.state.push_keys(&device).is_none() {
+        return Err((
+            AppErrorCode::InvalidState,
+            "this device has no push keys on this machine: turn notifications on first".into(),
+        ));
+    }
+    let push = c.notifier.test(device, os::unix_now()).map_err(|limited| {
+        (
+            AppErrorCode::InvalidState,
+            format!(
+                "this device had too many notifications from this machine in the last minute; \
+                 try again in {} s",
+                limited.retry_in_secs
+            ),
+        )
+    })?;
+    if !c.send_push(push) {
+        return Err((
+            AppErrorCode::Internal,
+            "this machine could not hand the notification to the relay; try again".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Answer a request with an ack naming its session, or with the refusal.

@@ -8,6 +8,8 @@
 //! - [`process`]: agent processes in their own process groups.
 //! - [`agent`]: running sessions — start, prompt, interrupt, mode, stop, and their reports.
 //! - [`approvals`]: asks, signed decisions, their states and the auto-deny policy.
+//! - [`notify`]: what is worth a push notification to which device, and when (sans-IO).
+//! - [`webpush`]: a notice encrypted for a device's push subscription (RFC 8291).
 //! - [`link`]: the relay connection, pairing and the device protocol.
 //! - [`control`]: the Unix socket the CLI talks to.
 //! - [`lock`]: one daemon per `$MUXAGENT_HOME`.
@@ -17,10 +19,12 @@ pub mod approvals;
 pub mod control;
 pub mod link;
 pub mod lock;
+pub mod notify;
 pub mod process;
 pub mod runtime;
 pub mod sessions;
 pub mod state;
+pub mod webpush;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,17 +35,18 @@ use std::rc::Rc;
 use muxagent_proto::app::{
     ApprovalState, Event, EventKind, MachineMessage, SessionId, SessionStatus,
 };
-use muxagent_proto::frame::{DevicePresence, Frame, Hostname};
+use muxagent_proto::frame::{self, DevicePresence, Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity};
 use muxagent_proto::limits::RELAY_MAX_DEVICES_PER_ACCOUNT;
 use muxagent_proto::machine::{Pairing, Peers};
 use muxagent_proto::noise::ConnectionId;
-use smol::LocalExecutor;
 use smol::channel::{Receiver, Sender};
+use smol::{LocalExecutor, Timer};
 
 use crate::home::{Home, HomeError};
 use crate::log;
 use crate::os;
+use notify::{Context, Notifier};
 use sessions::{SessionError, Sessions};
 use state::MachineState;
 
@@ -142,6 +147,10 @@ pub struct Core {
     pub warnings: log::Throttle<String>,
     /// Wakes the relay link to log in again at once (after a local reset made new keys).
     pub relink: (Sender<()>, Receiver<()>),
+    /// What to push to which device, and when.
+    pub notifier: Notifier,
+    /// Wakes the push timer ([`push_timer`]) to look at the notifier again.
+    pub push_wake: (Sender<()>, Receiver<()>),
 }
 
 /// The shared state.
@@ -218,6 +227,12 @@ impl Core {
         let identity = home.load_or_create_identity(state::KEY_FILE, &mut os::rng())?;
         let state = MachineState::load(&home)?;
         let (sessions, repaired) = Sessions::open(&sessions_dir(&home))?;
+        let hostname = os::hostname();
+        let notifier = Notifier::new(
+            identity.public().fingerprint(),
+            &hostname,
+            webpush::topic_key(&identity.to_secret_bytes()[..]),
+        );
         for line in repaired {
             log::warn(&line);
         }
@@ -226,7 +241,7 @@ impl Core {
         }
         Ok(Core {
             identity: Rc::new(identity),
-            hostname: os::hostname(),
+            hostname,
             state,
             sessions,
             peers: Peers::new(),
@@ -243,6 +258,8 @@ impl Core {
             watchers: Vec::new(),
             warnings: log::Throttle::new(),
             relink: smol::channel::bounded(1),
+            notifier,
+            push_wake: smol::channel::bounded(1),
             home,
         })
     }
@@ -253,6 +270,10 @@ impl Core {
     pub fn reset(&mut self) -> Result<Fingerprint, HomeError> {
         let identity = state::reset(&self.home, &mut self.state)?;
         let fingerprint = identity.public().fingerprint();
+        self.notifier.rekey(
+            fingerprint,
+            webpush::topic_key(&identity.to_secret_bytes()[..]),
+        );
         self.identity = Rc::new(identity);
         self.peers.clear();
         self.devices.clear();
@@ -302,12 +323,95 @@ impl Core {
         kind: EventKind,
         at: u64,
     ) -> Result<Event, SessionError> {
+        let before = self.sessions.info(&id).map(|info| info.status);
         let event = self.sessions.record(id, kind, at)?;
         let delivered = self.broadcast(&event);
         if delivered && let EventKind::ApprovalRequested(request) = &event.kind {
             self.mark_delivered(id, request.approval);
         }
+        self.notify_event(&event, before);
         Ok(event)
+    }
+
+    /// Show a logged event to the notifier, and send what it decides.
+    fn notify_event(&mut self, event: &Event, before: Option<SessionStatus>) {
+        if !Notifier::wants(&event.kind) {
+            return;
+        }
+        let subscribers = self.state.subscribers();
+        let title = self
+            .sessions
+            .info(&event.session)
+            .map(|info| info.title.clone())
+            .unwrap_or_default();
+        let context = Context {
+            title: &title,
+            before: before.unwrap_or(SessionStatus::Idle),
+            approval_expiry_secs: self
+                .state
+                .auto_deny_after_minutes
+                .filter(|minutes| *minutes > 0)
+                .map(|minutes| u64::from(minutes) * 60),
+        };
+        let pushes = self
+            .notifier
+            .event(event, context, &subscribers, os::unix_now());
+        for push in pushes {
+            self.send_push(push);
+        }
+        // What waits needs the timer.
+        if self.notifier.next_due().is_some() {
+            let _ = self.push_wake.0.try_send(());
+        }
+    }
+
+    /// Encrypt a push for its device and queue it for the relay; false if it could not be
+    /// (the device has no keys now, the link is down or its queue full).
+    pub fn send_push(&mut self, push: notify::Push) -> bool {
+        let device = push.device;
+        let Some(keys) = self.state.push_keys(&device) else {
+            return false;
+        };
+        let sealed = webpush::parse_key(&keys.p256dh).and_then(|key| {
+            let plaintext = serde_json::to_vec(&push.notice).unwrap_or_default();
+            webpush::encrypt(&plaintext, &key, &keys.auth, &mut os::rng())
+        });
+        let body = match sealed {
+            Ok(body) => body,
+            Err(error) => {
+                let peer = format!("device {device}");
+                self.warnings
+                    .warn(&peer, &format!("push to {peer} not sent: {error}"));
+                return false;
+            }
+        };
+        let frame = Frame::Push(frame::Push {
+            device,
+            urgency: push.urgency,
+            topic: push.topic,
+            ttl_secs: push.ttl_secs,
+            body,
+        });
+        let queued = self
+            .outgoing
+            .as_ref()
+            .is_some_and(|outgoing| outgoing.try_send(Out::Frame(frame)).is_ok());
+        if !queued {
+            let peer = format!("device {device}");
+            self.warnings.warn(
+                &peer,
+                &format!("push to {peer} dropped: the relay link is down or its queue is full"),
+            );
+        }
+        queued
+    }
+
+    /// Send what the notifier lets go now.
+    pub fn flush_pushes(&mut self) {
+        let subscribers = self.state.subscribers();
+        for push in self.notifier.flush(&subscribers, os::unix_now()) {
+            self.send_push(push);
+        }
     }
 
     /// A connection of an online device was sent an approval request: its state moves from
@@ -412,11 +516,15 @@ impl Core {
             self.peers.forget(&device);
             self.devices.retain(|route, _| route.device != device);
         }
+        // An app on screen counts only while its channel is there.
+        let peers = &self.peers;
+        self.notifier
+            .retain_channels(|route| peers.is_open(&route.device, route.connection));
     }
 
     /// The relay names the devices that may reach this machine: forget every paired device it
-    /// does not name (an owner revoked it, or it revoked itself), with its channels and
-    /// subscriptions, and save. Forgetting on the relay's word only lowers what this machine
+    /// does not name (an owner revoked it, or it revoked itself), with its channels,
+    /// subscriptions and push keys, and save. Forgetting on the relay's word only lowers what this machine
     /// accepts; a relay could refuse to route that device anyway. Returns those forgotten.
     pub fn allowed_devices(&mut self, allowed: &[Fingerprint]) -> Vec<Fingerprint> {
         let gone: Vec<Fingerprint> = self
@@ -435,6 +543,7 @@ impl Core {
             }
             self.status.revoked_devices.push(*device);
             self.state.forget_device(device);
+            self.notifier.forget_device(device);
             self.peers.forget(device);
             self.online.remove(device);
             self.devices.retain(|route, _| route.device != *device);
@@ -457,6 +566,8 @@ impl Core {
         let peers = &self.peers;
         self.devices
             .retain(|route, _| peers.is_open(&route.device, route.connection));
+        self.notifier
+            .retain_channels(|route| peers.is_open(&route.device, route.connection));
     }
 
     /// Queue a frame for the relay.
@@ -502,6 +613,7 @@ pub fn run_foreground(home: Home, relay: Option<String>) -> Result<(), DaemonErr
     executor
         .spawn(link::run(core.clone(), executor.clone()))
         .detach();
+    executor.spawn(push_timer(core.clone())).detach();
     executor
         .spawn(link::replayer(
             core.clone(),
@@ -528,6 +640,32 @@ pub fn run_foreground(home: Home, relay: Option<String>) -> Result<(), DaemonErr
     Ok(())
 }
 
+/// Send what the notifier held back (over a device's rate, or while the relay link was down)
+/// when its time comes, and whenever something may have changed it.
+async fn push_timer(core: Shared) {
+    loop {
+        let (due, wake) = {
+            let core = core.borrow();
+            (core.notifier.next_due(), core.push_wake.1.clone())
+        };
+        let timer = async {
+            match due {
+                // At least a second: the notifier counts whole seconds.
+                Some(at) => {
+                    let wait = at.saturating_sub(os::unix_now()).max(1);
+                    Timer::after(std::time::Duration::from_secs(wait)).await;
+                }
+                None => smol::future::pending::<()>().await,
+            }
+        };
+        smol::future::or(timer, async {
+            let _ = wake.recv().await;
+        })
+        .await;
+        core.borrow_mut().flush_pushes();
+    }
+}
+
 /// Stop every session's processes and log why.
 fn shutdown(core: &Shared) {
     let mut core = core.borrow_mut();
@@ -548,4 +686,86 @@ fn shutdown(core: &Shared) {
         let _ = core.record(id, EventKind::Status(SessionStatus::Stopped), now);
     }
     log::info("daemon stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use muxagent_proto::app::{ApprovalKind, ApprovalRequest, PushKeys, PushKinds, request_hash};
+    use muxagent_proto::frame::PushUrgency;
+    use muxagent_proto::push::{Notice, NoticeKind};
+    use p256::elliptic_curve::Generate;
+    use p256::elliptic_curve::sec1::ToSec1Point;
+
+    use super::*;
+    use crate::daemon::state::PushSettings;
+
+    const SESSION: SessionId = SessionId([7; 16]);
+
+    #[test]
+    fn a_logged_ask_goes_out_encrypted_for_the_device_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::open(dir.path().to_path_buf()).expect("home");
+        let (replays, _) = smol::channel::unbounded();
+        let mut core = Core::load(home, replays).expect("core");
+        let mut rng = os::rng();
+        let phone = Identity::generate(&mut rng).public();
+        core.state.add_device(&phone, 0);
+        let subscription = p256::SecretKey::generate_from_rng(&mut rng);
+        let keys = PushKeys {
+            p256dh: subscription
+                .public_key()
+                .to_sec1_point(false)
+                .as_bytes()
+                .to_vec(),
+            auth: [3; 16],
+            kinds: PushKinds::ALL,
+        };
+        core.state
+            .device_mut(&phone.fingerprint())
+            .expect("paired")
+            .push = Some(PushSettings::new(&keys));
+        let (outgoing, queue) = smol::channel::bounded(16);
+        core.outgoing = Some(outgoing);
+        core.notifier.link(true);
+
+        let started = EventKind::Started {
+            runtime: "claude".try_into().expect("name"),
+            args: Vec::new(),
+            cwd: "/".into(),
+            title: "tidy up".into(),
+            device: phone.fingerprint(),
+        };
+        core.create_session(SESSION, started, 0).expect("session");
+        let input = r#"{"command":"git clean -fdx"}"#;
+        let request = ApprovalRequest {
+            approval: 1,
+            kind: ApprovalKind::Tool,
+            agent_request: "req-1".into(),
+            tool: "Bash".into(),
+            input: input.into(),
+            request_hash: request_hash(&SESSION, "req-1", "Bash", input),
+        };
+        core.record(SESSION, EventKind::ApprovalRequested(request), 0)
+            .expect("ask");
+
+        let pushes: Vec<frame::Push> = std::iter::from_fn(|| queue.try_recv().ok())
+            .filter_map(|out| match out {
+                Out::Frame(Frame::Push(push)) => Some(push),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pushes.len(), 1);
+        let push = &pushes[0];
+        assert_eq!(push.device, phone.fingerprint());
+        assert_eq!(push.urgency, PushUrgency::High);
+        let key = webpush::topic_key(&core.identity.to_secret_bytes()[..]);
+        assert_eq!(push.topic, Some(webpush::topic(&key, &SESSION)));
+        let plaintext = webpush::tests::decrypt(&push.body, &subscription, &keys.auth)
+            .expect("the device reads it");
+        let notice: Notice = serde_json::from_slice(&plaintext).expect("a notice");
+        assert_eq!(notice.kind, NoticeKind::Approval);
+        assert_eq!(notice.title, "tidy up");
+        assert_eq!(notice.text, "Bash: git clean -fdx");
+        assert_eq!(notice.approval.expect("fits").input, input);
+    }
 }
