@@ -175,6 +175,9 @@ pub enum CtlCommand {
     BenchApprovals(CtlBenchApprovals),
     Stop(CtlStop),
     Revoke(CtlRevoke),
+    Devices(CtlDevices),
+    RevokeDevice(CtlRevokeDevice),
+    GrantOwner(CtlGrantOwner),
 }
 
 /// Pair with a machine from its pairing link.
@@ -485,4 +488,56 @@ pub struct CtlRevoke {
     /// hostname, id prefix or fingerprint
     #[argh(positional)]
     pub machine: String,
+}
+
+/// List the devices of your account: owners, what each paired with, who is online.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "devices",
+    note = "One line per device: FINGERPRINT owner|- online|offline PAIRED-WITH, this controller\n\
+            marked `(this controller)`. An owner reaches every machine of the account, may\n\
+            revoke any device or machine of it and make other devices owners; any other device\n\
+            reaches the machines it paired with. Only an owner sees every device; another sees\n\
+            itself. With --json an array of objects: relay, fingerprint, fingerprint_full, you,\n\
+            owner, online, paired (hostname, fingerprint)."
+)]
+pub struct CtlDevices {
+    /// print JSON
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Revoke a device of your account (a lost phone): the relay cuts it off at once and for good.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "revoke-device",
+    example = "muxagent ctl revoke-device 9f8e-7d6c",
+    note = "An owner may revoke any device of the account; any device may revoke itself. The\n\
+            relay closes the device's connections, refuses its key from now on, and tells the\n\
+            machines it paired with, which forget it. Give at least 4 hex digits of the\n\
+            fingerprint `muxagent ctl devices` shows; a prefix that names several devices is\n\
+            refused."
+)]
+pub struct CtlRevokeDevice {
+    /// the device's fingerprint, or a prefix of it
+    #[argh(positional)]
+    pub device: String,
+}
+
+/// Make another device of your account an owner (you must be one).
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "grant-owner",
+    example = "muxagent ctl grant-owner 9f8e-7d6c",
+    note = "An owner reaches every machine of the account and may revoke its devices and\n\
+            machines. Give an owner a second device of yours, so losing one does not leave the\n\
+            account without an owner."
+)]
+pub struct CtlGrantOwner {
+    /// the device's fingerprint, or a prefix of it
+    #[argh(positional)]
+    pub device: String,
 }

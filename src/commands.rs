@@ -219,6 +219,16 @@ pub fn daemon_status(home: &Home, json_out: bool) -> Result<(), CommandError> {
         println!("last error   {error}");
     }
     println!("devices      {}", status["paired_devices"]);
+    if let Some(revoked) = status["revoked_devices"]
+        .as_array()
+        .filter(|revoked| !revoked.is_empty())
+    {
+        let names: Vec<&str> = revoked.iter().filter_map(|d| d.as_str()).collect();
+        println!(
+            "revoked      {} (forgotten: the relay no longer allows them)",
+            names.join(", ")
+        );
+    }
     println!("sessions     {}", status["sessions"]);
     if let Some(damaged) = status["damaged_sessions"].as_u64().filter(|n| *n > 0) {
         println!("damaged      {damaged} (set aside; `muxagent sessions` says why)");

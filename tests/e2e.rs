@@ -688,3 +688,125 @@ fn a_revoked_machine_recovers_with_a_local_reset() {
     assert_ne!(reset["fingerprint"], paired["fingerprint"]);
     assert_eq!(reset["relay"], paired["relay"]);
 }
+
+/// `ctl devices --json` as rows.
+fn device_rows(controller: &std::path::Path) -> Vec<serde_json::Value> {
+    let out = ok(controller, &["ctl", "devices", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&out).expect("json");
+    rows.as_array().expect("rows").clone()
+}
+
+#[test]
+fn an_owner_revokes_a_device_and_the_machine_forgets_it() {
+    let world = World::new();
+    let alpha = world.machine("alpha");
+    let owner = world.path("owner");
+    let phone = world.path("phone");
+    pair(&owner, &alpha);
+    // A second device pairs through a fresh link: it joins the account, no owner.
+    let mut pairing = muxagent(&alpha.home)
+        .arg("pair")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("pair");
+    let link = alpha.link();
+    ok(&phone, &["ctl", "pair", &link]);
+    assert!(pairing.wait().expect("pair exits").success());
+    wait_for("alpha to know both devices", || {
+        alpha.status()["paired_devices"].as_u64() == Some(2)
+    });
+
+    // The owner sees both devices, who owns, and what each paired with.
+    let rows = device_rows(&owner);
+    let summary: Vec<(bool, bool, Vec<&str>)> = rows
+        .iter()
+        .map(|row| {
+            let paired = row["paired"]
+                .as_array()
+                .expect("paired")
+                .iter()
+                .filter_map(|m| m["hostname"].as_str())
+                .collect();
+            (
+                row["you"].as_bool().expect("you"),
+                row["owner"].as_bool().expect("owner"),
+                paired,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(true, true, vec!["alpha"]), (false, false, vec!["alpha"])]
+    );
+    let phone_print = rows[1]["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
+    let owner_print = rows[0]["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
+    let table = ok(&owner, &["ctl", "devices"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("DEVICE"), "{table}");
+    assert!(
+        lines[1].starts_with(&owner_print)
+            && lines[1].contains(" owner ")
+            && lines[1].contains("alpha")
+            && lines[1].ends_with("(this controller)"),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with(&phone_print)
+            && lines[2].contains(" - ")
+            && lines[2].contains("alpha"),
+        "{table}"
+    );
+    // The phone sees only itself, and may not revoke the owner.
+    let mine = device_rows(&phone);
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["fingerprint"].as_str(), Some(phone_print.as_str()));
+    let error = fails(&phone, &["ctl", "revoke-device", &owner_print]);
+    assert!(error.contains("not an owner"), "{error}");
+    let error = fails(&owner, &["ctl", "revoke-device", "ab"]);
+    assert!(error.contains("not a fingerprint prefix"), "{error}");
+
+    // The owner revokes the phone by a prefix of its fingerprint.
+    let out = ok(&owner, &["ctl", "revoke-device", &phone_print[..9]]);
+    assert!(
+        out.starts_with(&format!("revoked device {phone_print}")) && out.contains("alpha"),
+        "{out}"
+    );
+    wait_for("alpha to forget the phone", || {
+        let status = alpha.status();
+        status["paired_devices"].as_u64() == Some(1)
+            && status["revoked_devices"] == serde_json::json!([phone_print.as_str()])
+    });
+    assert!(
+        alpha
+            .log()
+            .contains(&format!("device {phone_print} was revoked on the relay")),
+        "{}",
+        alpha.log()
+    );
+    let auth = ok(&alpha.home, &["auth", "status", "--json"]);
+    let auth: serde_json::Value = serde_json::from_str(&auth).expect("json");
+    let kept: Vec<&str> = auth["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .filter_map(|d| d["fingerprint"].as_str())
+        .collect();
+    assert_eq!(kept, [owner_print.as_str()]);
+    let status = ok(&alpha.home, &["daemon", "status"]);
+    assert!(
+        status.contains(&format!("revoked      {phone_print}")),
+        "{status}"
+    );
+
+    // The phone is refused; the owner goes on.
+    let error = fails(&phone, &["ctl", "sessions", "alpha"]);
+    assert!(error.contains("revoked"), "{error}");
+    start_session(&owner, "alpha", &world.path("work"), "echo still mine");
+    assert_eq!(device_rows(&owner).len(), 1);
+}

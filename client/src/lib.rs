@@ -7,6 +7,7 @@
 //!
 //! - [`history`]: the fold of one session's events (status, approvals, plans).
 //! - [`book`]: the machines this device paired with, and finding one by name.
+//! - [`devices`]: the devices of this device's account, and revoking them or making owners.
 //! - [`decide`]: a signed decision for an approval, bound to the input as it was shown.
 //! - [`inbox`]: the approvals waiting for a person across machines, newest first.
 //! - [`controller`]: the state machine of one relay connection to many machines.
@@ -22,6 +23,7 @@ pub mod backoff;
 pub mod book;
 pub mod controller;
 pub mod decide;
+pub mod devices;
 pub mod history;
 pub mod inbox;
 pub mod limits;

@@ -9,6 +9,11 @@
 //! Devices learn which machines are online from [`Presence`], machines which devices are from
 //! [`DevicePresence`]. A receiver skips frame kinds it does not know (an older client sees a
 //! newer relay's additions as [`Decoded::Unknown`](crate::envelope::Decoded::Unknown)).
+//!
+//! Authority within an account (who may reach, revoke or promote whom) is the registry's:
+//! [`RegistryEntry`] says what each entry may do. A device asks for its account's devices with
+//! [`DevicesQuery`] ([`DeviceList`]); a machine is told which devices may reach it with
+//! [`AllowedDevices`].
 
 use core::fmt;
 
@@ -23,6 +28,7 @@ use crate::identity::{
 use crate::limits::{
     MAX_FRAME_LEN, MAX_HOSTNAME_LEN, MAX_PAYLOAD_LEN, MAX_PUSH_BODY_LEN, MAX_PUSH_ENDPOINT_LEN,
     MAX_REASON_LEN, MAX_REGISTRY_ENTRY_LEN, PROTOCOL_VERSION, PUSH_TOPIC_LEN, PUSH_VAPID_KEY_LEN,
+    RELAY_MAX_DEVICES_PER_ACCOUNT, RELAY_MAX_MACHINES_PER_ACCOUNT,
     RELAY_TRACKED_CHANNELS_PER_CONNECTION,
 };
 use crate::noise::ConnectionId;
@@ -221,8 +227,9 @@ impl Body for PairRecv {
     }
 }
 
-/// Client → relay: deliver `payload` to `to` (a machine of the device's account, or a device
-/// of the machine's account).
+/// Client → relay: deliver `payload` to `to`: from a device, a machine it may reach (one it
+/// paired with, or any of its account's if it is an owner); from a machine, a device that may
+/// reach it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Send {
     /// The receiver.
@@ -250,8 +257,8 @@ impl Body for Recv {
     }
 }
 
-/// Client → relay: append a signed entry to the registry (register or revoke a machine from a
-/// device; unpair from a machine).
+/// Client → relay: append a signed entry to the registry (register or revoke a machine, revoke
+/// a device or make it an owner, from a device; unpair from a machine).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registry {
     /// Echoed in the [`RegistryAck`] or [`Error`].
@@ -273,7 +280,7 @@ pub struct RegistryAck {
 }
 impl Body for RegistryAck {}
 
-/// Relay → device: a machine of the account came online or went offline.
+/// Relay → device: a machine the device may reach came online or went offline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
     /// The machine.
@@ -294,8 +301,9 @@ impl Body for Presence {
 /// fixed array so the frame enum stays small for every other kind.
 pub type ClosedChannels = Vec<ConnectionId>;
 
-/// Relay → machine: a device of the machine's account came online (its first live connection)
-/// or went offline (its last one closed), or one of its connections closed while others stay.
+/// Relay → machine: a device that may reach the machine came online (its first live
+/// connection) or went offline (its last one closed), or one of its connections closed while
+/// others stay.
 ///
 /// A device may hold several relay connections at once (tabs, `ctl watch` beside `ctl
 /// approve`), each with its own end-to-end channel to the machine, and the relay fans what the
@@ -305,7 +313,7 @@ pub type ClosedChannels = Vec<ConnectionId>;
 /// Sent when the first connection comes up (`online`, nothing closed), when a connection that
 /// opened channels to this machine closes while others stay (`online`, `closed`), when the last
 /// one closes (`!online`: every channel of the device is gone), and after a machine's
-/// [`LoginOk`] for each device of its account that is online.
+/// [`LoginOk`] for each device that may reach it and is online.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DevicePresence {
     /// The device.
@@ -403,7 +411,8 @@ pub enum PushUrgency {
 /// Machine → relay: push `body` to `device`'s subscription. The body is already encrypted by
 /// the machine for the device's subscription keys (RFC 8291 `aes128gcm`); the relay adds only
 /// its VAPID authorization and the headers below, and POSTs it. Nothing comes back on success:
-/// a device without a subscription, or outside the machine's account, gets `Error{NotAllowed}`.
+/// a device without a subscription, or one that may not reach the machine, gets
+/// `Error{NotAllowed}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Push {
     /// The device whose subscription receives it.
@@ -423,6 +432,99 @@ impl Body for Push {
     fn validate(&self) -> Result<(), &'static str> {
         if self.body.len() > MAX_PUSH_BODY_LEN {
             return Err("push body longer than a push service accepts");
+        }
+        Ok(())
+    }
+}
+
+/// Device → relay: which devices does my account have, and who may do what? Answered with
+/// [`DeviceList`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicesQuery {
+    /// Request number, echoed in the answer.
+    pub request: u32,
+}
+impl Body for DevicesQuery {}
+
+/// A machine of the account as a [`DeviceList`] names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountMachine {
+    /// The machine.
+    pub machine: Fingerprint,
+    /// Its hostname: from its login when online, else from its registration.
+    pub hostname: Hostname,
+    /// Whether it is connected now.
+    pub online: bool,
+}
+
+/// A device of the account as a [`DeviceList`] names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountDevice {
+    /// The device.
+    pub device: Fingerprint,
+    /// An owner reaches every machine of the account, may revoke any device or machine of it
+    /// and make other devices owners.
+    pub owner: bool,
+    /// Whether it has a live connection now.
+    pub online: bool,
+    /// The machines it paired with, as indices into [`DeviceList::machines`] (in the list's
+    /// order; at most one per machine).
+    pub paired: Vec<u16>,
+}
+
+/// Relay → device: the answer to [`DevicesQuery`]. An owner is shown every machine and device
+/// of its account; any other device is shown itself and the machines it paired with. A device
+/// in no account gets empty lists. At most [`RELAY_MAX_MACHINES_PER_ACCOUNT`] machines and
+/// [`RELAY_MAX_DEVICES_PER_ACCOUNT`] devices (one frame holds both at their caps).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceList {
+    /// The request this answers.
+    pub request: u32,
+    /// The machines the asking device may see.
+    pub machines: Vec<AccountMachine>,
+    /// The devices it may see.
+    pub devices: Vec<AccountDevice>,
+}
+impl Body for DeviceList {
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.machines.len() > RELAY_MAX_MACHINES_PER_ACCOUNT {
+            return Err("more machines than an account holds");
+        }
+        if self.devices.len() > RELAY_MAX_DEVICES_PER_ACCOUNT {
+            return Err("more devices than an account holds");
+        }
+        for machine in &self.machines {
+            validate_hostname(&machine.hostname)?;
+        }
+        for device in &self.devices {
+            if device.paired.len() > self.machines.len() {
+                return Err("a device paired with more machines than are listed");
+            }
+            if device
+                .paired
+                .iter()
+                .any(|index| usize::from(*index) >= self.machines.len())
+            {
+                return Err("a paired machine index is outside the list");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Relay → machine: the devices of its account that may reach it now (those that paired with
+/// it, and the account's owners). State, not events: sent after [`LoginOk`] and again whenever
+/// it changes, so a machine that was offline when a device was revoked still learns it. A
+/// machine forgets any paired device not listed (it only lowers what the machine accepts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowedDevices {
+    /// At most [`RELAY_MAX_DEVICES_PER_ACCOUNT`].
+    pub devices: Vec<Fingerprint>,
+}
+impl Body for AllowedDevices {
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.devices.len() > RELAY_MAX_DEVICES_PER_ACCOUNT {
+            return Err("more devices than an account holds");
         }
         Ok(())
     }
@@ -492,6 +594,12 @@ wire_enum! {
         18 => PushState(PushState),
         /// See [`Push`].
         19 => Push(Push),
+        /// See [`DevicesQuery`].
+        20 => DevicesQuery(DevicesQuery),
+        /// See [`DeviceList`].
+        21 => DeviceList(DeviceList),
+        /// See [`AllowedDevices`].
+        22 => AllowedDevices(AllowedDevices),
     }
 }
 
@@ -590,7 +698,19 @@ pub struct SignedEntry {
     pub signature: Signature,
 }
 
-/// A change to the relay's registry.
+/// A change to the relay's registry. Variants are only ever appended: the relay's log holds
+/// them by their postcard index.
+///
+/// Who may author what (the relay's registry enforces it; "paired" means the device registered
+/// that machine):
+///
+/// | entry             | author                                                         |
+/// | ----------------- | -------------------------------------------------------------- |
+/// | `RegisterMachine` | any device not in another account, with the machine's consent  |
+/// | `RevokeMachine`   | an owner of the machine's account, or a device paired with it  |
+/// | `UnpairMachine`   | the machine itself                                             |
+/// | `GrantOwner`      | an owner of the device's account                               |
+/// | `RevokeDevice`    | an owner of the device's account, or the device itself         |
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RegistryEntry {
     /// A device adds a machine to its account, after pairing with it.
@@ -623,6 +743,25 @@ pub enum RegistryEntry {
         /// The machine (the author).
         machine: PublicIdentity,
         /// Unix seconds on the machine's clock.
+        at: u64,
+    },
+    /// An owner of an account makes another device of it an owner.
+    GrantOwner {
+        /// The owner (the author).
+        owner: PublicIdentity,
+        /// The device that becomes an owner.
+        device: Fingerprint,
+        /// Unix seconds on the owner's clock.
+        at: u64,
+    },
+    /// An owner revokes a device of its account, or a device revokes itself: the device leaves
+    /// the account and its key is barred for good.
+    RevokeDevice {
+        /// An owner of the device's account, or the device itself.
+        author: PublicIdentity,
+        /// The device.
+        device: Fingerprint,
+        /// Unix seconds on the author's clock.
         at: u64,
     },
 }
@@ -661,6 +800,8 @@ impl RegistryEntry {
             RegistryEntry::RegisterMachine { device, .. }
             | RegistryEntry::RevokeMachine { device, .. } => device,
             RegistryEntry::UnpairMachine { machine, .. } => machine,
+            RegistryEntry::GrantOwner { owner, .. } => owner,
+            RegistryEntry::RevokeDevice { author, .. } => author,
         }
     }
 

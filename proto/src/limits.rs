@@ -315,9 +315,9 @@ pub const RELAY_MAX_CONTROL_FRAMES_PER_SEC: u32 = 16;
 /// burst is spent (a registry request costs one or two).
 pub const RELAY_SIGNATURE_COST_BYTES: u32 = 64 * 1024;
 
-/// Registry requests (register, revoke, unpair) one connection may make per minute; past it
-/// they are refused with `RateLimited` before any signature is checked. People pair and revoke
-/// a few machines a day.
+/// Registry requests (register, revoke, unpair, grant owner) one connection may make per
+/// minute; past it they are refused with `RateLimited` before any signature is checked. People
+/// pair and revoke a few machines and devices a day.
 pub const RELAY_REGISTRY_REQUESTS_PER_MIN: usize = 20;
 
 /// Registry requests all connections of one source prefix (see [`RELAY_IPV4_PREFIX_LEN`]) may
@@ -394,12 +394,15 @@ pub const fn relay_memory_bound(connections: usize) -> u64 {
 /// The worst-case memory of a relay at its connection cap with default limits:
 /// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 210 KiB + (256 MiB +
 /// 50 000 × 65 KiB) ≈ 10.0 GiB + 3.35 GiB = 13.4 GiB, plus the registry at its cap (~200 MB,
-/// [`RELAY_MAX_REGISTRY_KEYS`]), the pairing table (~2 MB, [`RELAY_MAX_PAIRINGS`]) and Web Push
-/// (127 MiB: [`RELAY_MAX_PUSH_SUBSCRIPTIONS`] and [`RELAY_PUSH_QUEUE_LEN`]): about 13.7 GiB. Idle, the same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
+/// [`RELAY_MAX_REGISTRY_KEYS`]; ~64 MB of pairs, [`RELAY_MAX_REGISTRY_PAIRS`]), the pairing
+/// table (~2 MB, [`RELAY_MAX_PAIRINGS`]) and Web Push (127 MiB:
+/// [`RELAY_MAX_PUSH_SUBSCRIPTIONS`] and [`RELAY_PUSH_QUEUE_LEN`]): about 13.7 GiB. Idle, the
+/// same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
 /// (from at least 782 source prefixes) can push it to. Size `--max-connections` to the
 /// machine: ~275 KiB per connection plus 256 MiB.
 pub const RELAY_WORST_CASE_MEMORY: u64 = relay_memory_bound(RELAY_MAX_CONNECTIONS)
     + RELAY_MAX_REGISTRY_KEYS as u64 * 200
+    + RELAY_MAX_REGISTRY_PAIRS as u64 * 64
     + RELAY_MAX_PAIRINGS as u64 * 200
     + RELAY_MAX_PUSH_SUBSCRIPTIONS as u64 * RELAY_PUSH_SUBSCRIPTION_MAX_BYTES as u64
     + RELAY_PUSH_QUEUE_LEN as u64 * RELAY_PUSH_JOB_MAX_BYTES as u64;
@@ -441,11 +444,34 @@ pub const RELAY_PAIRINGS_PER_PREFIX: usize = 16;
 /// ids is 2 MiB). Past it `OpenPairing` is refused with `RateLimited`.
 pub const RELAY_MAX_PAIRINGS: usize = 10_000;
 
-/// Machines in one account. Covers a person's or a small team's fleet.
+/// Machines in one account. Covers a person's or a small team's fleet. Also the most a
+/// [`DeviceList`](crate::frame::DeviceList) carries, so a relay's cap may be lower, never
+/// higher (checked when it starts).
 pub const RELAY_MAX_MACHINES_PER_ACCOUNT: usize = 256;
 
-/// Devices (controllers) in one account: phones, tablets, terminals.
+/// Devices (controllers) in one account: phones, tablets, terminals. Also the most a
+/// [`DeviceList`](crate::frame::DeviceList) or an
+/// [`AllowedDevices`](crate::frame::AllowedDevices) carries (a relay's cap may be lower, never
+/// higher).
 pub const RELAY_MAX_DEVICES_PER_ACCOUNT: usize = 32;
+
+/// The largest [`DeviceList`](crate::frame::DeviceList) a relay sends, encoded: every machine
+/// of an account (fingerprint 32 + hostname 1 + 64 + online 1 bytes) and every device
+/// (fingerprint 32, owner and online 2, and paired with every machine: a length of 2 bytes and
+/// an index of at most 2 bytes each), with 16 bytes of kind, request and lengths: 25 088 +
+/// 17 536 + 16 = 42 640 bytes, inside one frame.
+pub const DEVICE_LIST_MAX_LEN: usize = RELAY_MAX_MACHINES_PER_ACCOUNT
+    * (32 + 1 + MAX_HOSTNAME_LEN + 1)
+    + RELAY_MAX_DEVICES_PER_ACCOUNT * (32 + 2 + 2 + 2 * RELAY_MAX_MACHINES_PER_ACCOUNT)
+    + 16;
+const _: () = assert!(DEVICE_LIST_MAX_LEN <= MAX_FRAME_LEN);
+
+/// Which machines each device paired with (one pair per `RegisterMachine`), relay-wide: each is
+/// a machine's fingerprint in its device's record, ≤ 64 bytes with the vector's slack, so
+/// 1 000 000 pairs ≈ 64 MB. One account holds at most its devices × its machines (8 192 at
+/// the defaults); past the relay-wide cap registrations that add a pair are refused, as past
+/// [`RELAY_MAX_REGISTRY_KEYS`]. Owners reach every machine without pairs.
+pub const RELAY_MAX_REGISTRY_PAIRS: usize = 1_000_000;
 
 /// Keys the registry knows at most (machines + devices with an account + revoked keys), so
 /// its in-memory fold stays bounded: ~200 bytes each, 1 000 000 keys ≈ 200 MiB. Past it

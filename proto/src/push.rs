@@ -35,6 +35,10 @@ pub enum NoticeKind {
     Failed,
     /// A plan is ready for review.
     Plan,
+    /// The approval (or plan) this device was last shown for the session was decided
+    /// elsewhere, withdrawn or expired, and nothing else of the session waits: the notification
+    /// that asked is replaced by how it ended, so a stale one is never acted on.
+    Resolved,
     /// The device asked for a test notification.
     Test,
 }

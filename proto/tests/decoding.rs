@@ -314,3 +314,69 @@ fn the_largest_login_fits_what_the_relay_reads_before_login() {
     assert!(len <= 210, "a Login is {len} bytes");
     assert!(len <= RELAY_MAX_LOGIN_MESSAGE_LEN);
 }
+
+#[test]
+fn the_largest_device_list_fits_one_frame_and_indices_stay_in_it() {
+    use muxagent_proto::frame::{AccountDevice, AccountMachine, DeviceList, Hostname};
+    use muxagent_proto::identity::Fingerprint;
+    use muxagent_proto::limits::{
+        DEVICE_LIST_MAX_LEN, RELAY_MAX_DEVICES_PER_ACCOUNT, RELAY_MAX_MACHINES_PER_ACCOUNT,
+    };
+    let mut host = Hostname::new();
+    while host.push('x').is_ok() {}
+    // Every machine and device at its cap, every device paired with every machine.
+    let list = DeviceList {
+        request: u32::MAX,
+        machines: (0..RELAY_MAX_MACHINES_PER_ACCOUNT)
+            .map(|n| AccountMachine {
+                machine: Fingerprint([n as u8; 32]),
+                hostname: host.clone(),
+                online: true,
+            })
+            .collect(),
+        devices: (0..RELAY_MAX_DEVICES_PER_ACCOUNT)
+            .map(|n| AccountDevice {
+                device: Fingerprint([n as u8; 32]),
+                owner: true,
+                online: true,
+                paired: (0..RELAY_MAX_MACHINES_PER_ACCOUNT as u16).collect(),
+            })
+            .collect(),
+    };
+    let bytes = Frame::DeviceList(list.clone()).encode();
+    assert!(
+        bytes.len() <= DEVICE_LIST_MAX_LEN,
+        "a full device list is {} bytes",
+        bytes.len()
+    );
+    assert_eq!(
+        Frame::decode(&bytes),
+        Ok(Decoded::Known(Frame::DeviceList(list.clone())))
+    );
+    // An index past the machines listed is refused.
+    let mut wrong = list;
+    wrong.machines.truncate(3);
+    wrong.devices.truncate(1);
+    wrong.devices[0].paired = vec![0, 3];
+    assert!(matches!(
+        Frame::decode(&Frame::DeviceList(wrong).encode()),
+        Err(DecodeError::Invalid { kind: 21, .. })
+    ));
+}
+
+#[test]
+fn new_registry_entries_name_their_author_and_verify() {
+    let entries = samples::registry_entries();
+    for (name, signed) in &entries {
+        let entry = signed.verify().unwrap_or_else(|e| panic!("{name}: {e}"));
+        // Signed by another key than the one it names as its author: refused.
+        assert_eq!(
+            SignedEntry::sign(&samples::identity(9), &entry),
+            Err(EntryError::WrongAuthor),
+            "{name}"
+        );
+        let mut forged = signed.clone();
+        forged.signature = samples::identity(9).sign(SignDomain::RegistryEntry, &signed.entry);
+        assert_eq!(forged.verify(), Err(EntryError::BadSignature), "{name}");
+    }
+}

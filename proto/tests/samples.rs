@@ -188,7 +188,114 @@ pub fn frames() -> Vec<(&'static str, Frame)> {
             }
             .into(),
         ),
+        ("devices_query", DevicesQuery { request: 5 }.into()),
+        (
+            "device_list",
+            DeviceList {
+                request: 5,
+                machines: vec![
+                    AccountMachine {
+                        machine: fingerprint(2),
+                        hostname: hostname("pi"),
+                        online: true,
+                    },
+                    AccountMachine {
+                        machine: fingerprint(3),
+                        hostname: hostname("gpu"),
+                        online: false,
+                    },
+                ],
+                devices: vec![
+                    AccountDevice {
+                        device: fingerprint(1),
+                        owner: true,
+                        online: true,
+                        paired: vec![0, 1],
+                    },
+                    AccountDevice {
+                        device: fingerprint(4),
+                        owner: false,
+                        online: false,
+                        paired: vec![1],
+                    },
+                ],
+            }
+            .into(),
+        ),
+        (
+            "allowed_devices",
+            AllowedDevices {
+                devices: vec![fingerprint(1), fingerprint(4)],
+            }
+            .into(),
+        ),
     ]
+}
+
+/// One signed registry entry of every kind, as the relay's log stores them.
+pub fn registry_entries() -> Vec<(&'static str, SignedEntry)> {
+    let device = identity(1);
+    let machine = identity(2);
+    let consent = machine.sign(
+        muxagent_proto::identity::SignDomain::RegistryEntry,
+        &RegistryEntry::consent_message(&device.public().fingerprint(), &PAIRING),
+    );
+    let entries = [
+        (
+            "register_machine",
+            &device,
+            RegistryEntry::RegisterMachine {
+                device: device.public(),
+                machine: machine.public(),
+                hostname: hostname("pi"),
+                pairing_id: PAIRING,
+                machine_consent: consent,
+                at: 1_800_000_000,
+            },
+        ),
+        (
+            "revoke_machine",
+            &device,
+            RegistryEntry::RevokeMachine {
+                device: device.public(),
+                machine: fingerprint(2),
+                at: 1_800_000_001,
+            },
+        ),
+        (
+            "unpair_machine",
+            &machine,
+            RegistryEntry::UnpairMachine {
+                machine: machine.public(),
+                at: 1_800_000_002,
+            },
+        ),
+        (
+            "grant_owner",
+            &device,
+            RegistryEntry::GrantOwner {
+                owner: device.public(),
+                device: fingerprint(4),
+                at: 1_800_000_003,
+            },
+        ),
+        (
+            "revoke_device",
+            &device,
+            RegistryEntry::RevokeDevice {
+                author: device.public(),
+                device: fingerprint(4),
+                at: 1_800_000_004,
+            },
+        ),
+    ];
+    entries
+        .into_iter()
+        .map(|(name, author, entry)| {
+            let signed = SignedEntry::sign(author, &entry).expect("the author signs");
+            (name, signed)
+        })
+        .collect()
 }
 
 pub fn device_messages() -> Vec<(&'static str, DeviceMessage)> {

@@ -66,6 +66,40 @@ fn every_machine_message_kind() {
     insta::assert_snapshot!(dump(messages.iter().map(|(name, m)| (*name, m.encode()))));
 }
 
+/// The position of each registry entry kind; exhaustive, like [`event_kind_index`].
+fn entry_kind_index(entry: &muxagent_proto::frame::RegistryEntry) -> usize {
+    use muxagent_proto::frame::RegistryEntry;
+    match entry {
+        RegistryEntry::RegisterMachine { .. } => 0,
+        RegistryEntry::RevokeMachine { .. } => 1,
+        RegistryEntry::UnpairMachine { .. } => 2,
+        RegistryEntry::GrantOwner { .. } => 3,
+        RegistryEntry::RevokeDevice { .. } => 4,
+    }
+}
+const ENTRY_KIND_COUNT: usize = 5;
+
+/// Signed registry entries as the relay's log stores them (postcard of the [`SignedEntry`]):
+/// an older entry's bytes never change, and a new kind only appends.
+///
+/// [`SignedEntry`]: muxagent_proto::frame::SignedEntry
+#[test]
+fn every_registry_entry_kind() {
+    let entries = samples::registry_entries();
+    let covered: Vec<usize> = entries
+        .iter()
+        .map(|(_, signed)| entry_kind_index(&signed.verify().expect("verifies")))
+        .collect();
+    assert_eq!(
+        covered,
+        (0..ENTRY_KIND_COUNT).collect::<Vec<_>>(),
+        "an entry kind has no sample, or they are out of order"
+    );
+    insta::assert_snapshot!(dump(entries.iter().map(|(name, signed)| {
+        (*name, postcard::to_allocvec(signed).expect("encodes"))
+    })));
+}
+
 /// The position of each event kind; exhaustive, so a new kind fails to compile here until it is
 /// numbered, and then fails the coverage check until it has a sample.
 fn event_kind_index(kind: &EventKind) -> usize {

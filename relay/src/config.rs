@@ -127,6 +127,8 @@ pub struct Limits {
     pub max_devices_per_account: usize,
     /// Keys the registry holds at most.
     pub max_registry_keys: usize,
+    /// Pairs (a device paired with a machine) the registry holds at most.
+    pub max_registry_pairs: usize,
     /// Reconnect hint sent in `Restarting`.
     pub restart_reconnect_in: Duration,
     /// Retry window sent in `Restarting`.
@@ -184,6 +186,7 @@ impl Default for Limits {
             max_machines_per_account: limits::RELAY_MAX_MACHINES_PER_ACCOUNT,
             max_devices_per_account: limits::RELAY_MAX_DEVICES_PER_ACCOUNT,
             max_registry_keys: limits::RELAY_MAX_REGISTRY_KEYS,
+            max_registry_pairs: limits::RELAY_MAX_REGISTRY_PAIRS,
             restart_reconnect_in: Duration::from_millis(u64::from(
                 limits::RELAY_RESTART_RECONNECT_IN_MS,
             )),
@@ -252,6 +255,16 @@ impl Limits {
             return Err(format!(
                 "at most {} connections per device (machines keep a channel for each)",
                 limits::RELAY_MAX_CONNECTIONS_PER_DEVICE
+            ));
+        }
+        if self.max_machines_per_account > limits::RELAY_MAX_MACHINES_PER_ACCOUNT
+            || self.max_devices_per_account > limits::RELAY_MAX_DEVICES_PER_ACCOUNT
+        {
+            // A device list names every machine and device of an account in one frame.
+            return Err(format!(
+                "at most {} machines and {} devices per account (one frame lists them)",
+                limits::RELAY_MAX_MACHINES_PER_ACCOUNT,
+                limits::RELAY_MAX_DEVICES_PER_ACCOUNT
             ));
         }
         if self.push_workers == 0 || self.push_queue_len == 0 || self.push_attempts == 0 {

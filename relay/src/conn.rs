@@ -18,7 +18,8 @@
 //! - **Registry requests** are limited per connection and per source prefix and minute, and
 //!   each is charged the signature verifications it costs before any is made. Push
 //!   subscription changes count against the same minutes (both are synced writes); pushes are
-//!   handed to [`crate::push`], which only queues them.
+//!   handed to [`crate::push`], which only queues them. A device's question about its
+//!   account's devices is charged the bytes of its answer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,7 +32,7 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use muxagent_proto::envelope::Decoded;
 use muxagent_proto::frame::{
-    ErrorCode, Frame, Login, LoginOk, Registry, RegistryAck, Role, ServerHello,
+    ErrorCode, Frame, Login, LoginOk, Registry, RegistryAck, RegistryEntry, Role, ServerHello,
 };
 use muxagent_proto::limits::{
     MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RELAY_QUEUE_RESERVE_BYTES,
@@ -573,7 +574,30 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
             Err(refused) => Some(refused),
         },
         Frame::Registry(request) => {
-            registry(shared, session, request).await;
+            let flow = registry(shared, session, request).await;
+            if let Flow::Close(..) = flow {
+                return flow;
+            }
+            None
+        }
+        Frame::DevicesQuery(query) => {
+            match shared.router.device_list(session, query.request) {
+                Ok(list) => {
+                    let answer = encode(Frame::DeviceList(list));
+                    // The answer is up to a frame for a few bytes asked: its size is charged
+                    // to the asker's inbound budget, so asking again and again is paced like
+                    // sending.
+                    session.budget.spend(answer.len(), Instant::now());
+                    reply(shared, session, answer);
+                }
+                Err(refused) => {
+                    if let Some(counter) = refused.counter {
+                        metrics.refused(counter);
+                    }
+                    let error = error_frame(refused.code, Some(query.request), refused.reason);
+                    reply(shared, session, error);
+                }
+            }
             None
         }
         Frame::PushSubscribe(subscribe) => {
@@ -605,6 +629,8 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
         | Frame::Presence(_)
         | Frame::DevicePresence(_)
         | Frame::PushState(_)
+        | Frame::DeviceList(_)
+        | Frame::AllowedDevices(_)
         | Frame::Error(_)
         | Frame::Restarting(_) => {
             reply(
@@ -675,22 +701,25 @@ pub(crate) fn write_rate(
     Ok(())
 }
 
-/// A registry request: rate, charge, verify, check, make durable, apply, acknowledge.
-async fn registry(shared: &Shared, session: &Session, request: Registry) {
+/// A registry request: rate, charge, verify, check, make durable, apply, acknowledge. A device
+/// that revoked itself is closed after the acknowledgement.
+async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow {
     let metrics = &shared.metrics;
     let id = Some(request.request);
     let refuse = |code: ErrorCode, reason: &str| {
         metrics.entry_refused();
         reply(shared, session, error_frame(code, id, reason));
+        Flow::Continue
     };
     let now = Instant::now();
     if let Err(reason) = write_rate(shared, session, now) {
         metrics.refused(Refusal::RegistryRate);
-        return reply(
+        reply(
             shared,
             session,
             error_frame(ErrorCode::RateLimited, id, reason),
         );
+        return Flow::Continue;
     }
     // Up to two signatures (a registration's consent besides the entry's own), charged before
     // either is checked: the next read waits until the budget has paid for them.
@@ -713,20 +742,27 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) {
             "the relay could not store the entry; try again later",
         );
     }
-    let applied = shared.router.apply_entry(&entry);
+    let applied = shared.router.apply_entry(&entry, session);
     metrics.entry_accepted(match entry {
-        muxagent_proto::frame::RegistryEntry::RegisterMachine { .. } => EntryKind::Register,
-        muxagent_proto::frame::RegistryEntry::RevokeMachine { .. } => EntryKind::Revoke,
-        muxagent_proto::frame::RegistryEntry::UnpairMachine { .. } => EntryKind::Unpair,
+        RegistryEntry::RegisterMachine { .. } => EntryKind::Register,
+        RegistryEntry::RevokeMachine { .. } => EntryKind::Revoke,
+        RegistryEntry::UnpairMachine { .. } => EntryKind::Unpair,
+        RegistryEntry::GrantOwner { .. } => EntryKind::GrantOwner,
+        RegistryEntry::RevokeDevice { .. } => EntryKind::RevokeDevice,
     });
-    reply(
-        shared,
-        session,
-        encode(Frame::RegistryAck(RegistryAck {
-            request: request.request,
-        })),
-    );
+    if let Some(device) = applied.revoked_device {
+        // Nothing is pushed to a revoked device any more.
+        shared.push.forget_device(device).await;
+    }
+    let ack = encode(Frame::RegistryAck(RegistryAck {
+        request: request.request,
+    }));
+    if applied.close_author {
+        return Flow::Close(Disconnect::Revoked, Some(ack));
+    }
+    reply(shared, session, ack);
     for frame in applied.frames {
         reply(shared, session, frame);
     }
+    Flow::Continue
 }

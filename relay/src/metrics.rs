@@ -104,6 +104,8 @@ labels! {
         Register => "register",
         Revoke => "revoke",
         Unpair => "unpair",
+        GrantOwner => "grant_owner",
+        RevokeDevice => "revoke_device",
     }
 }
 
@@ -190,7 +192,7 @@ pub(crate) struct Metrics {
     disconnects: [AtomicU64; 15],
     pairings_opened: AtomicU64,
     pairings_claimed: AtomicU64,
-    entries: [AtomicU64; 3],
+    entries: [AtomicU64; 5],
     entries_refused: AtomicU64,
     entries_skipped_at_start: AtomicU64,
     unknown_frames: AtomicU64,

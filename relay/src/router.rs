@@ -17,6 +17,11 @@
 //!   its own end-to-end channel, and the connection id in the packet header lets each drop
 //!   what is not its own.
 //!
+//! Who may reach whom is the registry's ([`crate::registry`]): a device reaches the machines it
+//! paired with (an owner every machine of its account), and presence follows reach both ways.
+//! A machine is told which devices may reach it ([`AllowedDevices`]) at login and whenever that
+//! changes; what the account's devices may see of it is in [`account`].
+//!
 //! Machines learn about devices from [`DevicePresence`]: online when a device's first
 //! connection comes up, offline when its last one goes, and in between which of the machine's
 //! channels ended with a connection that closed. For that the router remembers, per device
@@ -29,8 +34,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::{
-    self, ClosedChannels, DevicePresence, ErrorCode, Frame, Hostname, Login, OpenPairing, PairRecv,
-    PairSend, PairingId, PairingOpened, Presence, Reason, Recv, RegistryEntry, Role, SignedEntry,
+    self, AllowedDevices, ClosedChannels, DevicePresence, ErrorCode, Frame, Hostname, Login,
+    OpenPairing, PairRecv, PairSend, PairingId, PairingOpened, Presence, Reason, Recv,
+    RegistryEntry, Role, SignedEntry,
 };
 use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::RELAY_TRACKED_CHANNELS_PER_CONNECTION;
@@ -40,7 +46,9 @@ use muxagent_proto::noise::packet::{self, Kind};
 use crate::bucket::{Budget, Window};
 use crate::metrics::{Disconnect, DropReason, LoginFailure, Metrics, Refusal, RouteKind, Sizes};
 use crate::outbox::{Bound, Outbox, Pool, PushError};
-use crate::registry::{Caps, Registry};
+use crate::registry::{Caps, Registry, Rules};
+
+mod account;
 
 /// Encode a frame for the wire.
 pub(crate) fn encode(frame: Frame) -> Bytes {
@@ -283,8 +291,14 @@ pub(crate) struct Admitted {
 
 /// What an accepted registry entry changed, for the author's connection.
 pub(crate) struct Applied {
-    /// Frames for the author to write after its ack (presence of its account's machines).
+    /// Frames for the author to write after its ack (presence of the machines it reaches).
     pub frames: Vec<Bytes>,
+    /// A device the entry revoked: whatever else the relay keeps for it (a push
+    /// subscription) goes too. Its connections are closed already, but for the author's own
+    /// when it revoked itself ([`Applied::close_author`]).
+    pub revoked_device: Option<Fingerprint>,
+    /// The author revoked itself: its connection closes after the acknowledgement.
+    pub close_author: bool,
 }
 
 impl Router {
@@ -329,7 +343,9 @@ impl Router {
     pub(crate) fn load(&self, signed: &SignedEntry) -> Result<(), String> {
         let entry = signed.verify().map_err(|e| e.to_string())?;
         let mut state = self.lock();
-        state.registry.check(&entry, &self.limits.caps)?;
+        state
+            .registry
+            .check(&entry, &self.limits.caps, Rules::Replay)?;
         state.registry.apply(&entry);
         Ok(())
     }
@@ -370,16 +386,15 @@ impl Router {
                         "this key is a registered machine, not a device",
                     );
                 }
-                let account = state.registry.device_account(&fp);
-                if let Some(account) = account {
-                    initial = online_machines(state, &account);
-                }
-                account
+                initial = online_machines(state, &fp);
+                state.registry.device_account(&fp)
             }
             Role::Machine => match state.registry.machine(&fp) {
                 Some(record) => {
-                    initial = online_devices(state, &record.account);
-                    Some(record.account)
+                    let account = record.account;
+                    initial.push(allowed_devices(state, &fp));
+                    initial.extend(online_devices(state, &fp));
+                    Some(account)
                 }
                 None => {
                     return refuse(
@@ -453,26 +468,24 @@ impl Router {
             }
             // The key stays online through the new connection; a device's machines only
             // hear which channels ended with the old one.
-            if let (Role::Device, Some(account)) = (session.role, account) {
-                self.device_left(state, fp, &account, &old, true);
+            if session.role == Role::Device {
+                self.device_left(state, fp, &old, true);
             }
         }
         if first {
             match (session.role, account) {
-                (Role::Machine, Some(account)) => {
+                (Role::Machine, Some(_)) => {
                     let hostname = presence_hostname(state, &fp, &hostname);
                     let frame = encode(Frame::Presence(Presence {
                         machine: fp,
                         hostname,
                         online: true,
                     }));
-                    self.tell_devices(state, &account, &frame);
+                    self.tell_devices(state, &fp, &frame);
                 }
-                (Role::Device, account) => {
+                (Role::Device, _) => {
                     self.metrics.device_online(true);
-                    if let Some(account) = account {
-                        self.tell_machines(state, &account, &device_presence(fp, true));
-                    }
+                    self.tell_machines(state, &fp, &device_presence(fp, true));
                 }
                 _ => {}
             }
@@ -509,42 +522,30 @@ impl Router {
         }
         match key.1 {
             Role::Machine => {
-                if let Some(account) = live.account {
+                if live.account.is_some() {
                     let hostname = presence_hostname(state, &key.0, &live.hostname);
                     let frame = encode(Frame::Presence(Presence {
                         machine: key.0,
                         hostname,
                         online: false,
                     }));
-                    self.tell_devices(state, &account, &frame);
+                    self.tell_devices(state, &key.0, &frame);
                 }
             }
             Role::Device => {
                 if last {
                     self.metrics.device_online(false);
                 }
-                if let Some(account) = state.registry.device_account(&key.0) {
-                    self.device_left(state, key.0, &account, &live, !last);
-                }
+                self.device_left(state, key.0, &live, !last);
             }
             Role::PendingMachine => {}
         }
     }
 
-    /// A connection of `device` ended: tell each machine of the account which of its channels
+    /// A connection of `device` ended: tell each machine it reaches which of its channels
     /// ended with it, and (when it was the last one) that the device is offline.
-    fn device_left(
-        &self,
-        state: &State,
-        device: Fingerprint,
-        account: &Fingerprint,
-        live: &Live,
-        still_online: bool,
-    ) {
-        let Some(members) = state.registry.account(account) else {
-            return;
-        };
-        for machine in &members.machines {
+    fn device_left(&self, state: &State, device: Fingerprint, live: &Live, still_online: bool) {
+        for machine in state.registry.reachable(&device) {
             let closed: ClosedChannels = live
                 .channels
                 .iter()
@@ -567,31 +568,24 @@ impl Router {
         }
     }
 
-    /// Push `frame` to every live connection of every device of `account`.
-    fn tell_devices(&self, state: &State, account: &Fingerprint, frame: &Bytes) {
-        let Some(members) = state.registry.account(account) else {
-            return;
-        };
-        for device in &members.devices {
-            if let Some(key) = state.live.get(&(*device, Role::Device)) {
-                for conn in &key.conns {
-                    let _ = self.push(&conn.outbox, frame.clone());
-                }
-            }
+    /// Push `frame` to every live connection of `key`.
+    fn tell(&self, state: &State, key: (Fingerprint, Role), frame: &Bytes) {
+        for conn in state.live.get(&key).into_iter().flat_map(|key| &key.conns) {
+            let _ = self.push(&conn.outbox, frame.clone());
         }
     }
 
-    /// Push `frame` to every machine of `account` that is online.
-    fn tell_machines(&self, state: &State, account: &Fingerprint, frame: &Bytes) {
-        let Some(members) = state.registry.account(account) else {
-            return;
-        };
-        for machine in &members.machines {
-            if let Some(key) = state.live.get(&(*machine, Role::Machine)) {
-                for conn in &key.conns {
-                    let _ = self.push(&conn.outbox, frame.clone());
-                }
-            }
+    /// Push `frame` to every live connection of every device that may reach `machine`.
+    fn tell_devices(&self, state: &State, machine: &Fingerprint, frame: &Bytes) {
+        for device in state.registry.allowed(machine) {
+            self.tell(state, (device, Role::Device), frame);
+        }
+    }
+
+    /// Push `frame` to every machine `device` may reach that is online.
+    fn tell_machines(&self, state: &State, device: &Fingerprint, frame: &Bytes) {
+        for machine in state.registry.reachable(device) {
+            self.tell(state, (*machine, Role::Machine), frame);
         }
     }
 
@@ -615,38 +609,36 @@ impl Router {
         let from = session.fingerprint;
         let target_role = match session.role {
             Role::Device => {
-                let Some(account) = registry.device_account(&from) else {
+                if registry.device_account(&from).is_none() {
                     return Err(refused(
                         ErrorCode::NotAllowed,
                         Refusal::NotAllowed,
                         "this device has no machines",
                     ));
-                };
-                if registry
-                    .machine(&send.to)
-                    .is_none_or(|m| m.account != account)
-                {
+                }
+                if !registry.may_reach(&from, &send.to) {
                     return Err(refused(
                         ErrorCode::NotAllowed,
                         Refusal::NotAllowed,
-                        "the receiver is not a machine of this device's account",
+                        "the receiver is not a machine this device paired with (nor is this \
+                         device an owner of its account)",
                     ));
                 }
                 Role::Machine
             }
             Role::Machine => {
-                let Some(record) = registry.machine(&from) else {
+                if registry.machine(&from).is_none() {
                     return Err(refused(
                         ErrorCode::NotAllowed,
                         Refusal::NotAllowed,
                         "this machine is not paired",
                     ));
-                };
-                if registry.device_account(&send.to) != Some(record.account) {
+                }
+                if !registry.may_reach(&send.to, &from) {
                     return Err(refused(
                         ErrorCode::NotAllowed,
                         Refusal::NotAllowed,
-                        "the receiver is not a device of this machine's account",
+                        "the receiver is not a device that may reach this machine",
                     ));
                 }
                 Role::Device
@@ -747,11 +739,10 @@ impl Router {
         self.lock().registry.device_account(device).is_some()
     }
 
-    /// Whether `device` is a device of `machine`'s account.
-    pub(crate) fn shares_account(&self, machine: &Fingerprint, device: &Fingerprint) -> bool {
-        let state = self.lock();
-        let account = state.registry.machine(machine).map(|record| record.account);
-        account.is_some() && state.registry.device_account(device) == account
+    /// Whether `device` may reach `machine` (so `machine` may push to it): it paired with it,
+    /// or it is an owner of its account.
+    pub(crate) fn may_reach(&self, device: &Fingerprint, machine: &Fingerprint) -> bool {
+        self.lock().registry.may_reach(device, machine)
     }
 
     // ---- Pairing rendezvous ----
@@ -971,9 +962,10 @@ impl Router {
         now: u64,
     ) -> Result<(), &'static str> {
         let author_role = match entry {
-            RegistryEntry::RegisterMachine { .. } | RegistryEntry::RevokeMachine { .. } => {
-                Role::Device
-            }
+            RegistryEntry::RegisterMachine { .. }
+            | RegistryEntry::RevokeMachine { .. }
+            | RegistryEntry::GrantOwner { .. }
+            | RegistryEntry::RevokeDevice { .. } => Role::Device,
             RegistryEntry::UnpairMachine { .. } => Role::Machine,
         };
         // The fingerprint covers both public keys: equal fingerprints, equal identities.
@@ -1000,41 +992,82 @@ impl Router {
                 return Err("this device has not claimed the pairing id");
             }
         }
-        state.registry.check(entry, &self.limits.caps)
+        state.registry.check(entry, &self.limits.caps, Rules::Live)
     }
 
-    /// Apply an entry that passed [`Router::check_entry`] and is durable in the log.
-    pub(crate) fn apply_entry(&self, entry: &RegistryEntry) -> Applied {
+    /// Apply an entry that passed [`Router::check_entry`] and is durable in the log, and tell
+    /// whom it concerns: presence follows reach, a machine whose allowed devices changed is
+    /// told them, and a revoked key's connections are closed at once.
+    pub(crate) fn apply_entry(&self, entry: &RegistryEntry, author: &Session) -> Applied {
         let mut guard = self.lock();
         let state = &mut *guard;
-        let joined = match entry {
+        // What the entry takes away, seen before it is applied.
+        let reached: Vec<Fingerprint> = match entry {
             RegistryEntry::RegisterMachine { device, .. } => {
-                let device = device.fingerprint();
-                state
-                    .registry
-                    .device_account(&device)
-                    .is_none()
-                    .then_some(device)
+                state.registry.reachable(&device.fingerprint()).to_vec()
             }
-            _ => None,
+            RegistryEntry::GrantOwner { device, .. }
+            | RegistryEntry::RevokeDevice { device, .. } => {
+                state.registry.reachable(device).to_vec()
+            }
+            RegistryEntry::RevokeMachine { .. } | RegistryEntry::UnpairMachine { .. } => Vec::new(),
         };
-        let account = state.registry.apply(entry);
-        let mut frames = Vec::new();
+        let audience: Vec<Fingerprint> = match entry {
+            RegistryEntry::RevokeMachine { machine, .. } => state.registry.allowed(machine),
+            RegistryEntry::UnpairMachine { machine, .. } => {
+                state.registry.allowed(&machine.fingerprint())
+            }
+            _ => Vec::new(),
+        };
+        state.registry.apply(entry);
+        let mut applied = Applied {
+            frames: Vec::new(),
+            revoked_device: None,
+            close_author: false,
+        };
         match entry {
-            RegistryEntry::RegisterMachine { pairing_id, .. } => {
+            RegistryEntry::RegisterMachine {
+                device, pairing_id, ..
+            } => {
                 if let Some(pairing) = state.pairings.get_mut(pairing_id) {
                     pairing.used = true;
                 }
-                if let Some(account) = account {
-                    frames = online_machines(state, &account);
-                    // A device new to the account is online (it sent this): its machines
-                    // learn it now rather than at its next login.
-                    if let Some(device) = joined
-                        && state.live.contains_key(&(device, Role::Device))
-                    {
-                        self.tell_machines(state, &account, &device_presence(device, true));
-                    }
+                let device = device.fingerprint();
+                applied.frames = online_machines(state, &device);
+                // A new pair: the machine (if online) hears its allowed devices and the device.
+                self.reach_gained(state, &device, &reached);
+            }
+            RegistryEntry::GrantOwner { device, .. } => {
+                self.reach_gained(state, device, &reached);
+                // The new owner's connections learn the machines it reaches now.
+                for frame in online_machines(state, device) {
+                    self.tell(state, (*device, Role::Device), &frame);
                 }
+            }
+            RegistryEntry::RevokeDevice { device, .. } => {
+                let frame = error_frame(ErrorCode::Revoked, None, "this device was revoked");
+                for live in state
+                    .live
+                    .get(&(*device, Role::Device))
+                    .into_iter()
+                    .flat_map(|key| &key.conns)
+                {
+                    if live.conn == author.conn {
+                        // It revoked itself: it hears the acknowledgement, then the close.
+                        applied.close_author = true;
+                        continue;
+                    }
+                    live.outbox
+                        .close_with(Some(frame.clone()), Disconnect::Revoked);
+                }
+                for machine in &reached {
+                    self.tell(
+                        state,
+                        (*machine, Role::Machine),
+                        &allowed_devices(state, machine),
+                    );
+                }
+                applied.revoked_device = Some(*device);
             }
             RegistryEntry::RevokeMachine { machine, .. } => {
                 let frame = error_frame(ErrorCode::Revoked, None, "this machine was revoked");
@@ -1049,30 +1082,50 @@ impl Router {
                             .close_with(Some(frame.clone()), Disconnect::Revoked);
                     }
                 }
+                self.machine_left(state, machine, &audience);
             }
             RegistryEntry::UnpairMachine { machine, .. } => {
-                let fp = machine.fingerprint();
-                let taken = state
-                    .live
-                    .get_mut(&(fp, Role::Machine))
-                    .and_then(|key| key.conns.first_mut())
-                    .and_then(|live| {
-                        live.account
-                            .take()
-                            .map(|account| (account, live.hostname.clone()))
-                    });
-                if let Some((account, hostname)) = taken {
-                    let hostname = presence_hostname(state, &fp, &hostname);
-                    let frame = encode(Frame::Presence(Presence {
-                        machine: fp,
-                        hostname,
-                        online: false,
-                    }));
-                    self.tell_devices(state, &account, &frame);
-                }
+                self.machine_left(state, &machine.fingerprint(), &audience);
             }
         }
-        Applied { frames }
+        applied
+    }
+
+    /// `device` may reach more machines than `before`: each new one is told its allowed
+    /// devices, and that the device is online if it is.
+    fn reach_gained(&self, state: &State, device: &Fingerprint, before: &[Fingerprint]) {
+        let online = state.live.contains_key(&(*device, Role::Device));
+        for machine in state.registry.reachable(device) {
+            if before.contains(machine) {
+                continue;
+            }
+            let key = (*machine, Role::Machine);
+            self.tell(state, key, &allowed_devices(state, machine));
+            if online {
+                self.tell(state, key, &device_presence(*device, true));
+            }
+        }
+    }
+
+    /// `machine` left the registry: the devices that reached it (`audience`, seen before) hear
+    /// it is offline, once (its connection no longer counts as announced).
+    fn machine_left(&self, state: &mut State, machine: &Fingerprint, audience: &[Fingerprint]) {
+        let taken = state
+            .live
+            .get_mut(&(*machine, Role::Machine))
+            .and_then(|key| key.conns.first_mut())
+            .and_then(|live| live.account.take().map(|_| live.hostname.clone()));
+        if let Some(hostname) = taken {
+            let hostname = presence_hostname(state, machine, &hostname);
+            let frame = encode(Frame::Presence(Presence {
+                machine: *machine,
+                hostname,
+                online: false,
+            }));
+            for device in audience {
+                self.tell(state, (*device, Role::Device), &frame);
+            }
+        }
     }
 }
 
@@ -1086,13 +1139,11 @@ pub(crate) fn drop_reason(error: PushError) -> DropReason {
     }
 }
 
-/// Presence frames for every machine of `account` that is online now.
-fn online_machines(state: &State, account: &Fingerprint) -> Vec<Bytes> {
-    let Some(members) = state.registry.account(account) else {
-        return Vec::new();
-    };
-    members
-        .machines
+/// Presence frames for every machine `device` may reach that is online now.
+fn online_machines(state: &State, device: &Fingerprint) -> Vec<Bytes> {
+    state
+        .registry
+        .reachable(device)
         .iter()
         .filter_map(|machine| {
             let live = state.live.get(&(*machine, Role::Machine))?.conns.first()?;
@@ -1106,18 +1157,23 @@ fn online_machines(state: &State, account: &Fingerprint) -> Vec<Bytes> {
         .collect()
 }
 
-/// Device presence frames for every device of `account` that is online now (for a machine
-/// that logs in).
-fn online_devices(state: &State, account: &Fingerprint) -> Vec<Bytes> {
-    let Some(members) = state.registry.account(account) else {
-        return Vec::new();
-    };
-    members
-        .devices
-        .iter()
-        .filter(|device| state.live.contains_key(&(**device, Role::Device)))
-        .map(|device| device_presence(*device, true))
+/// Device presence frames for every device that may reach `machine` and is online now (for
+/// a machine that logs in).
+fn online_devices(state: &State, machine: &Fingerprint) -> Vec<Bytes> {
+    state
+        .registry
+        .allowed(machine)
+        .into_iter()
+        .filter(|device| state.live.contains_key(&(*device, Role::Device)))
+        .map(|device| device_presence(device, true))
         .collect()
+}
+
+/// The devices that may reach `machine` now, as the machine is told them.
+fn allowed_devices(state: &State, machine: &Fingerprint) -> Bytes {
+    encode(Frame::AllowedDevices(AllowedDevices {
+        devices: state.registry.allowed(machine),
+    }))
 }
 
 /// A `DevicePresence` that names no closed channel.

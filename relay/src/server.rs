@@ -238,6 +238,7 @@ impl Relay {
                     machines_per_account: limits.max_machines_per_account,
                     devices_per_account: limits.max_devices_per_account,
                     keys: limits.max_registry_keys,
+                    pairs: limits.max_registry_pairs,
                 },
                 connections_per_device: limits.max_connections_per_device,
                 pairings_per_connection: limits.pairings_per_connection,

@@ -2,6 +2,7 @@
 //! `$MUXAGENT_HOME/controller/` and speaks the device side of the protocol
 //! ([`muxagent_proto::device`]) — the same core as the web app.
 
+mod devices;
 pub mod link;
 pub mod state;
 
@@ -111,6 +112,9 @@ pub fn run(home: &Home, command: CtlCommand) -> Result<(), CommandError> {
             CtlCommand::BenchApprovals(bench) => bench_approvals(&controller, bench).await,
             CtlCommand::Stop(stop) => stop_session(&controller, stop).await,
             CtlCommand::Revoke(revoke) => revoke_machine(controller, &revoke.machine).await,
+            CtlCommand::Devices(list) => devices::list(&controller, list.json).await,
+            CtlCommand::RevokeDevice(revoke) => devices::revoke(controller, &revoke.device).await,
+            CtlCommand::GrantOwner(grant) => devices::grant_owner(&controller, &grant.device).await,
             CtlCommand::Approvals(list) => approvals(&controller, list.json).await,
             CtlCommand::Approve(approve) => {
                 let decision = if approve.always {

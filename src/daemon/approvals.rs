@@ -442,6 +442,33 @@ mod tests {
     }
 
     #[test]
+    fn a_device_the_relay_no_longer_allows_is_forgotten_and_its_decisions_refused() {
+        let setup = setup();
+        let me = setup.device.public().fingerprint();
+        let other = Identity::generate(&mut os::rng());
+        setup.core.borrow_mut().state.add_device(&other.public(), 0);
+        // Listing every paired device forgets nothing.
+        let allowed = [me, other.public().fingerprint()];
+        assert!(setup.core.borrow_mut().allowed_devices(&allowed).is_empty());
+        // The relay names only the other device now: this one was revoked.
+        let gone = setup
+            .core
+            .borrow_mut()
+            .allowed_devices(&[other.public().fingerprint()]);
+        assert_eq!(gone, vec![me]);
+        let signed = SignedDecision::sign(
+            &setup.device,
+            body(1, setup.request.request_hash, Decision::AllowOnce),
+        );
+        refused(&setup, me, signed, AppErrorCode::BadSignature);
+        // Saved: the next start does not know it either.
+        let home = setup.core.borrow().home.clone();
+        let saved = crate::daemon::state::MachineState::load(&home).expect("state");
+        assert!(!saved.is_paired(&me));
+        assert!(saved.is_paired(&other.public().fingerprint()));
+    }
+
+    #[test]
     fn a_withdrawn_approval_cannot_be_decided() {
         let setup = setup();
         let me = setup.device.public().fingerprint();

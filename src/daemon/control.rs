@@ -151,6 +151,7 @@ fn status(core: &Shared) -> serde_json::Value {
         "revoked": c.status.revoked,
         "last_error": c.status.last_error,
         "paired_devices": c.state.devices.len(),
+        "revoked_devices": c.status.revoked_devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "sessions": c.sessions.list().len(),
         "damaged_sessions": c.sessions.damaged().len(),
         "pairing": c.status.pairing.as_ref().map(|offer| json!({ "link": offer.link, "expires_at": offer.expires_at })),

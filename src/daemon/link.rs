@@ -15,6 +15,10 @@
 //! `TestPush` hands a test notice to the relay before its `Ack`, and `SetForeground` tells the
 //! notifier ([`super::notify`]) which channels have the app on screen. The link going up or down
 //! lets what waited for it go, or makes news wait.
+//!
+//! The relay also says which devices may reach this machine ([`frame::AllowedDevices`], at
+//! login and when it changes): a paired device it no longer names was revoked, and is
+//! forgotten here too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -384,6 +388,10 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
         }
         Frame::DevicePresence(presence) => {
             core.borrow_mut().device_presence(&presence);
+            None
+        }
+        Frame::AllowedDevices(allowed) => {
+            core.borrow_mut().allowed_devices(&allowed.devices);
             None
         }
         Frame::PairRecv(recv) => on_pair_recv(core, recv),

@@ -37,6 +37,7 @@ use muxagent_proto::app::{
 };
 use muxagent_proto::frame::{self, DevicePresence, Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity};
+use muxagent_proto::limits::RELAY_MAX_DEVICES_PER_ACCOUNT;
 use muxagent_proto::machine::{Pairing, Peers};
 use muxagent_proto::noise::ConnectionId;
 use smol::channel::{Receiver, Sender};
@@ -110,6 +111,9 @@ pub struct LinkStatus {
     pub pairing: Option<PairingOffer>,
     /// The relay refuses this machine's key for good (it was revoked).
     pub revoked: bool,
+    /// Paired devices forgotten since the daemon started because the relay no longer allows
+    /// them (revoked), newest last; at most an account's devices.
+    pub revoked_devices: Vec<Fingerprint>,
 }
 
 /// Everything the daemon's tasks share.
@@ -516,6 +520,45 @@ impl Core {
         let peers = &self.peers;
         self.notifier
             .retain_channels(|route| peers.is_open(&route.device, route.connection));
+    }
+
+    /// The relay names the devices that may reach this machine: forget every paired device it
+    /// does not name (an owner revoked it, or it revoked itself), with its channels,
+    /// subscriptions and push keys, and save. Forgetting on the relay's word only lowers what this machine
+    /// accepts; a relay could refuse to route that device anyway. Returns those forgotten.
+    pub fn allowed_devices(&mut self, allowed: &[Fingerprint]) -> Vec<Fingerprint> {
+        let gone: Vec<Fingerprint> = self
+            .state
+            .device_identities()
+            .iter()
+            .map(|identity| identity.fingerprint())
+            .filter(|device| !allowed.contains(device))
+            .collect();
+        if gone.is_empty() {
+            return gone;
+        }
+        for device in &gone {
+            if self.status.revoked_devices.len() >= RELAY_MAX_DEVICES_PER_ACCOUNT {
+                self.status.revoked_devices.remove(0);
+            }
+            self.status.revoked_devices.push(*device);
+            self.state.forget_device(device);
+            self.notifier.forget_device(device);
+            self.peers.forget(device);
+            self.online.remove(device);
+            self.devices.retain(|route, _| route.device != *device);
+        }
+        let saved = self.state.save(&self.home);
+        for device in &gone {
+            log::info(&format!(
+                "device {device} was revoked on the relay: this machine forgot it and refuses it \
+                 from now on"
+            ));
+        }
+        if let Err(error) = saved {
+            log::error(&format!("could not save the forgotten devices: {error}"));
+        }
+        gone
     }
 
     /// Drop subscriptions whose channel is gone (pushed out by newer ones, or broken).

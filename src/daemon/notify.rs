@@ -23,6 +23,11 @@
 //! shows is decided and another of the session still waits, that one is sent, so the phone
 //! walks through them; a new prompt (the session runs again) ends the news of its last turn.
 //!
+//! When the approval a device was last shown for a session is decided by another device,
+//! withdrawn or expired, and nothing else of the session waits, that device gets a `resolved`
+//! notice for the session: its notification is replaced by how it ended instead of asking on,
+//! stale. (The device that decided shows the outcome itself.)
+//!
 //! # Not while the app is on screen
 //!
 //! A device with a channel whose app said `SetForeground { visible: true }` gets nothing (the
@@ -44,8 +49,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use muxagent_client::words::visible_line;
 use muxagent_proto::app::{
-    ApprovalId, ApprovalKind, ApprovalRequest, ApprovalState, Event, EventKind, PushKinds,
-    SessionId, SessionStatus, request_hash,
+    ApprovalId, ApprovalKind, ApprovalRequest, ApprovalState, Decision, Event, EventKind,
+    PushKinds, SessionId, SessionStatus, request_hash,
 };
 use muxagent_proto::frame::PushUrgency;
 use muxagent_proto::identity::Fingerprint;
@@ -124,11 +129,19 @@ struct Watch {
     said: String,
     asks: BTreeMap<ApprovalId, Ask>,
     ended: Option<Ended>,
+    /// How the approval last shown ended, for the devices in `told` (news once).
+    resolved: Option<String>,
+    /// Devices whose last push of this session asked for a decision.
+    told: BTreeSet<Fingerprint>,
 }
 
 impl Watch {
     fn is_empty(&self) -> bool {
-        self.said.is_empty() && self.asks.is_empty() && self.ended.is_none()
+        self.said.is_empty()
+            && self.asks.is_empty()
+            && self.ended.is_none()
+            && self.resolved.is_none()
+            && self.told.is_empty()
     }
 }
 
@@ -186,15 +199,20 @@ enum News<'a> {
     Ask(&'a Ask, usize),
     /// How the session ended.
     Ended(&'a Ended),
+    /// How the approval last shown ended (only for the devices it was shown to).
+    Resolved(&'a str),
 }
 
 impl News<'_> {
-    fn bit(&self) -> u8 {
-        match self {
+    /// Whether `subscriber` wants this news of `watch`.
+    fn wanted_by(&self, subscriber: &Subscriber, watch: &Watch) -> bool {
+        let bit = match self {
             News::Ask(ask, _) if ask.kind == ApprovalKind::Plan => PushKinds::PLANS,
             News::Ask(..) => PushKinds::APPROVALS,
             News::Ended(_) => PushKinds::ENDED,
-        }
+            News::Resolved(_) => return watch.told.contains(&subscriber.device),
+        };
+        subscriber.kinds.has(bit)
     }
 }
 
@@ -282,6 +300,7 @@ impl Notifier {
                 let ask = Ask::new(id, request, now, context.approval_expiry_secs);
                 watch.asks.insert(request.approval, ask);
                 watch.ended = None;
+                watch.resolved = None;
                 true
             }
             EventKind::ApprovalResolved { approval, .. }
@@ -294,9 +313,20 @@ impl Notifier {
                     | ApprovalState::Expired,
             } => {
                 let shown = watch.asks.keys().next_back() == Some(approval);
-                watch.asks.remove(approval);
-                // Another approval of the session becomes its news.
-                shown && !watch.asks.is_empty()
+                if let EventKind::ApprovalResolved { device, .. } = &event.kind {
+                    // The device that decided knows: it shows the outcome itself.
+                    watch.told.remove(device);
+                }
+                if let Some(ask) = watch.asks.remove(approval)
+                    && shown
+                    && watch.asks.is_empty()
+                    && !watch.told.is_empty()
+                {
+                    // Nothing else waits: replace what asked with how it ended.
+                    watch.resolved = Some(resolution(&ask, &event.kind));
+                }
+                // Another approval of the session, or how the last one ended, is news.
+                shown && (!watch.asks.is_empty() || watch.resolved.is_some())
             }
             EventKind::Status(status) => {
                 let working = matches!(
@@ -337,7 +367,11 @@ impl Notifier {
         };
         if news {
             watch.title = visible_line(context.title, NOTIFY_TITLE_CHARS);
+            let only_told = watch.asks.is_empty() && watch.resolved.is_some();
             for subscriber in subscribers {
+                if only_told && !watch.told.contains(&subscriber.device) {
+                    continue;
+                }
                 self.budgets
                     .entry(subscriber.device)
                     .or_insert_with(|| Budget::full(now))
@@ -389,8 +423,10 @@ impl Notifier {
                     .collect();
                 order.sort();
                 for (_, _, id) in order {
-                    let wanted = news_of(&self.sessions, &id)
-                        .is_some_and(|news| subscriber.kinds.has(news.bit()));
+                    let wanted = self.sessions.get(&id).is_some_and(|watch| {
+                        news_of(&self.sessions, &id)
+                            .is_some_and(|news| news.wanted_by(subscriber, watch))
+                    });
                     if wanted && !budget.take(now) {
                         break;
                     }
@@ -402,10 +438,21 @@ impl Notifier {
                 }
             }
         }
-        let pushes = chosen
+        let pushes: Vec<(SessionId, Push)> = chosen
             .into_iter()
-            .filter_map(|(device, id)| self.push_of(device, id, now))
+            .filter_map(|(device, id)| Some((id, self.push_of(device, id, now)?)))
             .collect();
+        // Remember who was last asked for a decision, to tell them how it ended.
+        for (id, push) in &pushes {
+            if let Some(watch) = self.sessions.get_mut(id) {
+                if matches!(push.notice.kind, NoticeKind::Approval | NoticeKind::Plan) {
+                    watch.told.insert(push.device);
+                } else {
+                    watch.told.remove(&push.device);
+                }
+            }
+        }
+        let pushes = pushes.into_iter().map(|(_, push)| push).collect();
         for id in touched {
             self.tidy(&id);
         }
@@ -544,6 +591,11 @@ impl Notifier {
                 notice.text = ended.text.clone();
                 (PushUrgency::Normal, NOTIFY_TTL_SECS)
             }
+            News::Resolved(text) => {
+                notice.kind = NoticeKind::Resolved;
+                notice.text = text.to_string();
+                (PushUrgency::Normal, NOTIFY_TTL_SECS)
+            }
         };
         Some(Push {
             device,
@@ -560,6 +612,7 @@ impl Notifier {
         if let Some(watch) = self.sessions.get_mut(id) {
             if !waited {
                 watch.ended = None;
+                watch.resolved = None;
             }
             if watch.is_empty() {
                 self.sessions.remove(id);
@@ -573,8 +626,33 @@ fn news_of<'a>(sessions: &'a BTreeMap<SessionId, Watch>, id: &SessionId) -> Opti
     let watch = sessions.get(id)?;
     match watch.asks.iter().next_back() {
         Some((_, ask)) => Some(News::Ask(ask, watch.asks.len() - 1)),
-        None => watch.ended.as_ref().map(News::Ended),
+        None => match (&watch.ended, &watch.resolved) {
+            (Some(ended), _) => Some(News::Ended(ended)),
+            (None, Some(resolved)) => Some(News::Resolved(resolved)),
+            (None, None) => None,
+        },
     }
+}
+
+/// How the approval `ask` ended, by the event that ended it, for its notification.
+fn resolution(ask: &Ask, ended_by: &EventKind) -> String {
+    let how = match ended_by {
+        EventKind::ApprovalResolved { decision, .. } => match decision {
+            Decision::AllowOnce => "Allowed",
+            Decision::AllowAlways => "Allowed always",
+            Decision::Deny { .. } => "Denied",
+        },
+        EventKind::ApprovalState {
+            state: ApprovalState::Withdrawn,
+            ..
+        } => "Withdrawn by the agent",
+        EventKind::ApprovalState {
+            state: ApprovalState::Expired,
+            ..
+        } => "Expired",
+        _ => "Decided",
+    };
+    visible_line(&format!("{how}: {}", ask.line), NOTIFY_TEXT_CHARS)
 }
 
 impl Ask {
@@ -1068,16 +1146,59 @@ mod tests {
         let walked = feed(&mut n, &all, A, WaitingApproval, closed(2), T0);
         assert_eq!(walked[0].notice.text, "Bash: make");
         assert_eq!(walked[0].notice.approval.as_ref().map(|a| a.id), Some(1));
-        // An older one decided, or the last one: nothing to say.
+        // An older one decided: nothing to say.
         feed(&mut n, &all, B, Running, bash(B, 2, "pwd"), T0);
         assert_eq!(
             feed(&mut n, &all, B, WaitingApproval, closed(1), T0),
             vec![]
         );
+        // The last one: the notification that asked says how it ended, in place.
+        let resolved = feed(&mut n, &all, A, WaitingApproval, closed(1), T0);
+        assert_eq!(kinds_of(&resolved), [(device(1), NoticeKind::Resolved)]);
+        assert_eq!(resolved[0].notice.text, "Decided: Bash: make");
+        assert_eq!(resolved[0].topic, a1[0].topic);
+        assert_eq!(resolved[0].notice.approval, None);
+    }
+
+    #[test]
+    fn the_devices_asked_hear_how_it_ended_and_only_they() {
+        use SessionStatus::*;
+        let mut n = notifier();
+        let first = [wants(1, PushKinds::ALL.0)];
+        feed(&mut n, &first, A, Running, bash(A, 1, "make"), T0);
+        // Device 2 turns notifications on after the ask went out.
+        let both = [wants(1, PushKinds::ALL.0), wants(2, PushKinds::ALL.0)];
+        let decided = |approval, by| EventKind::ApprovalResolved {
+            approval,
+            decision: Decision::AllowOnce,
+            device: device(by),
+        };
+        let decided = decided(1, 3);
+        let told = feed(&mut n, &both, A, WaitingApproval, decided, T0);
+        assert_eq!(kinds_of(&told), [(device(1), NoticeKind::Resolved)]);
+        assert_eq!(told[0].notice.text, "Allowed: Bash: make");
+        // Its state following the decision is no news again.
+        assert_eq!(feed(&mut n, &both, A, Running, closed(1), T0), vec![]);
+        // Withdrawn by the agent, told to both now asked.
+        feed(&mut n, &both, A, Running, bash(A, 2, "make test"), T0);
+        let withdrawn = EventKind::ApprovalState {
+            approval: 2,
+            state: ApprovalState::Withdrawn,
+        };
+        let told = feed(&mut n, &both, A, WaitingApproval, withdrawn, T0);
         assert_eq!(
-            feed(&mut n, &all, A, WaitingApproval, closed(1), T0),
-            vec![]
+            kinds_of(&told),
+            [
+                (device(1), NoticeKind::Resolved),
+                (device(2), NoticeKind::Resolved)
+            ]
         );
+        assert_eq!(
+            told[0].notice.text,
+            "Withdrawn by the agent: Bash: make test"
+        );
+        // Once told, nothing is kept.
+        assert!(n.sessions.is_empty());
     }
 
     #[test]
@@ -1266,8 +1387,9 @@ mod tests {
             sent += n.flush(&all, due).len();
         }
         assert_eq!(
-            sent, 95,
-            "5 sessions told at once, twice each; the others' asks were decided before a token came"
+            sent, 97,
+            "3 sessions told at once (the ask, how it was decided, how the session ended) and a \
+             4th asked; the others' asks were decided before a token came: how each ended follows"
         );
         assert!(n.sessions.is_empty(), "{} sessions kept", n.sessions.len());
     }

@@ -138,6 +138,15 @@ impl MachineState {
             .any(|identity| identity.fingerprint() == *device)
     }
 
+    /// Forget `device` (every record of its key).
+    pub fn forget_device(&mut self, device: &Fingerprint) {
+        self.devices.retain(|record| {
+            record
+                .identity()
+                .is_none_or(|identity| identity.fingerprint() != *device)
+        });
+    }
+
     /// The record of paired device `device`.
     pub fn device_mut(&mut self, device: &Fingerprint) -> Option<&mut PairedDevice> {
         self.devices

@@ -9,7 +9,7 @@
 //!   origin allowlist (`endpoint`). Changes are durable before they are answered, count
 //!   against the connection's and its network's minute of durable writes (as registry
 //!   requests do), and the table is capped.
-//! - **Pushes**: a machine's `Push` for a device of its account is checked (account,
+//! - **Pushes**: a machine's `Push` for a device that may reach it is checked (reach,
 //!   subscription, the device's push rate, the queue's room), charged to the machine's inbound
 //!   budget and queued — never sent inline: routing does not wait on any push service.
 //! - **Sending** (`worker`, `http`): a few workers POST queued pushes with a JWT signed per
@@ -254,6 +254,22 @@ impl PushService {
         }
     }
 
+    /// `device` was revoked: drop its subscription, if it has one. A failure to store it is
+    /// logged; the next start forgets it anyway (its device has left the registry).
+    pub(crate) async fn forget_device(&self, device: Fingerprint) {
+        let _writer = self.writes.lock().await;
+        if lock(&self.subs).get(&device).is_none() {
+            return;
+        }
+        if let Err(e) = self.append_durable(device, None).await {
+            self.warn(format_args!(
+                "cannot drop a revoked device's subscription: {e}"
+            ));
+        }
+        lock(&self.subs).apply(device, None, Instant::now());
+        self.compact_if_due().await;
+    }
+
     /// The push service said `device`'s subscription at `endpoint` is gone: drop it, unless
     /// the device has subscribed anew meanwhile.
     async fn forget(&self, device: Fingerprint, endpoint: &str) {
@@ -393,14 +409,11 @@ pub(crate) fn push(shared: &Shared, session: &Session, frame: Push) {
     // What sending it will cost the relay (a signature, a TLS session), charged before
     // anything is looked up: the next read waits until the budget has paid for it.
     session.budget.spend(RELAY_PUSH_COST_BYTES as usize, now);
-    if !shared
-        .router
-        .shares_account(&session.fingerprint, &frame.device)
-    {
+    if !shared.router.may_reach(&frame.device, &session.fingerprint) {
         return refused(
             ErrorCode::NotAllowed,
             PushOutcome::Refused,
-            "that device is not in this machine's account",
+            "that device may not reach this machine",
         );
     }
     let endpoint = match lock(&push.subs).take(&frame.device, now) {

@@ -327,6 +327,43 @@ pub fn revoke_entry(device: &Identity, machine: &Identity) -> SignedEntry {
     SignedEntry::sign(device, &entry).expect("device signs")
 }
 
+pub fn grant_entry(owner: &Identity, device: &Identity) -> SignedEntry {
+    let entry = RegistryEntry::GrantOwner {
+        owner: owner.public(),
+        device: device.public().fingerprint(),
+        at: unix_now(),
+    };
+    SignedEntry::sign(owner, &entry).expect("owner signs")
+}
+
+pub fn revoke_device_entry(author: &Identity, device: &Identity) -> SignedEntry {
+    let entry = RegistryEntry::RevokeDevice {
+        author: author.public(),
+        device: device.public().fingerprint(),
+        at: unix_now(),
+    };
+    SignedEntry::sign(author, &entry).expect("author signs")
+}
+
+/// Ask for the account's devices and wait for the answer (or the error's code).
+pub async fn devices_query(
+    client: &mut Client,
+    request: u32,
+) -> Result<muxagent_proto::frame::DeviceList, ErrorCode> {
+    client
+        .send(&Frame::DevicesQuery(muxagent_proto::frame::DevicesQuery {
+            request,
+        }))
+        .await
+        .expect("send the query");
+    recv_until(client, "the device list", |frame| match frame {
+        Frame::DeviceList(list) if list.request == request => Some(Ok(list.clone())),
+        Frame::Error(error) => Some(Err(error.code)),
+        _ => None,
+    })
+    .await
+}
+
 /// Send a registry request and wait for its ack (`Ok`) or error (`Err(code)`).
 pub async fn registry(
     client: &mut Client,

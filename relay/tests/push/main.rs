@@ -686,3 +686,53 @@ fn pushes_go_over_tls_to_a_service_the_relay_trusts() {
         relay.stop().await;
     });
 }
+
+#[test]
+fn pushes_follow_reach_and_a_revoked_device_loses_its_subscription() {
+    let mock = MockPush::start(&[], Reply::Status(201, None));
+    let temp = tempfile::tempdir().expect("temp dir");
+    smol::block_on(async {
+        let relay = TestRelay::start_with(push_config(temp.path(), &mock)).await;
+        // An owner with machines A and B; a device that paired with A only.
+        let mut owner = account(&relay).await;
+        let b_id = identity();
+        pair(&relay, &owner.device_id, &mut owner.device, &b_id).await;
+        let mut machine_b = relay.machine(&b_id, "b").await;
+        let d_id = identity();
+        let mut d = relay.device(&d_id).await;
+        pair(&relay, &d_id, &mut d, &owner.machine_id).await;
+        subscribe(&mut d, 1, Some(&mock.endpoint("/d")))
+            .await
+            .expect("subscribed");
+        assert_eq!(relay.metric("relay_push_subscriptions").await, 1);
+
+        // B may not push to a device that does not reach it; A may.
+        machine_b.send(&push_to(&d_id, b"x")).await.expect("send");
+        assert_eq!(
+            expect_error(&mut machine_b, "push to a device that does not reach B").await,
+            ErrorCode::NotAllowed
+        );
+        owner
+            .machine
+            .send(&push_to(&d_id, b"from A"))
+            .await
+            .expect("push");
+        assert_eq!(mock.next().await.body, b"from A");
+
+        // Revoked: its subscription goes with it, and stays gone after a restart.
+        assert_eq!(
+            registry(
+                &mut owner.device,
+                9,
+                revoke_device_entry(&owner.device_id, &d_id)
+            )
+            .await,
+            Ok(())
+        );
+        assert_eq!(relay.metric("relay_push_subscriptions").await, 0);
+        relay.stop().await;
+        let relay = TestRelay::start_with(push_config(temp.path(), &mock)).await;
+        assert_eq!(relay.metric("relay_push_subscriptions").await, 0);
+        relay.stop().await;
+    });
+}
