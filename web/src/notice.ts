@@ -21,7 +21,9 @@ export const MAX_TITLE_CHARS = 100;
  *  nobody should allow what they could not read. */
 export const MAX_BODY_CHARS = 400;
 
-export type NoticeKind = "approval" | "finished" | "failed" | "plan" | "test";
+/** `resolved`: the ask this device was shown was decided elsewhere, withdrawn or expired; its
+ *  notification is replaced (same tag, no sound) so a stale one is never acted on. */
+export type NoticeKind = "approval" | "finished" | "failed" | "plan" | "resolved" | "test";
 
 export interface NoticeApproval {
   id: number;
@@ -47,7 +49,7 @@ export interface Notice {
   at: number;
 }
 
-const KINDS: readonly NoticeKind[] = ["approval", "finished", "failed", "plan", "test"];
+const KINDS: readonly NoticeKind[] = ["approval", "finished", "failed", "plan", "resolved", "test"];
 const HEX64 = /^[0-9a-f]{64}$/;
 const HEX32 = /^[0-9a-f]{32}$/;
 

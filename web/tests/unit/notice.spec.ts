@@ -101,6 +101,11 @@ test("tags and links: one notification per session, each kind opens where it is 
   const spec = notificationFor(finished, 2);
   expect(spec.options.tag).toBe(SESSION);
   expect(spec.options.renotify).toBe(false);
+  // How an ask ended replaces it in place, quietly, with nothing to tap but the session.
+  const resolved = notificationFor(parseNotice(notice({ kind: "resolved", approval: null, text: "decided on another device" })), 2);
+  expect(resolved.options).toMatchObject({ tag: SESSION, renotify: false, actions: [], body: "decided on another device" });
+  expect(resolved.options.data.url).toBe(`/#/m/${MACHINE}/s/${SESSION}`);
+  expect(() => parseNotice(notice({ kind: "resolved" }))).toThrow(/carries an approval/);
   const testing = notificationFor(parseNotice(notice({ kind: "test", session: null, approval: null, title: "" })), 2);
   expect(testing.title).toBe("alpha: test notification");
   expect(testing.options.tag).toBe("test-" + MACHINE);
