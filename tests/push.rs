@@ -482,8 +482,10 @@ fn an_approval_reaches_the_push_service_encrypted_and_is_decided_from_the_notice
     });
 
     lags.sort();
+    let micros: Vec<u128> = lags.iter().map(|lag| lag.as_micros()).collect();
     println!(
-        "approval seen by the device → POST at the push service over {ASKS}: p50 {:?}, max {:?}",
+        "approval seen by the device → POST at the push service over {ASKS}: p50 {:?}, max {:?} \
+         (µs: {micros:?})",
         percentile(&lags, 0.5),
         percentile(&lags, 1.0)
     );
