@@ -71,6 +71,7 @@ function DeviceRow({ row, rows }: { row: AccountDeviceView; rows: AccountDeviceV
             question={ASK.grant(row.short)}
             confirmLabel={`Make ${row.short} an owner`}
             onConfirm={() => grantOwner(row.fingerprint)}
+            danger={false}
           />
         )}
         {can.revoke === "other" && (
