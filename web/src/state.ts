@@ -76,7 +76,7 @@ export function start(loaded: Core): void {
     view.value = next;
     // The machine does not push while the app shows: notifications it sent before are the
     // app's to close once it shows their approval settled.
-    void closeStale(next.approvals).catch(() => undefined);
+    closeStaleOf(next);
   });
   const wake = () => loaded.wake();
   addEventListener("online", () => {
@@ -91,7 +91,10 @@ export function start(loaded: Core): void {
   document.addEventListener("visibilitychange", () => {
     const visible = document.visibilityState === "visible";
     loaded.setForeground(visible);
-    if (visible) wake();
+    if (visible) {
+      wake();
+      if (view.value) closeStaleOf(view.value);
+    }
     // A hidden page may be discarded without another word: store what waits now.
     else loaded.flush();
   });
@@ -120,6 +123,10 @@ export async function pairWith(link: string): Promise<void> {
 export function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;
   return typeof error === "string" ? error : "Something went wrong.";
+}
+
+function closeStaleOf(shown: View): void {
+  void closeStale(shown.approvals).catch(() => undefined);
 }
 
 /** Ask the relay for the account's devices (the rows shown stay while it answers). */

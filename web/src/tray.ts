@@ -3,6 +3,11 @@
 // nothing replaces the OS notification that still asks for it. The app closes it: a shown
 // notification is tagged with its session (notice.ts) and carries its notice in `data`, so one
 // still asking for an approval that is no longer open is found and closed.
+//
+// Only while the app is on screen: hidden, the machine replaces the notification itself (a
+// `resolved` notice), and a close racing its push could close the newer one (browsers close a
+// tagged notification by its tag). One the service worker is acting on (`acting`, then
+// `outcome` in its data) is the worker's.
 
 import type { ApprovalView } from "./contract";
 
@@ -11,13 +16,13 @@ export function approvalKey(machine: string, session: string, approval: number):
   return `${machine}/${session}/${approval}`;
 }
 
-/** The approval a shown notification still asks for, or null: one that shows an outcome
- *  (decided from the notification), another kind of notice, or data this app did not put
+/** The approval a shown notification still asks for, or null: one being decided from the
+ *  notification or showing the outcome, another kind of notice, or data this app did not put
  *  there. */
 export function askedIn(data: unknown): string | null {
   if (typeof data !== "object" || data === null) return null;
-  const { notice, outcome } = data as { notice?: unknown; outcome?: unknown };
-  if (outcome !== undefined || typeof notice !== "object" || notice === null) return null;
+  const { notice, outcome, acting } = data as { notice?: unknown; outcome?: unknown; acting?: unknown };
+  if (outcome !== undefined || acting !== undefined || typeof notice !== "object" || notice === null) return null;
   const { kind, machine, session, approval } = notice as Record<string, unknown>;
   if (kind !== "approval" && kind !== "plan") return null;
   if (typeof machine !== "string" || typeof session !== "string") return null;
@@ -58,9 +63,11 @@ export function stale<N extends { data: unknown }>(shown: readonly N[], settledK
 /** Approvals whose notifications were looked at already (so each is looked at once). */
 const handled = new Set<string>();
 
-/** Close the notifications that still ask for an approval the app now shows settled. Best
- *  effort: where there is no service worker (plain http), there are no notifications. */
+/** Close the notifications that still ask for an approval the app now shows settled, while the
+ *  app is on screen (call it again when it comes back). Best effort: where there is no service
+ *  worker (plain http), there are no notifications. */
 export async function closeStale(approvals: readonly ApprovalView[]): Promise<void> {
+  if (typeof document === "undefined" || document.visibilityState !== "visible") return;
   const bySession = newlySettled(approvals, handled);
   if (bySession.size === 0 || typeof navigator === "undefined" || !("serviceWorker" in navigator)) return;
   const registration = await navigator.serviceWorker.getRegistration();

@@ -43,7 +43,8 @@ test("a notification's data names the approval it asks for, and only then", () =
   expect(askedIn(shownFor(3).data)).toBe(approvalKey(MACHINE, SESSION, 3));
   expect(askedIn(shownFor(3, "plan").data)).toBe(approvalKey(MACHINE, SESSION, 3));
   expect(askedIn(shownFor(3, "finished").data)).toBeNull();
-  // Replaced by the outcome of a tap on Allow: it asks nothing any more.
+  // Being decided from the notification (the worker's), then its outcome: not the app's.
+  expect(askedIn({ ...(shownFor(3).data as object), acting: "allow" })).toBeNull();
   expect(askedIn({ ...(shownFor(3).data as object), outcome: { state: "applied" } })).toBeNull();
   for (const junk of [null, undefined, "x", 5, {}, { notice: "x" }, { notice: { kind: "approval", machine: MACHINE, session: SESSION, approval: { id: "3" } } }]) {
     expect(askedIn(junk)).toBeNull();
