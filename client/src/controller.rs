@@ -4,7 +4,8 @@
 //! The caller feeds it what happened — the transport [opened](Controller::opened), a frame
 //! [arrived](Controller::received), the transport [closed](Controller::closed), time
 //! [passed](Controller::tick) — and what the person asked for ([`Controller::request`],
-//! [`Controller::pair`], [`Controller::revoke`], [`Controller::load_older`]). It answers with
+//! [`Controller::pair`], [`Controller::revoke`], [`Controller::load_older`], the account's
+//! [devices](Controller::devices)). It answers with
 //! [`Output`]s taken from [`Controller::poll_output`]: connect, send these bytes, close, and
 //! [`Note`]s of what changed. [`Controller::poll_timeout`] says when to call `tick` next.
 //!
@@ -22,7 +23,9 @@
 //!   ([`Controller::set_push`]), so a machine that was offline learns them when it comes back;
 //! - runs the pairing flow from a ticket to the relay's acknowledgement;
 //! - reconnects after a jittered exponential backoff ([`backoff`](crate::backoff)), with the
-//!   randomness the caller passes in, and re-handshakes a machine whose channel broke.
+//!   randomness the caller passes in, and re-handshakes a machine whose channel broke;
+//! - stops for good once the relay says this device is revoked ([`Connection::Revoked`]): its
+//!   key is barred, so no attempt could succeed.
 //!
 //! Times are Unix milliseconds. Everything the network can make it remember is capped by
 //! [`limits`](crate::limits).
@@ -39,8 +42,8 @@ use muxagent_proto::device::{MachineLink, Pairing, PairingStep, Received};
 use muxagent_proto::envelope::Body;
 use muxagent_proto::envelope::Decoded;
 use muxagent_proto::frame::{
-    self, ErrorCode, Frame, Login, PushQuery, PushState, PushSubscribe, RegistryEntry, Role,
-    SignedEntry,
+    self, DeviceList, EntryError, ErrorCode, Frame, Login, PushQuery, PushState, PushSubscribe,
+    RegistryEntry, Role, SignedEntry,
 };
 use muxagent_proto::identity::{Fingerprint, Identity, PublicIdentity};
 use muxagent_proto::limits::{MAX_CURSORS, PROTOCOL_VERSION};
@@ -50,6 +53,7 @@ use rand_core::CryptoRng;
 
 use crate::backoff;
 use crate::book::{self, Book, BookFull};
+use crate::devices;
 use crate::limits::{
     CONNECT_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, LOGIN_TIMEOUT_MS, MAX_MACHINES, MAX_PENDING_REQUESTS,
     MAX_QUEUED_REQUESTS, MAX_SESSIONS_PER_MACHINE, OFFLINE_AFTER_FAILURES, OLDER_EVENTS_PER_LOAD,
@@ -101,6 +105,12 @@ pub enum Connection {
         /// When the next attempt starts.
         retry_at: Option<u64>,
         /// Why the last attempt failed.
+        detail: String,
+    },
+    /// The relay revoked this device (an owner did, or the device itself): its key is barred
+    /// for good and every machine forgot it. No attempt follows, not even on `wake`.
+    Revoked {
+        /// What the relay said, or that this device revoked itself.
         detail: String,
     },
 }
@@ -228,6 +238,12 @@ pub enum Answer {
     /// The relay's push key and the subscription it holds for this device (the answer to
     /// [`Controller::push_query`] and [`Controller::push_subscribe`]).
     Push(PushState),
+    /// The account's devices as the relay shows them to this device (the answer to
+    /// [`Controller::devices`]; rows with [`devices::rows`]).
+    Devices(DeviceList),
+    /// The relay stored a device's revocation or its making an owner
+    /// ([`Controller::revoke_device`], [`Controller::grant_owner`]).
+    Registered,
 }
 
 /// Why something failed, for people.
@@ -441,8 +457,11 @@ enum Waiter {
     Older(Fingerprint, SessionId),
     /// A revocation, answered by the relay.
     Revoke(Fingerprint),
-    /// A push query or subscription, answered by the relay.
+    /// A push query or subscription, or the devices query, answered by the relay.
     Relay,
+    /// A device revoked or made an owner, answered by the relay; `true`: this device revokes
+    /// itself.
+    Entry(bool),
     /// Push keys (`true`) or their removal sent to a machine by [`Controller::set_push`].
     Push(Fingerprint, bool),
     /// A pairing.
@@ -489,6 +508,8 @@ pub struct Controller {
     /// What each machine should hold of this device's push keys ([`Controller::set_push`]):
     /// keys are sent after every `Hello`; a removal until a machine acknowledges it.
     push: BTreeMap<Fingerprint, Option<PushKeys>>,
+    /// The relay revoked this device: it stays disconnected.
+    revoked: bool,
     out: VecDeque<Output>,
 }
 
@@ -532,6 +553,7 @@ impl Controller {
             pairing: None,
             foreground: false,
             push: BTreeMap::new(),
+            revoked: false,
             out: VecDeque::new(),
         }
     }
@@ -549,6 +571,11 @@ impl Controller {
     /// Whether logged in to the relay.
     pub fn is_online(&self) -> bool {
         matches!(self.conn, Conn::Online)
+    }
+
+    /// Whether the relay revoked this device ([`Connection::Revoked`]).
+    pub fn is_revoked(&self) -> bool {
+        self.revoked
     }
 
     /// The channel to `machine`.
@@ -659,6 +686,9 @@ impl Controller {
 
     /// Connect now if waiting (the page became visible, the network came back).
     pub fn wake(&mut self, now: u64) {
+        if self.revoked {
+            return;
+        }
         if let Conn::Waiting { .. } = self.conn {
             self.connect(now);
         }
@@ -710,6 +740,11 @@ impl Controller {
                 };
             }
             (Conn::LoggingIn { .. }, Frame::LoginOk(_)) => self.logged_in(now, rng),
+            (Conn::Connecting { .. } | Conn::LoggingIn { .. }, Frame::Error(error))
+                if error.code == ErrorCode::Revoked =>
+            {
+                self.revoked_here(now, error.reason.to_string());
+            }
             (Conn::Connecting { .. } | Conn::LoggingIn { .. }, Frame::Error(error)) => {
                 let detail = format!("the relay refused the login: {}", error.reason);
                 self.fail(now, detail, true, Some(rng.next_u32()));
@@ -869,6 +904,31 @@ impl Controller {
         Ok(request)
     }
 
+    /// Ask the relay for the account's devices: an owner is shown every device and machine,
+    /// another device itself and the machines it paired with. Answered by [`Answer::Devices`].
+    pub fn devices(&mut self, now: u64) -> Result<u32, ClientError> {
+        self.relay_request(now, devices::query)
+    }
+
+    /// Revoke `device` (signed by this device: an owner of the account, or `device` itself).
+    /// The relay closes its connections and bars its key for good; every machine forgets it.
+    /// Answered by [`Answer::Registered`]; a device that revoked itself is then
+    /// [revoked](Connection::Revoked).
+    pub fn revoke_device(&mut self, now: u64, device: &Fingerprint) -> Result<u32, ClientError> {
+        let itself = *device == self.identity.public().fingerprint();
+        self.entry_request(now, itself, |identity, request| {
+            devices::revoke(identity, *device, request, now / 1000)
+        })
+    }
+
+    /// Make `device` an owner (signed by this device, which must be one). Answered by
+    /// [`Answer::Registered`].
+    pub fn grant_owner(&mut self, now: u64, device: &Fingerprint) -> Result<u32, ClientError> {
+        self.entry_request(now, false, |identity, request| {
+            devices::grant_owner(identity, *device, request, now / 1000)
+        })
+    }
+
     /// Ask the relay for its push key (VAPID) and the subscription it holds for this device.
     /// Answered by [`Answer::Push`].
     pub fn push_query(&mut self, now: u64) -> Result<u32, ClientError> {
@@ -968,6 +1028,12 @@ impl Controller {
         // Channels open as the relay tells which machines are online (presence frames).
     }
 
+    /// The relay revoked this device: fail what waits, close, and never connect again.
+    fn revoked_here(&mut self, now: u64, detail: String) {
+        self.revoked = true;
+        self.fail(now, detail, true, None);
+    }
+
     /// The connection failed or was lost: drop every channel, fail what waits on it, and
     /// schedule the next attempt (`random` jitters it; `None`: wait for [`Self::wake`]).
     fn fail(&mut self, now: u64, detail: String, close: bool, random: Option<u32>) {
@@ -1010,7 +1076,7 @@ impl Controller {
                         hostname: "the relay".into(),
                     }
                 }
-                Waiter::Revoke(_) | Waiter::Relay => ClientError::NotConnected,
+                Waiter::Revoke(_) | Waiter::Relay | Waiter::Entry(_) => ClientError::NotConnected,
                 Waiter::List(_) => continue,
                 Waiter::Push(machine, on) => {
                     let hostname = self.hostname(&machine);
@@ -1043,6 +1109,7 @@ impl Controller {
     fn tell_connection(&mut self) {
         let detail = self.detail.clone();
         let state = match self.conn {
+            _ if self.revoked => Connection::Revoked { detail },
             Conn::Online => Connection::Online,
             Conn::Waiting { retry_at: None } => Connection::Offline {
                 retry_at: None,
@@ -1104,6 +1171,13 @@ impl Controller {
                     self.answer(request, Ok(Answer::Push(state)));
                 }
             }
+            Frame::DeviceList(list) => {
+                let request = list.request;
+                if self.pending.get(&request).map(|p| p.waiter) == Some(Waiter::Relay) {
+                    self.pending.remove(&request);
+                    self.answer(request, Ok(Answer::Devices(list)));
+                }
+            }
             Frame::Error(error) => self.on_relay_error(now, error, rng),
             Frame::Restarting(restarting) => {
                 self.restart_in = Some(u64::from(restarting.reconnect_in_ms));
@@ -1123,7 +1197,7 @@ impl Controller {
             && let Some(pending) = self.pending.get(&request)
         {
             match pending.waiter {
-                Waiter::Revoke(_) | Waiter::Relay => {
+                Waiter::Revoke(_) | Waiter::Relay | Waiter::Entry(_) => {
                     self.pending.remove(&request);
                     return self.answer(request, Err(ClientError::RelayRefused(reason)));
                 }
@@ -1163,12 +1237,7 @@ impl Controller {
                 true,
                 None,
             ),
-            ErrorCode::Revoked => self.fail(
-                now,
-                format!("the relay refuses this device: {reason}"),
-                true,
-                Some(rng.next_u32()),
-            ),
+            ErrorCode::Revoked => self.revoked_here(now, reason),
             // PeerOffline and the rest name no request: presence and timeouts tell the rest.
             _ => {}
         }
@@ -1225,7 +1294,7 @@ impl Controller {
                 Waiter::Machine(m) | Waiter::List(m) | Waiter::Older(m, _) | Waiter::Push(m, _) => {
                     m == *machine
                 }
-                Waiter::Revoke(_) | Waiter::Pair | Waiter::Relay => false,
+                Waiter::Revoke(_) | Waiter::Pair | Waiter::Relay | Waiter::Entry(_) => false,
             })
             .map(|(request, pending)| (*request, pending.waiter))
             .collect();
@@ -1593,6 +1662,14 @@ impl Controller {
                 self.forget(&machine);
                 self.answer(request, Ok(Answer::Revoked));
             }
+            Some(Waiter::Entry(itself)) => {
+                self.pending.remove(&request);
+                self.answer(request, Ok(Answer::Registered));
+                if itself {
+                    // The relay closes this connection next and refuses the key from now on.
+                    self.revoked_here(now, "this device revoked itself".into());
+                }
+            }
             Some(Waiter::Pair) => {
                 let Some(PairRun {
                     state: PairState::Running(mut pairing),
@@ -1715,6 +1792,29 @@ impl Controller {
         Ok(request)
     }
 
+    /// Send a registry entry signed by this device, numbered; the relay acknowledges it.
+    fn entry_request(
+        &mut self,
+        now: u64,
+        itself: bool,
+        sign: impl FnOnce(&Identity, u32) -> Result<Frame, EntryError>,
+    ) -> Result<u32, ClientError> {
+        if !self.is_online() {
+            return Err(ClientError::NotConnected);
+        }
+        let request = self.reserve(now + REQUEST_TIMEOUT_MS, Waiter::Entry(itself))?;
+        match sign(&self.identity, request) {
+            Ok(frame) => {
+                self.send(frame);
+                Ok(request)
+            }
+            Err(error) => {
+                self.pending.remove(&request);
+                Err(ClientError::Pairing(PeerError::Entry(error)))
+            }
+        }
+    }
+
     /// What a machine hears right after the device's first `Hello` on a channel: whether the
     /// app is on screen, and the push keys it should hold.
     fn after_hello(&mut self, now: u64, machine: Fingerprint) {
@@ -1763,7 +1863,7 @@ impl Controller {
             }
             // A machine that opens a channel but does not list its sessions is broken.
             Waiter::List(machine) => self.channel_failed(now, machine, rng),
-            Waiter::Revoke(_) | Waiter::Relay => {
+            Waiter::Revoke(_) | Waiter::Relay | Waiter::Entry(_) => {
                 self.answer(request, Err(ClientError::RelayTimeout))
             }
             Waiter::Push(machine, on) => {

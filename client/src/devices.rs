@@ -3,7 +3,8 @@
 //! [`DevicesQuery`](muxagent_proto::frame::DevicesQuery)), finding one by the fingerprint prefix
 //! a person typed, and the signed entries that manage them: revoking a device (an owner, or the
 //! device itself) and making it an owner (an owner). `ctl devices`, `ctl revoke-device` and
-//! `ctl grant-owner` use this; so will the web app's device settings.
+//! `ctl grant-owner` use this, and so does the [controller](crate::controller) for the web
+//! app's Settings → Devices.
 //!
 //! An owner is shown every device and machine of its account; any other device is shown itself
 //! and the machines it paired with.

@@ -8,10 +8,13 @@
 
 export type Hex = string;
 
-/** The relay connection, as the person should see it. */
+/** The relay connection, as the person should see it. `revoked`: the relay revoked this device
+ *  (an owner did, or the device itself); it stays disconnected for good (`forget` then lets
+ *  the browser start over as a new device). */
 export interface Connection {
-  state: "connecting" | "online" | "reconnecting" | "offline";
-  /** Why the last attempt failed, for people ("the relay does not answer", …). */
+  state: "connecting" | "online" | "reconnecting" | "offline" | "revoked";
+  /** Why the last attempt failed, for people ("the relay does not answer", …); when revoked,
+   *  what the relay said. */
   detail?: string;
   /** When the next attempt starts (Unix ms), while reconnecting. */
   retryAt?: number;
@@ -121,6 +124,28 @@ export interface PushState {
   endpoint?: string;
 }
 
+/** A machine a device of the account paired with. */
+export interface PairedMachineView {
+  fingerprint: Hex;
+  /** As the machine announced it: untrusted text. */
+  hostname: string;
+  online: boolean;
+}
+
+/** One device of the account, as the relay shows it to this device: an owner is shown every
+ *  device, another device only itself. This device comes first. */
+export interface AccountDeviceView {
+  fingerprint: Hex;
+  short: string;
+  /** This device. */
+  you: boolean;
+  /** It reaches every machine of the account and may revoke any device or make owners. */
+  owner: boolean;
+  /** Connected to the relay now. */
+  online: boolean;
+  paired: PairedMachineView[];
+}
+
 /** The whole state the UI renders. Replaced as a unit on every change. */
 export interface View {
   device: { fingerprint: Hex; short: string };
@@ -225,6 +250,21 @@ export interface Core {
   setPushKinds(machine: Hex, approvals: boolean, ended: boolean, plans: boolean): Promise<void>;
   /** Ask `machine` for a test notification now; resolves when it handed it to the relay. */
   testPush(machine: Hex): Promise<void>;
+  /** The account's devices, as the relay shows them to this device. */
+  devices(): Promise<AccountDeviceView[]>;
+  /** Revoke `device` (this one, or as an owner any): the relay cuts it off at once and bars
+   *  its key for good, and every machine forgets it. Resolves when the relay stored it; this
+   *  device, revoked, is `revoked` from then on. A refusal rejects with the relay's reason. */
+  revokeDevice(device: Hex): Promise<void>;
+  /** Make `device` an owner (this device must be one). */
+  grantOwner(device: Hex): Promise<void>;
+  /** Once revoked: stop, and erase everything this browser keeps of the device (its key,
+   *  machines, sessions, events, notification settings). Load the page again to start over as
+   *  a new device. Rejects while the device is not revoked. */
+  forget(): Promise<void>;
+  /** Write the store changes that wait (at most `STORE_FLUSH_MS`, 50 ms) now: the page is
+   *  hidden or going away. */
+  flush(): void;
 }
 
 /** What came of deciding from a notification (the service worker's `actOnNotice`). */

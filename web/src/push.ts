@@ -88,3 +88,11 @@ export async function browserSubscribed(): Promise<boolean> {
   const worker = await navigator.serviceWorker.getRegistration();
   return Boolean(await worker?.pushManager.getSubscription());
 }
+
+/** Drop the browser's push subscription without telling anyone (the relay forgot this device). */
+export async function dropBrowserSubscription(): Promise<void> {
+  if (pushUnsupported()) return;
+  const worker = await navigator.serviceWorker.getRegistration();
+  const subscription = await worker?.pushManager?.getSubscription();
+  await subscription?.unsubscribe();
+}

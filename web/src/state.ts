@@ -1,11 +1,13 @@
 // The app's state, in one place: the core's latest View, the route, a clock for "in N s"
-// countdowns, what to announce to screen readers, and the last failure of an action. Screens
+// countdowns, what to announce to screen readers, pairing, and the account's devices. Screens
 // read these signals and call the actions below; nothing else holds state that outlives a
 // component.
 
 import { signal, computed } from "@preact/signals";
-import type { ApprovalView, Core, Hex, MachineView, SessionView, View } from "./contract";
-import { parseRoute, type Route } from "./route";
+import type { AccountDeviceView, ApprovalView, Core, Hex, MachineView, SessionView, View } from "./contract";
+import { dropBrowserSubscription } from "./push";
+import { parseRoute, href, type Route } from "./route";
+import { closeAll, closeStale } from "./tray";
 
 export const view = signal<View | null>(null);
 export const route = signal<Route>(parseRoute(location.hash));
@@ -20,6 +22,11 @@ export const announcement = signal("");
 /** Pairing from a link or the scanner: its progress, or its one clear failure. */
 export const pairing = signal<
   { state: "idle" } | { state: "pairing" } | { state: "paired"; machine: MachineView } | { state: "failed"; message: string }
+>({ state: "idle" });
+
+/** Settings → Devices: the account's devices as the relay last showed them, or why not. */
+export const accountDevices = signal<
+  { state: "idle" } | { state: "loading"; rows?: AccountDeviceView[] } | { state: "shown"; rows: AccountDeviceView[] } | { state: "failed"; message: string; rows?: AccountDeviceView[] }
 >({ state: "idle" });
 
 let theCore: Core | null = null;
@@ -67,6 +74,9 @@ export function start(loaded: Core): void {
     }
     first = first && !next.loaded;
     view.value = next;
+    // The machine does not push while the app shows: notifications it sent before are the
+    // app's to close once it shows their approval settled.
+    closeStaleOf(next);
   });
   const wake = () => loaded.wake();
   addEventListener("online", () => {
@@ -81,8 +91,14 @@ export function start(loaded: Core): void {
   document.addEventListener("visibilitychange", () => {
     const visible = document.visibilityState === "visible";
     loaded.setForeground(visible);
-    if (visible) wake();
+    if (visible) {
+      wake();
+      if (view.value) closeStaleOf(view.value);
+    }
+    // A hidden page may be discarded without another word: store what waits now.
+    else loaded.flush();
   });
+  addEventListener("pagehide", () => loaded.flush());
 }
 
 addEventListener("hashchange", () => {
@@ -107,4 +123,51 @@ export async function pairWith(link: string): Promise<void> {
 export function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;
   return typeof error === "string" ? error : "Something went wrong.";
+}
+
+function closeStaleOf(shown: View): void {
+  void closeStale(shown.approvals).catch(() => undefined);
+}
+
+/** Ask the relay for the account's devices (the rows shown stay while it answers). */
+export async function loadDevices(): Promise<void> {
+  const before = accountDevices.value;
+  const rows = before.state === "idle" ? undefined : before.rows;
+  accountDevices.value = { state: "loading", rows };
+  try {
+    accountDevices.value = { state: "shown", rows: await core().devices() };
+  } catch (error) {
+    accountDevices.value = { state: "failed", message: messageOf(error), rows };
+  }
+}
+
+/** Revoke another device of the account (this one is an owner), then show the list again. */
+export async function revokeDevice(device: Hex): Promise<void> {
+  await core().revokeDevice(device);
+  await loadDevices();
+}
+
+/** Make a device an owner, then show the list again. */
+export async function grantOwner(device: Hex): Promise<void> {
+  await core().grantOwner(device);
+  await loadDevices();
+}
+
+/** Revoke this device, then start over: its data here is erased and the pairing screen shows. */
+export async function revokeThisDevice(): Promise<void> {
+  const me = view.value?.device.fingerprint;
+  if (!me) throw new Error("The app is still loading.");
+  await core().revokeDevice(me);
+  await startOver();
+}
+
+/** A revoked device: erase what this browser keeps of it (the core's store, the push
+ *  subscription, its notifications), then load the app again on the pairing screen, as a new
+ *  device. */
+export async function startOver(): Promise<void> {
+  await core().forget();
+  // Best effort: the relay already forgot the subscription and its pushes.
+  await Promise.allSettled([dropBrowserSubscription(), closeAll()]);
+  history.replaceState(null, "", "/" + href({ screen: "pair" }));
+  location.reload();
 }

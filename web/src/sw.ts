@@ -171,10 +171,11 @@ async function decideFrom(notification: Notification, action: "allow" | "deny"):
   try {
     notice = parseNotice(data?.notice);
     const doing = action === "allow" ? "Allowing" : "Denying";
+    // `acting`: the page leaves it to this worker (src/tray.ts).
     await sw.registration.showNotification(`${doing} on ${notice.host}…`, {
       body: notification.body,
       tag: notification.tag,
-      data: notification.data,
+      data: { ...(notification.data as object | null), acting: action },
     });
     const decided = loadCore().then(() => actOnNotice(notice, action === "allow", NOTIFICATION_ACTION_TIMEOUT_MS));
     outcome = await withTimeout(decided, NOTIFICATION_ACTION_TIMEOUT_MS + NOTIFICATION_ACTION_GUARD_MS);

@@ -1460,6 +1460,147 @@ fn revoking_tells_the_machine_then_the_relay_and_forgets_it() {
     );
 }
 
+// ---- the account's devices ----
+
+#[test]
+fn the_devices_query_is_answered_by_the_relay_list() {
+    let mut h = Harness::new(&["alpha"], None);
+    assert_eq!(h.device.devices(h.now), Err(ClientError::NotConnected));
+    h.login();
+    let request = h.device.devices(h.now).unwrap();
+    h.pump();
+    assert_eq!(
+        h.to_relay.pop(),
+        Some(Frame::DevicesQuery(frame::DevicesQuery { request }))
+    );
+    // An answer to another request is not this one's.
+    let list = |request| DeviceList {
+        request,
+        machines: vec![],
+        devices: vec![],
+    };
+    h.deliver(Frame::DeviceList(list(request + 1)));
+    assert!(h.answers().is_empty());
+    h.deliver(Frame::DeviceList(list(request)));
+    assert_eq!(h.answers(), [(request, Ok(Answer::Devices(list(request))))]);
+}
+
+#[test]
+fn an_owner_revokes_a_device_or_makes_it_an_owner_and_a_refusal_is_said() {
+    let mut h = Harness::new(&["alpha"], None);
+    h.login();
+    let other = Fingerprint([0xab; 32]);
+    let revoke = h.device.revoke_device(h.now, &other).unwrap();
+    h.pump();
+    let Some(Frame::Registry(registry)) = h.to_relay.pop() else {
+        panic!("the revocation goes to the relay");
+    };
+    assert_eq!(registry.request, revoke);
+    assert_eq!(
+        registry.entry.verify(),
+        Ok(RegistryEntry::RevokeDevice {
+            author: h.device_public,
+            device: other,
+            at: START / 1000
+        })
+    );
+    h.deliver(Frame::RegistryAck(RegistryAck { request: revoke }));
+    assert_eq!(h.answers(), [(revoke, Ok(Answer::Registered))]);
+    assert!(h.device.is_online() && !h.device.is_revoked());
+
+    let grant = h.device.grant_owner(h.now, &other).unwrap();
+    h.pump();
+    let Some(Frame::Registry(registry)) = h.to_relay.pop() else {
+        panic!("the grant goes to the relay");
+    };
+    assert!(matches!(
+        registry.entry.verify(),
+        Ok(RegistryEntry::GrantOwner { device, .. }) if device == other
+    ));
+    h.deliver(Frame::Error(frame::Error {
+        code: ErrorCode::EntryRefused,
+        request: Some(grant),
+        reason: "only an owner may do that".try_into().unwrap(),
+    }));
+    assert_eq!(
+        h.answers(),
+        [(
+            grant,
+            Err(ClientError::RelayRefused(
+                "only an owner may do that".into()
+            ))
+        )]
+    );
+    let late = h.device.grant_owner(h.now, &other).unwrap();
+    h.advance(REQUEST_TIMEOUT_MS);
+    assert_eq!(h.answers(), [(late, Err(ClientError::RelayTimeout))]);
+}
+
+#[test]
+fn a_device_that_revokes_itself_stops_for_good() {
+    let mut h = Harness::new(&["alpha"], None);
+    h.login();
+    let me = h.device_public.fingerprint();
+    let request = h.device.revoke_device(h.now, &me).unwrap();
+    h.pump();
+    h.deliver(Frame::RegistryAck(RegistryAck { request }));
+    assert_eq!(h.answers(), [(request, Ok(Answer::Registered))]);
+    assert!(h.device.is_revoked());
+    assert!(matches!(h.connection(), Some(Connection::Revoked { .. })));
+    let connects = h.connects;
+    h.device.wake(h.now);
+    h.advance(RECONNECT_MAX_MS * 10);
+    assert_eq!(h.connects, connects, "no attempt after a revocation");
+    assert_eq!(h.device.poll_timeout(), None);
+}
+
+#[test]
+fn a_device_revoked_elsewhere_hears_why_and_stays_offline() {
+    // Revoked while connected: the relay's error, then the close.
+    let mut h = Harness::new(&["alpha"], None);
+    h.login();
+    h.open(0, vec![]);
+    h.deliver(Frame::Error(frame::Error {
+        code: ErrorCode::Revoked,
+        request: None,
+        reason: "this device was revoked".try_into().unwrap(),
+    }));
+    assert_eq!(
+        h.connection(),
+        Some(Connection::Revoked {
+            detail: "this device was revoked".into()
+        })
+    );
+    assert!(!h.device.machine_online(&h.machine(0)));
+    let connects = h.connects;
+    h.advance(RECONNECT_MAX_MS * 10);
+    assert_eq!(h.connects, connects);
+
+    // Revoked while away: the relay refuses the login.
+    let mut h = Harness::new(&["alpha"], None);
+    h.device.tick(h.now, &mut h.rng);
+    h.pump();
+    h.device.opened(h.now);
+    h.deliver(Frame::ServerHello(ServerHello {
+        min_protocol: 1,
+        max_protocol: 1,
+        challenge: [1; 32],
+    }));
+    h.deliver(Frame::Error(frame::Error {
+        code: ErrorCode::Revoked,
+        request: None,
+        reason: "this key is revoked".try_into().unwrap(),
+    }));
+    assert_eq!(
+        h.connection(),
+        Some(Connection::Revoked {
+            detail: "this key is revoked".into()
+        })
+    );
+    assert!(h.device.is_revoked());
+    assert_eq!(h.device.poll_timeout(), None);
+}
+
 #[test]
 fn origins_compare_by_scheme_host_and_port() {
     assert_eq!(origin("https://a.example"), "https://a.example:443");

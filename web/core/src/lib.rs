@@ -6,6 +6,10 @@
 //! IndexedDB ([`store`]), and hands the UI plain values ([`view`]). The device key, the Noise
 //! channels and every ciphertext stay in here: the UI sees only the view.
 //!
+//! Store writes wait up to [`STORE_FLUSH_MS`] to be written together in one transaction
+//! ([`store::Queue`]); the account's devices are asked of the relay and managed through signed
+//! entries ([`devices`]); a revoked device can erase what this browser keeps of it.
+//!
 //! It also keeps the notification settings ([`push`]) and tells every machine of them, and the
 //! service worker calls [`act_on_notice`] to decide an approval from a notification's action:
 //! the same core, started without a page (`open`, headless), connects, signs, sends, and
@@ -17,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod devices;
 pub mod global;
 pub mod indexed_db;
 pub mod json;
@@ -51,7 +56,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{BinaryType, MessageEvent, WebSocket};
 
 use crate::global::{clear_timeout, set_timeout};
-use crate::limits::APPLIED_WAIT_MS;
+use crate::limits::{APPLIED_WAIT_MS, STORE_FLUSH_MS};
 
 type Rng = rand_core::UnwrapErr<getrandom::SysRng>;
 
@@ -100,6 +105,8 @@ enum Then {
     PushCheck,
     /// The subscription handed to the relay again after [`Then::PushCheck`].
     PushRestored,
+    /// `AccountDeviceView[]`.
+    Devices,
 }
 
 struct Waiter {
@@ -130,6 +137,10 @@ struct Inner {
     generation: u32,
     timer: Option<i32>,
     on_timer: Option<Closure<dyn FnMut()>>,
+    /// Store writes waiting for the next flush, and its timer.
+    queued: store::Queue,
+    flush_timer: Option<i32>,
+    on_flush: Option<Closure<dyn FnMut()>>,
     // These are a handful each (a view or two, one open session, the requests in flight), so
     // they are plain lists in the order made: a BTreeMap per value type costs the download ~10 KB
     // of wasm each.
@@ -216,7 +227,7 @@ impl Inner {
             }
         }
         self.schedule(core);
-        self.persist(&changes);
+        self.persist(&changes, core);
         if let Some((machine, session, approval)) = self.watched {
             for (m, event, _) in &changes.events {
                 if let EventKind::ApprovalState {
@@ -328,6 +339,9 @@ impl Inner {
                     self.controller.forget(machine);
                     Ok(JsValue::UNDEFINED)
                 }
+                (Ok(Answer::Devices(list)), Then::Devices) => {
+                    Ok(json::to_js(&devices::rows(list, &self.device)))
+                }
                 (Ok(Answer::Runtimes(list)), Then::Runtimes) => {
                     let runtimes: Vec<view::RuntimeView> =
                         list.runtimes.iter().map(view::RuntimeView::from).collect();
@@ -385,19 +399,58 @@ impl Inner {
         }
     }
 
-    /// Store what changed, in the background (writes run in the order they were made).
-    fn persist(&self, changes: &Changes) {
-        let Some(database) = self.database.clone() else {
-            return;
-        };
-        let batch = store::Batch::of(&self.model, changes);
-        if batch.is_empty() {
+    /// Queue what changed for the store: written within [`STORE_FLUSH_MS`], or at once when
+    /// the paired machines changed (they are what the device cannot get back).
+    fn persist(&mut self, changes: &Changes, core: &Rc<RefCell<Inner>>) {
+        if self.database.is_none() {
             return;
         }
-        wasm_bindgen_futures::spawn_local(async move {
-            // A failed write loses only cache: the machines resend it.
-            let _ = batch.write(&database).await;
-        });
+        if self.controller.is_revoked() {
+            // Nothing more is kept of a revoked device; what waits is dropped.
+            self.queued = store::Queue::default();
+            return;
+        }
+        self.queued.add(&self.model, changes);
+        if changes.book {
+            self.flush();
+        } else if !self.queued.is_empty() && self.flush_timer.is_none() {
+            if self.on_flush.is_none() {
+                let core = core.clone();
+                self.on_flush = Some(Closure::new(move || {
+                    with(&core, |inner| {
+                        inner.flush_timer = None;
+                        inner.flush();
+                    });
+                }));
+            }
+            if let Some(callback) = &self.on_flush {
+                self.flush_timer = Some(set_timeout(
+                    callback.as_ref().unchecked_ref(),
+                    STORE_FLUSH_MS,
+                ));
+            }
+        }
+    }
+
+    /// Write what is queued now, in one transaction (in the background; transactions run in
+    /// the order they were made).
+    fn flush(&mut self) {
+        if let Some(handle) = self.flush_timer.take() {
+            clear_timeout(handle);
+        }
+        if self.queued.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.queued).seal(&self.model);
+        let Some(database) = &self.database else {
+            return;
+        };
+        // A failed write loses only cache: the machines resend it.
+        if let Ok(transaction) = store::start(database, &writes) {
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = indexed_db::commit(&transaction).await;
+            });
+        }
     }
 
     /// One timer for the controller's next deadline.
@@ -570,6 +623,10 @@ impl Inner {
         if let Some(handle) = self.timer.take() {
             clear_timeout(handle);
         }
+        if let Some(handle) = self.flush_timer.take() {
+            clear_timeout(handle);
+        }
+        self.on_flush = None;
         self.close_socket();
         self.retired = None;
         self.on_timer = None;
@@ -686,6 +743,9 @@ async fn open(headless: bool) -> Result<Rc<RefCell<Inner>>, JsValue> {
         generation: 0,
         timer: None,
         on_timer: None,
+        queued: store::Queue::default(),
+        flush_timer: None,
+        on_flush: None,
         watchers: Vec::new(),
         followers: Vec::new(),
         next_subscription: 1,
@@ -1229,6 +1289,74 @@ impl Core {
             // The view shows the change (and, as it comes, the machine's answer).
             inner.dirty = true;
             Promise::resolve(&JsValue::UNDEFINED)
+        })
+    }
+
+    /// Write the store changes that wait now (the page is hidden or going away).
+    pub fn flush(&self) {
+        self.inner.borrow_mut().flush();
+    }
+
+    /// The account's devices as the relay shows them to this device.
+    pub fn devices(&self) -> Promise {
+        with(&self.inner, |inner| match inner.controller.devices(now()) {
+            Ok(request) => inner.wait(request, Then::Devices),
+            Err(failure) => rejected(failure),
+        })
+    }
+
+    /// Revoke a device of the account (this one, or as an owner any): the relay closes its
+    /// connections and bars its key for good, and every machine forgets it.
+    #[wasm_bindgen(js_name = revokeDevice)]
+    pub fn revoke_device(&self, device: &str) -> Promise {
+        let Some(device) = record::parse_fingerprint(device) else {
+            return rejected("not a device fingerprint");
+        };
+        with(&self.inner, |inner| {
+            match inner.controller.revoke_device(now(), &device) {
+                Ok(request) => inner.wait(request, Then::Nothing),
+                Err(failure) => rejected(failure),
+            }
+        })
+    }
+
+    /// Make a device of the account an owner (this device must be one).
+    #[wasm_bindgen(js_name = grantOwner)]
+    pub fn grant_owner(&self, device: &str) -> Promise {
+        let Some(device) = record::parse_fingerprint(device) else {
+            return rejected("not a device fingerprint");
+        };
+        with(&self.inner, |inner| {
+            match inner.controller.grant_owner(now(), &device) {
+                Ok(request) => inner.wait(request, Then::Nothing),
+                Err(failure) => rejected(failure),
+            }
+        })
+    }
+
+    /// Once revoked: stop, and erase what this browser keeps of the device (its key, machines,
+    /// sessions, events, notification settings). Load the page again to start over as a new
+    /// device.
+    pub fn forget(&self) -> Promise {
+        let (database, device) = {
+            let mut inner = self.inner.borrow_mut();
+            if !inner.controller.is_revoked() {
+                return rejected(
+                    "this device is not revoked; revoke it in Settings → Devices first",
+                );
+            }
+            inner.queued = store::Queue::default();
+            inner.shut_down();
+            (inner.database.take(), inner.device)
+        };
+        wasm_bindgen_futures::future_to_promise(async move {
+            if let Some(database) = database {
+                store::erase(&database, &device).await.map_err(|failure| {
+                    error(format!("could not erase this browser's data: {failure}"))
+                })?;
+                database.close();
+            }
+            Ok(JsValue::UNDEFINED)
         })
     }
 

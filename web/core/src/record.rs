@@ -19,7 +19,7 @@ use crate::view::session_hex;
 const RECORD_VERSION: u8 = 1;
 
 /// A session record: the session (without its events) and the machine it belongs to.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct SessionRecord {
     machine: Fingerprint,
     session: Session,
@@ -40,12 +40,17 @@ pub fn prefix_range(prefix: &str) -> (String, String) {
     (format!("{prefix}/"), format!("{prefix}/\u{ffff}"))
 }
 
+/// [`SessionRecord`] borrowed, to write one without copying the session (its cached events
+/// too, which the record leaves out).
+#[derive(Serialize)]
+struct SessionRecordRef<'a> {
+    machine: &'a Fingerprint,
+    session: &'a Session,
+}
+
 /// A session record's bytes.
 pub fn encode_session(machine: &Fingerprint, session: &Session) -> Vec<u8> {
-    let record = SessionRecord {
-        machine: *machine,
-        session: session.clone(),
-    };
+    let record = SessionRecordRef { machine, session };
     // Writing to a Vec does not fail for these types; store nothing rather than garbage.
     postcard::to_extend(&record, vec![RECORD_VERSION]).unwrap_or_default()
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionView {
-    /// `connecting`, `online`, `reconnecting`, `offline`.
+    /// `connecting`, `online`, `reconnecting`, `offline`, `revoked`.
     pub state: &'static str,
     /// Why the last attempt failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -260,6 +260,7 @@ pub fn connection(connection: &Connection) -> ConnectionView {
         Connection::Online => ("online", None, None),
         Connection::Reconnecting { retry_at, detail } => ("reconnecting", *retry_at, Some(detail)),
         Connection::Offline { retry_at, detail } => ("offline", *retry_at, Some(detail)),
+        Connection::Revoked { detail } => ("revoked", None, Some(detail)),
     };
     ConnectionView {
         state,
@@ -823,5 +824,12 @@ mod tests {
             json!({ "state": "offline", "detail": "the relay does not answer", "retryAt": 5 })
         );
         assert_eq!(connection(&Connection::Online).state, "online");
+        let revoked = Connection::Revoked {
+            detail: "this device was revoked".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(connection(&revoked)).unwrap(),
+            json!({ "state": "revoked", "detail": "this device was revoked" })
+        );
     }
 }

@@ -11,9 +11,11 @@ import { NewSession } from "./NewSession";
 import { Handoff } from "./NewSession";
 import { Settings } from "./Settings";
 import { Pair } from "./Pair";
+import { Revoked } from "./Revoked";
 
 export function App() {
   const r = route.value;
+  const revoked = view.value?.connection.state === "revoked";
   return (
     <>
       <header class="top">
@@ -23,7 +25,7 @@ export function App() {
       <main id="main">
         <Screen route={r} />
       </main>
-      <Tabs current={r.screen} />
+      {!revoked && <Tabs current={r.screen} />}
       <div class="sr-only" role="log" aria-live="polite" aria-label="Announcements">
         {announcement.value}
       </div>
@@ -40,6 +42,7 @@ function Screen({ route: r }: { route: Route }) {
       </section>
     );
   }
+  if (view.value?.connection.state === "revoked") return <Revoked />;
   if (r.screen === "pair") return <Pair />;
   if (!view.value?.loaded) {
     return (

@@ -32,6 +32,9 @@ export function ConnectionBar() {
       case "offline":
         text = "Offline — showing saved state";
         break;
+      case "revoked":
+        text = "Revoked";
+        break;
     }
   }
   const detail = state !== "online" && connection?.detail ? connection.detail : null;

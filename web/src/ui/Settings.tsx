@@ -1,10 +1,11 @@
-// This device, the relay, notifications, and every paired machine with its fingerprint, Revoke
-// (remove it from the account: the relay refuses it from then on) and Unpair (the machine
-// forgets this device).
+// This device, the relay, notifications, the account's devices, and every paired machine with
+// its fingerprint, Revoke (remove it from the account: the relay refuses it from then on) and
+// Unpair (the machine forgets this device).
 
 import { core, view } from "../state";
 import { revealPlain } from "../text";
 import { Confirm, T } from "./common";
+import { Devices } from "./Devices";
 import { Notifications } from "./Notifications";
 
 export function Settings() {
@@ -21,6 +22,7 @@ export function Settings() {
         <p class="mono small">{v.relay ? <T text={v.relay} /> : "none yet (pair a machine)"}</p>
       </div>
       <Notifications />
+      <Devices />
       <h2>Machines</h2>
       {v.machines.length === 0 && <p class="muted">No machine is paired.</p>}
       <ul class="list">

@@ -3,8 +3,9 @@
 //
 // - a pairing link opened → the machine shown paired (fresh browser profile each time);
 // - reload → first paint from the IndexedDB cache (the session screen, the machines screen);
-// - a session of BENCH_EVENTS (10,000) events: frames while it streams in, rendered when
-//   opened, frames while scrolled from its end to its start and back;
+// - a session of BENCH_EVENTS (10,000) events: frames while it streams in (and the main
+//   thread's busy time and IndexedDB write transactions meanwhile), rendered when opened,
+//   frames while scrolled from its end to its start and back;
 // - the JS heap (and the wasm core's memory, DOM nodes) after those events;
 // - the app's size gzipped, from web/dist.
 //
@@ -21,6 +22,9 @@ import { join } from "node:path";
 import { MUXAGENT, WEB, World, type Daemon } from "../e2e/harness";
 import {
   FRAME_MS,
+  busy,
+  countWrites,
+  writesSoFar,
   firstContentfulPaint,
   frameSummary,
   installWatches,
@@ -69,6 +73,7 @@ async function phone(browser: Browser): Promise<BrowserContext> {
     ...(use.userAgent ? { userAgent: use.userAgent } : {}),
   });
   await context.addInitScript(installWatches, WATCHES);
+  await context.addInitScript(countWrites);
   return context;
 }
 
@@ -215,6 +220,7 @@ test("the numbers for the closing note", async ({ browser }) => {
     if (!page || !daemon) throw new Error("no pairing");
     page.on("pageerror", (error) => console.log("page error:", error.message));
     const cdp = await page.context().newCDPSession(page);
+    await cdp.send("Performance.enable");
 
     // 2. The big session, followed live from its start.
     const work = join(world.root, "work");
@@ -228,6 +234,8 @@ test("the numbers for the closing note", async ({ browser }) => {
     await page.getByLabel("Title (optional)").fill(`${EVENTS} events`);
     await page.getByLabel(/^Command/).fill(command(EVENTS));
     await page.evaluate(startFrames);
+    const busyBefore = await busy(cdp);
+    const writesBefore = await page.evaluate(writesSoFar);
     const streamStart = Date.now();
     await page.getByRole("button", { name: "Start session" }).click();
     await expect(page).toHaveURL(/#\/m\/[0-9a-f]+\/s\/[0-9a-f]+$/);
@@ -235,8 +243,16 @@ test("the numbers for the closing note", async ({ browser }) => {
     await expect(page.locator("ol.transcript > li:last-child")).toContainText("Exited with code 0", { timeout: 10 * 60_000 });
     const streamMs = Date.now() - streamStart;
     const live = await page.evaluate(stopFrames);
+    const busyAfter = await busy(cdp);
+    const writes = (await page.evaluate(writesSoFar)) - writesBefore;
     const events = lastSeq(daemon);
     row([`${EVENTS}-line session streamed`, ms(median(live.frames)), `ms/frame p50 while ${events} events arrived in ${(streamMs / 1000).toFixed(1)} s; ${frameSummary(live)}`]);
+    const task = busyAfter.task - busyBefore.task;
+    row([
+      "main thread while streaming",
+      `${((100 * task) / (streamMs / 1000)).toFixed(0)} %`,
+      `busy ${task.toFixed(1)} s of ${(streamMs / 1000).toFixed(1)} s (script ${(busyAfter.script - busyBefore.script).toFixed(1)} s); ${writes} IndexedDB write transactions`,
+    ]);
 
     // 3. Scrolled from its end to its start and back, every event held in the page.
     const blocksBefore = await page.locator("ol.transcript > li").count();

@@ -62,6 +62,30 @@ export interface Frames {
 }
 
 /** Start recording frames in the page until `stopFrames`. */
+/** In the page before the app: count IndexedDB write transactions (`__benchWrites`). */
+export function countWrites(): void {
+  if (typeof IDBDatabase === "undefined") return;
+  const counter = { transactions: 0 };
+  (window as unknown as { __benchWrites: typeof counter }).__benchWrites = counter;
+  const original = IDBDatabase.prototype.transaction;
+  IDBDatabase.prototype.transaction = function (this: IDBDatabase, ...args: Parameters<typeof original>) {
+    if (args[1] === "readwrite") counter.transactions++;
+    return original.apply(this, args);
+  } as typeof original;
+}
+
+/** IndexedDB write transactions the page made so far. */
+export function writesSoFar(): number {
+  return (window as unknown as { __benchWrites?: { transactions: number } }).__benchWrites?.transactions ?? 0;
+}
+
+/** The renderer's main-thread time so far, in seconds (CDP `Performance` metrics). */
+export async function busy(cdp: CDPSession): Promise<{ task: number; script: number }> {
+  const { metrics } = (await cdp.send("Performance.getMetrics")) as { metrics: { name: string; value: number }[] };
+  const value = (name: string) => metrics.find((m) => m.name === name)?.value ?? 0;
+  return { task: value("TaskDuration"), script: value("ScriptDuration") };
+}
+
 export function startFrames(): void {
   const rec = { frames: [] as number[], long: [] as number[], on: true, last: 0, observer: null as PerformanceObserver | null };
   (window as unknown as { __benchFrames: typeof rec }).__benchFrames = rec;

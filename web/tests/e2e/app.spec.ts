@@ -201,6 +201,33 @@ test("a reload mid-stream shows the cached transcript at once, every line exactl
   for (let i = 1; i <= 40; i++) expect(countOf(text, `line-${i}\n`), `line-${i}`).toBe(1);
 });
 
+/** The core's `STORE_FLUSH_MS`: how long store writes wait to be written together. */
+const STORE_FLUSH_MS = 50;
+
+test("a reload right after a fast stream shows every event from the cache", async () => {
+  // The store writes events together (every STORE_FLUSH_MS) and at once when the page goes
+  // away. So that the second is what is tested, this page's flush timers never fire (until the
+  // reload): everything streamed below reaches IndexedDB only when the page is hidden.
+  await page.evaluate((ms) => {
+    const native = window.setTimeout.bind(window);
+    const held = (handler: TimerHandler, delay?: number, ...args: unknown[]) => (delay === ms ? 0 : native(handler, delay, ...args));
+    window.setTimeout = held as typeof window.setTimeout;
+  }, STORE_FLUSH_MS);
+  await startSession("alpha", "command", { command: "for i in $(seq 1 150); do echo fast-$i; sleep 0.01; done", title: "fast" });
+  await expect(transcript()).toContainText("Exited with code 0");
+  await context.setOffline(true);
+  try {
+    await page.reload();
+    await expect(page.getByRole("status", { name: /Connection: Offline/ })).toBeVisible();
+    await expect(transcript()).toContainText("Exited with code 0");
+    const text = (await transcript().textContent()) ?? "";
+    for (let i = 1; i <= 150; i++) expect(countOf(text, `fast-${i}\n`), `fast-${i}`).toBe(1);
+  } finally {
+    await context.setOffline(false);
+  }
+  await expect(page.getByRole("status", { name: "Connection: Online" })).toBeVisible();
+});
+
 test("the relay killed and restarted: reconnecting, then caught up", async () => {
   await startSession("alpha", "command", { command: "for i in $(seq 1 50); do echo tick-$i; sleep 0.1; done", title: "through an outage" });
   await expect(transcript()).toContainText("tick-2");

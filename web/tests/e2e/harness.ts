@@ -174,6 +174,14 @@ export class Daemon {
     });
   }
 
+  /** Pairing another device, as a person does on the machine (`muxagent pair`): the fresh
+   *  link, and the command's exit code once a device paired with it. */
+  async pairAgain(): Promise<{ link: string; done: Promise<number | null> }> {
+    const child = spawn(MUXAGENT(), ["pair"], { env: this.env(), stdio: ["ignore", "ignore", "ignore"] });
+    const done = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    return { link: await this.link(), done };
+  }
+
   /** The fake agent's transcript: every line the daemon sent it. */
   transcript(): string {
     try {

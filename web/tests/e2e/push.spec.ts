@@ -101,6 +101,15 @@ async function background(on: Page): Promise<void> {
   });
 }
 
+/** The app comes back on screen. */
+async function foreground(on: Page): Promise<void> {
+  await on.evaluate(() => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+}
+
 async function startSession(on: Page, machine: string, prompt: string): Promise<string> {
   await tab("New", on).click();
   await on.getByLabel("Machine", { exact: true }).selectOption({ label: machine });
@@ -250,6 +259,35 @@ test("what a machine notifies of is chosen per machine and kept across a reload"
   await expect(alphaKinds.getByLabel("Plans")).not.toBeChecked();
   await expect(alphaKinds.getByLabel("Approvals")).toBeChecked();
   await expect(page.getByRole("group", { name: "Notifications from beta" }).getByLabel("Plans")).toBeChecked();
+});
+
+test("an approval decided in the app closes its notification left in the tray", async () => {
+  // A machine of its own: the fake agent plays its recording once per state folder.
+  const gamma = await world.daemon("gamma", { claude: "approve" });
+  await page.goto(world.pageLink(await gamma.link()));
+  await expect(page.getByRole("status").filter({ hasText: "Paired with" })).toContainText("gamma");
+  await tab("Settings").click();
+  await expect(pushState("gamma")).toContainText("On — it confirmed");
+  await background(page);
+  const before = push.posts.length;
+  const session = await startSession(page, "gamma", "touch tray.txt");
+  const { text } = await push.notice("the approval's notice", before, (n) => n.kind === "approval" && n.session === session);
+  const worker = await deliver(page, text);
+  await notification(worker, session, (n) => n.actions.length > 0);
+  // The person opens the app instead and decides there: the machine pushes nothing while the
+  // app is on screen, so the notification is the app's to close.
+  await foreground(page);
+  await tab(/Approvals/).click();
+  const card = page.getByRole("list", { name: "Waiting" }).getByRole("article", { name: "Approval: Bash on gamma" });
+  await card.getByRole("button", { name: "Allow once" }).click();
+  await expect(page.getByRole("list", { name: "Recent decisions" }).getByRole("article", { name: "Approval: Bash on gamma" })).toContainText("Applied");
+  await waitFor("the notification to be closed", async () => {
+    const left = await worker.evaluate(async (tag) => {
+      const scope = self as unknown as { registration: ServiceWorkerRegistration };
+      return (await scope.registration.getNotifications({ tag })).length;
+    }, session);
+    return left === 0;
+  });
 });
 
 test("turning notifications off: the relay and the machine forget it, the browser unsubscribes", async () => {
