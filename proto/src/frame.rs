@@ -197,6 +197,7 @@ pub struct PairSend {
     /// The pairing id from the ticket.
     pub pairing_id: PairingId,
     /// An opaque channel packet.
+    #[serde(with = "crate::byte_vec")]
     pub payload: Vec<u8>,
 }
 impl Body for PairSend {
@@ -213,6 +214,7 @@ pub struct PairRecv {
     /// The sender's fingerprint as authenticated by its login.
     pub from: Fingerprint,
     /// The opaque channel packet.
+    #[serde(with = "crate::byte_vec")]
     pub payload: Vec<u8>,
 }
 impl Body for PairRecv {
@@ -228,6 +230,7 @@ pub struct Send {
     /// The receiver.
     pub to: Fingerprint,
     /// An opaque channel packet.
+    #[serde(with = "crate::byte_vec")]
     pub payload: Vec<u8>,
 }
 impl Body for Send {
@@ -242,6 +245,7 @@ pub struct Recv {
     /// The sender as authenticated by its login.
     pub from: Fingerprint,
     /// The opaque channel packet.
+    #[serde(with = "crate::byte_vec")]
     pub payload: Vec<u8>,
 }
 impl Body for Recv {
@@ -417,6 +421,7 @@ pub struct Push {
     /// RFC 8030 `TTL`, seconds: how long the push service keeps it for an offline device.
     pub ttl_secs: u32,
     /// The RFC 8291 `aes128gcm` body, at most [`MAX_PUSH_BODY_LEN`] bytes.
+    #[serde(with = "crate::byte_vec")]
     pub body: Vec<u8>,
 }
 impl Body for Push {
