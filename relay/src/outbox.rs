@@ -1,10 +1,18 @@
 //! The bounded queue of frames waiting to be written to one connection.
 //!
-//! Any connection's task may push into any other's outbox; only the owner pops. A push never
-//! waits: it fails with [`PushError::Full`] and the caller drops the frame it was routing
-//! (drop-newest, counted by which bound was hit) when the queue holds `depth` frames or the
-//! frame's bytes do not fit one of three byte budgets: the connection's own, its account's
-//! ([`Pool`], shared by the account's connections) and the relay's (one [`Pool`]). A frame's
+//! Any connection's task may push into any other's outbox; only the owner pops. A push fails
+//! with [`PushError::Full`] when the queue holds `depth` frames or the frame's bytes do not fit
+//! one of three byte budgets: the connection's own, its account's ([`Pool`], shared by the
+//! account's connections) and the relay's (one [`Pool`]). Routed frames that do not fit the
+//! connection's own bound are held by their sender ([`Outbox::push_or_wait`], see
+//! [`crate::pushback`]): the sender registers as a waiter, and the owner wakes its waiters
+//! whenever it takes frames out (or closes). A list holds at most one waiter per connection
+//! (each waits on one receiver at a time), so it is bounded by the connections that may send
+//! here. A sender that waited its whole time in vain marks the queue *stalled*
+//! ([`Outbox::give_up`]): until the owner next takes a frame, further frames for a full queue
+//! are refused at once instead of held again, so a stuck receiver costs each sender one wait,
+//! not one per frame. Frames refused by a pool, and replies and notices the relay makes
+//! itself, are dropped at once (drop-newest, counted by which bound was hit). A frame's
 //! bytes are taken from every budget when it is queued and given back when it is written,
 //! dropped, or the connection goes. A frame that leaves its queue within
 //! [`QueueLimits::reserve`] bytes is queued even when a pool is spent (its bytes still count
@@ -51,6 +59,24 @@ pub(crate) enum PushError {
     Full(Bound),
     /// The connection is closing.
     Closing,
+}
+
+/// Wakers to wake once an outbox's lock is released.
+#[derive(Default)]
+struct Wakes {
+    owner: Option<Waker>,
+    senders: Vec<(u64, Waker)>,
+}
+
+impl Wakes {
+    fn wake(self) {
+        if let Some(owner) = self.owner {
+            owner.wake();
+        }
+        for (_, sender) in self.senders {
+            sender.wake();
+        }
+    }
 }
 
 /// What the owner should do next.
@@ -133,6 +159,10 @@ struct Inner {
     /// `Some` once closing: the final frame (taken by the owner) and why.
     closing: Option<(Option<Bytes>, Disconnect)>,
     waker: Option<Waker>,
+    /// Senders holding a frame for this queue until it has room: (their connection, waker).
+    waiters: Vec<(u64, Waker)>,
+    /// A sender waited its whole time in vain; cleared when the owner takes a frame.
+    stalled: bool,
 }
 
 impl Inner {
@@ -146,13 +176,15 @@ impl Inner {
         self.queue = VecDeque::new();
     }
 
-    fn close(&mut self, total: &Pool, last: Option<Bytes>, reason: Disconnect) -> Option<Waker> {
+    /// Start closing: the owner and every waiting sender are to be woken.
+    fn close(&mut self, total: &Pool, last: Option<Bytes>, reason: Disconnect, wakes: &mut Wakes) {
         if self.closing.is_some() {
-            return None;
+            return;
         }
         self.closing = Some((last, reason));
         self.release(total);
-        self.waker.take()
+        wakes.owner = self.waker.take();
+        wakes.senders = std::mem::take(&mut self.waiters);
     }
 }
 
@@ -168,6 +200,8 @@ impl Outbox {
                 full_since: None,
                 closing: None,
                 waker: None,
+                waiters: Vec::new(),
+                stalled: false,
             }),
         }
     }
@@ -187,15 +221,81 @@ impl Outbox {
         }
     }
 
-    /// Queue `frame` unless the queue is full or closing.
+    /// Queue `frame` unless the queue is full or closing (the caller drops it then).
     pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
         self.push_at(frame, Instant::now())
     }
 
     fn push_at(&self, frame: Bytes, now: Instant) -> Result<(), PushError> {
+        let mut wakes = Wakes::default();
+        let result = self.offer(&mut self.lock(), frame, now, &mut wakes);
+        wakes.wake();
+        result.map_err(|(error, _)| error)
+    }
+
+    /// Queue `frame` for a sender that holds it while this queue is full: `Pending` (with
+    /// `waiter`'s waker registered until the owner takes a frame or closes) when it does not
+    /// fit the connection's own bound, unless the queue is stalled; any other refusal is final.
+    pub(crate) fn push_or_wait(
+        &self,
+        frame: &Bytes,
+        waiter: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), PushError>> {
+        self.push_or_wait_at(frame, waiter, cx, Instant::now())
+    }
+
+    fn push_or_wait_at(
+        &self,
+        frame: &Bytes,
+        waiter: u64,
+        cx: &mut Context<'_>,
+        now: Instant,
+    ) -> Poll<Result<(), PushError>> {
+        let mut wakes = Wakes::default();
         let mut inner = self.lock();
+        let result = match self.offer(&mut inner, frame.clone(), now, &mut wakes) {
+            Ok(()) => Poll::Ready(Ok(())),
+            // (Not once the refusal cut the receiver: it is closing, nobody would wake us.)
+            Err((PushError::Full(Bound::Connection), _))
+                if !inner.stalled && inner.closing.is_none() =>
+            {
+                match inner.waiters.iter_mut().find(|(id, _)| *id == waiter) {
+                    Some((_, waker)) => waker.clone_from(cx.waker()),
+                    None => inner.waiters.push((waiter, cx.waker().clone())),
+                }
+                Poll::Pending
+            }
+            Err((error, _)) => Poll::Ready(Err(error)),
+        };
+        drop(inner);
+        wakes.wake();
+        result
+    }
+
+    /// `waiter` waited its whole time in vain: forget it, and refuse frames at once while the
+    /// queue stays full (until the owner takes a frame).
+    pub(crate) fn give_up(&self, waiter: u64) {
+        let mut inner = self.lock();
+        inner.waiters.retain(|(id, _)| *id != waiter);
+        inner.stalled = true;
+    }
+
+    /// `waiter` no longer waits here (its frame went, or its connection is going).
+    pub(crate) fn forget(&self, waiter: u64) {
+        self.lock().waiters.retain(|(id, _)| *id != waiter);
+    }
+
+    /// Queue `frame` unless it does not fit; the frame comes back with the refusal.
+    fn offer(
+        &self,
+        inner: &mut Inner,
+        frame: Bytes,
+        now: Instant,
+        wakes: &mut Wakes,
+    ) -> Result<(), (PushError, Bytes)> {
         if inner.closing.is_some() {
-            return Err(PushError::Closing);
+            return Err((PushError::Closing, frame));
         }
         let len = frame.len();
         let refused = if inner.queue.len() >= self.limits.depth
@@ -222,34 +322,25 @@ impl Outbox {
             // Full by its own measure: at its depth, or over half its bytes.
             let own = inner.queue.len() >= self.limits.depth
                 || inner.queued.saturating_mul(2) > self.limits.bytes;
-            let mut waker = None;
             if own {
                 let since = *inner.full_since.get_or_insert(now);
                 if now.saturating_duration_since(since) >= self.limits.cut_after {
-                    waker = inner.close(&self.total, None, Disconnect::SlowReader);
+                    inner.close(&self.total, None, Disconnect::SlowReader, wakes);
                 }
             }
-            drop(inner);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-            return Err(PushError::Full(bound));
+            return Err((PushError::Full(bound), frame));
         }
         inner.queued += len;
         inner.queue.push_back(frame);
-        if let Some(waker) = inner.waker.take() {
-            drop(inner);
-            waker.wake();
-        }
+        wakes.owner = inner.waker.take();
         Ok(())
     }
 
     /// Ask the owner to write `last` (ahead of anything queued) and close. The first call wins.
     pub(crate) fn close_with(&self, last: Option<Bytes>, reason: Disconnect) {
-        let waker = self.lock().close(&self.total, last, reason);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        let mut wakes = Wakes::default();
+        self.lock().close(&self.total, last, reason, &mut wakes);
+        wakes.wake();
     }
 
     /// The next thing to do, or `Pending` (waking `cx` on the next push or close).
@@ -258,38 +349,73 @@ impl Outbox {
     }
 
     fn poll_next_at(&self, cx: &mut Context<'_>, now: Instant) -> Poll<Next> {
+        let mut wakes = Wakes::default();
         let mut inner = self.lock();
         if let Some(since) = inner.full_since
             && now.saturating_duration_since(since) >= self.limits.cut_after
         {
-            let _ = inner.close(&self.total, None, Disconnect::SlowReader);
+            inner.close(&self.total, None, Disconnect::SlowReader, &mut wakes);
         }
-        if let Some((last, reason)) = &mut inner.closing {
-            return Poll::Ready(Next::Close(last.take(), *reason));
-        }
-        if let Some(frame) = inner.queue.pop_front() {
-            let len = frame.len();
-            inner.queued -= len;
-            self.total.give(len);
-            if let Some(account) = &inner.account {
-                account.give(len);
+        let next = if let Some((last, reason)) = &mut inner.closing {
+            Poll::Ready(Next::Close(last.take(), *reason))
+        } else if let Some(frame) = self.take_front(&mut inner, usize::MAX, &mut wakes) {
+            Poll::Ready(Next::Frame(frame))
+        } else {
+            match &inner.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => inner.waker = Some(cx.waker().clone()),
             }
-            if inner.queued.saturating_mul(4) < self.limits.bytes
-                && inner.queue.len() < self.limits.depth / 2
-            {
-                inner.full_since = None;
-            }
-            if inner.queue.is_empty() && inner.queue.capacity() > 4 {
-                // Give back a burst's storage once it is written, so idle stays small.
-                inner.queue = VecDeque::new();
-            }
-            return Poll::Ready(Next::Frame(frame));
+            Poll::Pending
+        };
+        drop(inner);
+        // The owner is the one running: only senders are woken here.
+        wakes.owner = None;
+        wakes.wake();
+        next
+    }
+
+    /// The next frame if there is one of at most `max_len` bytes (the owner adding to a write
+    /// batch), without registering for a wake-up.
+    pub(crate) fn pop_within(&self, max_len: usize) -> Option<Bytes> {
+        let mut wakes = Wakes::default();
+        let mut inner = self.lock();
+        let frame = if inner.closing.is_some() {
+            None
+        } else {
+            self.take_front(&mut inner, max_len, &mut wakes)
+        };
+        drop(inner);
+        wakes.wake();
+        frame
+    }
+
+    /// Take the front frame if it is at most `max_len` bytes, give its bytes back, and hand
+    /// the waiting senders to `wakes` (there is room now).
+    fn take_front(&self, inner: &mut Inner, max_len: usize, wakes: &mut Wakes) -> Option<Bytes> {
+        if inner.queue.front()?.len() > max_len {
+            return None;
         }
-        match &inner.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => inner.waker = Some(cx.waker().clone()),
+        let frame = inner.queue.pop_front()?;
+        let len = frame.len();
+        inner.queued -= len;
+        self.total.give(len);
+        if let Some(account) = &inner.account {
+            account.give(len);
         }
-        Poll::Pending
+        if inner.queued.saturating_mul(4) < self.limits.bytes
+            && inner.queue.len() < self.limits.depth / 2
+        {
+            inner.full_since = None;
+        }
+        inner.stalled = false;
+        if !inner.waiters.is_empty() {
+            wakes.senders = std::mem::take(&mut inner.waiters);
+        }
+        if inner.queue.is_empty() && inner.queue.capacity() > 4 {
+            // Give back a burst's storage once it is written, so idle stays small.
+            inner.queue = VecDeque::new();
+        }
+        Some(frame)
     }
 }
 
