@@ -207,6 +207,9 @@ pub(crate) async fn serve(
         return;
     };
     let reason = run(shared, ws, &session).await;
+    // Nothing more is written here: refuse further frames and wake the senders holding one
+    // for this queue (they would otherwise wait out their push-back time).
+    session.outbox.close_with(None, reason);
     shared.router.logout(&session);
     shared.metrics.disconnect(reason);
 }

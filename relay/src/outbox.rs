@@ -557,6 +557,102 @@ mod tests {
         ));
     }
 
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    fn wakes(count: &Count) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_sender_waits_for_room_and_is_woken_when_the_owner_takes_a_frame() {
+        let outbox = Outbox::new(limits(2, 1000), Arc::new(Pool::new(1000)));
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.push(frame(1)), Ok(()));
+        assert_eq!(outbox.push(frame(2)), Ok(()));
+        let held = frame(3);
+        assert!(outbox.push_or_wait(&held, 7, &mut cx).is_pending());
+        // Polled again while still full: one entry per waiter, not two.
+        assert!(outbox.push_or_wait(&held, 7, &mut cx).is_pending());
+        assert_eq!(outbox.lock().waiters.len(), 1);
+        assert!(matches!(poll(&outbox), Poll::Ready(Next::Frame(_))));
+        assert_eq!(wakes(&count), 1);
+        assert_eq!(outbox.push_or_wait(&held, 7, &mut cx), Poll::Ready(Ok(())));
+        // A bound other than the connection's own is final at once.
+        let total = Arc::new(Pool::new(10));
+        let pooled = Outbox::new(limits(8, 1000), total);
+        assert_eq!(
+            pooled.push_or_wait(&frame(20), 7, &mut cx),
+            Poll::Ready(Err(PushError::Full(Bound::Total)))
+        );
+    }
+
+    #[test]
+    fn closing_wakes_waiting_senders_and_refuses_them() {
+        let outbox = Outbox::new(limits(1, 1000), Arc::new(Pool::new(1000)));
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.push(frame(1)), Ok(()));
+        assert!(outbox.push_or_wait(&frame(1), 7, &mut cx).is_pending());
+        outbox.close_with(None, Disconnect::Shutdown);
+        assert_eq!(wakes(&count), 1);
+        assert_eq!(
+            outbox.push_or_wait(&frame(1), 7, &mut cx),
+            Poll::Ready(Err(PushError::Closing))
+        );
+    }
+
+    #[test]
+    fn after_a_sender_gave_up_a_full_queue_refuses_at_once_until_it_drains() {
+        let outbox = Outbox::new(limits(1, 1000), Arc::new(Pool::new(1000)));
+        let (_count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.push(frame(1)), Ok(()));
+        assert!(outbox.push_or_wait(&frame(1), 7, &mut cx).is_pending());
+        outbox.give_up(7);
+        assert!(outbox.lock().waiters.is_empty());
+        let full = Poll::Ready(Err(PushError::Full(Bound::Connection)));
+        assert_eq!(outbox.push_or_wait(&frame(1), 8, &mut cx), full);
+        // The owner takes a frame: senders wait again.
+        assert!(matches!(poll(&outbox), Poll::Ready(Next::Frame(_))));
+        assert_eq!(outbox.push(frame(1)), Ok(()));
+        assert!(outbox.push_or_wait(&frame(1), 8, &mut cx).is_pending());
+        outbox.forget(8);
+        assert!(outbox.lock().waiters.is_empty());
+    }
+
+    #[test]
+    fn a_write_batch_takes_only_frames_that_fit() {
+        let outbox = Outbox::new(limits(8, 1000), Arc::new(Pool::new(1000)));
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        for len in [100, 200, 300] {
+            assert_eq!(outbox.push(frame(len)), Ok(()));
+        }
+        assert_eq!(outbox.pop_within(99), None);
+        assert_eq!(outbox.pop_within(100).map(|f| f.len()), Some(100));
+        assert_eq!(outbox.pop_within(250).map(|f| f.len()), Some(200));
+        // Taking frames for a batch wakes waiting senders too.
+        while outbox.push(frame(10)).is_ok() {}
+        assert!(outbox.push_or_wait(&frame(10), 7, &mut cx).is_pending());
+        assert!(outbox.pop_within(1000).is_some());
+        assert_eq!(wakes(&count), 1);
+        outbox.close_with(None, Disconnect::Shutdown);
+        assert_eq!(outbox.pop_within(1000), None);
+    }
+
     #[test]
     fn a_queue_that_drains_is_not_cut() {
         let start = Instant::now();
