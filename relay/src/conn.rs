@@ -708,18 +708,15 @@ fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
             );
         }
     };
-    let hold_until = || Instant::now() + shared.limits.pushback;
+    let pushback = shared.limits.pushback;
     let refused = match frame {
-        Frame::Send(send) => match shared.router.send(session, send, hold_until()) {
+        Frame::Send(send) => match shared.router.send(session, send, pushback) {
             Ok(Some(held)) => return Flow::Hold(Box::new(held)),
             Ok(None) => None,
             Err(refused) => Some(refused),
         },
         Frame::PairSend(send) => {
-            match shared
-                .router
-                .pair_send(session, send, unix_now(), hold_until())
-            {
+            match shared.router.pair_send(session, send, unix_now(), pushback) {
                 Ok(Some(held)) => return Flow::Hold(Box::new(held)),
                 Ok(None) => None,
                 Err(refused) => Some(refused),

@@ -223,10 +223,11 @@ impl Outbox {
 
     /// Queue `frame` unless the queue is full or closing (the caller drops it then).
     pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
-        self.push_at(frame, Instant::now())
+        self.push_at(frame, &Instant::now)
     }
 
-    fn push_at(&self, frame: Bytes, now: Instant) -> Result<(), PushError> {
+    /// (`now` is asked only when a refusal needs the time: most pushes never read the clock.)
+    fn push_at(&self, frame: Bytes, now: &dyn Fn() -> Instant) -> Result<(), PushError> {
         let mut wakes = Wakes::default();
         let result = self.offer(&mut self.lock(), frame, now, &mut wakes);
         wakes.wake();
@@ -242,7 +243,7 @@ impl Outbox {
         waiter: u64,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), PushError>> {
-        self.push_or_wait_at(frame, waiter, cx, Instant::now())
+        self.push_or_wait_at(frame, waiter, cx, &Instant::now)
     }
 
     fn push_or_wait_at(
@@ -250,7 +251,7 @@ impl Outbox {
         frame: &Bytes,
         waiter: u64,
         cx: &mut Context<'_>,
-        now: Instant,
+        now: &dyn Fn() -> Instant,
     ) -> Poll<Result<(), PushError>> {
         let mut wakes = Wakes::default();
         let mut inner = self.lock();
@@ -291,7 +292,7 @@ impl Outbox {
         &self,
         inner: &mut Inner,
         frame: Bytes,
-        now: Instant,
+        now: &dyn Fn() -> Instant,
         wakes: &mut Wakes,
     ) -> Result<(), (PushError, Bytes)> {
         if inner.closing.is_some() {
@@ -323,6 +324,7 @@ impl Outbox {
             let own = inner.queue.len() >= self.limits.depth
                 || inner.queued.saturating_mul(2) > self.limits.bytes;
             if own {
+                let now = now();
                 let since = *inner.full_since.get_or_insert(now);
                 if now.saturating_duration_since(since) >= self.limits.cut_after {
                     inner.close(&self.total, None, Disconnect::SlowReader, wakes);
@@ -345,14 +347,14 @@ impl Outbox {
 
     /// The next thing to do, or `Pending` (waking `cx` on the next push or close).
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
-        self.poll_next_at(cx, Instant::now())
+        self.poll_next_at(cx, &Instant::now)
     }
 
-    fn poll_next_at(&self, cx: &mut Context<'_>, now: Instant) -> Poll<Next> {
+    fn poll_next_at(&self, cx: &mut Context<'_>, now: &dyn Fn() -> Instant) -> Poll<Next> {
         let mut wakes = Wakes::default();
         let mut inner = self.lock();
         if let Some(since) = inner.full_since
-            && now.saturating_duration_since(since) >= self.limits.cut_after
+            && now().saturating_duration_since(since) >= self.limits.cut_after
         {
             inner.close(&self.total, None, Disconnect::SlowReader, &mut wakes);
         }
@@ -535,24 +537,24 @@ mod tests {
         let start = Instant::now();
         let outbox = Outbox::new(limits(32, 1000), Arc::new(Pool::new(10_000)));
         for _ in 0..3 {
-            assert_eq!(outbox.push_at(frame(300), start), Ok(()));
+            assert_eq!(outbox.push_at(frame(300), &|| start), Ok(()));
         }
         let full = Err(PushError::Full(Bound::Connection));
-        assert_eq!(outbox.push_at(frame(300), start), full);
+        assert_eq!(outbox.push_at(frame(300), &|| start), full);
         // Draining a frame (900 → 600 bytes) is not enough to count as keeping up ...
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         let later = start + Duration::from_secs(2);
         assert!(matches!(
-            outbox.poll_next_at(&mut cx, later),
+            outbox.poll_next_at(&mut cx, &|| later),
             Poll::Ready(Next::Frame(_))
         ));
-        assert_eq!(outbox.push_at(frame(300), later), Ok(()));
-        assert_eq!(outbox.push_at(frame(300), later), full);
+        assert_eq!(outbox.push_at(frame(300), &|| later), Ok(()));
+        assert_eq!(outbox.push_at(frame(300), &|| later), full);
         // ... so four seconds after it first filled, it is cut.
         let cut = start + Duration::from_secs(4);
         assert!(matches!(
-            outbox.poll_next_at(&mut cx, cut),
+            outbox.poll_next_at(&mut cx, &|| cut),
             Poll::Ready(Next::Close(None, Disconnect::SlowReader))
         ));
     }
@@ -661,9 +663,9 @@ mod tests {
         let mut cx = Context::from_waker(waker);
         for second in 0..10 {
             let now = start + Duration::from_secs(second);
-            while outbox.push_at(frame(300), now).is_ok() {}
+            while outbox.push_at(frame(300), &|| now).is_ok() {}
             // The reader takes everything each second.
-            while let Poll::Ready(next) = outbox.poll_next_at(&mut cx, now) {
+            while let Poll::Ready(next) = outbox.poll_next_at(&mut cx, &|| now) {
                 assert!(matches!(next, Next::Frame(_)), "cut at second {second}");
             }
         }

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::{
@@ -611,13 +611,13 @@ impl Router {
     /// Route a `Send` from `session`: only between a device and a machine of one account. A
     /// frame for a device goes to every live connection of it.
     ///
-    /// `Ok(Some(held))` when a receiver's queue is full: the caller holds the frame until
-    /// `hold_until` (see [`crate::pushback`]).
+    /// `Ok(Some(held))` when a receiver's queue is full: the caller holds the frame for at most
+    /// `pushback` (see [`crate::pushback`]).
     pub(crate) fn send(
         &self,
         session: &Session,
         send: frame::Send,
-        hold_until: Instant,
+        pushback: Duration,
     ) -> Result<Option<Held>, Refused> {
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -697,7 +697,7 @@ impl Router {
             frame,
             RouteKind::Send,
             len,
-            hold_until,
+            pushback,
         );
         if let (Some(connection), Ok(_)) = (opened, &routed)
             && let Some(live) = state
@@ -717,7 +717,7 @@ impl Router {
     }
 
     /// Push `frame` to every one of `receivers`. Those whose queue is full at its own bound
-    /// make it a [`Held`] frame for `session`'s connection to hold until `hold_until` (see
+    /// make it a [`Held`] frame for `session`'s connection to hold for `pushback` (see
     /// [`crate::pushback`]); otherwise the sender's answer (`Dropped` if a queue refused it,
     /// `PeerOffline` if every receiver was closing).
     fn deliver<'a>(
@@ -727,7 +727,7 @@ impl Router {
         frame: Bytes,
         kind: RouteKind,
         len: usize,
-        hold_until: Instant,
+        pushback: Duration,
     ) -> Result<Option<Held>, Refused> {
         let (mut delivered, mut dropped) = (false, false);
         let mut waiting = Vec::new();
@@ -754,7 +754,7 @@ impl Router {
                 delivered,
                 dropped,
                 session.conn,
-                hold_until,
+                Instant::now() + pushback,
                 self.metrics.clone(),
             )));
         }
@@ -897,7 +897,7 @@ impl Router {
         session: &Session,
         send: PairSend,
         now: u64,
-        hold_until: Instant,
+        pushback: Duration,
     ) -> Result<Option<Held>, Refused> {
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -981,7 +981,7 @@ impl Router {
             frame,
             RouteKind::Pair,
             len,
-            hold_until,
+            pushback,
         )
     }
 
