@@ -204,6 +204,9 @@ impl Body for PairSend {
     fn validate(&self) -> Result<(), &'static str> {
         validate_payload(&self.payload)
     }
+    fn size_hint(&self) -> usize {
+        self.payload.len()
+    }
 }
 
 /// Relay → device or pending machine: a [`PairSend`] from the other side.
@@ -221,6 +224,9 @@ impl Body for PairRecv {
     fn validate(&self) -> Result<(), &'static str> {
         validate_payload(&self.payload)
     }
+    fn size_hint(&self) -> usize {
+        self.payload.len()
+    }
 }
 
 /// Client → relay: deliver `payload` to `to` (a machine of the device's account, or a device
@@ -237,6 +243,9 @@ impl Body for Send {
     fn validate(&self) -> Result<(), &'static str> {
         validate_payload(&self.payload)
     }
+    fn size_hint(&self) -> usize {
+        self.payload.len()
+    }
 }
 
 /// Relay → client: a [`Send`] from `from`.
@@ -251,6 +260,9 @@ pub struct Recv {
 impl Body for Recv {
     fn validate(&self) -> Result<(), &'static str> {
         validate_payload(&self.payload)
+    }
+    fn size_hint(&self) -> usize {
+        self.payload.len()
     }
 }
 
@@ -430,6 +442,9 @@ impl Body for Push {
             return Err("push body longer than a push service accepts");
         }
         Ok(())
+    }
+    fn size_hint(&self) -> usize {
+        self.body.len()
     }
 }
 
