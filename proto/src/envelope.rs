@@ -91,11 +91,26 @@ pub trait Body: Serialize + DeserializeOwned {
     fn validate(&self) -> Result<(), &'static str> {
         Ok(())
     }
+
+    /// About how many bytes the body encodes to, so encoding allocates once: bodies that carry
+    /// a payload say how long it is. The default suits the small ones.
+    fn size_hint(&self) -> usize {
+        0
+    }
 }
 
 /// Encode `kind ‖ postcard(body)`.
 pub fn encode<T: Serialize>(kind: u8, body: &T) -> Vec<u8> {
-    match postcard::to_extend(body, alloc::vec![kind]) {
+    encode_sized(kind, body, 0)
+}
+
+/// [`encode`] into a buffer made for about `hint` body bytes (grown as needed): a frame that
+/// carries a payload is copied once, not reallocated as it grows.
+pub fn encode_sized<T: Serialize>(kind: u8, body: &T, hint: usize) -> Vec<u8> {
+    // Room for the small bodies (and a payload's header: keys, lengths) from the start.
+    let mut out = Vec::with_capacity(hint.saturating_add(96));
+    out.push(kind);
+    match postcard::to_extend(body, out) {
         Ok(bytes) => bytes,
         // Postcard writing into a Vec fails only for types serde cannot give a length for
         // (unsized iterators); no wire type has one, and the snapshot tests encode every kind.
@@ -165,7 +180,11 @@ macro_rules! wire_enum {
             /// Encode as `kind ‖ postcard body`.
             pub fn encode(&self) -> alloc::vec::Vec<u8> {
                 match self {
-                    $( $name::$variant(body) => $crate::envelope::encode($kind, body), )*
+                    $( $name::$variant(body) => $crate::envelope::encode_sized(
+                        $kind,
+                        body,
+                        $crate::envelope::Body::size_hint(body),
+                    ), )*
                 }
             }
 

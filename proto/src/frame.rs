@@ -203,11 +203,15 @@ pub struct PairSend {
     /// The pairing id from the ticket.
     pub pairing_id: PairingId,
     /// An opaque channel packet.
+    #[serde(with = "crate::byte_vec")]
     pub payload: Vec<u8>,
 }
 impl Body for PairSend {
     fn validate(&self) -> Result<(), &'static str> {
         validate_payload(&self.payload)
+    }
+    fn size_hint(&self) -> usize {
+        self.payload.len()
     }
 }
 
@@ -219,11 +223,15 @@ pub struct PairRecv {
     /// The sender's fingerprint as authenticated by its login.
     pub from: Fingerprint,
     /// The opaque channel packet.
+    #[serde(with = "crate::byte_vec")]
     pub payload: Vec<u8>,
 }
 impl Body for PairRecv {
     fn validate(&self) -> Result<(), &'static str> {
         validate_payload(&self.payload)
+    }
+    fn size_hint(&self) -> usize {
+        self.payload.len()
     }
 }
 
@@ -235,11 +243,15 @@ pub struct Send {
     /// The receiver.
     pub to: Fingerprint,
     /// An opaque channel packet.
+    #[serde(with = "crate::byte_vec")]
     pub payload: Vec<u8>,
 }
 impl Body for Send {
     fn validate(&self) -> Result<(), &'static str> {
         validate_payload(&self.payload)
+    }
+    fn size_hint(&self) -> usize {
+        self.payload.len()
     }
 }
 
@@ -249,11 +261,15 @@ pub struct Recv {
     /// The sender as authenticated by its login.
     pub from: Fingerprint,
     /// The opaque channel packet.
+    #[serde(with = "crate::byte_vec")]
     pub payload: Vec<u8>,
 }
 impl Body for Recv {
     fn validate(&self) -> Result<(), &'static str> {
         validate_payload(&self.payload)
+    }
+    fn size_hint(&self) -> usize {
+        self.payload.len()
     }
 }
 
@@ -426,6 +442,7 @@ pub struct Push {
     /// RFC 8030 `TTL`, seconds: how long the push service keeps it for an offline device.
     pub ttl_secs: u32,
     /// The RFC 8291 `aes128gcm` body, at most [`MAX_PUSH_BODY_LEN`] bytes.
+    #[serde(with = "crate::byte_vec")]
     pub body: Vec<u8>,
 }
 impl Body for Push {
@@ -434,6 +451,9 @@ impl Body for Push {
             return Err("push body longer than a push service accepts");
         }
         Ok(())
+    }
+    fn size_hint(&self) -> usize {
+        self.body.len()
     }
 }
 

@@ -34,6 +34,7 @@ pub mod peer;
 pub mod push;
 pub mod ticket;
 
+mod byte_vec;
 mod fixed_bytes;
 
 pub use fixed_bytes::Bytes64;

@@ -200,14 +200,44 @@ pub const PUSH_AUTH_LEN: usize = 16;
 /// clients append this.
 pub const RELAY_WS_PATH: &str = "/relay";
 
-/// Frames waiting for one receiver. When full, the relay drops the **newest** frame (the one
-/// being routed), counts it under `queue_full` and tells the sender `Error{Dropped}`: the sender
-/// learns at once that its E2E channel has a gap (Noise counters make any gap fatal to the
-/// channel anyway, so keeping older frames rather than newer ones buys nothing, and dropping the
-/// newest never touches what a writer is already sending). DERP keeps 32; iroh 512 for bursty
-/// QUIC. Our channel is request/response with paged resync, so 32 frames absorbs any burst a
-/// well-behaved sender makes; [`RELAY_QUEUE_BYTES_PER_CONNECTION`] bounds their bytes.
+/// Frames waiting for one receiver. When full, the sender's connection holds the frame and
+/// stops reading until there is room ([`RELAY_PUSHBACK_MS`]), so a burst larger than the queue
+/// slows its sender down instead of losing frames. Only past that does the relay drop the
+/// **newest** frame (the one being routed), count it under `queue_full` and tell the sender
+/// `Error{Dropped}`: the sender learns at once that its E2E channel has a gap (Noise counters
+/// make any gap fatal to the channel anyway, so keeping older frames rather than newer ones buys
+/// nothing, and dropping the newest never touches what a writer is already sending). DERP keeps
+/// 32; iroh 512 for bursty QUIC. With push-back the depth is a buffer between two sockets, not a
+/// burst allowance: 32 frames keep a receiver's writes batched while its senders wait;
+/// [`RELAY_QUEUE_BYTES_PER_CONNECTION`] bounds their bytes.
 pub const RELAY_QUEUE_DEPTH: usize = 32;
+
+/// How long a sender's connection holds a routed frame whose receiver's queue is full (at its
+/// own bound: [`RELAY_QUEUE_DEPTH`] frames or [`RELAY_QUEUE_BYTES_PER_CONNECTION`]) before it
+/// drops it after all (`queue_full`, `Error{Dropped}`). Meanwhile it reads nothing more from its
+/// socket, so TCP pushes back on the sender, and it goes on writing its own queue and answering
+/// pings. A receiver that keeps up on average only fills its queue in a stall — a busy
+/// executor, a phone's radio waking — of tens of milliseconds (the load bench saw up to ~100
+/// ms on a loaded 2-core box): half a second rides those out, while a sender that also talks
+/// to other receivers waits at most this long behind a stuck one (whose queue then counts as
+/// stalled and refuses at once until it drains; the stuck receiver itself is cut by
+/// [`RELAY_WRITE_TIMEOUT_MS`] or [`RELAY_SLOW_READER_CUT_MS`]). Costs no memory beyond the one
+/// held frame, which takes the place of a message being read (see
+/// [`RELAY_CONNECTION_MAX_BYTES`]).
+pub const RELAY_PUSHBACK_MS: u64 = 500;
+
+/// Bytes the relay gathers into one socket write: frames waiting in a receiver's queue are
+/// written together with one flush (one `send` system call) while they fit, instead of one
+/// each. 16 KiB holds ~60 frames of a 256-byte packet; being under [`MAX_FRAME_LEN`], the
+/// write buffer still never holds more than one frame's worth (a frame larger than this goes
+/// alone), so [`RELAY_CONNECTION_MAX_BYTES`] is unchanged.
+pub const RELAY_WRITE_BATCH_BYTES: usize = 16 * 1024;
+
+/// Frames a connection's task reads or writes before it yields to the executor. Without it a
+/// connection whose socket always has data never returns to the executor (smol does not
+/// preempt), and a few busy senders hold every executor thread while other connections wait.
+/// 64 frames is a few hundred microseconds of work: the yield costs nothing measurable.
+pub const RELAY_FRAMES_PER_TURN: usize = 64;
 
 /// Time one frame may take to be written to a receiver's socket. A receiver that does not read
 /// stalls the write once its kernel buffer ([`RELAY_SEND_BUFFER_LEN`]) is full; after this it is
@@ -335,7 +365,8 @@ pub const RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN: usize = 60;
 pub const RELAY_REGISTRY_RATE_PREFIXES: usize = 65_536;
 
 /// Bytes queued for one receiver at most (besides [`RELAY_QUEUE_DEPTH`] frames): 16 full-size
-/// frames, 0.5 s at the inbound rate. Past it the newest frame is dropped (`queue_full`).
+/// frames, 0.5 s at the inbound rate. Past it the sender holds the frame
+/// ([`RELAY_PUSHBACK_MS`]), then the newest frame is dropped (`queue_full`).
 pub const RELAY_QUEUE_BYTES_PER_CONNECTION: usize = 1024 * 1024;
 
 /// Bytes queued for all the connections of one account at most (its devices' and machines'
@@ -367,8 +398,10 @@ pub const RELAY_SLOW_READER_CUT_MS: u64 = 4_000;
 /// What one connection can make the relay hold at most, its outbound queue aside: its idle cost
 /// (14.5 KiB with TLS, measured), and three buffers of one frame each that tungstenite fills on
 /// a client's say-so and does not shrink — the read buffer reserved for a frame whose header
-/// has arrived, a message arriving in fragments, and the write buffer holding a frame the
-/// client is slow to take.
+/// has arrived, a message arriving in fragments (or, once it has arrived, the frame routed from
+/// it that the connection holds for a full receiver queue, [`RELAY_PUSHBACK_MS`]: the two never
+/// coexist, since a connection holding a frame reads nothing), and the write buffer holding a
+/// frame the client is slow to take (or a batch of smaller ones, [`RELAY_WRITE_BATCH_BYTES`]).
 pub const RELAY_CONNECTION_MAX_BYTES: usize = 15 * 1024 + 3 * (MAX_FRAME_LEN + 16);
 
 /// The most memory `connections` connections can make the relay hold: each its

@@ -82,10 +82,15 @@ pub struct Limits {
     pub max_unauthenticated_connections: usize,
     /// Live connections of one device key at most; a login past it displaces the oldest.
     pub max_connections_per_device: usize,
-    /// Frames queued for one receiver; past it the newest is dropped.
+    /// Frames queued for one receiver; past it the sender holds the frame (`pushback`), then
+    /// drops it.
     pub queue_depth: usize,
-    /// Bytes queued for one receiver; past it the newest frame is dropped.
+    /// Bytes queued for one receiver; past it the sender holds the frame (`pushback`), then
+    /// drops it.
     pub queue_bytes_per_connection: usize,
+    /// How long a sender's connection holds a frame for a full receiver queue (reading nothing
+    /// meanwhile) before it drops it.
+    pub pushback: Duration,
     /// Bytes queued for all connections of one account.
     pub queue_bytes_per_account: usize,
     /// Bytes queued for all receivers of the relay.
@@ -166,6 +171,7 @@ impl Default for Limits {
             max_connections_per_device: limits::RELAY_MAX_CONNECTIONS_PER_DEVICE,
             queue_depth: limits::RELAY_QUEUE_DEPTH,
             queue_bytes_per_connection: limits::RELAY_QUEUE_BYTES_PER_CONNECTION,
+            pushback: Duration::from_millis(limits::RELAY_PUSHBACK_MS),
             queue_bytes_per_account: limits::RELAY_QUEUE_BYTES_PER_ACCOUNT,
             queue_bytes_total: limits::RELAY_QUEUE_BYTES_TOTAL,
             slow_reader_cut: Duration::from_millis(limits::RELAY_SLOW_READER_CUT_MS),

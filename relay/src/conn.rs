@@ -7,9 +7,17 @@
 //!   overspent, so TCP pushes back (the budget is the key's: a device's connections share one).
 //!   Before login only a login-sized message is read, and anything but a `Login` closes the
 //!   connection at once.
-//! - **Writing** takes one frame at a time from the outbox, each under the write timeout; a
-//!   receiver that stalls a write past it is disconnected. Nobody else ever waits on this
-//!   connection: routing only pushes into its bounded outbox.
+//! - **Writing** takes what the outbox holds, up to [`RELAY_WRITE_BATCH_BYTES`], feeds it to
+//!   the WebSocket and flushes once (one `send` for many small frames), the batch under the
+//!   write timeout; a receiver that stalls a write past it is disconnected. Routing only
+//!   pushes into this connection's bounded outbox; a sender whose frame does not fit holds it
+//!   itself ([`crate::pushback`]).
+//! - **Pushing back**: a frame this connection routes to a full queue is held here; until it
+//!   goes (or [`Limits::pushback`] passes and it is dropped) the connection reads nothing, but
+//!   goes on writing its outbox and answering its timer.
+//! - **Fairness**: after [`RELAY_FRAMES_PER_TURN`] frames read or written the task yields to
+//!   the executor (smol does not preempt: a socket that always has data would hold a thread),
+//!   and reading and writing take turns.
 //! - **Liveness**: a ping every interval + jitter; a connection silent for the pong timeout
 //!   after a ping is closed.
 //! - **Malformed** frames (undecodable, oversized, text) close this connection only, after an
@@ -30,14 +38,16 @@ use std::time::{Duration, Instant};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
+use futures::Sink;
 use muxagent_proto::envelope::Decoded;
 use muxagent_proto::frame::{
     ErrorCode, Frame, Login, LoginOk, Registry, RegistryAck, RegistryEntry, Role, ServerHello,
 };
 use muxagent_proto::limits::{
-    MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RELAY_QUEUE_RESERVE_BYTES,
-    RELAY_REGISTRY_REQUESTS_PER_MIN, RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN,
-    RELAY_SIGNATURE_COST_BYTES,
+    MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RELAY_FRAMES_PER_TURN,
+    RELAY_QUEUE_RESERVE_BYTES, RELAY_REGISTRY_REQUESTS_PER_MIN,
+    RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN, RELAY_SIGNATURE_COST_BYTES,
+    RELAY_WRITE_BATCH_BYTES,
 };
 use smol::Timer;
 use smol::stream::StreamExt as _;
@@ -47,20 +57,21 @@ use crate::config::Limits;
 use crate::meter::{Metered, Violation};
 use crate::metrics::{ConnKind, Disconnect, DropReason, EntryKind, LoginFailure, Refusal};
 use crate::outbox::{Bound, Next, Outbox, PushError, QueueLimits};
-use crate::router::{Session, check_version, drop_reason, encode, error_frame};
+use crate::pushback::Held;
+use crate::router::{Refused, Session, check_version, drop_reason, encode, error_frame};
 use crate::server::{Gauge, Shared, Slot};
 use crate::time::{unix_now, until};
 
 pub(crate) type Ws = WebSocketStream<Metered>;
 
-/// tungstenite's settings for relay connections: small read buffer, every write goes out at
-/// once (no write batching buffer), frames and messages capped at one relay frame. (Before
-/// login the meter holds messages to a login's size: async-tungstenite cannot change a
-/// stream's configuration once it is made.)
+/// tungstenite's settings for relay connections: small read buffer, writes gathered up to a
+/// batch (each batch is flushed at once: [`write_batch`]), frames and messages capped at one
+/// relay frame. (Before login the meter holds messages to a login's size: async-tungstenite
+/// cannot change a stream's configuration once it is made.)
 pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(limits.read_buffer_len)
-        .write_buffer_size(0)
+        .write_buffer_size(RELAY_WRITE_BATCH_BYTES)
         .max_write_buffer_size(2 * MAX_FRAME_LEN + 64)
         .max_message_size(Some(MAX_FRAME_LEN))
         .max_frame_size(Some(MAX_FRAME_LEN))
@@ -87,6 +98,61 @@ async fn write(ws: &mut Ws, message: Message, timeout: Duration) -> Result<(), W
     std::future::poll_fn(|cx| {
         if let Poll::Ready(result) = send.as_mut().poll(cx) {
             return Poll::Ready(result.map_err(|_| WriteError::Io));
+        }
+        if Pin::new(&mut timer).poll(cx).is_ready() {
+            return Poll::Ready(Err(WriteError::Timeout));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// The longest header of a frame the relay sends (unmasked, 64-bit length).
+const MAX_HEADER_LEN: usize = 10;
+
+/// Write `first` and the frames behind it in `outbox` while they fit one batch
+/// ([`RELAY_WRITE_BATCH_BYTES`], at most [`RELAY_FRAMES_PER_TURN`] frames), then flush once:
+/// small frames leave in one `send`, and the write buffer never holds more than a batch or one
+/// larger frame. The whole batch is under one `timeout`. How many frames were written.
+async fn write_batch(
+    ws: &mut Ws,
+    outbox: &Outbox,
+    first: Bytes,
+    timeout: Duration,
+) -> Result<usize, WriteError> {
+    let mut next = Some(first);
+    let (mut batched, mut frames) = (0usize, 0usize);
+    let mut timer = Timer::after(timeout);
+    std::future::poll_fn(|cx| {
+        loop {
+            if let Some(frame) = next.take() {
+                match Pin::new(&mut *ws).poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => return Poll::Ready(Err(WriteError::Io)),
+                    Poll::Pending => {
+                        next = Some(frame);
+                        break;
+                    }
+                }
+                batched += frame.len() + MAX_HEADER_LEN;
+                frames += 1;
+                if Pin::new(&mut *ws)
+                    .start_send(Message::Binary(frame))
+                    .is_err()
+                {
+                    return Poll::Ready(Err(WriteError::Io));
+                }
+                if frames < RELAY_FRAMES_PER_TURN {
+                    let room = RELAY_WRITE_BATCH_BYTES.saturating_sub(batched + MAX_HEADER_LEN);
+                    next = outbox.pop_within(room);
+                }
+                continue;
+            }
+            match Pin::new(&mut *ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Ok(frames)),
+                Poll::Ready(Err(_)) => return Poll::Ready(Err(WriteError::Io)),
+                Poll::Pending => break,
+            }
         }
         if Pin::new(&mut timer).poll(cx).is_ready() {
             return Poll::Ready(Err(WriteError::Timeout));
@@ -142,6 +208,9 @@ pub(crate) async fn serve(
         return;
     };
     let reason = run(shared, ws, &session).await;
+    // Nothing more is written here: refuse further frames and wake the senders holding one
+    // for this queue (they would otherwise wait out their push-back time).
+    session.outbox.close_with(None, reason);
     shared.router.logout(&session);
     shared.metrics.disconnect(reason);
 }
@@ -397,13 +466,25 @@ fn read_error(ws: &Ws, error: &WsError) -> (Disconnect, String) {
 }
 
 /// Waits for the first of: an outbound frame (or close), an inbound message (the meter holds
-/// reading back while the byte budget is overspent), the ping/pong timer. A plain struct
-/// rather than combined `async` blocks, so the state an idle connection parks in is a few
-/// pointers.
+/// reading back while the byte budget is overspent) — or, while a frame is held for a full
+/// queue, that frame going instead of any reading — and the timer. Reading and writing take
+/// turns when both are ready. A plain struct rather than combined `async` blocks, so the state
+/// an idle connection parks in is a few pointers.
 struct Wait<'a> {
     ws: &'a mut Ws,
     outbox: &'a Outbox,
+    held: Option<&'a mut Held>,
     timer: &'a mut Timer,
+    read_first: bool,
+}
+
+impl Wait<'_> {
+    fn poll_in(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        match &mut self.held {
+            Some(held) => held.poll(cx).map(|()| Event::Sent),
+            None => self.ws.poll_next(cx).map(Event::Read),
+        }
+    }
 }
 
 impl Future for Wait<'_> {
@@ -411,11 +492,18 @@ impl Future for Wait<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Event> {
         let this = self.get_mut();
+        if this.read_first
+            && let Poll::Ready(event) = this.poll_in(cx)
+        {
+            return Poll::Ready(event);
+        }
         if let Poll::Ready(next) = this.outbox.poll_next(cx) {
             return Poll::Ready(Event::Out(next));
         }
-        if let Poll::Ready(message) = this.ws.poll_next(cx) {
-            return Poll::Ready(Event::Read(message));
+        if !this.read_first
+            && let Poll::Ready(event) = this.poll_in(cx)
+        {
+            return Poll::Ready(event);
         }
         if Pin::new(&mut *this.timer).poll(cx).is_ready() {
             return Poll::Ready(Event::Timer);
@@ -427,13 +515,31 @@ impl Future for Wait<'_> {
 enum Event {
     Read(Option<Result<Message, WsError>>),
     Out(Next),
+    /// The held frame went (or was refused for good) everywhere.
+    Sent,
     Timer,
 }
 
 /// What handling one inbound frame asks for.
 enum Flow {
     Continue,
+    /// Hold this frame for a full queue before reading more.
+    Hold(Box<Held>),
+    /// A request that waits on a durable write (boxed: the loop's state stays small).
+    Registry(Box<Registry>),
+    PushSubscribe(Box<muxagent_proto::frame::PushSubscribe>),
     Close(Disconnect, Option<Bytes>),
+}
+
+/// Tell the sender what became of a held frame.
+fn settled(shared: &Shared, session: &Session, refused: Option<Refused>) {
+    if let Some(refused) = refused {
+        reply(
+            shared,
+            session,
+            error_frame(refused.code, None, refused.reason),
+        );
+    }
 }
 
 /// The logged-in loop. Returns why the connection ended.
@@ -445,8 +551,19 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
     // One timer for the connection's life, re-armed in place: no timer churn per event.
     let mut timer = Timer::at(ping_due);
     let mut armed = ping_due;
+    let mut held: Option<Box<Held>> = None;
+    // Frames read or written since the task last yielded, and which side goes first next.
+    let mut work = 0u32;
+    let mut read_first = false;
     loop {
-        let due = pong_due.map_or(ping_due, |pong| pong.min(ping_due));
+        if work as usize >= RELAY_FRAMES_PER_TURN {
+            work = 0;
+            smol::future::yield_now().await;
+        }
+        let mut due = pong_due.map_or(ping_due, |pong| pong.min(ping_due));
+        if let Some(held) = &held {
+            due = due.min(held.deadline());
+        }
         if due != armed {
             timer.set_at(due);
             armed = due;
@@ -454,12 +571,19 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
         let event = Wait {
             ws: &mut *ws,
             outbox: &session.outbox,
+            held: held.as_deref_mut(),
             timer: &mut timer,
+            read_first,
         }
         .await;
+        read_first = matches!(event, Event::Out(Next::Frame(_)));
         match event {
             Event::Timer => {
                 let now = Instant::now();
+                if let Some(mut late) = held.take_if(|held| now >= held.deadline()) {
+                    late.give_up();
+                    settled(shared, session, late.outcome());
+                }
                 if pong_due.is_some_and(|pong| now >= pong) {
                     return Disconnect::PongTimeout;
                 }
@@ -473,12 +597,23 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     ping_due = next_ping(limits, now);
                 }
             }
+            Event::Sent => {
+                if let Some(sent) = held.take() {
+                    settled(shared, session, sent.outcome());
+                }
+            }
             Event::Out(Next::Frame(frame)) => {
                 // Boxed, like every rare or short-lived state here: the future an idle
                 // connection parks in holds only what waiting needs.
-                let written = Box::pin(write(ws, Message::Binary(frame), limits.write_timeout));
-                if let Err(e) = written.await {
-                    return e.disconnect();
+                let written = Box::pin(write_batch(
+                    ws,
+                    &session.outbox,
+                    frame,
+                    limits.write_timeout,
+                ));
+                match written.await {
+                    Ok(frames) => work += frames as u32,
+                    Err(e) => return e.disconnect(),
                 }
             }
             Event::Out(Next::Close(_, Disconnect::SlowReader)) => {
@@ -505,12 +640,11 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
             }
             Event::Read(Some(Ok(message))) => {
                 pong_due = None;
+                work += 1;
                 let flow = match message {
                     Message::Binary(data) => {
                         metrics.frame_in(data.len());
-                        // Boxed: handling a frame (a registry write above all) needs far more
-                        // state than waiting does.
-                        Box::pin(handle(shared, session, &data)).await
+                        handle(shared, session, &data)
                     }
                     Message::Text(_) => {
                         metrics.malformed_frame();
@@ -526,9 +660,25 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     Message::Close(_) => Flow::Close(Disconnect::Closed, None),
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Flow::Continue,
                 };
-                if let Flow::Close(reason, last) = flow {
-                    Box::pin(close(ws, last, limits.write_timeout)).await;
-                    return reason;
+                match flow {
+                    Flow::Continue => {}
+                    Flow::Hold(frame) => held = Some(frame),
+                    // Boxed: a registry write needs far more state than waiting does.
+                    Flow::Registry(request) => {
+                        // A device that revoked itself is closed once acknowledged.
+                        let after = Box::pin(registry(shared, session, *request)).await;
+                        if let Flow::Close(reason, last) = after {
+                            Box::pin(close(ws, last, limits.write_timeout)).await;
+                            return reason;
+                        }
+                    }
+                    Flow::PushSubscribe(subscribe) => {
+                        Box::pin(crate::push::subscribe(shared, session, *subscribe)).await;
+                    }
+                    Flow::Close(reason, last) => {
+                        Box::pin(close(ws, last, limits.write_timeout)).await;
+                        return reason;
+                    }
                 }
             }
         }
@@ -546,8 +696,9 @@ pub(crate) fn reply(shared: &Shared, session: &Session, frame: Bytes) {
     }
 }
 
-/// Handle one binary frame from a logged-in client.
-async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
+/// Handle one binary frame from a logged-in client (what waits on a durable write is handed
+/// back to the loop: most frames need no future of their own).
+fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
     let metrics = &shared.metrics;
     let frame = match Frame::decode(data) {
         Ok(Decoded::Known(frame)) => frame,
@@ -563,9 +714,20 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
             );
         }
     };
+    let pushback = shared.limits.pushback;
     let refused = match frame {
-        Frame::Send(send) => shared.router.send(session, send).err(),
-        Frame::PairSend(send) => shared.router.pair_send(session, send, unix_now()).err(),
+        Frame::Send(send) => match shared.router.send(session, send, pushback) {
+            Ok(Some(held)) => return Flow::Hold(Box::new(held)),
+            Ok(None) => None,
+            Err(refused) => Some(refused),
+        },
+        Frame::PairSend(send) => {
+            match shared.router.pair_send(session, send, unix_now(), pushback) {
+                Ok(Some(held)) => return Flow::Hold(Box::new(held)),
+                Ok(None) => None,
+                Err(refused) => Some(refused),
+            }
+        }
         Frame::OpenPairing(open) => match shared.router.open_pairing(session, &open, unix_now()) {
             Ok(opened) => {
                 reply(shared, session, encode(Frame::PairingOpened(opened)));
@@ -573,13 +735,8 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
             }
             Err(refused) => Some(refused),
         },
-        Frame::Registry(request) => {
-            let flow = registry(shared, session, request).await;
-            if let Flow::Close(..) = flow {
-                return flow;
-            }
-            None
-        }
+        Frame::Registry(request) => return Flow::Registry(Box::new(request)),
+        Frame::PushSubscribe(subscribe) => return Flow::PushSubscribe(Box::new(subscribe)),
         Frame::DevicesQuery(query) => {
             match shared.router.device_list(session, query.request) {
                 Ok(list) => {
@@ -598,10 +755,6 @@ async fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
                     reply(shared, session, error);
                 }
             }
-            None
-        }
-        Frame::PushSubscribe(subscribe) => {
-            crate::push::subscribe(shared, session, subscribe).await;
             None
         }
         Frame::PushQuery(query) => {

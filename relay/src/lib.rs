@@ -75,6 +75,7 @@ mod meter;
 mod metrics;
 mod outbox;
 mod push;
+mod pushback;
 mod registry;
 mod router;
 mod server;

@@ -50,6 +50,11 @@ struct Args {
     #[argh(option)]
     max_unauthenticated_connections: Option<usize>,
 
+    /// bytes a second one key may send, sustained (its connections share them; default
+    /// 2097152); the burst is four seconds' worth
+    #[argh(option)]
+    inbound_bytes_per_sec: Option<u32>,
+
     /// threads serving connections (default: the number of CPUs)
     #[argh(option)]
     threads: Option<usize>,
@@ -94,6 +99,10 @@ fn run(args: Args) -> Result<(), String> {
     }
     if let Some(max) = args.max_unauthenticated_connections {
         limits.max_unauthenticated_connections = max;
+    }
+    if let Some(rate) = args.inbound_bytes_per_sec {
+        limits.inbound_bytes_per_sec = rate;
+        limits.inbound_burst_bytes = rate.saturating_mul(4);
     }
     let threads = args
         .threads

@@ -284,13 +284,16 @@ impl AsyncRead for Metered {
         if let Some(violation) = this.meter.violation() {
             return Poll::Ready(Err(violation.error()));
         }
+        // One clock read per read: the socket read between does not block.
+        let mut now = Instant::now();
         if let Some(budget) = &this.budget {
-            while let Some(wait) = budget.wait(Instant::now()) {
+            while let Some(wait) = budget.wait(now) {
                 this.refill.set_after(wait);
                 if Pin::new(&mut this.refill).poll(cx).is_pending() {
                     this.metrics.throttled();
                     return Poll::Pending;
                 }
+                now = Instant::now();
             }
         }
         let read = if this.early.is_empty() {
@@ -304,7 +307,6 @@ impl AsyncRead for Metered {
             }
             n
         };
-        let now = Instant::now();
         if let Some(budget) = &this.budget {
             budget.spend(read, now);
         }

@@ -198,6 +198,7 @@ pub(crate) struct Metrics {
     unknown_frames: AtomicU64,
     malformed_frames: AtomicU64,
     throttled: AtomicU64,
+    held: AtomicU64,
     http: [AtomicU64; 6],
     web: [AtomicU64; 4],
     push: [AtomicU64; 8],
@@ -241,6 +242,7 @@ impl Metrics {
             unknown_frames: AtomicU64::new(0),
             malformed_frames: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            held: AtomicU64::new(0),
             http: counters(),
             web: counters(),
             push: counters(),
@@ -314,6 +316,10 @@ impl Metrics {
     }
     pub(crate) fn throttled(&self) {
         Self::bump(&self.throttled);
+    }
+    /// A sender's connection held a frame for a full receiver queue (and stopped reading).
+    pub(crate) fn held(&self) {
+        Self::bump(&self.held);
     }
     pub(crate) fn http(&self, kind: HttpKind) {
         Self::bump(&self.http[kind as usize]);
@@ -588,6 +594,14 @@ impl Metrics {
             "Times a connection's inbound byte budget ran out and reading paused.",
         );
         plain(&mut out, "relay_throttled_total", get(&self.throttled));
+        header(
+            &mut out,
+            "relay_pushback_total",
+            "counter",
+            "Frames a sender's connection held, reading nothing more, until a full receiver \
+             queue had room (or its pushback time passed and the frame was dropped).",
+        );
+        plain(&mut out, "relay_pushback_total", get(&self.held));
         header(
             &mut out,
             "relay_http_requests_total",

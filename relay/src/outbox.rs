@@ -1,10 +1,18 @@
 //! The bounded queue of frames waiting to be written to one connection.
 //!
-//! Any connection's task may push into any other's outbox; only the owner pops. A push never
-//! waits: it fails with [`PushError::Full`] and the caller drops the frame it was routing
-//! (drop-newest, counted by which bound was hit) when the queue holds `depth` frames or the
-//! frame's bytes do not fit one of three byte budgets: the connection's own, its account's
-//! ([`Pool`], shared by the account's connections) and the relay's (one [`Pool`]). A frame's
+//! Any connection's task may push into any other's outbox; only the owner pops. A push fails
+//! with [`PushError::Full`] when the queue holds `depth` frames or the frame's bytes do not fit
+//! one of three byte budgets: the connection's own, its account's ([`Pool`], shared by the
+//! account's connections) and the relay's (one [`Pool`]). Routed frames that do not fit the
+//! connection's own bound are held by their sender ([`Outbox::push_or_wait`], see
+//! [`crate::pushback`]): the sender registers as a waiter, and the owner wakes its waiters
+//! whenever it takes frames out (or closes). A list holds at most one waiter per connection
+//! (each waits on one receiver at a time), so it is bounded by the connections that may send
+//! here. A sender that waited its whole time in vain marks the queue *stalled*
+//! ([`Outbox::give_up`]): until the owner next takes a frame, further frames for a full queue
+//! are refused at once instead of held again, so a stuck receiver costs each sender one wait,
+//! not one per frame. Frames refused by a pool, and replies and notices the relay makes
+//! itself, are dropped at once (drop-newest, counted by which bound was hit). A frame's
 //! bytes are taken from every budget when it is queued and given back when it is written,
 //! dropped, or the connection goes. A frame that leaves its queue within
 //! [`QueueLimits::reserve`] bytes is queued even when a pool is spent (its bytes still count
@@ -51,6 +59,24 @@ pub(crate) enum PushError {
     Full(Bound),
     /// The connection is closing.
     Closing,
+}
+
+/// Wakers to wake once an outbox's lock is released.
+#[derive(Default)]
+struct Wakes {
+    owner: Option<Waker>,
+    senders: Vec<(u64, Waker)>,
+}
+
+impl Wakes {
+    fn wake(self) {
+        if let Some(owner) = self.owner {
+            owner.wake();
+        }
+        for (_, sender) in self.senders {
+            sender.wake();
+        }
+    }
 }
 
 /// What the owner should do next.
@@ -133,6 +159,10 @@ struct Inner {
     /// `Some` once closing: the final frame (taken by the owner) and why.
     closing: Option<(Option<Bytes>, Disconnect)>,
     waker: Option<Waker>,
+    /// Senders holding a frame for this queue until it has room: (their connection, waker).
+    waiters: Vec<(u64, Waker)>,
+    /// A sender waited its whole time in vain; cleared when the owner takes a frame.
+    stalled: bool,
 }
 
 impl Inner {
@@ -146,13 +176,15 @@ impl Inner {
         self.queue = VecDeque::new();
     }
 
-    fn close(&mut self, total: &Pool, last: Option<Bytes>, reason: Disconnect) -> Option<Waker> {
+    /// Start closing: the owner and every waiting sender are to be woken.
+    fn close(&mut self, total: &Pool, last: Option<Bytes>, reason: Disconnect, wakes: &mut Wakes) {
         if self.closing.is_some() {
-            return None;
+            return;
         }
         self.closing = Some((last, reason));
         self.release(total);
-        self.waker.take()
+        wakes.owner = self.waker.take();
+        wakes.senders = std::mem::take(&mut self.waiters);
     }
 }
 
@@ -168,6 +200,8 @@ impl Outbox {
                 full_since: None,
                 closing: None,
                 waker: None,
+                waiters: Vec::new(),
+                stalled: false,
             }),
         }
     }
@@ -187,15 +221,82 @@ impl Outbox {
         }
     }
 
-    /// Queue `frame` unless the queue is full or closing.
+    /// Queue `frame` unless the queue is full or closing (the caller drops it then).
     pub(crate) fn push(&self, frame: Bytes) -> Result<(), PushError> {
-        self.push_at(frame, Instant::now())
+        self.push_at(frame, &Instant::now)
     }
 
-    fn push_at(&self, frame: Bytes, now: Instant) -> Result<(), PushError> {
+    /// (`now` is asked only when a refusal needs the time: most pushes never read the clock.)
+    fn push_at(&self, frame: Bytes, now: &dyn Fn() -> Instant) -> Result<(), PushError> {
+        let mut wakes = Wakes::default();
+        let result = self.offer(&mut self.lock(), frame, now, &mut wakes);
+        wakes.wake();
+        result.map_err(|(error, _)| error)
+    }
+
+    /// Queue `frame` for a sender that holds it while this queue is full: `Pending` (with
+    /// `waiter`'s waker registered until the owner takes a frame or closes) when it does not
+    /// fit the connection's own bound, unless the queue is stalled; any other refusal is final.
+    pub(crate) fn push_or_wait(
+        &self,
+        frame: &Bytes,
+        waiter: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), PushError>> {
+        self.push_or_wait_at(frame, waiter, cx, &Instant::now)
+    }
+
+    fn push_or_wait_at(
+        &self,
+        frame: &Bytes,
+        waiter: u64,
+        cx: &mut Context<'_>,
+        now: &dyn Fn() -> Instant,
+    ) -> Poll<Result<(), PushError>> {
+        let mut wakes = Wakes::default();
         let mut inner = self.lock();
+        let result = match self.offer(&mut inner, frame.clone(), now, &mut wakes) {
+            Ok(()) => Poll::Ready(Ok(())),
+            // (Not once the refusal cut the receiver: it is closing, nobody would wake us.)
+            Err((PushError::Full(Bound::Connection), _))
+                if !inner.stalled && inner.closing.is_none() =>
+            {
+                match inner.waiters.iter_mut().find(|(id, _)| *id == waiter) {
+                    Some((_, waker)) => waker.clone_from(cx.waker()),
+                    None => inner.waiters.push((waiter, cx.waker().clone())),
+                }
+                Poll::Pending
+            }
+            Err((error, _)) => Poll::Ready(Err(error)),
+        };
+        drop(inner);
+        wakes.wake();
+        result
+    }
+
+    /// `waiter` waited its whole time in vain: forget it, and refuse frames at once while the
+    /// queue stays full (until the owner takes a frame).
+    pub(crate) fn give_up(&self, waiter: u64) {
+        let mut inner = self.lock();
+        inner.waiters.retain(|(id, _)| *id != waiter);
+        inner.stalled = true;
+    }
+
+    /// `waiter` no longer waits here (its frame went, or its connection is going).
+    pub(crate) fn forget(&self, waiter: u64) {
+        self.lock().waiters.retain(|(id, _)| *id != waiter);
+    }
+
+    /// Queue `frame` unless it does not fit; the frame comes back with the refusal.
+    fn offer(
+        &self,
+        inner: &mut Inner,
+        frame: Bytes,
+        now: &dyn Fn() -> Instant,
+        wakes: &mut Wakes,
+    ) -> Result<(), (PushError, Bytes)> {
         if inner.closing.is_some() {
-            return Err(PushError::Closing);
+            return Err((PushError::Closing, frame));
         }
         let len = frame.len();
         let refused = if inner.queue.len() >= self.limits.depth
@@ -222,74 +323,101 @@ impl Outbox {
             // Full by its own measure: at its depth, or over half its bytes.
             let own = inner.queue.len() >= self.limits.depth
                 || inner.queued.saturating_mul(2) > self.limits.bytes;
-            let mut waker = None;
             if own {
+                let now = now();
                 let since = *inner.full_since.get_or_insert(now);
                 if now.saturating_duration_since(since) >= self.limits.cut_after {
-                    waker = inner.close(&self.total, None, Disconnect::SlowReader);
+                    inner.close(&self.total, None, Disconnect::SlowReader, wakes);
                 }
             }
-            drop(inner);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-            return Err(PushError::Full(bound));
+            return Err((PushError::Full(bound), frame));
         }
         inner.queued += len;
         inner.queue.push_back(frame);
-        if let Some(waker) = inner.waker.take() {
-            drop(inner);
-            waker.wake();
-        }
+        wakes.owner = inner.waker.take();
         Ok(())
     }
 
     /// Ask the owner to write `last` (ahead of anything queued) and close. The first call wins.
     pub(crate) fn close_with(&self, last: Option<Bytes>, reason: Disconnect) {
-        let waker = self.lock().close(&self.total, last, reason);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        let mut wakes = Wakes::default();
+        self.lock().close(&self.total, last, reason, &mut wakes);
+        wakes.wake();
     }
 
     /// The next thing to do, or `Pending` (waking `cx` on the next push or close).
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
-        self.poll_next_at(cx, Instant::now())
+        self.poll_next_at(cx, &Instant::now)
     }
 
-    fn poll_next_at(&self, cx: &mut Context<'_>, now: Instant) -> Poll<Next> {
+    fn poll_next_at(&self, cx: &mut Context<'_>, now: &dyn Fn() -> Instant) -> Poll<Next> {
+        let mut wakes = Wakes::default();
         let mut inner = self.lock();
         if let Some(since) = inner.full_since
-            && now.saturating_duration_since(since) >= self.limits.cut_after
+            && now().saturating_duration_since(since) >= self.limits.cut_after
         {
-            let _ = inner.close(&self.total, None, Disconnect::SlowReader);
+            inner.close(&self.total, None, Disconnect::SlowReader, &mut wakes);
         }
-        if let Some((last, reason)) = &mut inner.closing {
-            return Poll::Ready(Next::Close(last.take(), *reason));
-        }
-        if let Some(frame) = inner.queue.pop_front() {
-            let len = frame.len();
-            inner.queued -= len;
-            self.total.give(len);
-            if let Some(account) = &inner.account {
-                account.give(len);
+        let next = if let Some((last, reason)) = &mut inner.closing {
+            Poll::Ready(Next::Close(last.take(), *reason))
+        } else if let Some(frame) = self.take_front(&mut inner, usize::MAX, &mut wakes) {
+            Poll::Ready(Next::Frame(frame))
+        } else {
+            match &inner.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => inner.waker = Some(cx.waker().clone()),
             }
-            if inner.queued.saturating_mul(4) < self.limits.bytes
-                && inner.queue.len() < self.limits.depth / 2
-            {
-                inner.full_since = None;
-            }
-            if inner.queue.is_empty() && inner.queue.capacity() > 4 {
-                // Give back a burst's storage once it is written, so idle stays small.
-                inner.queue = VecDeque::new();
-            }
-            return Poll::Ready(Next::Frame(frame));
+            Poll::Pending
+        };
+        drop(inner);
+        // The owner is the one running: only senders are woken here.
+        wakes.owner = None;
+        wakes.wake();
+        next
+    }
+
+    /// The next frame if there is one of at most `max_len` bytes (the owner adding to a write
+    /// batch), without registering for a wake-up.
+    pub(crate) fn pop_within(&self, max_len: usize) -> Option<Bytes> {
+        let mut wakes = Wakes::default();
+        let mut inner = self.lock();
+        let frame = if inner.closing.is_some() {
+            None
+        } else {
+            self.take_front(&mut inner, max_len, &mut wakes)
+        };
+        drop(inner);
+        wakes.wake();
+        frame
+    }
+
+    /// Take the front frame if it is at most `max_len` bytes, give its bytes back, and hand
+    /// the waiting senders to `wakes` (there is room now).
+    fn take_front(&self, inner: &mut Inner, max_len: usize, wakes: &mut Wakes) -> Option<Bytes> {
+        if inner.queue.front()?.len() > max_len {
+            return None;
         }
-        match &inner.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => inner.waker = Some(cx.waker().clone()),
+        let frame = inner.queue.pop_front()?;
+        let len = frame.len();
+        inner.queued -= len;
+        self.total.give(len);
+        if let Some(account) = &inner.account {
+            account.give(len);
         }
-        Poll::Pending
+        if inner.queued.saturating_mul(4) < self.limits.bytes
+            && inner.queue.len() < self.limits.depth / 2
+        {
+            inner.full_since = None;
+        }
+        inner.stalled = false;
+        if !inner.waiters.is_empty() {
+            wakes.senders = std::mem::take(&mut inner.waiters);
+        }
+        if inner.queue.is_empty() && inner.queue.capacity() > 4 {
+            // Give back a burst's storage once it is written, so idle stays small.
+            inner.queue = VecDeque::new();
+        }
+        Some(frame)
     }
 }
 
@@ -409,26 +537,122 @@ mod tests {
         let start = Instant::now();
         let outbox = Outbox::new(limits(32, 1000), Arc::new(Pool::new(10_000)));
         for _ in 0..3 {
-            assert_eq!(outbox.push_at(frame(300), start), Ok(()));
+            assert_eq!(outbox.push_at(frame(300), &|| start), Ok(()));
         }
         let full = Err(PushError::Full(Bound::Connection));
-        assert_eq!(outbox.push_at(frame(300), start), full);
+        assert_eq!(outbox.push_at(frame(300), &|| start), full);
         // Draining a frame (900 → 600 bytes) is not enough to count as keeping up ...
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         let later = start + Duration::from_secs(2);
         assert!(matches!(
-            outbox.poll_next_at(&mut cx, later),
+            outbox.poll_next_at(&mut cx, &|| later),
             Poll::Ready(Next::Frame(_))
         ));
-        assert_eq!(outbox.push_at(frame(300), later), Ok(()));
-        assert_eq!(outbox.push_at(frame(300), later), full);
+        assert_eq!(outbox.push_at(frame(300), &|| later), Ok(()));
+        assert_eq!(outbox.push_at(frame(300), &|| later), full);
         // ... so four seconds after it first filled, it is cut.
         let cut = start + Duration::from_secs(4);
         assert!(matches!(
-            outbox.poll_next_at(&mut cx, cut),
+            outbox.poll_next_at(&mut cx, &|| cut),
             Poll::Ready(Next::Close(None, Disconnect::SlowReader))
         ));
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    fn wakes(count: &Count) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_sender_waits_for_room_and_is_woken_when_the_owner_takes_a_frame() {
+        let outbox = Outbox::new(limits(2, 1000), Arc::new(Pool::new(1000)));
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.push(frame(1)), Ok(()));
+        assert_eq!(outbox.push(frame(2)), Ok(()));
+        let held = frame(3);
+        assert!(outbox.push_or_wait(&held, 7, &mut cx).is_pending());
+        // Polled again while still full: one entry per waiter, not two.
+        assert!(outbox.push_or_wait(&held, 7, &mut cx).is_pending());
+        assert_eq!(outbox.lock().waiters.len(), 1);
+        assert!(matches!(poll(&outbox), Poll::Ready(Next::Frame(_))));
+        assert_eq!(wakes(&count), 1);
+        assert_eq!(outbox.push_or_wait(&held, 7, &mut cx), Poll::Ready(Ok(())));
+        // A bound other than the connection's own is final at once.
+        let total = Arc::new(Pool::new(10));
+        let pooled = Outbox::new(limits(8, 1000), total);
+        assert_eq!(
+            pooled.push_or_wait(&frame(20), 7, &mut cx),
+            Poll::Ready(Err(PushError::Full(Bound::Total)))
+        );
+    }
+
+    #[test]
+    fn closing_wakes_waiting_senders_and_refuses_them() {
+        let outbox = Outbox::new(limits(1, 1000), Arc::new(Pool::new(1000)));
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.push(frame(1)), Ok(()));
+        assert!(outbox.push_or_wait(&frame(1), 7, &mut cx).is_pending());
+        outbox.close_with(None, Disconnect::Shutdown);
+        assert_eq!(wakes(&count), 1);
+        assert_eq!(
+            outbox.push_or_wait(&frame(1), 7, &mut cx),
+            Poll::Ready(Err(PushError::Closing))
+        );
+    }
+
+    #[test]
+    fn after_a_sender_gave_up_a_full_queue_refuses_at_once_until_it_drains() {
+        let outbox = Outbox::new(limits(1, 1000), Arc::new(Pool::new(1000)));
+        let (_count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.push(frame(1)), Ok(()));
+        assert!(outbox.push_or_wait(&frame(1), 7, &mut cx).is_pending());
+        outbox.give_up(7);
+        assert!(outbox.lock().waiters.is_empty());
+        let full = Poll::Ready(Err(PushError::Full(Bound::Connection)));
+        assert_eq!(outbox.push_or_wait(&frame(1), 8, &mut cx), full);
+        // The owner takes a frame: senders wait again.
+        assert!(matches!(poll(&outbox), Poll::Ready(Next::Frame(_))));
+        assert_eq!(outbox.push(frame(1)), Ok(()));
+        assert!(outbox.push_or_wait(&frame(1), 8, &mut cx).is_pending());
+        outbox.forget(8);
+        assert!(outbox.lock().waiters.is_empty());
+    }
+
+    #[test]
+    fn a_write_batch_takes_only_frames_that_fit() {
+        let outbox = Outbox::new(limits(8, 1000), Arc::new(Pool::new(1000)));
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        for len in [100, 200, 300] {
+            assert_eq!(outbox.push(frame(len)), Ok(()));
+        }
+        assert_eq!(outbox.pop_within(99), None);
+        assert_eq!(outbox.pop_within(100).map(|f| f.len()), Some(100));
+        assert_eq!(outbox.pop_within(250).map(|f| f.len()), Some(200));
+        // Taking frames for a batch wakes waiting senders too.
+        while outbox.push(frame(10)).is_ok() {}
+        assert!(outbox.push_or_wait(&frame(10), 7, &mut cx).is_pending());
+        assert!(outbox.pop_within(1000).is_some());
+        assert_eq!(wakes(&count), 1);
+        outbox.close_with(None, Disconnect::Shutdown);
+        assert_eq!(outbox.pop_within(1000), None);
     }
 
     #[test]
@@ -439,9 +663,9 @@ mod tests {
         let mut cx = Context::from_waker(waker);
         for second in 0..10 {
             let now = start + Duration::from_secs(second);
-            while outbox.push_at(frame(300), now).is_ok() {}
+            while outbox.push_at(frame(300), &|| now).is_ok() {}
             // The reader takes everything each second.
-            while let Poll::Ready(next) = outbox.poll_next_at(&mut cx, now) {
+            while let Poll::Ready(next) = outbox.poll_next_at(&mut cx, &|| now) {
                 assert!(matches!(next, Next::Frame(_)), "cut at second {second}");
             }
         }

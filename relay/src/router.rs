@@ -31,6 +31,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::{
@@ -46,6 +47,7 @@ use muxagent_proto::noise::packet::{self, Kind};
 use crate::bucket::{Budget, Window};
 use crate::metrics::{Disconnect, DropReason, LoginFailure, Metrics, Refusal, RouteKind, Sizes};
 use crate::outbox::{Bound, Outbox, Pool, PushError};
+use crate::pushback::{self, Held};
 use crate::registry::{Caps, Registry, Rules};
 
 mod account;
@@ -602,7 +604,15 @@ impl Router {
 
     /// Route a `Send` from `session`: only between a device and a machine of one account. A
     /// frame for a device goes to every live connection of it.
-    pub(crate) fn send(&self, session: &Session, send: frame::Send) -> Result<(), Refused> {
+    ///
+    /// `Ok(Some(held))` when a receiver's queue is full: the caller holds the frame for at most
+    /// `pushback` (see [`crate::pushback`]).
+    pub(crate) fn send(
+        &self,
+        session: &Session,
+        send: frame::Send,
+        pushback: Duration,
+    ) -> Result<Option<Held>, Refused> {
         let mut guard = self.lock();
         let state = &mut *guard;
         let registry = &state.registry;
@@ -672,21 +682,16 @@ impl Router {
             payload: send.payload,
         }));
         // Every connection gets it (the bytes are shared, not copied). The sender hears of a
-        // drop if any connection's queue was full: that connection's channel has a gap.
-        let mut result = Err(Refused {
-            code: ErrorCode::PeerOffline,
-            counter: None,
-            reason: "the receiver is disconnecting",
-        });
-        let mut dropped = None;
-        for conn in &key.conns {
-            match self.deliver(&conn.outbox, frame.clone(), RouteKind::Send, len) {
-                Ok(()) => result = Ok(()),
-                Err(refused) if refused.code == ErrorCode::Dropped => dropped = Some(refused),
-                Err(_) => {}
-            }
-        }
-        if let (Some(connection), Ok(())) = (opened, &result)
+        // drop if any connection's queue refused it: that connection's channel has a gap.
+        let routed = self.deliver(
+            session,
+            key.conns.iter(),
+            frame,
+            RouteKind::Send,
+            len,
+            pushback,
+        );
+        if let (Some(connection), Ok(_)) = (opened, &routed)
             && let Some(live) = state
                 .live
                 .get_mut(&session.key())
@@ -700,34 +705,54 @@ impl Router {
                 live.channels.push(channel);
             }
         }
-        match dropped {
-            Some(refused) => Err(refused),
-            None => result,
-        }
+        routed
     }
 
-    fn deliver(
+    /// Push `frame` to every one of `receivers`. Those whose queue is full at its own bound
+    /// make it a [`Held`] frame for `session`'s connection to hold for `pushback` (see
+    /// [`crate::pushback`]); otherwise the sender's answer (`Dropped` if a queue refused it,
+    /// `PeerOffline` if every receiver was closing).
+    fn deliver<'a>(
         &self,
-        outbox: &Outbox,
+        session: &Session,
+        receivers: impl Iterator<Item = &'a Live>,
         frame: Bytes,
         kind: RouteKind,
         len: usize,
-    ) -> Result<(), Refused> {
-        match self.push(outbox, frame) {
-            Ok(()) => {
-                self.metrics.routed(kind, len);
-                Ok(())
+        pushback: Duration,
+    ) -> Result<Option<Held>, Refused> {
+        let (mut delivered, mut dropped) = (false, false);
+        let mut waiting = Vec::new();
+        for live in receivers {
+            match live.outbox.push(frame.clone()) {
+                Ok(()) => {
+                    delivered = true;
+                    self.metrics.routed(kind, len);
+                }
+                Err(PushError::Full(Bound::Connection)) => waiting.push(live.outbox.clone()),
+                Err(error) => {
+                    dropped |= error != PushError::Closing;
+                    self.metrics.dropped(drop_reason(error));
+                }
             }
-            Err(PushError::Full(_)) => Err(Refused {
-                code: ErrorCode::Dropped,
-                counter: None,
-                reason: "the receiver's queue is full: the frame was dropped",
-            }),
-            Err(PushError::Closing) => Err(Refused {
-                code: ErrorCode::PeerOffline,
-                counter: None,
-                reason: "the receiver is disconnecting",
-            }),
+        }
+        if !waiting.is_empty() {
+            self.metrics.held();
+            return Ok(Some(Held::new(
+                frame,
+                waiting,
+                kind,
+                len,
+                delivered,
+                dropped,
+                session.conn,
+                Instant::now() + pushback,
+                self.metrics.clone(),
+            )));
+        }
+        match pushback::outcome(delivered, dropped) {
+            Some(refused) => Err(refused),
+            None => Ok(None),
         }
     }
 
@@ -863,7 +888,8 @@ impl Router {
         session: &Session,
         send: PairSend,
         now: u64,
-    ) -> Result<(), Refused> {
+        pushback: Duration,
+    ) -> Result<Option<Held>, Refused> {
         let mut guard = self.lock();
         let state = &mut *guard;
         let unknown = refused(
@@ -940,13 +966,14 @@ impl Router {
             from,
             payload: send.payload,
         }));
-        let mut result = Ok(());
-        for live in receivers {
-            if let Err(refused) = self.deliver(&live.outbox, frame.clone(), RouteKind::Pair, len) {
-                result = Err(refused);
-            }
-        }
-        result
+        self.deliver(
+            session,
+            receivers.into_iter(),
+            frame,
+            RouteKind::Pair,
+            len,
+            pushback,
+        )
     }
 
     // ---- Registry changes from clients ----

@@ -4,10 +4,17 @@
 //!
 //! ```text
 //! cargo build --release -p muxagent-relay
-//! target/release/muxagent-relay-bench                 # the standard suite (~2 minutes)
+//! target/release/muxagent-relay-bench                 # the standard suite (~3 minutes)
 //! target/release/muxagent-relay-bench closed --pairs 4 --window 16
 //! target/release/muxagent-relay-bench open --pairs 4 --rate 5000 --idle 3000
 //! ```
+//!
+//! Besides throughput and latency each row shows what the relay counted: frames it dropped
+//! (`drops`), frames a sender's connection held for a full queue (`held`, push-back), and
+//! times a connection's inbound byte budget paused its reading (`throttled`). A row with
+//! throttling is bounded by the per-key budget (`RELAY_INBOUND_BYTES_PER_SEC` after an
+//! `RELAY_INBOUND_BURST_BYTES` burst: one pair of 256-byte echoes tops out near 7 000 round
+//! trips a second sustained), not by routing.
 #![forbid(unsafe_code)]
 
 mod forwarder;
@@ -43,6 +50,10 @@ struct Args {
     /// seconds each scenario sends for (default 5)
     #[argh(option, default = "5")]
     seconds: u64,
+    /// the relay's inbound byte budget per key and second (default: the relay's own, which
+    /// bounds what a few pairs can send: raise it to measure routing alone)
+    #[argh(option)]
+    inbound_bytes_per_sec: Option<u32>,
     /// only the relay, no forwarder ceiling
     #[argh(switch)]
     no_ceiling: bool,
@@ -148,6 +159,8 @@ fn suite() -> Vec<Scenario> {
         closed(4, 16),
         closed(4, 32),
         closed(4, 64),
+        // Four times the relay's queue depth in flight: past the queue, senders are pushed back.
+        closed(4, 128),
         closed(64, 4),
         open(4, 5_000.0, 0),
         open(4, 10_000.0, 0),
@@ -162,6 +175,8 @@ struct Row {
     summary: stats::Summary,
     cpu: f64,
     drops: Vec<(String, u64)>,
+    held: u64,
+    throttled: u64,
     setup: Duration,
     rss_kib: u64,
 }
@@ -192,7 +207,7 @@ fn run_scenario(
         .map(|ws| executor.spawn(load::keep_alive(ws)))
         .collect();
     let rss_kib = target.rss_kib();
-    let drops_before = target.drops();
+    let before = target.counters();
     let cpu_before = target.cpu_secs();
     let epoch = Instant::now();
     let until = epoch + Duration::from_secs(seconds);
@@ -241,11 +256,13 @@ fn run_scenario(
         received += outcome.received;
         latencies.extend(outcome.latencies);
     }
-    let drops = target
-        .drops()
+    let after = target.counters();
+    let drops = after
+        .drops
         .into_iter()
         .filter_map(|(reason, after)| {
-            let before = drops_before
+            let before = before
+                .drops
                 .iter()
                 .find(|(r, _)| *r == reason)
                 .map_or(0, |(_, v)| *v);
@@ -258,6 +275,8 @@ fn run_scenario(
         summary: latencies.summary(),
         cpu,
         drops,
+        held: after.held.saturating_sub(before.held),
+        throttled: after.throttled.saturating_sub(before.throttled),
         setup,
         rss_kib,
     })
@@ -292,17 +311,21 @@ fn run(args: Args) -> Result<(), String> {
         std::thread::spawn(move || smol::block_on(executor.run(smol::future::pending::<()>())));
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let budget = match args.inbound_bytes_per_sec {
+        Some(rate) => format!("relay inbound budget {rate} B/s per key"),
+        None => "relay inbound budget as shipped".to_string(),
+    };
     println!(
-        "# muxagent-relay-bench: {} s per scenario, {PAYLOAD} B payloads, target {} threads, load {} threads, {cpus} CPUs\n",
+        "# muxagent-relay-bench: {} s per scenario, {PAYLOAD} B payloads, target {} threads, load {} threads, {cpus} CPUs, {budget}\n",
         args.seconds,
         args.threads,
         args.load_threads,
         PAYLOAD = load::PAYLOAD_LEN,
     );
     println!(
-        "| scenario | target | round trips/s | relayed msgs/s | vs ceiling | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | target CPU | drops | set-up | RSS MiB |"
+        "| scenario | target | round trips/s | relayed msgs/s | vs ceiling | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | target CPU | drops | set-up | RSS MiB | held | throttled |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let kinds: &[Kind] = if args.no_ceiling {
         &[Kind::Relay]
     } else {
@@ -313,7 +336,7 @@ fn run(args: Args) -> Result<(), String> {
         for &kind in kinds {
             // A fresh target per scenario: nothing left over from the last one.
             let target = match kind {
-                Kind::Relay => Target::relay(&relay_bin, args.threads)?,
+                Kind::Relay => Target::relay(&relay_bin, args.threads, args.inbound_bytes_per_sec)?,
                 Kind::Forwarder => Target::forwarder(args.threads)?,
             };
             let row = run_scenario(&executor, kind, &target, scenario, args.seconds)?;
@@ -338,7 +361,7 @@ fn run(args: Args) -> Result<(), String> {
             };
             let s = row.summary;
             println!(
-                "| {} | {} | {:.0} | {:.0} | {ratio} | {} | {} | {} | {} | {} | {} | {:.0} % | {drops} | {:.1} s | {:.1} |",
+                "| {} | {} | {:.0} | {:.0} | {ratio} | {} | {} | {} | {} | {} | {} | {:.0} % | {drops} | {:.1} s | {:.1} | {} | {} |",
                 scenario.name(),
                 kind.name(),
                 row.round_trips_per_sec,
@@ -352,6 +375,8 @@ fn run(args: Args) -> Result<(), String> {
                 row.cpu * 100.0,
                 row.setup.as_secs_f64(),
                 row.rss_kib as f64 / 1024.0,
+                row.held,
+                row.throttled,
             );
         }
     }

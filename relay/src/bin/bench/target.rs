@@ -29,6 +29,14 @@ impl Kind {
     }
 }
 
+/// Counters read from the relay (all zero for the forwarder).
+#[derive(Default)]
+pub struct Counters {
+    pub drops: Vec<(String, u64)>,
+    pub held: u64,
+    pub throttled: u64,
+}
+
 pub struct Target {
     pub kind: Kind,
     pub addr: SocketAddr,
@@ -44,14 +52,23 @@ fn free_addr() -> Result<SocketAddr, String> {
 impl Target {
     /// Start the relay binary `relay_bin` with caps raised for a load test (the per-prefix caps
     /// stay: the load spreads its sources over 127.0.0.0/8).
-    pub fn relay(relay_bin: &Path, threads: usize) -> Result<Target, String> {
+    /// `inbound_bytes_per_sec` sets the relay's byte budget per key, if given.
+    pub fn relay(
+        relay_bin: &Path,
+        threads: usize,
+        inbound_bytes_per_sec: Option<u32>,
+    ) -> Result<Target, String> {
         let addr = free_addr()?;
         let data_dir = std::env::temp_dir().join(format!(
             "muxagent-relay-bench-{}-{}",
             std::process::id(),
             addr.port()
         ));
-        let child = Command::new(relay_bin)
+        let mut command = Command::new(relay_bin);
+        if let Some(rate) = inbound_bytes_per_sec {
+            command.args(["--inbound-bytes-per-sec", &rate.to_string()]);
+        }
+        let child = command
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--data-dir")
@@ -134,29 +151,47 @@ impl Target {
             .unwrap_or(0)
     }
 
-    /// Frames the relay dropped, by reason (`reason=count`), from `/metrics`; empty for the
-    /// forwarder, which counts nothing.
-    pub fn drops(&self) -> Vec<(String, u64)> {
+    /// The relay's `/metrics` page; empty for the forwarder, which counts nothing.
+    fn metrics(&self) -> String {
         if self.kind != Kind::Relay {
-            return Vec::new();
+            return String::new();
         }
         let Ok(mut stream) = TcpStream::connect(self.addr) else {
-            return Vec::new();
+            return String::new();
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
         if stream.write_all(request.as_bytes()).is_err() {
-            return Vec::new();
+            return String::new();
         }
         let mut body = String::new();
         let _ = stream.read_to_string(&mut body);
-        body.lines()
-            .filter_map(|line| line.strip_prefix("relay_dropped_total{reason=\""))
-            .filter_map(|rest| {
-                let (reason, value) = rest.split_once("\"} ")?;
-                Some((reason.to_string(), value.trim().parse().ok()?))
-            })
-            .collect()
+        body
+    }
+
+    /// What the relay has counted so far: frames dropped by reason (`reason=count`), and the
+    /// plain counters `relay_pushback_total` (frames a sender held for a full queue) and
+    /// `relay_throttled_total` (times a connection's inbound byte budget paused its reading).
+    pub fn counters(&self) -> Counters {
+        let body = self.metrics();
+        let plain = |name: &str| {
+            body.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Counters {
+            drops: body
+                .lines()
+                .filter_map(|line| line.strip_prefix("relay_dropped_total{reason=\""))
+                .filter_map(|rest| {
+                    let (reason, value) = rest.split_once("\"} ")?;
+                    Some((reason.to_string(), value.trim().parse().ok()?))
+                })
+                .collect(),
+            held: plain("relay_pushback_total"),
+            throttled: plain("relay_throttled_total"),
+        }
     }
 }
 

@@ -1,0 +1,172 @@
+//! Push back instead of dropping: a routed frame whose receiver's queue is full at its own bound
+//! is held by the sender's connection, which stops reading its socket meanwhile (so TCP pushes
+//! back on the sender) but keeps writing its own queue and answering its timer (so two
+//! connections that send to each other cannot deadlock). The frame goes as soon as the
+//! receiver takes frames out of its queue, or is dropped as before (counted, `Error{Dropped}`)
+//! once [`Limits::pushback`](crate::config::Limits::pushback) has passed.
+//!
+//! Only the connection's own bound (its depth or bytes) holds a frame. A frame refused by its
+//! account's or the relay's byte pool is dropped at once: those pools are spent by many queues,
+//! so room in them says nothing about this receiver (waiting would mean waking on every queue
+//! of the relay), and they are spent only when readers stall elsewhere — an attacker's slow
+//! readers must not be able to stall honest senders. Nor does a stuck receiver hold its senders
+//! for ever: its writes time out, its full queue is cut as a slow reader, and once a sender has
+//! waited on it in vain the queue counts as stalled and refuses at once until it drains.
+//!
+//! A frame for a device goes to each of its connections: the held frame keeps the list of those
+//! still to take it and waits on one at a time.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_tungstenite::tungstenite::Bytes;
+use muxagent_proto::frame::ErrorCode;
+
+use crate::metrics::{DropReason, Metrics, RouteKind};
+use crate::outbox::{Bound, Outbox, PushError};
+use crate::router::{Refused, drop_reason};
+
+/// A frame held by its sender's connection until its receivers have room.
+pub(crate) struct Held {
+    frame: Bytes,
+    /// Receivers that have not taken it yet; the last is the one waited on.
+    waiting: Vec<Arc<Outbox>>,
+    kind: RouteKind,
+    /// Payload bytes, for the routing counters.
+    len: usize,
+    delivered: bool,
+    dropped: bool,
+    /// Whether the sender's waker is registered with the last of `waiting`.
+    registered: bool,
+    /// The sender's connection id (its name in waiter lists).
+    waiter: u64,
+    deadline: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl Held {
+    /// Hold `frame` for `waiting` (whose queues refused it at their own bound) on behalf of
+    /// connection `waiter`, until `deadline`; `delivered` and `dropped` say how the other
+    /// receivers fared.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        frame: Bytes,
+        waiting: Vec<Arc<Outbox>>,
+        kind: RouteKind,
+        len: usize,
+        delivered: bool,
+        dropped: bool,
+        waiter: u64,
+        deadline: Instant,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Held {
+            frame,
+            waiting,
+            kind,
+            len,
+            delivered,
+            dropped,
+            registered: false,
+            waiter,
+            deadline,
+            metrics,
+        }
+    }
+
+    /// When the sender stops waiting.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Offer the frame to each receiver still waiting in turn: `Ready` once every one has
+    /// taken or finally refused it, `Pending` while the next one's queue is full (woken when
+    /// it takes frames out or closes).
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while let Some(outbox) = self.waiting.last() {
+            match outbox.push_or_wait(&self.frame, self.waiter, cx) {
+                Poll::Pending => {
+                    self.registered = true;
+                    return Poll::Pending;
+                }
+                Poll::Ready(result) => {
+                    if self.registered {
+                        outbox.forget(self.waiter);
+                        self.registered = false;
+                    }
+                    self.settle(result);
+                    self.waiting.pop();
+                }
+            }
+        }
+        Poll::Ready(())
+    }
+
+    /// The deadline passed: a last offer to each receiver still waiting, then drop the frame
+    /// for the rest (and mark their queues stalled).
+    pub(crate) fn give_up(&mut self) {
+        self.registered = false;
+        for outbox in std::mem::take(&mut self.waiting) {
+            let result = outbox.push(self.frame.clone());
+            if result == Err(PushError::Full(Bound::Connection)) {
+                outbox.give_up(self.waiter);
+            } else {
+                outbox.forget(self.waiter);
+            }
+            self.settle(result);
+        }
+    }
+
+    fn settle(&mut self, result: Result<(), PushError>) {
+        let metrics = &self.metrics;
+        match result {
+            Ok(()) => {
+                self.delivered = true;
+                metrics.routed(self.kind, self.len);
+            }
+            Err(PushError::Closing) => metrics.dropped(DropReason::ReceiverClosing),
+            Err(error) => {
+                self.dropped = true;
+                metrics.dropped(drop_reason(error));
+            }
+        }
+    }
+
+    /// What the sender is told once every receiver is settled: `Dropped` if any receiver's
+    /// queue refused the frame (that receiver's channel has a gap), `PeerOffline` if every
+    /// receiver was closing, else nothing.
+    pub(crate) fn outcome(&self) -> Option<Refused> {
+        outcome(self.delivered, self.dropped)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.registered
+            && let Some(outbox) = self.waiting.last()
+        {
+            outbox.forget(self.waiter);
+        }
+    }
+}
+
+/// What the sender of a frame is told, from whether any receiver took it and whether any
+/// dropped it.
+pub(crate) fn outcome(delivered: bool, dropped: bool) -> Option<Refused> {
+    if dropped {
+        Some(Refused {
+            code: ErrorCode::Dropped,
+            counter: None,
+            reason: "the receiver's queue is full: the frame was dropped",
+        })
+    } else if !delivered {
+        Some(Refused {
+            code: ErrorCode::PeerOffline,
+            counter: None,
+            reason: "the receiver is disconnecting",
+        })
+    } else {
+        None
+    }
+}
