@@ -90,6 +90,14 @@ impl Device {
     }
 }
 
+/// A browser's subscription key pair, and its public key as `PushSubscription.getKey` gives it.
+fn subscription_keys() -> (p256::SecretKey, Vec<u8>) {
+    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
+    let secret = p256::SecretKey::generate_from_rng(&mut rng);
+    let p256dh = secret.public_key().to_sec1_point(false).as_bytes().to_vec();
+    (secret, p256dh)
+}
+
 fn set_push(request: u32, push: Option<PushKeys>) -> DeviceMessage {
     DeviceMessage::SetPush(SetPush { request, push })
 }
@@ -120,14 +128,7 @@ fn push_keys_are_checked_kept_across_a_restart_and_cleared() {
     let machine = identity_of(&alpha.home.join("machine.key")).public();
     let device = identity_of(&ctl.join("controller/controller.key"));
 
-    // The browser's subscription keys, as `PushSubscription.getKey` gives them.
-    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-    let subscription = p256::SecretKey::generate_from_rng(&mut rng);
-    let p256dh = subscription
-        .public_key()
-        .to_sec1_point(false)
-        .as_bytes()
-        .to_vec();
+    let (_, p256dh) = subscription_keys();
     let keys = PushKeys {
         p256dh: p256dh.clone(),
         auth: [5; 16],
@@ -323,13 +324,7 @@ fn an_approval_reaches_the_push_service_encrypted_and_is_decided_from_the_notice
     let machine = identity_of(&alpha.home.join("machine.key")).public();
     let device = identity_of(&ctl.join("controller/controller.key"));
 
-    let mut rng = rand_core::UnwrapErr(getrandom::SysRng);
-    let subscription = p256::SecretKey::generate_from_rng(&mut rng);
-    let p256dh = subscription
-        .public_key()
-        .to_sec1_point(false)
-        .as_bytes()
-        .to_vec();
+    let (subscription, p256dh) = subscription_keys();
     let auth = [7u8; 16];
     let opener =
         web_push_native::p256::SecretKey::from_slice(&subscription.to_bytes()).expect("key");

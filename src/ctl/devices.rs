@@ -215,19 +215,23 @@ async fn pick(
     Ok((account.client, account.relay, row))
 }
 
+/// Send a signed registry entry, wait for the relay to acknowledge it, and close.
+async fn submit(mut client: Client, frame: &Frame) -> Result<(), CommandError> {
+    let acked = exchange(&mut client, frame, ENTRY_REQUEST).await;
+    client.close().await;
+    acked.map(drop).map_err(CommandError)
+}
+
 /// `ctl revoke-device PREFIX`.
 pub(super) async fn revoke(mut controller: Controller, prefix: &str) -> Result<(), CommandError> {
-    let (mut client, relay, row) = pick(&controller, prefix).await?;
+    let (client, relay, row) = pick(&controller, prefix).await?;
     let frame = devices::revoke(
         &controller.identity,
         row.device,
         ENTRY_REQUEST,
         os::unix_now(),
     )?;
-    exchange(&mut client, &frame, ENTRY_REQUEST)
-        .await
-        .map_err(CommandError)?;
-    client.close().await;
+    submit(client, &frame).await?;
     let hosts = paired_hosts(&row);
     if row.you {
         // Its key is barred on that relay: the machines there cannot be reached any more.
@@ -253,7 +257,7 @@ pub(super) async fn revoke(mut controller: Controller, prefix: &str) -> Result<(
 
 /// `ctl grant-owner PREFIX`.
 pub(super) async fn grant_owner(controller: &Controller, prefix: &str) -> Result<(), CommandError> {
-    let (mut client, _relay, row) = pick(controller, prefix).await?;
+    let (client, _relay, row) = pick(controller, prefix).await?;
     if row.owner {
         client.close().await;
         return Err(CommandError(format!(
@@ -267,10 +271,7 @@ pub(super) async fn grant_owner(controller: &Controller, prefix: &str) -> Result
         ENTRY_REQUEST,
         os::unix_now(),
     )?;
-    exchange(&mut client, &frame, ENTRY_REQUEST)
-        .await
-        .map_err(CommandError)?;
-    client.close().await;
+    submit(client, &frame).await?;
     println!(
         "device {} is now an owner: it reaches every machine of the account and may revoke its \
          devices and machines",

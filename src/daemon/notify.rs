@@ -61,6 +61,7 @@ use muxagent_proto::limits::{
 use muxagent_proto::push::{MAX_NOTICE_LEN, NOTICE_VERSION, Notice, NoticeApproval, NoticeKind};
 
 use super::Route;
+use super::state::hex;
 use super::webpush::topic;
 use crate::render::input_summary;
 
@@ -698,10 +699,6 @@ impl Ask {
 
 fn encoded_len(notice: &Notice) -> usize {
     serde_json::to_vec(notice).map_or(usize::MAX, |json| json.len())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -65,7 +65,8 @@ impl PushSettings {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex, as the daemon writes keys and hashes in files and notices.
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
