@@ -355,6 +355,33 @@ fn allowing_without_a_terminal_takes_the_digest_of_what_was_shown() {
     assert_eq!(last(&events, "approval_resolved")["decision"], "allow");
 }
 
+#[test]
+fn allowing_on_a_terminal_shows_the_input_whole_and_asks() {
+    let world = World::fake("claude", "approve");
+    let session = world.start("touch approved.txt", &[]);
+    let request = world.pending_approval(&session);
+    let digest = world.digest(&request);
+    let args = ["ctl", "approve", "machine", request.as_str()];
+    let prompt = "Type yes to sign: ";
+    // Anything but yes signs nothing.
+    let (status, out) = on_terminal(&world.controller, &args, prompt, "no");
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("nothing was signed"), "{out}");
+    assert_eq!(world.digest(&request), digest, "still waiting");
+    let (status, out) = on_terminal(&world.controller, &args, prompt, "yes");
+    assert!(status.success(), "{out}");
+    assert!(out.contains("  tool     Bash\n"), "{out}");
+    assert!(out.contains("  │ {"), "the input is printed: {out}");
+    assert!(out.contains(&format!("  digest   {digest}\n")), "{out}");
+    assert!(
+        out.contains("Sign \"allowed once\" for exactly this?"),
+        "{out}"
+    );
+    assert!(out.contains("answered "), "{out}");
+    let events = world.watch(&session, "idle");
+    assert_eq!(last(&events, "approval_resolved")["decision"], "allow");
+}
+
 // ---- Delivery ----
 
 /// A gauge or counter of the relay's `/metrics`.
