@@ -847,3 +847,42 @@ fn a_hostname_with_bidi_or_invisible_characters_is_refused_at_start() {
         assert!(!error.contains(bad) && error.contains("⟪U+"), "{error}");
     }
 }
+
+#[test]
+fn a_plain_relay_url_to_another_host_is_warned_about() {
+    use std::io::BufRead;
+    let root = tempfile::tempdir().expect("tempdir");
+    // 0.0.0.0 is not a loopback name (on Linux it reaches this host: nothing leaves it).
+    let mut child = muxagent(root.path())
+        .env("MUXAGENT_HOSTNAME", "plain")
+        .args([
+            "daemon",
+            "start",
+            "--foreground",
+            "--relay",
+            "ws://0.0.0.0:9",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the daemon");
+    let stderr = child.stderr.take().expect("stderr");
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let warning = lines.recv_timeout(DEADLINE);
+    let _ = child.kill();
+    let _ = child.wait();
+    let warning = warning.expect("a first line on stderr");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("ws://0.0.0.0:9"), "{warning}");
+    assert!(warning.contains("not encrypted"), "{warning}");
+}
