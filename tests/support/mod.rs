@@ -34,6 +34,8 @@ pub fn maybe_run_relay() {
     };
     let mut config = muxagent_relay::RelayConfig::new(addr.parse().expect("addr"), dir);
     config.push.extra_origins = parts.map(str::to_string).collect();
+    // The tests read the counters on the relay's own port.
+    config.metrics = muxagent_relay::MetricsAccess::Public;
     let relay = smol::block_on(muxagent_relay::Relay::bind(config)).expect("relay binds");
     smol::block_on(relay.run(std::future::pending())).expect("relay runs");
     std::process::exit(0);
