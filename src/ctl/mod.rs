@@ -294,7 +294,7 @@ async fn sessions(
                 info.id.to_string(),
                 render::visible_field(info.runtime.as_str()),
                 render::status_word(info.status),
-                render::visible_text(&info.title)
+                render::visible_field(&info.title)
             );
         }
     }
