@@ -1322,7 +1322,10 @@ async fn bench_approvals(
             )));
         }
     }
-    println!("allowed {acknowledged} approvals in session {session} on {host}");
+    println!(
+        "allowed {acknowledged} approvals in session {session} on {}",
+        render::visible_field(&host)
+    );
     Ok(())
 }
 
