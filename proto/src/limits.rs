@@ -512,6 +512,79 @@ pub const RELAY_MAX_REGISTRY_PAIRS: usize = 1_000_000;
 /// operator moves accounts elsewhere (see the scale-out plan).
 pub const RELAY_MAX_REGISTRY_KEYS: usize = 1_000_000;
 
+// ---- Registry admission and compaction ----
+//
+// Keys are cheap to make, so what bounds the registry is how fast it lets keys in. Revoked
+// keys count against the account that revoked them ([`RELAY_MAX_REVOKED_PER_ACCOUNT`]) and are
+// forgotten with it, so revoking never grows the relay beyond its accounts; an account holds at
+// most 256 + 32 live keys and 288 + 288 revoked ones (a revocation is never refused: it only
+// turns a live key into a revoked one). New accounts, and keys joining old ones, come through
+// one relay-wide bucket of new keys ([`RELAY_NEW_KEYS_PER_HOUR`]) of which one source network
+// takes a share ([`RELAY_NEW_KEY_REGISTRATIONS_PER_PREFIX_PER_HOUR`]). At the attacker's best
+// rate — every token of the bucket, from as many networks as it takes — filling
+// [`RELAY_MAX_REGISTRY_KEYS`] takes (1 000 000 − 600) / 600 per hour ≈ 1 666 hours ≈ 69 days,
+// long enough for an operator to see `registry_keys` climb in `/metrics` and act. Meanwhile
+// honest newcomers are slowed, not shut out for good: existing accounts are untouched, and
+// keys given back (an unpair, an account removed) return to the bucket.
+
+/// Keys an account may keep barred (its revoked machines and devices), as many as it may hold
+/// live (256 machines + 32 devices). At it the account adds no key until it is removed; a
+/// person replacing a laptop a month takes 24 years to get there. 288 × 32 bytes = 9 KiB in its
+/// log record.
+pub const RELAY_MAX_REVOKED_PER_ACCOUNT: usize =
+    RELAY_MAX_MACHINES_PER_ACCOUNT + RELAY_MAX_DEVICES_PER_ACCOUNT;
+
+/// Keys the whole relay adds per hour at most, net: a registration takes one per key it adds
+/// (a new account: a device and a machine, two), and keys leaving (an unpaired machine, a
+/// removed account) give theirs back, up to the burst. 600 an hour is 300 new people an hour,
+/// 7 200 a day; the cap fills in no less than ~69 days (see above). Past it registrations that
+/// add keys are refused with `RateLimited` ("the relay is taking new devices and machines
+/// slowly right now …"); nothing else is.
+pub const RELAY_NEW_KEYS_PER_HOUR: u32 = 600;
+
+/// The bucket of [`RELAY_NEW_KEYS_PER_HOUR`] holds at most this many keys: one hour's worth.
+pub const RELAY_NEW_KEYS_BURST: u32 = 600;
+
+/// Registrations that add keys (≤ 2 keys each) per source network per hour. A network is an
+/// IPv4 /24 ([`RELAY_IPV4_PREFIX_LEN`]) or an IPv6 /48 ([`RELAY_ADMISSION_IPV6_PREFIX_LEN`]), so
+/// one network takes at most 40 of the 600 keys an hour: it takes 15 networks, not one, to
+/// hold back newcomers elsewhere. A household pairs a few machines; a team onboarding 20
+/// machines from one office finishes in the next hour.
+pub const RELAY_NEW_KEY_REGISTRATIONS_PER_PREFIX_PER_HOUR: usize = 20;
+
+/// IPv6 addresses share one admission count per /48, not per /64
+/// ([`RELAY_IPV6_PREFIX_LEN`]): a /64 is what any VPS or phone gets, and a single customer
+/// often holds a /56 or /48 (65 536 or 256 /64s), so counting /64s would hand one attacker
+/// thousands of shares.
+pub const RELAY_ADMISSION_IPV6_PREFIX_LEN: u8 = 48;
+
+/// Networks whose new-key registrations are counted at once, ~64 bytes each: 16 384 is 1 MiB.
+/// Past it networks whose hour has passed are forgotten and the rest share one count.
+pub const RELAY_ADMISSION_PREFIXES: usize = 16_384;
+
+/// Registry requests one account's keys may make per hour together (on top of each
+/// connection's [`RELAY_REGISTRY_REQUESTS_PER_MIN`] and each network's
+/// [`RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN`]). A register → unpair loop of one account
+/// appends at most 120 entries (~40 KiB) an hour, however many networks it comes from: before
+/// compaction, 2 × 20 a minute from two keys wrote ~5 GB of log a day. People pair and revoke
+/// a handful a day.
+pub const RELAY_REGISTRY_REQUESTS_PER_ACCOUNT_PER_HOUR: usize = 120;
+
+/// Accounts whose registry requests are counted at once, ~64 bytes each: 65 536 is 4 MiB.
+pub const RELAY_REGISTRY_RATE_ACCOUNTS: usize = 65_536;
+
+/// Entries appended to the registry log since its last compaction before it is compacted again,
+/// at the least (a few hundred KiB: not worth a rewrite below it).
+pub const RELAY_REGISTRY_COMPACT_FLOOR: usize = 2_048;
+
+/// The log is compacted (rewritten as one record per account, `Log::rewrite`) once the entries
+/// appended since the last compaction exceed [`RELAY_REGISTRY_COMPACT_FLOOR`] and 1 /
+/// this of the keys the registry holds. So the log holds the live state plus at most a quarter
+/// of it again in entries (~330 bytes each against ~100 bytes per key in the snapshot), start-up
+/// re-verifies at most that quarter, and a compaction (writing every account) comes once per
+/// keys / 4 appends: about 400 bytes written per appended entry, amortized.
+pub const RELAY_REGISTRY_COMPACT_RATIO: usize = 4;
+
 /// On shutdown, clients are told to reconnect after about this long (they add their own
 /// jitter), so a restart does not meet all of them in the same millisecond.
 pub const RELAY_RESTART_RECONNECT_IN_MS: u32 = 2_000;

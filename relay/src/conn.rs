@@ -854,7 +854,19 @@ pub(crate) fn write_rate(
     Ok(())
 }
 
-/// A registry request: rate, charge, verify, check, make durable, apply, acknowledge. A device
+/// Return `keys` to the relay's bucket of new keys.
+fn give_back(shared: &Shared, keys: usize, now: Instant) {
+    if keys > 0 {
+        shared
+            .admission
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .give_back(keys, now);
+    }
+}
+
+/// A registry request: rate, charge, verify, count against its account, check, admit new keys,
+/// make durable, apply, acknowledge. A device
 /// that revoked itself is closed after the acknowledgement.
 async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow {
     let metrics = &shared.metrics;
@@ -883,19 +895,66 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow
         Ok(entry) => entry,
         Err(e) => return refuse(ErrorCode::EntryRefused, &e.to_string()),
     };
-    // One registry change at a time: check, append + sync, apply.
+    // Counted once verified, so nobody spends another account's requests.
+    let account = shared.router.rate_account(&entry);
+    let allowed = shared
+        .account_rate
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(
+            account,
+            now,
+            u32::try_from(shared.limits.registry_requests_per_account_per_hour).unwrap_or(u32::MAX),
+            Duration::from_secs(3600),
+        );
+    if !allowed {
+        metrics.refused(Refusal::RegistryRate);
+        let reason = "too many registry requests for this account in the last hour; try again \
+                      in an hour";
+        reply(
+            shared,
+            session,
+            error_frame(ErrorCode::RateLimited, id, reason),
+        );
+        return Flow::Continue;
+    }
+    // One registry change at a time: check, admit, append + sync, apply.
     let _writer = shared.registry_writes.lock().await;
     if let Err(reason) = shared.router.check_entry(session, &entry, unix_now()) {
         return refuse(ErrorCode::EntryRefused, reason);
     }
+    let new_keys = shared.router.new_keys(&entry);
+    let admitted = shared
+        .admission
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take(session.prefix, new_keys, now);
+    if let Err(reason) = admitted {
+        metrics.refused(Refusal::RegistryRate);
+        reply(
+            shared,
+            session,
+            error_frame(ErrorCode::RateLimited, id, reason),
+        );
+        return Flow::Continue;
+    }
     if let Err(reason) = shared.append_durable(request.entry).await {
         crate::warn(format_args!("registry log write failed: {reason}"));
+        give_back(shared, new_keys, now);
         return refuse(
             ErrorCode::Internal,
             "the relay could not store the entry; try again later",
         );
     }
+    let keys_before = shared.router.registry_keys();
     let applied = shared.router.apply_entry(&entry, session);
+    // Keys that left (an unpaired machine, a removed account) make room for new ones.
+    give_back(
+        shared,
+        keys_before.saturating_sub(shared.router.registry_keys()),
+        now,
+    );
+    shared.compact_if_due().await;
     metrics.entry_accepted(match entry {
         RegistryEntry::RegisterMachine { .. } => EntryKind::Register,
         RegistryEntry::RevokeMachine { .. } => EntryKind::Revoke,

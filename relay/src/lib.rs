@@ -66,6 +66,7 @@ pub mod config;
 pub mod error;
 pub mod shutdown;
 
+mod admission;
 mod assets;
 mod bucket;
 mod conn;
