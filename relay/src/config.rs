@@ -144,6 +144,9 @@ pub struct Limits {
     pub new_key_registrations_per_prefix_per_hour: usize,
     /// Registry requests per account per hour.
     pub registry_requests_per_account_per_hour: usize,
+    /// Entries appended to the registry log since its last compaction, at the least, before it
+    /// is compacted again.
+    pub registry_compact_floor: usize,
     /// Reconnect hint sent in `Restarting`.
     pub restart_reconnect_in: Duration,
     /// Retry window sent in `Restarting`.
@@ -210,6 +213,7 @@ impl Default for Limits {
                 limits::RELAY_NEW_KEY_REGISTRATIONS_PER_PREFIX_PER_HOUR,
             registry_requests_per_account_per_hour:
                 limits::RELAY_REGISTRY_REQUESTS_PER_ACCOUNT_PER_HOUR,
+            registry_compact_floor: limits::RELAY_REGISTRY_COMPACT_FLOOR,
             restart_reconnect_in: Duration::from_millis(u64::from(
                 limits::RELAY_RESTART_RECONNECT_IN_MS,
             )),

@@ -78,6 +78,8 @@ mod outbox;
 mod push;
 mod pushback;
 mod registry;
+#[cfg(test)]
+mod registry_sim;
 mod router;
 mod server;
 mod stream;

@@ -4,7 +4,7 @@
 //!
 //! An entry is appended **and synced** before the client is acknowledged, so a crash (even
 //! `kill -9`) loses no acknowledged entry. Once the entries appended since the last compaction
-//! outnumber a quarter of the registry's keys (and [`RELAY_REGISTRY_COMPACT_FLOOR`]), the log
+//! outnumber a quarter of the registry's keys (and `RELAY_REGISTRY_COMPACT_FLOOR`), the log
 //! is rewritten as one [`Record::Account`] per account (`Log::rewrite`: atomic, a crash leaves
 //! the old log or the new one), so its size follows the live registry, not its history.
 //!
@@ -26,9 +26,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use muxagent_proto::frame::SignedEntry;
-use muxagent_proto::limits::{
-    LOG_SEGMENT_LEN, RELAY_REGISTRY_COMPACT_FLOOR, RELAY_REGISTRY_COMPACT_RATIO,
-};
+use muxagent_proto::limits::{LOG_SEGMENT_LEN, RELAY_REGISTRY_COMPACT_RATIO};
 use muxagent_store::{Log, Options};
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +56,8 @@ pub(crate) struct RegistryLog {
     log: Log<Record>,
     /// Entries appended since the last compaction.
     entries: usize,
+    /// Entries below which the log is not compacted.
+    floor: usize,
     /// A pre-compaction log to remove once the first compaction has committed.
     legacy: Option<PathBuf>,
     _lock: File,
@@ -65,7 +65,8 @@ pub(crate) struct RegistryLog {
 
 impl RegistryLog {
     /// Open (or create) the log under `data_dir` and read every stored record, oldest first.
-    pub(crate) fn open(data_dir: &Path) -> Result<(Self, Vec<Record>), RelayError> {
+    /// It is compacted once it holds `floor` entries and more than its ratio.
+    pub(crate) fn open(data_dir: &Path, floor: usize) -> Result<(Self, Vec<Record>), RelayError> {
         let store_error = |what: &str, path: &Path, e: &dyn std::fmt::Display| RelayError::Store {
             reason: format!("{what} {}: {e}", path.display()),
         };
@@ -117,6 +118,7 @@ impl RegistryLog {
             let registry = RegistryLog {
                 log,
                 entries,
+                floor,
                 legacy: Some(legacy_dir),
                 _lock: lock,
             };
@@ -135,6 +137,7 @@ impl RegistryLog {
         let registry = RegistryLog {
             log,
             entries,
+            floor,
             legacy: None,
             _lock: lock,
         };
@@ -158,8 +161,7 @@ impl RegistryLog {
     /// Whether the log should be compacted for a registry of `keys` keys: it is an old log
     /// still, or it holds more entries than [`RELAY_REGISTRY_COMPACT_RATIO`] allows.
     pub(crate) fn wants_compaction(&self, keys: usize) -> bool {
-        self.legacy.is_some()
-            || self.entries > RELAY_REGISTRY_COMPACT_FLOOR.max(keys / RELAY_REGISTRY_COMPACT_RATIO)
+        self.legacy.is_some() || self.entries > self.floor.max(keys / RELAY_REGISTRY_COMPACT_RATIO)
     }
 
     /// Replace the log with `accounts` (atomic: a crash leaves the old log or the new one), then

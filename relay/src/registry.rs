@@ -217,6 +217,22 @@ impl Registry {
             + usize::from(!self.machines.contains_key(&machine.fingerprint()))
     }
 
+    /// The account whose request rate `entry` counts against: the account of the machine it
+    /// names, else its author's, else (a key in no account) the author itself.
+    pub(crate) fn rate_account(&self, entry: &RegistryEntry) -> Fingerprint {
+        let author = entry.author().fingerprint();
+        let machine = match entry {
+            RegistryEntry::RegisterMachine { machine, .. }
+            | RegistryEntry::UnpairMachine { machine, .. } => Some(machine.fingerprint()),
+            RegistryEntry::RevokeMachine { machine, .. } => Some(*machine),
+            RegistryEntry::GrantOwner { .. } | RegistryEntry::RevokeDevice { .. } => None,
+        };
+        machine
+            .and_then(|machine| self.machines.get(&machine).map(|record| record.account))
+            .or_else(|| self.device_account(&author))
+            .unwrap_or(author)
+    }
+
     /// Whether `entry` may be applied now, by the registry's rules alone. The reason is for
     /// people.
     pub(crate) fn check(

@@ -377,19 +377,7 @@ impl Router {
     /// The account whose registry request rate `entry` counts against: the account of the
     /// machine it names, else its author's, else (a key in no account) the author itself.
     pub(crate) fn rate_account(&self, entry: &RegistryEntry) -> Fingerprint {
-        let state = self.lock();
-        let registry = &state.registry;
-        let author = entry.author().fingerprint();
-        let machine = match entry {
-            RegistryEntry::RegisterMachine { machine, .. }
-            | RegistryEntry::UnpairMachine { machine, .. } => Some(machine.fingerprint()),
-            RegistryEntry::RevokeMachine { machine, .. } => Some(*machine),
-            RegistryEntry::GrantOwner { .. } | RegistryEntry::RevokeDevice { .. } => None,
-        };
-        machine
-            .and_then(|machine| registry.machine(&machine).map(|record| record.account))
-            .or_else(|| registry.device_account(&author))
-            .unwrap_or(author)
+        self.lock().registry.rate_account(entry)
     }
 
     // ---- Login ----

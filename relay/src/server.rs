@@ -292,7 +292,8 @@ impl Relay {
             metrics.clone(),
         );
         let data_dir = config.data_dir.clone();
-        let (log, records) = smol::unblock(move || RegistryLog::open(&data_dir)).await?;
+        let floor = limits.registry_compact_floor;
+        let (log, records) = smol::unblock(move || RegistryLog::open(&data_dir, floor)).await?;
         let stored = records.len();
         for record in &records {
             let loaded = match record {
