@@ -181,14 +181,14 @@ fn network(n: u64) -> IpAddr {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Loop {
     /// One device and one machine: register, unpair, again.
-    RegisterUnpair,
+    Unpair,
     /// Register → unpair with two keys per account, moving to a new account whenever one is
     /// held back by its request count.
-    RegisterUnpairManyAccounts,
+    UnpairManyAccounts,
     /// A fresh device and machine each round: register, revoke the machine.
-    RegisterRevoke,
+    Revoke,
     /// A fresh device and machine each round: register, revoke the machine, revoke the device.
-    RegisterRevokeLeave,
+    RevokeLeave,
 }
 
 #[derive(Debug)]
@@ -214,11 +214,11 @@ fn flood(kind: Loop, attempts: u64, step: Duration, floor: usize) -> Outcome {
         let from = network(n);
         // Keys: devices are 2n, machines 2n + 1 (a fresh pair per round or per account).
         match kind {
-            Loop::RegisterUnpair => {
+            Loop::Unpair => {
                 let _ = relay.submit(from, &register(0, 1), now);
                 let _ = relay.submit(from, &unpair(1), now);
             }
-            Loop::RegisterUnpairManyAccounts => {
+            Loop::UnpairManyAccounts => {
                 let (d, m) = (2 * account, 2 * account + 1);
                 let registered = relay.submit(from, &register(d, m), now);
                 if registered == Err("account rate".to_string()) {
@@ -227,13 +227,13 @@ fn flood(kind: Loop, attempts: u64, step: Duration, floor: usize) -> Outcome {
                 }
                 let _ = relay.submit(from, &unpair(m), now);
             }
-            Loop::RegisterRevoke | Loop::RegisterRevokeLeave => {
+            Loop::Revoke | Loop::RevokeLeave => {
                 let (d, m) = (2 * n, 2 * n + 1);
                 if relay.submit(from, &register(d, m), now).is_err() {
                     continue;
                 }
                 relay.submit(from, &revoke(d, m), now).expect("revokes");
-                if kind == Loop::RegisterRevokeLeave {
+                if kind == Loop::RevokeLeave {
                     relay.submit(from, &revoke_self(d), now).expect("leaves");
                 }
             }
@@ -276,11 +276,7 @@ fn log_bound(keys: usize, floor: usize) -> u64 {
 fn floods_of_each_loop_keep_the_registry_and_its_log_bounded() {
     const FLOOR: usize = 64;
     let step = Duration::from_secs(1);
-    for kind in [
-        Loop::RegisterUnpair,
-        Loop::RegisterUnpairManyAccounts,
-        Loop::RegisterRevokeLeave,
-    ] {
+    for kind in [Loop::Unpair, Loop::UnpairManyAccounts, Loop::RevokeLeave] {
         let outcome = flood(kind, 300, step, FLOOR);
         assert!(outcome.newcomer_admitted, "{kind:?}: {outcome:?}");
         assert!(
@@ -290,13 +286,13 @@ fn floods_of_each_loop_keep_the_registry_and_its_log_bounded() {
         assert!(outcome.keys <= 2 * 300, "{kind:?}: {outcome:?}");
     }
     // Register → unpair: two keys; the account's hourly count stops it at 120 entries.
-    let outcome = flood(Loop::RegisterUnpair, 300, step, FLOOR);
+    let outcome = flood(Loop::Unpair, 300, step, FLOOR);
     assert_eq!(
         outcome.appended,
         RELAY_REGISTRY_REQUESTS_PER_ACCOUNT_PER_HOUR + 1
     );
     // Register → revoke → leave: nothing is left, however long it runs.
-    let outcome = flood(Loop::RegisterRevokeLeave, 300, step, FLOOR);
+    let outcome = flood(Loop::RevokeLeave, 300, step, FLOOR);
     assert_eq!(outcome.keys, 2, "only the newcomer's");
     assert!(outcome.compactions > 0, "{outcome:?}");
 }
@@ -306,7 +302,7 @@ fn floods_of_each_loop_keep_the_registry_and_its_log_bounded() {
 #[test]
 fn a_flood_of_fresh_accounts_is_held_to_the_admission_rate() {
     let outcome = flood(
-        Loop::RegisterRevoke,
+        Loop::Revoke,
         3_000,
         Duration::from_millis(100),
         RELAY_REGISTRY_COMPACT_FLOOR,
@@ -324,10 +320,10 @@ fn a_flood_of_fresh_accounts_is_held_to_the_admission_rate() {
 #[ignore = "a measurement, run alone"]
 fn an_hour_of_each_loop() {
     for (kind, step) in [
-        (Loop::RegisterUnpair, Duration::from_millis(100)),
-        (Loop::RegisterUnpairManyAccounts, Duration::from_millis(500)),
-        (Loop::RegisterRevoke, Duration::from_millis(100)),
-        (Loop::RegisterRevokeLeave, Duration::from_millis(500)),
+        (Loop::Unpair, Duration::from_millis(100)),
+        (Loop::UnpairManyAccounts, Duration::from_millis(500)),
+        (Loop::Revoke, Duration::from_millis(100)),
+        (Loop::RevokeLeave, Duration::from_millis(500)),
     ] {
         let attempts = HOUR.as_millis() as u64 / step.as_millis() as u64;
         let outcome = flood(kind, attempts, step, RELAY_REGISTRY_COMPACT_FLOOR);
