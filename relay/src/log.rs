@@ -204,3 +204,92 @@ fn warn_torn(report: &muxagent_store::RecoveryReport) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muxagent_proto::Bytes64;
+    use muxagent_proto::identity::{Fingerprint, Signature};
+
+    use crate::registry::DeviceSnapshot;
+
+    fn entry(n: u8) -> SignedEntry {
+        SignedEntry {
+            entry: vec![n; 200],
+            signature: Signature(Bytes64([n; 64])),
+        }
+    }
+
+    fn account(n: u8) -> AccountRecord {
+        AccountRecord {
+            name: Fingerprint([n; 32]),
+            machines: Vec::new(),
+            devices: vec![DeviceSnapshot {
+                key: Fingerprint([n; 32]),
+                owner: true,
+                paired: Vec::new(),
+            }],
+            revoked: vec![Fingerprint([n.wrapping_add(100); 32])],
+        }
+    }
+
+    #[test]
+    fn a_legacy_log_is_replayed_then_replaced_by_its_compaction() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let options = Options {
+                segment_len: LOG_SEGMENT_LEN,
+                retention: None,
+            };
+            let (mut old, _) =
+                Log::<SignedEntry>::open(dir.path().join(LEGACY_DIR), options).expect("opens");
+            for n in 0..3 {
+                old.append(&entry(n)).expect("appends");
+            }
+            old.sync().expect("syncs");
+        }
+        {
+            let (mut log, records) = RegistryLog::open(dir.path(), 16).expect("opens");
+            let expected: Vec<Record> = (0..3).map(|n| Record::Entry(entry(n))).collect();
+            assert_eq!(records, expected);
+            assert!(log.wants_compaction(0), "an old log is compacted at once");
+            assert!(
+                log.append_durable(entry(9)).is_err(),
+                "nothing is added to a log not yet migrated"
+            );
+            // Opened again before the compaction: the old log is still the registry.
+            drop(log);
+            let (mut log, records) = RegistryLog::open(dir.path(), 16).expect("opens");
+            assert_eq!(records, expected);
+            log.compact(vec![account(1)]).expect("compacts");
+            assert!(!dir.path().join(LEGACY_DIR).exists());
+            log.append_durable(entry(4)).expect("appends");
+        }
+        let (log, records) = RegistryLog::open(dir.path(), 16).expect("opens");
+        assert_eq!(
+            records,
+            vec![Record::Account(account(1)), Record::Entry(entry(4))]
+        );
+        assert!(!log.wants_compaction(0));
+    }
+
+    #[test]
+    fn the_log_is_compacted_past_its_floor_and_ratio() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut log, _) = RegistryLog::open(dir.path(), 4).expect("opens");
+        for n in 0..4 {
+            log.append_durable(entry(n)).expect("appends");
+        }
+        assert!(!log.wants_compaction(0));
+        log.append_durable(entry(4)).expect("appends");
+        assert!(log.wants_compaction(0));
+        assert!(
+            !log.wants_compaction(4 * RELAY_REGISTRY_COMPACT_RATIO * 2),
+            "a large registry waits for a quarter of its keys in entries"
+        );
+        let before = log.disk_len();
+        log.compact(vec![account(1), account(2)]).expect("compacts");
+        assert!(log.disk_len() < before);
+        assert!(!log.wants_compaction(0));
+    }
+}
