@@ -4,9 +4,10 @@
 //!
 //! An entry is appended **and synced** before the client is acknowledged, so a crash (even
 //! `kill -9`) loses no acknowledged entry. Once the entries appended since the last compaction
-//! outnumber a quarter of the registry's keys (and `RELAY_REGISTRY_COMPACT_FLOOR`), the log
+//! outnumber a sixteenth of the registry's keys (and `RELAY_REGISTRY_COMPACT_FLOOR`), the log
 //! is rewritten as one [`Record::Account`] per account (`Log::rewrite`: atomic, a crash leaves
-//! the old log or the new one), so its size follows the live registry, not its history.
+//! the old log or the new one), so its size follows the live registry, not its history. A clean
+//! shutdown compacts it too once it holds more than the floor's entries.
 //!
 //! At startup the entries are verified again (signatures and rules): an entry that no longer
 //! verifies is skipped and counted. The account records are not: the relay verified every entry
@@ -164,6 +165,11 @@ impl RegistryLog {
         self.legacy.is_some() || self.entries > self.floor.max(keys / RELAY_REGISTRY_COMPACT_RATIO)
     }
 
+    /// Whether a clean shutdown should compact the log, so the next start verifies few entries.
+    pub(crate) fn wants_compaction_at_shutdown(&self) -> bool {
+        self.entries > self.floor
+    }
+
     /// Replace the log with `accounts` (atomic: a crash leaves the old log or the new one), then
     /// remove a legacy log it replaces.
     pub(crate) fn compact(&mut self, accounts: Vec<AccountRecord>) -> Result<(), String> {
@@ -285,7 +291,7 @@ mod tests {
         assert!(log.wants_compaction(0));
         assert!(
             !log.wants_compaction(4 * RELAY_REGISTRY_COMPACT_RATIO * 2),
-            "a large registry waits for a quarter of its keys in entries"
+            "a large registry waits for a sixteenth of its keys in entries"
         );
         let before = log.disk_len();
         log.compact(vec![account(1), account(2)]).expect("compacts");

@@ -442,11 +442,19 @@ impl Relay {
             let _ = smol::unblock(move || worker.join()).await;
         }
         drop(executor);
-        let flushed = shared
-            .log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .flush();
+        // Compacted now, the next start verifies few entries.
+        let flushed = {
+            let mut log = shared.log.lock().unwrap_or_else(PoisonError::into_inner);
+            if log.wants_compaction_at_shutdown() {
+                match log.compact(shared.router.snapshot()) {
+                    Ok(()) => shared.metrics.registry_compacted(),
+                    Err(e) => crate::warn(format_args!(
+                        "registry: compacting the log at shutdown failed: {e}"
+                    )),
+                }
+            }
+            log.flush()
+        };
         result?;
         flushed.map_err(|reason| RelayError::Store { reason })
     }
