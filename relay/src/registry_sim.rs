@@ -107,7 +107,7 @@ impl Relay {
         let mut registry = Registry::default();
         for record in records {
             match record {
-                Record::Account(account) => registry.restore(&account, &caps).expect("restores"),
+                Record::Account(account) => registry.restore(&account).expect("restores"),
                 Record::Entry(signed) => {
                     let entry: RegistryEntry =
                         postcard::from_bytes(&signed.entry).expect("decodes");
@@ -395,7 +395,7 @@ fn startup_with_a_million_keys() {
     let mut registry = Registry::default();
     for record in &records {
         if let Record::Account(account) = record {
-            registry.restore(account, &caps).expect("restores");
+            registry.restore(account).expect("restores");
         }
     }
     let folded = started.elapsed();

@@ -356,7 +356,7 @@ impl Router {
 
     /// Fold one account of a compacted log at startup, as it was verified when compacted.
     pub(crate) fn restore(&self, record: &AccountRecord) -> Result<(), &'static str> {
-        self.lock().registry.restore(record, &self.limits.caps)
+        self.lock().registry.restore(record)
     }
 
     /// Every account, for a compaction of the log.
