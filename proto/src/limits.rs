@@ -564,7 +564,10 @@ pub const RELAY_ADMISSION_PREFIXES: usize = 16_384;
 
 /// Registry requests one account's keys may make per hour together (on top of each
 /// connection's [`RELAY_REGISTRY_REQUESTS_PER_MIN`] and each network's
-/// [`RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN`]). A register → unpair loop of one account
+/// [`RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN`]), counted once the rules accept them (so a
+/// member cannot spend its account's hour on refused entries) and never for revocations (each
+/// follows a counted registration, and nothing may keep an owner from revoking). A key in no
+/// account counts as its own account, so this is the per-key limit too. A register → unpair loop of one account
 /// appends at most 120 entries (~40 KiB) an hour, however many networks it comes from: before
 /// compaction, 2 × 20 a minute from two keys wrote ~5 GB of log a day. People pair and revoke
 /// a handful a day.

@@ -865,7 +865,7 @@ fn give_back(shared: &Shared, keys: usize, now: Instant) {
     }
 }
 
-/// A registry request: rate, charge, verify, count against its account, check, admit new keys,
+/// A registry request: rate, charge, verify, check, count against its account, admit new keys,
 /// make durable, apply, acknowledge. A device
 /// that revoked itself is closed after the acknowledgement.
 async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow {
@@ -895,33 +895,42 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow
         Ok(entry) => entry,
         Err(e) => return refuse(ErrorCode::EntryRefused, &e.to_string()),
     };
-    // Counted once verified, so nobody spends another account's requests.
-    let account = shared.router.rate_account(&entry);
-    let allowed = shared
-        .account_rate
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .allow(
-            account,
-            now,
-            u32::try_from(shared.limits.registry_requests_per_account_per_hour).unwrap_or(u32::MAX),
-            Duration::from_secs(3600),
-        );
-    if !allowed {
-        metrics.refused(Refusal::RegistryRate);
-        let reason = "too many registry requests for this account in the last hour; try again \
-                      in an hour";
-        reply(
-            shared,
-            session,
-            error_frame(ErrorCode::RateLimited, id, reason),
-        );
-        return Flow::Continue;
-    }
     // One registry change at a time: check, admit, append + sync, apply.
     let _writer = shared.registry_writes.lock().await;
     if let Err(reason) = shared.router.check_entry(session, &entry, unix_now()) {
         return refuse(ErrorCode::EntryRefused, reason);
+    }
+    // Counted once checked, so nobody spends another account's requests, and a member cannot
+    // spend its account's hour with entries the rules refuse. Revocations are never counted:
+    // each follows a counted registration, and nothing may keep an owner from revoking.
+    let revocation = matches!(
+        entry,
+        RegistryEntry::RevokeMachine { .. } | RegistryEntry::RevokeDevice { .. }
+    );
+    if !revocation {
+        let account = shared.router.rate_account(&entry);
+        let allowed = shared
+            .account_rate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(
+                account,
+                now,
+                u32::try_from(shared.limits.registry_requests_per_account_per_hour)
+                    .unwrap_or(u32::MAX),
+                Duration::from_secs(3600),
+            );
+        if !allowed {
+            metrics.refused(Refusal::RegistryRate);
+            let reason = "too many registry requests for this account in the last hour; try \
+                          again in an hour";
+            reply(
+                shared,
+                session,
+                error_frame(ErrorCode::RateLimited, id, reason),
+            );
+            return Flow::Continue;
+        }
     }
     let new_keys = shared.router.new_keys(&entry);
     let admitted = shared

@@ -77,12 +77,16 @@ impl Relay {
         entry: &RegistryEntry,
         now: Instant,
     ) -> Result<(), String> {
+        self.registry.check(entry, &self.caps, Rules::Live)?;
+        let revocation = matches!(
+            entry,
+            RegistryEntry::RevokeMachine { .. } | RegistryEntry::RevokeDevice { .. }
+        );
         let account = self.registry.rate_account(entry);
         let max = RELAY_REGISTRY_REQUESTS_PER_ACCOUNT_PER_HOUR as u32;
-        if !self.accounts.allow(account, now, max, HOUR) {
+        if !revocation && !self.accounts.allow(account, now, max, HOUR) {
             return Err("account rate".into());
         }
-        self.registry.check(entry, &self.caps, Rules::Live)?;
         let new_keys = self.registry.new_keys(entry);
         self.admission.take(network, new_keys, now)?;
         self.log.append_durable(signed(entry))?;

@@ -140,6 +140,12 @@ fn a_register_unpair_loop_is_held_by_its_account_and_its_log_stays_small() {
         // holds the account and at most the floor's entries.
         let log = relay.metric("relay_registry_log_bytes").await;
         assert!(log < 1_200, "the log holds {log} bytes");
+        // A revocation is never held by the account's count.
+        assert_eq!(
+            registry(&mut device, 21, revoke_device_entry(&d, &d)).await,
+            Ok(())
+        );
+        assert_eq!(relay.metric("relay_registry_keys").await, 0);
         // Someone else pairs as ever.
         let (n, nm) = (identity(), identity());
         let mut newcomer = relay.device(&n).await;
