@@ -165,6 +165,11 @@ impl RegistryLog {
         self.legacy.is_some() || self.entries > self.floor.max(keys / RELAY_REGISTRY_COMPACT_RATIO)
     }
 
+    /// Whether the log is still an older relay's, to be replaced by its first compaction.
+    pub(crate) fn is_migrating(&self) -> bool {
+        self.legacy.is_some()
+    }
+
     /// Whether a clean shutdown should compact the log, so the next start verifies few entries.
     pub(crate) fn wants_compaction_at_shutdown(&self) -> bool {
         self.entries > self.floor

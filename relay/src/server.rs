@@ -307,21 +307,28 @@ impl Relay {
         }
         drop(records);
         let log = Arc::new(Mutex::new(log));
-        let due = log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .wants_compaction(router.registry_keys());
+        let (due, migrating) = {
+            let log = log.lock().unwrap_or_else(PoisonError::into_inner);
+            (
+                log.wants_compaction(router.registry_keys()),
+                log.is_migrating(),
+            )
+        };
         if due {
             let accounts = router.snapshot();
             let log = log.clone();
-            smol::unblock(move || {
+            let compacted = smol::unblock(move || {
                 log.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .compact(accounts)
             })
-            .await
-            .map_err(|reason| RelayError::Store { reason })?;
-            metrics.registry_compacted();
+            .await;
+            match compacted {
+                Ok(()) => metrics.registry_compacted(),
+                // An old log takes no entry until it is compacted: no use starting.
+                Err(reason) if migrating => return Err(RelayError::Store { reason }),
+                Err(e) => crate::warn(format_args!("registry: compacting the log failed: {e}")),
+            }
         }
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let listener =

@@ -198,3 +198,49 @@ fn fresh_key_loops_are_held_by_admission_and_leave_nothing_behind() {
         relay.stop().await;
     });
 }
+
+/// A data folder of a relay before compaction (bare signed entries in `registry/`) is verified
+/// once, compacted into `registry-v2/`, and removed; the next start reads the compacted log.
+#[test]
+fn an_older_relays_log_is_verified_once_and_compacted() {
+    smol::block_on(async {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let (d, a, b) = (identity(), identity(), identity());
+        {
+            let options = muxagent_store::Options {
+                segment_len: 1 << 20,
+                retention: None,
+            };
+            let (mut old, _) =
+                muxagent_store::Log::<SignedEntry>::open(temp.path().join("registry"), options)
+                    .expect("old log opens");
+            for machine in [&a, &b] {
+                let entry = register_entry(&d, machine, new_pairing_id());
+                old.append(&entry).expect("appends");
+            }
+            old.append(&revoke_entry(&d, &b)).expect("appends");
+            old.sync().expect("syncs");
+        }
+        let config = common::config(temp.path());
+        for start in 0..2 {
+            let relay = TestRelay::start_with(config.clone()).await;
+            assert_eq!(
+                relay.metric("relay_registry_skipped_at_start_total").await,
+                0
+            );
+            assert_eq!(
+                relay.metric("relay_registry_keys").await,
+                3,
+                "start {start}"
+            );
+            assert_eq!(
+                refused_code(relay.try_connect(&b, Role::Machine, Some("b")).await),
+                ErrorCode::Revoked
+            );
+            let _machine = relay.machine(&a, "a").await;
+            assert!(!temp.path().join("registry").exists(), "start {start}");
+            assert!(temp.path().join("registry-v2").is_dir());
+            relay.stop().await;
+        }
+    });
+}
