@@ -428,8 +428,11 @@ pub const fn relay_memory_bound(connections: usize) -> u64 {
 /// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 210 KiB + (256 MiB +
 /// 50 000 × 65 KiB) ≈ 10.0 GiB + 3.35 GiB = 13.4 GiB, plus the registry at its cap (~200 MB,
 /// [`RELAY_MAX_REGISTRY_KEYS`]; ~64 MB of pairs, [`RELAY_MAX_REGISTRY_PAIRS`]), the pairing
-/// table (~2 MB, [`RELAY_MAX_PAIRINGS`]) and Web Push (127 MiB:
-/// [`RELAY_MAX_PUSH_SUBSCRIPTIONS`] and [`RELAY_PUSH_QUEUE_LEN`]): about 13.7 GiB. Idle, the
+/// table (~2 MB, [`RELAY_MAX_PAIRINGS`]), Web Push (127 MiB:
+/// [`RELAY_MAX_PUSH_SUBSCRIPTIONS`] and [`RELAY_PUSH_QUEUE_LEN`]) and the registry's admission
+/// and account counts (5 MiB, [`RELAY_ADMISSION_PREFIXES`], [`RELAY_REGISTRY_RATE_ACCOUNTS`]):
+/// about 13.7 GiB. A compaction of a full registry holds a copy of its accounts for the rewrite
+/// (~100 MB at 1 000 000 keys) for the second or so it takes. Idle, the
 /// same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
 /// (from at least 782 source prefixes) can push it to. Size `--max-connections` to the
 /// machine: ~275 KiB per connection plus 256 MiB.
@@ -438,7 +441,8 @@ pub const RELAY_WORST_CASE_MEMORY: u64 = relay_memory_bound(RELAY_MAX_CONNECTION
     + RELAY_MAX_REGISTRY_PAIRS as u64 * 64
     + RELAY_MAX_PAIRINGS as u64 * 200
     + RELAY_MAX_PUSH_SUBSCRIPTIONS as u64 * RELAY_PUSH_SUBSCRIPTION_MAX_BYTES as u64
-    + RELAY_PUSH_QUEUE_LEN as u64 * RELAY_PUSH_JOB_MAX_BYTES as u64;
+    + RELAY_PUSH_QUEUE_LEN as u64 * RELAY_PUSH_JOB_MAX_BYTES as u64
+    + (RELAY_ADMISSION_PREFIXES + RELAY_REGISTRY_RATE_ACCOUNTS) as u64 * 64;
 
 // The figures above, kept true (in MiB): 13.4 GiB for the connections, 13.7 GiB in all.
 const _: () = {

@@ -294,6 +294,17 @@ impl Limits {
                 limits::RELAY_MAX_DEVICES_PER_ACCOUNT
             ));
         }
+        if self.new_keys_burst < 2
+            || self.new_keys_per_hour == 0
+            || self.new_key_registrations_per_prefix_per_hour == 0
+            || self.registry_requests_per_account_per_hour == 0
+        {
+            // A new account adds two keys at once: a smaller burst would admit nobody.
+            return Err(
+                "the registry's admission needs a burst of at least 2 keys and rates of at least 1"
+                    .into(),
+            );
+        }
         if self.push_workers == 0 || self.push_queue_len == 0 || self.push_attempts == 0 {
             return Err("push needs at least one worker, one queue slot and one attempt".into());
         }
