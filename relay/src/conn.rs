@@ -866,8 +866,8 @@ fn give_back(shared: &Shared, keys: usize, now: Instant) {
 }
 
 /// A registry request: rate, charge, verify, check, count against its account, admit new keys,
-/// make durable, apply, acknowledge. A device
-/// that revoked itself is closed after the acknowledgement.
+/// make durable, apply, acknowledge, compact the log if due. A device that revoked itself is
+/// closed after the acknowledgement.
 async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow {
     let metrics = &shared.metrics;
     let id = Some(request.request);
@@ -963,7 +963,6 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow
         keys_before.saturating_sub(shared.router.registry_keys()),
         now,
     );
-    shared.compact_if_due().await;
     metrics.entry_accepted(match entry {
         RegistryEntry::RegisterMachine { .. } => EntryKind::Register,
         RegistryEntry::RevokeMachine { .. } => EntryKind::Revoke,
@@ -979,11 +978,14 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow
         request: request.request,
     }));
     if applied.close_author {
+        shared.compact_if_due().await;
         return Flow::Close(Disconnect::Revoked, Some(ack));
     }
     reply(shared, session, ack);
     for frame in applied.frames {
         reply(shared, session, frame);
     }
+    // After the answer, so no client waits for the rewrite (the writer lock is still held).
+    shared.compact_if_due().await;
     Flow::Continue
 }
