@@ -428,8 +428,11 @@ pub const fn relay_memory_bound(connections: usize) -> u64 {
 /// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 210 KiB + (256 MiB +
 /// 50 000 × 65 KiB) ≈ 10.0 GiB + 3.35 GiB = 13.4 GiB, plus the registry at its cap (~200 MB,
 /// [`RELAY_MAX_REGISTRY_KEYS`]; ~64 MB of pairs, [`RELAY_MAX_REGISTRY_PAIRS`]), the pairing
-/// table (~2 MB, [`RELAY_MAX_PAIRINGS`]) and Web Push (127 MiB:
-/// [`RELAY_MAX_PUSH_SUBSCRIPTIONS`] and [`RELAY_PUSH_QUEUE_LEN`]): about 13.7 GiB. Idle, the
+/// table (~2 MB, [`RELAY_MAX_PAIRINGS`]), Web Push (127 MiB:
+/// [`RELAY_MAX_PUSH_SUBSCRIPTIONS`] and [`RELAY_PUSH_QUEUE_LEN`]) and the registry's admission
+/// and account counts (5 MiB, [`RELAY_ADMISSION_PREFIXES`], [`RELAY_REGISTRY_RATE_ACCOUNTS`]):
+/// about 13.7 GiB. A compaction of a full registry holds a copy of its accounts for the rewrite
+/// (~100 MB at 1 000 000 keys) for the second or so it takes. Idle, the
 /// same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
 /// (from at least 782 source prefixes) can push it to. Size `--max-connections` to the
 /// machine: ~275 KiB per connection plus 256 MiB.
@@ -438,7 +441,8 @@ pub const RELAY_WORST_CASE_MEMORY: u64 = relay_memory_bound(RELAY_MAX_CONNECTION
     + RELAY_MAX_REGISTRY_PAIRS as u64 * 64
     + RELAY_MAX_PAIRINGS as u64 * 200
     + RELAY_MAX_PUSH_SUBSCRIPTIONS as u64 * RELAY_PUSH_SUBSCRIPTION_MAX_BYTES as u64
-    + RELAY_PUSH_QUEUE_LEN as u64 * RELAY_PUSH_JOB_MAX_BYTES as u64;
+    + RELAY_PUSH_QUEUE_LEN as u64 * RELAY_PUSH_JOB_MAX_BYTES as u64
+    + (RELAY_ADMISSION_PREFIXES + RELAY_REGISTRY_RATE_ACCOUNTS) as u64 * 64;
 
 // The figures above, kept true (in MiB): 13.4 GiB for the connections, 13.7 GiB in all.
 const _: () = {
@@ -511,6 +515,84 @@ pub const RELAY_MAX_REGISTRY_PAIRS: usize = 1_000_000;
 /// registrations are refused (`EntryRefused`, "the relay's registry is full") until an
 /// operator moves accounts elsewhere (see the scale-out plan).
 pub const RELAY_MAX_REGISTRY_KEYS: usize = 1_000_000;
+
+// ---- Registry admission and compaction ----
+//
+// Keys are cheap to make, so what bounds the registry is how fast it lets keys in. Revoked
+// keys count against the account that revoked them ([`RELAY_MAX_REVOKED_PER_ACCOUNT`]) and are
+// forgotten with it, so revoking never grows the relay beyond its accounts; an account holds at
+// most 256 + 32 live keys and 288 + 288 revoked ones (a revocation is never refused: it only
+// turns a live key into a revoked one). New accounts, and keys joining old ones, come through
+// one relay-wide bucket of new keys ([`RELAY_NEW_KEYS_PER_HOUR`]) of which one source network
+// takes a share ([`RELAY_NEW_KEY_REGISTRATIONS_PER_PREFIX_PER_HOUR`]). At the attacker's best
+// rate — every token of the bucket, from as many networks as it takes — filling
+// [`RELAY_MAX_REGISTRY_KEYS`] takes (1 000 000 − 600) / 600 per hour ≈ 1 666 hours ≈ 69 days,
+// long enough for an operator to see `registry_keys` climb in `/metrics` and act. Meanwhile
+// honest newcomers are slowed, not shut out for good: existing accounts are untouched, and
+// keys given back (an unpair, an account removed) return to the bucket.
+
+/// Keys an account may keep barred (its revoked machines and devices), as many as it may hold
+/// live (256 machines + 32 devices). At it the account adds no key until it is removed; a
+/// person replacing a laptop a month takes 24 years to get there. 288 × 32 bytes = 9 KiB in its
+/// log record.
+pub const RELAY_MAX_REVOKED_PER_ACCOUNT: usize =
+    RELAY_MAX_MACHINES_PER_ACCOUNT + RELAY_MAX_DEVICES_PER_ACCOUNT;
+
+/// Keys the whole relay adds per hour at most, net: a registration takes one per key it adds
+/// (a new account: a device and a machine, two), and keys leaving (an unpaired machine, a
+/// removed account) give theirs back, up to the burst. 600 an hour is 300 new people an hour,
+/// 7 200 a day; the cap fills in no less than ~69 days (see above). Past it registrations that
+/// add keys are refused with `RateLimited` ("the relay is taking new devices and machines
+/// slowly right now …"); nothing else is.
+pub const RELAY_NEW_KEYS_PER_HOUR: u32 = 600;
+
+/// The bucket of [`RELAY_NEW_KEYS_PER_HOUR`] holds at most this many keys: one hour's worth.
+pub const RELAY_NEW_KEYS_BURST: u32 = 600;
+
+/// Registrations that add keys (≤ 2 keys each) per source network per hour. A network is an
+/// IPv4 /24 ([`RELAY_IPV4_PREFIX_LEN`]) or an IPv6 /48 ([`RELAY_ADMISSION_IPV6_PREFIX_LEN`]), so
+/// one network takes at most 40 of the 600 keys an hour: it takes 15 networks, not one, to
+/// hold back newcomers elsewhere. A household pairs a few machines; a team onboarding 20
+/// machines from one office finishes in the next hour.
+pub const RELAY_NEW_KEY_REGISTRATIONS_PER_PREFIX_PER_HOUR: usize = 20;
+
+/// IPv6 addresses share one admission count per /48, not per /64
+/// ([`RELAY_IPV6_PREFIX_LEN`]): a /64 is what any VPS or phone gets, and a single customer
+/// often holds a /56 or /48 (65 536 or 256 /64s), so counting /64s would hand one attacker
+/// thousands of shares.
+pub const RELAY_ADMISSION_IPV6_PREFIX_LEN: u8 = 48;
+
+/// Networks whose new-key registrations are counted at once, ~64 bytes each: 16 384 is 1 MiB.
+/// Past it networks whose hour has passed are forgotten and the rest share one count.
+pub const RELAY_ADMISSION_PREFIXES: usize = 16_384;
+
+/// Registry requests one account's keys may make per hour together (on top of each
+/// connection's [`RELAY_REGISTRY_REQUESTS_PER_MIN`] and each network's
+/// [`RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN`]), counted once the rules accept them (so a
+/// member cannot spend its account's hour on refused entries) and never for revocations (each
+/// follows a counted registration, and nothing may keep an owner from revoking). A key in no
+/// account counts as its own account, so this is the per-key limit too. A register → unpair loop of one account
+/// appends at most 120 entries (~40 KiB) an hour, however many networks it comes from: before
+/// compaction, 2 × 20 a minute from two keys wrote ~5 GB of log a day. People pair and revoke
+/// a handful a day.
+pub const RELAY_REGISTRY_REQUESTS_PER_ACCOUNT_PER_HOUR: usize = 120;
+
+/// Accounts whose registry requests are counted at once, ~64 bytes each: 65 536 is 4 MiB.
+pub const RELAY_REGISTRY_RATE_ACCOUNTS: usize = 65_536;
+
+/// Entries appended to the registry log since its last compaction before it is compacted again,
+/// at the least (a few hundred KiB: not worth a rewrite below it).
+pub const RELAY_REGISTRY_COMPACT_FLOOR: usize = 2_048;
+
+/// The log is compacted (rewritten as one record per account, `Log::rewrite`) once the entries
+/// appended since the last compaction exceed [`RELAY_REGISTRY_COMPACT_FLOOR`] and 1 / this of
+/// the keys the registry holds (and at a clean shutdown once they exceed the floor). Measured,
+/// the compacted form takes 48 bytes a key (48 MB for 1 000 000 keys) and folds in 0.8 s;
+/// re-verifying an entry takes ~90 µs a signature. So at 1 000 000 keys the log holds at most
+/// 48 MB + 62 500 entries × ~330 bytes = 69 MB, a start-up after a crash re-verifies at most
+/// those 62 500 entries (~11 s), and a compaction (48 bytes × keys) comes once per keys / 16
+/// appends: ~770 bytes written per appended entry, amortized.
+pub const RELAY_REGISTRY_COMPACT_RATIO: usize = 16;
 
 /// On shutdown, clients are told to reconnect after about this long (they add their own
 /// jitter), so a restart does not meet all of them in the same millisecond.

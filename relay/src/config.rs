@@ -152,6 +152,19 @@ pub struct Limits {
     pub max_registry_keys: usize,
     /// Pairs (a device paired with a machine) the registry holds at most.
     pub max_registry_pairs: usize,
+    /// Keys one account keeps barred (revoked) at most.
+    pub max_revoked_per_account: usize,
+    /// Keys the relay adds per hour, net.
+    pub new_keys_per_hour: u32,
+    /// Keys the bucket of `new_keys_per_hour` holds at most.
+    pub new_keys_burst: u32,
+    /// Registrations adding keys per source network per hour.
+    pub new_key_registrations_per_prefix_per_hour: usize,
+    /// Registry requests per account per hour.
+    pub registry_requests_per_account_per_hour: usize,
+    /// Entries appended to the registry log since its last compaction, at the least, before it
+    /// is compacted again.
+    pub registry_compact_floor: usize,
     /// Reconnect hint sent in `Restarting`.
     pub restart_reconnect_in: Duration,
     /// Retry window sent in `Restarting`.
@@ -211,6 +224,14 @@ impl Default for Limits {
             max_devices_per_account: limits::RELAY_MAX_DEVICES_PER_ACCOUNT,
             max_registry_keys: limits::RELAY_MAX_REGISTRY_KEYS,
             max_registry_pairs: limits::RELAY_MAX_REGISTRY_PAIRS,
+            max_revoked_per_account: limits::RELAY_MAX_REVOKED_PER_ACCOUNT,
+            new_keys_per_hour: limits::RELAY_NEW_KEYS_PER_HOUR,
+            new_keys_burst: limits::RELAY_NEW_KEYS_BURST,
+            new_key_registrations_per_prefix_per_hour:
+                limits::RELAY_NEW_KEY_REGISTRATIONS_PER_PREFIX_PER_HOUR,
+            registry_requests_per_account_per_hour:
+                limits::RELAY_REGISTRY_REQUESTS_PER_ACCOUNT_PER_HOUR,
+            registry_compact_floor: limits::RELAY_REGISTRY_COMPACT_FLOOR,
             restart_reconnect_in: Duration::from_millis(u64::from(
                 limits::RELAY_RESTART_RECONNECT_IN_MS,
             )),
@@ -290,6 +311,17 @@ impl Limits {
                 limits::RELAY_MAX_MACHINES_PER_ACCOUNT,
                 limits::RELAY_MAX_DEVICES_PER_ACCOUNT
             ));
+        }
+        if self.new_keys_burst < 2
+            || self.new_keys_per_hour == 0
+            || self.new_key_registrations_per_prefix_per_hour == 0
+            || self.registry_requests_per_account_per_hour == 0
+        {
+            // A new account adds two keys at once: a smaller burst would admit nobody.
+            return Err(
+                "the registry's admission needs a burst of at least 2 keys and rates of at least 1"
+                    .into(),
+            );
         }
         if self.push_workers == 0 || self.push_queue_len == 0 || self.push_attempts == 0 {
             return Err("push needs at least one worker, one queue slot and one attempt".into());

@@ -860,8 +860,20 @@ pub(crate) fn write_rate(
     Ok(())
 }
 
-/// A registry request: rate, charge, verify, check, make durable, apply, acknowledge. A device
-/// that revoked itself is closed after the acknowledgement.
+/// Return `keys` to the relay's bucket of new keys.
+fn give_back(shared: &Shared, keys: usize, now: Instant) {
+    if keys > 0 {
+        shared
+            .admission
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .give_back(keys, now);
+    }
+}
+
+/// A registry request: rate, charge, verify, check, count against its account, admit new keys,
+/// make durable, apply, acknowledge, compact the log if due. A device that revoked itself is
+/// closed after the acknowledgement.
 async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow {
     let metrics = &shared.metrics;
     let id = Some(request.request);
@@ -889,19 +901,74 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow
         Ok(entry) => entry,
         Err(e) => return refuse(ErrorCode::EntryRefused, &e.to_string()),
     };
-    // One registry change at a time: check, append + sync, apply.
+    // One registry change at a time: check, admit, append + sync, apply.
     let _writer = shared.registry_writes.lock().await;
     if let Err(reason) = shared.router.check_entry(session, &entry, unix_now()) {
         return refuse(ErrorCode::EntryRefused, reason);
     }
+    // Counted once checked, so nobody spends another account's requests, and a member cannot
+    // spend its account's hour with entries the rules refuse. Revocations are never counted:
+    // each follows a counted registration, and nothing may keep an owner from revoking.
+    let revocation = matches!(
+        entry,
+        RegistryEntry::RevokeMachine { .. } | RegistryEntry::RevokeDevice { .. }
+    );
+    if !revocation {
+        let account = shared.router.rate_account(&entry);
+        let allowed = shared
+            .account_rate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(
+                account,
+                now,
+                u32::try_from(shared.limits.registry_requests_per_account_per_hour)
+                    .unwrap_or(u32::MAX),
+                Duration::from_secs(3600),
+            );
+        if !allowed {
+            metrics.refused(Refusal::RegistryRate);
+            let reason = "too many registry requests for this account in the last hour; try \
+                          again in an hour";
+            reply(
+                shared,
+                session,
+                error_frame(ErrorCode::RateLimited, id, reason),
+            );
+            return Flow::Continue;
+        }
+    }
+    let new_keys = shared.router.new_keys(&entry);
+    let admitted = shared
+        .admission
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take(session.prefix, new_keys, now);
+    if let Err(reason) = admitted {
+        metrics.refused(Refusal::RegistryRate);
+        reply(
+            shared,
+            session,
+            error_frame(ErrorCode::RateLimited, id, reason),
+        );
+        return Flow::Continue;
+    }
     if let Err(reason) = shared.append_durable(request.entry).await {
         crate::warn(format_args!("registry log write failed: {reason}"));
+        give_back(shared, new_keys, now);
         return refuse(
             ErrorCode::Internal,
             "the relay could not store the entry; try again later",
         );
     }
+    let keys_before = shared.router.registry_keys();
     let applied = shared.router.apply_entry(&entry, session);
+    // Keys that left (an unpaired machine, a removed account) make room for new ones.
+    give_back(
+        shared,
+        keys_before.saturating_sub(shared.router.registry_keys()),
+        now,
+    );
     metrics.entry_accepted(match entry {
         RegistryEntry::RegisterMachine { .. } => EntryKind::Register,
         RegistryEntry::RevokeMachine { .. } => EntryKind::Revoke,
@@ -917,11 +984,14 @@ async fn registry(shared: &Shared, session: &Session, request: Registry) -> Flow
         request: request.request,
     }));
     if applied.close_author {
+        shared.compact_if_due().await;
         return Flow::Close(Disconnect::Revoked, Some(ack));
     }
     reply(shared, session, ack);
     for frame in applied.frames {
         reply(shared, session, frame);
     }
+    // After the answer, so no client waits for the rewrite (the writer lock is still held).
+    shared.compact_if_due().await;
     Flow::Continue
 }

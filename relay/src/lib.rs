@@ -66,6 +66,7 @@ pub mod config;
 pub mod error;
 pub mod shutdown;
 
+mod admission;
 mod assets;
 mod bucket;
 mod conn;
@@ -77,6 +78,8 @@ mod outbox;
 mod push;
 mod pushback;
 mod registry;
+#[cfg(test)]
+mod registry_sim;
 mod router;
 mod server;
 mod stream;

@@ -198,6 +198,7 @@ pub(crate) struct Metrics {
     entries: [AtomicU64; 5],
     entries_refused: AtomicU64,
     entries_skipped_at_start: AtomicU64,
+    registry_compactions: AtomicU64,
     unknown_frames: AtomicU64,
     malformed_frames: AtomicU64,
     throttled: AtomicU64,
@@ -212,6 +213,10 @@ pub(crate) struct Sizes {
     pub accounts: usize,
     pub machines: usize,
     pub revoked: usize,
+    /// Keys in the registry: machines, devices with an account, revoked keys.
+    pub registry_keys: usize,
+    /// Bytes of the registry log on disk (filled in by the server).
+    pub registry_log_bytes: u64,
     pub pairings: usize,
     /// Filled in by the server from its queue pool.
     pub queued_bytes: usize,
@@ -242,6 +247,7 @@ impl Metrics {
             entries: counters(),
             entries_refused: AtomicU64::new(0),
             entries_skipped_at_start: AtomicU64::new(0),
+            registry_compactions: AtomicU64::new(0),
             unknown_frames: AtomicU64::new(0),
             malformed_frames: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
@@ -310,6 +316,9 @@ impl Metrics {
     }
     pub(crate) fn entry_skipped_at_start(&self) {
         Self::bump(&self.entries_skipped_at_start);
+    }
+    pub(crate) fn registry_compacted(&self) {
+        Self::bump(&self.registry_compactions);
     }
     pub(crate) fn unknown_frame(&self) {
         Self::bump(&self.unknown_frames);
@@ -570,6 +579,17 @@ impl Metrics {
         );
         header(
             &mut out,
+            "relay_registry_compactions_total",
+            "counter",
+            "Times the registry log was rewritten as its accounts.",
+        );
+        plain(
+            &mut out,
+            "relay_registry_compactions_total",
+            get(&self.registry_compactions),
+        );
+        header(
+            &mut out,
             "relay_unknown_frames_total",
             "counter",
             "Frames of unknown kind, skipped.",
@@ -651,9 +671,27 @@ impl Metrics {
             &mut out,
             "relay_revoked_keys",
             "gauge",
-            "Revoked machine keys.",
+            "Revoked keys, each barred while the account that revoked it exists.",
         );
         plain(&mut out, "relay_revoked_keys", sizes.revoked as u64);
+        header(
+            &mut out,
+            "relay_registry_keys",
+            "gauge",
+            "Keys in the registry (machines, devices with an account, revoked keys).",
+        );
+        plain(&mut out, "relay_registry_keys", sizes.registry_keys as u64);
+        header(
+            &mut out,
+            "relay_registry_log_bytes",
+            "gauge",
+            "Bytes of the registry log on disk.",
+        );
+        plain(
+            &mut out,
+            "relay_registry_log_bytes",
+            sizes.registry_log_bytes,
+        );
         header(
             &mut out,
             "relay_open_pairings",

@@ -37,18 +37,30 @@
 //! accept the wider one accepts too, so a log replays to the state its relay had, whether it
 //! was written before or after owners.
 //!
-//! Every map is bounded: machines and devices per account, keys and pairs in total.
+//! # Revoked keys belong to the account that revoked them
+//!
+//! A revoked key is barred as long as the account that revoked it exists, and counts against
+//! that account ([`Caps::revoked_per_account`]), not a relay-wide pool: a loop of fresh key →
+//! register → revoke fills its own account, never the relay. When an account has no device
+//! and no machine left it is removed, and its revoked keys are forgotten with it: nobody is
+//! left whom they could reach (a forgotten key starts over as a stranger, in no account).
+//!
+//! Every map is bounded: machines, devices and revoked keys per account, keys and pairs in
+//! total. How fast keys may be added at all is [`crate::admission`]'s.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use muxagent_proto::frame::{Hostname, RegistryEntry};
 use muxagent_proto::identity::Fingerprint;
+use serde::{Deserialize, Serialize};
 
 /// The bounds the fold enforces.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Caps {
     pub machines_per_account: usize,
     pub devices_per_account: usize,
+    /// Keys an account revoked and keeps barred; at it, the account adds no key.
+    pub revoked_per_account: usize,
     pub keys: usize,
     pub pairs: usize,
 }
@@ -63,14 +75,14 @@ pub(crate) enum Rules {
 }
 
 /// A registered machine.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct MachineRecord {
     pub account: Fingerprint,
     pub hostname: Hostname,
 }
 
 /// A device of an account.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct DeviceRecord {
     pub account: Fingerprint,
     pub owner: bool,
@@ -78,20 +90,42 @@ pub(crate) struct DeviceRecord {
     pub paired: Vec<Fingerprint>,
 }
 
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub(crate) struct Account {
     pub devices: Vec<Fingerprint>,
     pub machines: Vec<Fingerprint>,
+    /// Keys this account revoked, oldest first: barred while it exists.
+    pub revoked: Vec<Fingerprint>,
+}
+
+/// One account as a record of the compacted log ([`Registry::snapshot`]): everything the fold
+/// knows of it, in its order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AccountRecord {
+    pub name: Fingerprint,
+    pub machines: Vec<(Fingerprint, Hostname)>,
+    pub devices: Vec<DeviceSnapshot>,
+    pub revoked: Vec<Fingerprint>,
+}
+
+/// A device in an [`AccountRecord`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DeviceSnapshot {
+    pub key: Fingerprint,
+    pub owner: bool,
+    /// Indices into the account's machines, oldest pair first.
+    pub paired: Vec<u16>,
 }
 
 /// Accounts, machines, devices and revoked keys.
-#[derive(Clone, Default, Debug)]
+#[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub(crate) struct Registry {
     machines: HashMap<Fingerprint, MachineRecord>,
     /// Devices with an account; devices without one are absent.
     devices: HashMap<Fingerprint, DeviceRecord>,
     accounts: HashMap<Fingerprint, Account>,
-    revoked: HashSet<Fingerprint>,
+    /// Revoked keys and the account each is charged to.
+    revoked: HashMap<Fingerprint, Fingerprint>,
     /// Pairs over every device record.
     pairs: usize,
 }
@@ -114,7 +148,7 @@ impl Registry {
     }
 
     pub(crate) fn is_revoked(&self, key: &Fingerprint) -> bool {
-        self.revoked.contains(key)
+        self.revoked.contains_key(key)
     }
 
     pub(crate) fn is_device(&self, key: &Fingerprint) -> bool {
@@ -165,8 +199,38 @@ impl Registry {
         (self.accounts.len(), self.machines.len(), self.revoked.len())
     }
 
-    fn keys(&self) -> usize {
+    /// Keys the registry holds: machines, devices with an account, revoked keys.
+    pub(crate) fn keys(&self) -> usize {
         self.machines.len() + self.devices.len() + self.revoked.len()
+    }
+
+    /// Keys `entry` would add to the registry (a registration's new machine and new device;
+    /// every other entry adds none).
+    pub(crate) fn new_keys(&self, entry: &RegistryEntry) -> usize {
+        let RegistryEntry::RegisterMachine {
+            device, machine, ..
+        } = entry
+        else {
+            return 0;
+        };
+        usize::from(!self.devices.contains_key(&device.fingerprint()))
+            + usize::from(!self.machines.contains_key(&machine.fingerprint()))
+    }
+
+    /// The account whose request rate `entry` counts against: the account of the machine it
+    /// names, else its author's, else (a key in no account) the author itself.
+    pub(crate) fn rate_account(&self, entry: &RegistryEntry) -> Fingerprint {
+        let author = entry.author().fingerprint();
+        let machine = match entry {
+            RegistryEntry::RegisterMachine { machine, .. }
+            | RegistryEntry::UnpairMachine { machine, .. } => Some(machine.fingerprint()),
+            RegistryEntry::RevokeMachine { machine, .. } => Some(*machine),
+            RegistryEntry::GrantOwner { .. } | RegistryEntry::RevokeDevice { .. } => None,
+        };
+        machine
+            .and_then(|machine| self.machines.get(&machine).map(|record| record.account))
+            .or_else(|| self.device_account(&author))
+            .unwrap_or(author)
     }
 
     /// Whether `entry` may be applied now, by the registry's rules alone. The reason is for
@@ -231,7 +295,7 @@ impl Registry {
             }
             RegistryEntry::RevokeDevice { author, device, .. } => {
                 let Some(target) = self.devices.get(device) else {
-                    return Err(if self.revoked.contains(device) {
+                    return Err(if self.revoked.contains_key(device) {
                         "that device is revoked already"
                     } else {
                         "that device is not in an account"
@@ -261,10 +325,10 @@ impl Registry {
         if device == machine {
             return Err("a key cannot register itself");
         }
-        if self.revoked.contains(machine) {
+        if self.revoked.contains_key(machine) {
             return Err("this machine's key is revoked");
         }
-        if self.revoked.contains(device) {
+        if self.revoked.contains_key(device) {
             return Err("this device's key is revoked");
         }
         if self.machines.contains_key(device) {
@@ -279,6 +343,24 @@ impl Registry {
             return Err("the relay's registry is full");
         }
         let device_account = record.map(|record| record.account);
+        let account = self
+            .machines
+            .get(machine)
+            .map(|target| target.account)
+            .or(device_account)
+            .unwrap_or(*device);
+        let adds_keys = record.is_none() || !self.machines.contains_key(machine);
+        if adds_keys
+            && self
+                .accounts
+                .get(&account)
+                .is_some_and(|a| a.revoked.len() >= caps.revoked_per_account)
+        {
+            return Err(
+                "this account has revoked as many keys as it may keep barred, so it takes no \
+                 new device or machine; pair with a new device to start a new account",
+            );
+        }
         match self.machines.get(machine) {
             Some(target) => {
                 if device_account.is_some_and(|account| account != target.account) {
@@ -301,7 +383,9 @@ impl Registry {
                     .get(&account)
                     .is_some_and(|a| a.machines.len() >= caps.machines_per_account)
                 {
-                    return Err("the account has its maximum number of machines");
+                    return Err(
+                        "the account has its maximum number of machines; revoke or unpair one first",
+                    );
                 }
                 if self.keys() + 2 > caps.keys {
                     return Err("the relay's registry is full");
@@ -353,12 +437,15 @@ impl Registry {
                 Some(account)
             }
             RegistryEntry::RevokeMachine { machine, .. } => {
-                let account = self.remove_machine(machine);
-                self.revoked.insert(*machine);
-                account
+                let account = self.remove_machine(machine)?;
+                self.charge_revoked(*machine, account);
+                self.remove_if_empty(&account);
+                Some(account)
             }
             RegistryEntry::UnpairMachine { machine, .. } => {
-                self.remove_machine(&machine.fingerprint())
+                let account = self.remove_machine(&machine.fingerprint())?;
+                self.remove_if_empty(&account);
+                Some(account)
             }
             RegistryEntry::GrantOwner { device, .. } => {
                 let record = self.devices.get_mut(device)?;
@@ -366,18 +453,166 @@ impl Registry {
                 Some(record.account)
             }
             RegistryEntry::RevokeDevice { device, .. } => {
-                self.revoked.insert(*device);
                 let record = self.devices.remove(device)?;
                 self.pairs = self.pairs.saturating_sub(record.paired.len());
                 if let Some(members) = self.accounts.get_mut(&record.account) {
                     members.devices.retain(|d| d != device);
-                    if members.devices.is_empty() && members.machines.is_empty() {
-                        self.accounts.remove(&record.account);
-                    }
                 }
+                self.charge_revoked(*device, record.account);
+                self.remove_if_empty(&record.account);
                 Some(record.account)
             }
         }
+    }
+
+    /// Bar `key` for as long as `account` exists, counted against it.
+    fn charge_revoked(&mut self, key: Fingerprint, account: Fingerprint) {
+        if let Some(members) = self.accounts.get_mut(&account) {
+            members.revoked.push(key);
+            self.revoked.insert(key, account);
+        }
+    }
+
+    /// Remove `account` if no device and no machine is left in it, forgetting its revoked keys.
+    fn remove_if_empty(&mut self, account: &Fingerprint) {
+        let empty = self
+            .accounts
+            .get(account)
+            .is_some_and(|a| a.devices.is_empty() && a.machines.is_empty());
+        if !empty {
+            return;
+        }
+        if let Some(members) = self.accounts.remove(account) {
+            for key in &members.revoked {
+                if self.revoked.get(key) == Some(account) {
+                    self.revoked.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Every account as a record, for a compaction of the log.
+    pub(crate) fn snapshot(&self) -> Vec<AccountRecord> {
+        self.accounts
+            .iter()
+            .map(|(name, account)| self.record_of(name, account))
+            .collect()
+    }
+
+    fn record_of(&self, name: &Fingerprint, account: &Account) -> AccountRecord {
+        let machines: Vec<(Fingerprint, Hostname)> = account
+            .machines
+            .iter()
+            .map(|m| {
+                let hostname = self
+                    .machines
+                    .get(m)
+                    .map(|r| r.hostname.clone())
+                    .unwrap_or_default();
+                (*m, hostname)
+            })
+            .collect();
+        let devices = account
+            .devices
+            .iter()
+            .filter_map(|d| {
+                let record = self.devices.get(d)?;
+                let paired = record
+                    .paired
+                    .iter()
+                    .filter_map(|p| account.machines.iter().position(|m| m == p))
+                    .filter_map(|i| u16::try_from(i).ok())
+                    .collect();
+                Some(DeviceSnapshot {
+                    key: *d,
+                    owner: record.owner,
+                    paired,
+                })
+            })
+            .collect();
+        AccountRecord {
+            name: *name,
+            machines,
+            devices,
+            revoked: account.revoked.clone(),
+        }
+    }
+
+    /// Add an account from a compacted log, as the relay verified it when it wrote it. A record
+    /// that names a key the registry already holds, or a machine index out of range, is refused
+    /// whole. The caps are not applied: they bound what is added, and an operator lowering one
+    /// must not lose the accounts already over it.
+    pub(crate) fn restore(&mut self, record: &AccountRecord) -> Result<(), &'static str> {
+        if self.accounts.contains_key(&record.name) {
+            return Err("the account is in the registry already");
+        }
+        let keys = record.machines.len() + record.devices.len() + record.revoked.len();
+        let mut seen = std::collections::HashSet::with_capacity(keys);
+        let all = record
+            .machines
+            .iter()
+            .map(|(m, _)| m)
+            .chain(record.devices.iter().map(|d| &d.key))
+            .chain(record.revoked.iter());
+        for key in all {
+            let known = self.machines.contains_key(key)
+                || self.devices.contains_key(key)
+                || self.revoked.contains_key(key);
+            if known || !seen.insert(*key) {
+                return Err("the account names a key twice or one the registry holds");
+            }
+        }
+        if record.devices.is_empty() && record.machines.is_empty() {
+            return Err("the account is empty");
+        }
+        let mut account = Account {
+            devices: Vec::with_capacity(record.devices.len()),
+            machines: Vec::with_capacity(record.machines.len()),
+            revoked: record.revoked.clone(),
+        };
+        let mut devices = Vec::with_capacity(record.devices.len());
+        let mut pairs = 0;
+        for device in &record.devices {
+            let mut paired = Vec::with_capacity(device.paired.len());
+            for index in &device.paired {
+                let (machine, _) = record
+                    .machines
+                    .get(usize::from(*index))
+                    .ok_or("a device is paired with a machine the account does not hold")?;
+                if !paired.contains(machine) {
+                    paired.push(*machine);
+                }
+            }
+            pairs += paired.len();
+            devices.push((
+                device.key,
+                DeviceRecord {
+                    account: record.name,
+                    owner: device.owner,
+                    paired,
+                },
+            ));
+        }
+        for (key, device) in devices {
+            account.devices.push(key);
+            self.devices.insert(key, device);
+        }
+        for (machine, hostname) in &record.machines {
+            account.machines.push(*machine);
+            self.machines.insert(
+                *machine,
+                MachineRecord {
+                    account: record.name,
+                    hostname: hostname.clone(),
+                },
+            );
+        }
+        for key in &record.revoked {
+            self.revoked.insert(*key, record.name);
+        }
+        self.pairs += pairs;
+        self.accounts.insert(record.name, account);
+        Ok(())
     }
 
     fn remove_machine(&mut self, machine: &Fingerprint) -> Option<Fingerprint> {
@@ -405,6 +640,7 @@ mod tests {
     const CAPS: Caps = Caps {
         machines_per_account: 2,
         devices_per_account: 2,
+        revoked_per_account: 4,
         keys: 100,
         pairs: 100,
     };
@@ -533,6 +769,7 @@ mod tests {
     const WIDE: Caps = Caps {
         machines_per_account: 8,
         devices_per_account: 8,
+        revoked_per_account: 8,
         keys: 100,
         pairs: 100,
     };
@@ -785,6 +1022,101 @@ mod tests {
         assert!(registry.machine(&fp(10)).is_none());
         assert!(accept(&mut registry, &register(1, 10)).is_err());
         assert!(accept(&mut registry, &revoke(1, 10)).is_err());
+    }
+
+    /// check + apply, as the relay does once signatures are verified (they are not checked
+    /// here: the registry's rules are the subject).
+    fn apply_with(
+        registry: &mut Registry,
+        caps: &Caps,
+        entry: &RegistryEntry,
+    ) -> Result<(), String> {
+        registry.check(entry, caps, Rules::Live)?;
+        registry.apply(entry);
+        Ok(())
+    }
+
+    /// Fresh machine keys registered and revoked by one device: the revocations are charged to
+    /// its account, which stops taking keys at its cap; the relay's count stays bounded.
+    #[test]
+    fn a_register_revoke_loop_fills_its_own_account_not_the_relay() {
+        let caps = WIDE;
+        let mut registry = Registry::default();
+        let mut refused = 0;
+        for machine in 100..130u8 {
+            if apply_with(&mut registry, &caps, &register(1, machine)).is_err() {
+                refused += 1;
+                continue;
+            }
+            apply_with(&mut registry, &caps, &revoke(1, machine)).unwrap();
+        }
+        assert_eq!(refused, 30 - caps.revoked_per_account);
+        assert_eq!(registry.keys(), 1 + caps.revoked_per_account);
+        assert_eq!(
+            registry.account(&fp(1)).map(|a| a.revoked.len()),
+            Some(caps.revoked_per_account)
+        );
+        // Another person is not affected.
+        apply_with(&mut registry, &caps, &register(2, 200)).unwrap();
+        // The account revoked its founder: nothing is left in it, so its revocations go.
+        apply_with(&mut registry, &caps, &revoke_device(1, 1)).unwrap();
+        assert_eq!(registry.keys(), 2);
+        assert!(!registry.is_revoked(&fp(100)));
+    }
+
+    /// Fresh keys each round: register, revoke the machine, revoke the device itself. Every
+    /// round leaves nothing behind.
+    #[test]
+    fn a_fresh_key_loop_that_revokes_everything_leaves_nothing() {
+        let caps = Caps { keys: 4, ..WIDE };
+        let mut registry = Registry::default();
+        for round in 0..20u8 {
+            let (device, machine) = (100 + round, 150 + round);
+            apply_with(&mut registry, &caps, &register(device, machine)).unwrap();
+            apply_with(&mut registry, &caps, &revoke(device, machine)).unwrap();
+            assert!(registry.is_revoked(&fp(machine)));
+            apply_with(&mut registry, &caps, &revoke_device(device, device)).unwrap();
+            assert_eq!(registry.keys(), 0, "round {round}");
+        }
+        assert_eq!(registry, Registry::default());
+        apply_with(&mut registry, &caps, &register(1, 10)).unwrap();
+    }
+
+    /// Two keys, register and unpair over and over: the registry holds at most the two.
+    #[test]
+    fn a_register_unpair_loop_holds_two_keys() {
+        let caps = Caps { keys: 4, ..WIDE };
+        let mut registry = Registry::default();
+        for _ in 0..20 {
+            apply_with(&mut registry, &caps, &register(1, 10)).unwrap();
+            assert_eq!(registry.keys(), 2);
+            apply_with(&mut registry, &caps, &unpair(10)).unwrap();
+            assert_eq!(registry.keys(), 1, "the device keeps its (empty) account");
+        }
+        apply_with(&mut registry, &caps, &register(2, 11)).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_restores_the_same_registry() {
+        let mut registry = world();
+        accept(&mut registry, &revoke(FOUNDER, M2)).unwrap();
+        accept(&mut registry, &register(OTHER, 12)).unwrap();
+        accept(&mut registry, &unpair(12)).unwrap();
+        accept(&mut registry, &register(PAIRED, 13)).unwrap();
+        let mut restored = Registry::default();
+        for record in registry.snapshot() {
+            restored.restore(&record).unwrap();
+        }
+        assert_eq!(restored, registry);
+        assert!(restored.is_revoked(&fp(REVOKED)));
+        assert!(restored.is_revoked(&fp(M2)));
+        // A record naming a key twice, or one already held, is refused whole.
+        let record = registry.snapshot().remove(0);
+        assert!(restored.restore(&record).is_err());
+        let mut doubled = record.clone();
+        doubled.name = fp(99);
+        doubled.revoked.push(doubled.machines[0].0);
+        assert!(Registry::default().restore(&doubled).is_err());
     }
 
     #[test]

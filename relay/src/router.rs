@@ -48,7 +48,7 @@ use crate::bucket::{Budget, Window};
 use crate::metrics::{Disconnect, DropReason, LoginFailure, Metrics, Refusal, RouteKind, Sizes};
 use crate::outbox::{Bound, Outbox, Pool, PushError};
 use crate::pushback::{self, Held};
-use crate::registry::{Caps, Registry, Rules};
+use crate::registry::{AccountRecord, Caps, Registry, Rules};
 
 mod account;
 
@@ -332,6 +332,8 @@ impl Router {
             accounts,
             machines,
             revoked,
+            registry_keys: state.registry.keys(),
+            registry_log_bytes: 0,
             pairings: state.pairings.len(),
             queued_bytes: 0,
             push_subscriptions: 0,
@@ -350,6 +352,32 @@ impl Router {
             .check(&entry, &self.limits.caps, Rules::Replay)?;
         state.registry.apply(&entry);
         Ok(())
+    }
+
+    /// Fold one account of a compacted log at startup, as it was verified when compacted.
+    pub(crate) fn restore(&self, record: &AccountRecord) -> Result<(), &'static str> {
+        self.lock().registry.restore(record)
+    }
+
+    /// Every account, for a compaction of the log.
+    pub(crate) fn snapshot(&self) -> Vec<AccountRecord> {
+        self.lock().registry.snapshot()
+    }
+
+    /// Keys the registry holds (machines, devices with an account, revoked keys).
+    pub(crate) fn registry_keys(&self) -> usize {
+        self.lock().registry.keys()
+    }
+
+    /// Keys `entry` would add to the registry now.
+    pub(crate) fn new_keys(&self, entry: &RegistryEntry) -> usize {
+        self.lock().registry.new_keys(entry)
+    }
+
+    /// The account whose registry request rate `entry` counts against: the account of the
+    /// machine it names, else its author's, else (a key in no account) the author itself.
+    pub(crate) fn rate_account(&self, entry: &RegistryEntry) -> Fingerprint {
+        self.lock().registry.rate_account(entry)
     }
 
     // ---- Login ----

@@ -19,19 +19,22 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Bytes;
 use async_tungstenite::tungstenite::protocol::Role as WsRole;
 use muxagent_proto::frame::{Frame, Restarting, SignedEntry};
+use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::{
-    RELAY_IPV4_PREFIX_LEN, RELAY_IPV6_PREFIX_LEN, RELAY_REGISTRY_RATE_PREFIXES,
+    RELAY_ADMISSION_IPV6_PREFIX_LEN, RELAY_ADMISSION_PREFIXES, RELAY_IPV4_PREFIX_LEN,
+    RELAY_IPV6_PREFIX_LEN, RELAY_REGISTRY_RATE_ACCOUNTS, RELAY_REGISTRY_RATE_PREFIXES,
 };
 use smol::future::FutureExt as _;
 use smol::io::AsyncWriteExt as _;
 use smol::{Async, Executor, Timer};
 
+use crate::admission::{Admission, AdmissionLimits};
 use crate::bucket::Windows;
 use crate::config::{Limits, MetricsAccess, RelayConfig};
 use crate::conn;
 use crate::error::RelayError;
 use crate::http::{self, Page, Request, Response};
-use crate::log::RegistryLog;
+use crate::log::{Record, RegistryLog};
 use crate::meter::Metered;
 use crate::metrics::{CapReason, ConnKind, Disconnect, HttpKind, Metrics, Sizes, WebStatus};
 use crate::outbox::Pool;
@@ -60,6 +63,10 @@ pub(crate) struct Shared {
     pub queued: Arc<Pool>,
     /// Registry requests per source prefix ([`RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN`]).
     pub registry_rate: Mutex<Windows<IpAddr>>,
+    /// Registry requests per account ([`Limits::registry_requests_per_account_per_hour`]).
+    pub account_rate: Mutex<Windows<Fingerprint>>,
+    /// How fast keys enter the registry.
+    pub admission: Mutex<Admission>,
     /// Web Push: the VAPID key, subscriptions, the push queue.
     pub push: Arc<PushService>,
     /// Whether the public listener answers `/metrics` ([`MetricsAccess::Public`]).
@@ -121,9 +128,43 @@ impl Shared {
         smol::unblock(move || {
             log.lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .append_durable(&entry)
+                .append_durable(entry)
         })
         .await
+    }
+
+    /// Rewrite the registry log as its accounts when it holds enough entries (off the async
+    /// threads). The caller holds [`Self::registry_writes`]; a failure is logged (the log as
+    /// appended is still right).
+    pub(crate) async fn compact_if_due(&self) {
+        let due = self
+            .log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .wants_compaction(self.router.registry_keys());
+        if !due {
+            return;
+        }
+        let accounts = self.router.snapshot();
+        let log = self.log.clone();
+        let compacted = smol::unblock(move || {
+            log.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .compact(accounts)
+        })
+        .await;
+        match compacted {
+            Ok(()) => self.metrics.registry_compacted(),
+            Err(e) => crate::warn(format_args!("registry: compacting the log failed: {e}")),
+        }
+    }
+
+    /// Bytes the registry log takes on disk.
+    pub(crate) fn registry_log_len(&self) -> u64 {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .disk_len()
     }
 
     /// Take a connection slot for a peer of source `prefix` (not logged in yet), or say which
@@ -241,6 +282,7 @@ impl Relay {
                 caps: Caps {
                     machines_per_account: limits.max_machines_per_account,
                     devices_per_account: limits.max_devices_per_account,
+                    revoked_per_account: limits.max_revoked_per_account,
                     keys: limits.max_registry_keys,
                     pairs: limits.max_registry_pairs,
                 },
@@ -254,12 +296,42 @@ impl Relay {
             metrics.clone(),
         );
         let data_dir = config.data_dir.clone();
-        let (log, entries) = smol::unblock(move || RegistryLog::open(&data_dir)).await?;
-        let stored = entries.len();
-        for entry in &entries {
-            if let Err(reason) = router.load(entry) {
+        let floor = limits.registry_compact_floor;
+        let (log, records) = smol::unblock(move || RegistryLog::open(&data_dir, floor)).await?;
+        let stored = records.len();
+        for record in &records {
+            let loaded = match record {
+                Record::Entry(entry) => router.load(entry),
+                Record::Account(account) => router.restore(account).map_err(String::from),
+            };
+            if let Err(reason) = loaded {
                 metrics.entry_skipped_at_start();
-                crate::warn(format_args!("registry: skipped a stored entry: {reason}"));
+                crate::warn(format_args!("registry: skipped a stored record: {reason}"));
+            }
+        }
+        drop(records);
+        let log = Arc::new(Mutex::new(log));
+        let (due, migrating) = {
+            let log = log.lock().unwrap_or_else(PoisonError::into_inner);
+            (
+                log.wants_compaction(router.registry_keys()),
+                log.is_migrating(),
+            )
+        };
+        if due {
+            let accounts = router.snapshot();
+            let log = log.clone();
+            let compacted = smol::unblock(move || {
+                log.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .compact(accounts)
+            })
+            .await;
+            match compacted {
+                Ok(()) => metrics.registry_compacted(),
+                // An old log takes no entry until it is compacted: no use starting.
+                Err(reason) if migrating => return Err(RelayError::Store { reason }),
+                Err(e) => crate::warn(format_args!("registry: compacting the log failed: {e}")),
             }
         }
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
@@ -310,11 +382,24 @@ impl Relay {
             &router,
         )?;
         let limits_queue_total = limits.queue_bytes_total;
+        let admission = Admission::new(
+            AdmissionLimits {
+                keys_per_hour: limits.new_keys_per_hour,
+                burst: limits.new_keys_burst,
+                registrations_per_prefix_per_hour: u32::try_from(
+                    limits.new_key_registrations_per_prefix_per_hour,
+                )
+                .unwrap_or(u32::MAX),
+                prefixes: RELAY_ADMISSION_PREFIXES,
+                ipv6_prefix_len: RELAY_ADMISSION_IPV6_PREFIX_LEN,
+            },
+            Instant::now(),
+        );
         let shared = Arc::new(Shared {
             limits,
             metrics,
             router,
-            log: Arc::new(Mutex::new(log)),
+            log,
             registry_writes: smol::lock::Mutex::new(()),
             tls,
             web_csp: http::app_csp(&public_url),
@@ -324,6 +409,8 @@ impl Relay {
             caps: Mutex::new(Counts::default()),
             queued: Arc::new(Pool::new(limits_queue_total)),
             registry_rate: Mutex::new(Windows::new(RELAY_REGISTRY_RATE_PREFIXES, Instant::now())),
+            account_rate: Mutex::new(Windows::new(RELAY_REGISTRY_RATE_ACCOUNTS, Instant::now())),
+            admission: Mutex::new(admission),
             push: Arc::new(push),
             metrics_public: config.metrics == MetricsAccess::Public,
         });
@@ -383,11 +470,19 @@ impl Relay {
             let _ = smol::unblock(move || worker.join()).await;
         }
         drop(executor);
-        let flushed = shared
-            .log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .flush();
+        // Compacted now, the next start verifies few entries.
+        let flushed = {
+            let mut log = shared.log.lock().unwrap_or_else(PoisonError::into_inner);
+            if log.wants_compaction_at_shutdown() {
+                match log.compact(shared.router.snapshot()) {
+                    Ok(()) => shared.metrics.registry_compacted(),
+                    Err(e) => crate::warn(format_args!(
+                        "registry: compacting the log at shutdown failed: {e}"
+                    )),
+                }
+            }
+            log.flush()
+        };
         result?;
         flushed.map_err(|reason| RelayError::Store { reason })
     }
@@ -517,6 +612,7 @@ fn metrics_page(shared: &Shared) -> Response {
         queued_bytes: shared.queued.queued(),
         push_subscriptions: shared.push.subscriptions(),
         pushes_held: shared.push.held(),
+        registry_log_bytes: shared.registry_log_len(),
         ..shared.router.sizes()
     };
     Response::text(
