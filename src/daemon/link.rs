@@ -495,6 +495,8 @@ fn on_message(
     match message {
         DeviceMessage::Hello(hello) => {
             let mut c = core.borrow_mut();
+            // What the device is told (the list, its new cursors) is what is durable.
+            c.commit();
             c.generation += 1;
             let mut sync = DeviceSync {
                 cursors: BTreeMap::new(),
@@ -521,7 +523,8 @@ fn on_message(
             c.request_replay(route);
         }
         DeviceMessage::ListSessions(request) => {
-            let c = core.borrow();
+            let mut c = core.borrow_mut();
+            c.commit();
             let list = SessionList {
                 request: Some(request.request),
                 hostname: c.hostname.clone(),
@@ -803,16 +806,17 @@ fn next_page(core: &mut super::Core, route: &Route) -> Vec<muxagent_proto::app::
     page
 }
 
-/// Whether any session holds events after the device's cursors.
+/// Whether any session holds durable events after the device's cursors (those not durable yet
+/// are sent by the commit that makes them so, once the device is live).
 fn behind(core: &mut super::Core, route: &Route) -> bool {
     let Some(sync) = core.devices.get(route) else {
         return false;
     };
     let cursors = sync.cursors.clone();
     core.sessions
-        .list()
+        .ids()
         .iter()
-        .any(|info| info.last_seq > cursors.get(&info.id).copied().unwrap_or(0))
+        .any(|id| core.sessions.durable_seq(id) > cursors.get(id).copied().unwrap_or(0))
 }
 
 /// Catch `device` up by one page: send the events after its cursors, then `ReplayMore` (it asks
@@ -854,6 +858,8 @@ async fn replay(core: Shared, route: Route, generation: u64) {
             let mut c = core.borrow_mut();
             if c.online.contains(&route.device) {
                 c.mark_delivered(session, approval);
+                // Durable now, so this replay sends it too (in its next page) before it ends.
+                c.commit();
             }
         }
     }

@@ -50,6 +50,13 @@ fn main() {
         bench(count);
         return;
     }
+    if let Some(count) = std::env::var("FAKE_AGENT_DELTAS")
+        .ok()
+        .and_then(|count| count.parse().ok())
+    {
+        deltas(count);
+        return;
+    }
     let fixture = PathBuf::from(std::env::var("FAKE_AGENT_FIXTURE").unwrap_or_default());
     let state = PathBuf::from(std::env::var("FAKE_AGENT_STATE").unwrap_or_default());
     let entries = read_fixture(&fixture);
@@ -183,6 +190,40 @@ fn bench(count: usize) {
             state.join("bench.json"),
             Value::from(times.clone()).to_string(),
         );
+    }
+}
+
+/// `FAKE_AGENT_DELTAS=N`: a chatty agent speaking Claude Code's stream-json protocol. Each
+/// prompt is answered with one streamed message of `N` text deltas, as fast as the daemon reads
+/// them, then the turn's result (bench/deltas.sh).
+fn deltas(count: usize) {
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lock().lines().map_while(Result::ok) {
+        let message: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        let mut lines = Vec::with_capacity(count + 3);
+        if message["type"] == "control_request" {
+            lines.push(serde_json::json!({"type": "control_response", "response": {
+                "subtype": "success", "request_id": message["request_id"], "response": {}}}));
+        } else if message["type"] == "user" {
+            lines.push(
+                serde_json::json!({"type": "system", "subtype": "init", "session_id": "deltas"}),
+            );
+            lines.push(serde_json::json!({"type": "stream_event", "event": {
+                "type": "message_start", "message": {"id": "msg_deltas"}}}));
+            for n in 0..count {
+                lines.push(serde_json::json!({"type": "stream_event", "event": {
+                    "type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": format!("token {n} ")}}}));
+            }
+            lines.push(serde_json::json!({"type": "result", "subtype": "success",
+                "is_error": false, "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1, "output_tokens": count}}));
+        }
+        for value in lines {
+            let _ = writeln!(stdout, "{value}");
+        }
+        let _ = stdout.flush();
     }
 }
 
