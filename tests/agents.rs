@@ -2,6 +2,7 @@
 //! each agent CLI replaced by the fake agent (`tests/programs/fake_agent.rs`) replaying a
 //! recording of the real CLI (`agents/fixtures/`). The fake checks every line the daemon sends
 //! it; its transcript says whether the daemon said the right things in the right order.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod support;
 
