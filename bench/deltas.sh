@@ -20,7 +20,8 @@ fake=$PWD/target/release/examples/fake-agent
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # The daemon may run under strace: stop what it started too.
+  for pid in "${pids[@]}"; do pkill -P "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -37,6 +38,7 @@ wait_until() { # description command...
   exit 1
 }
 now() { date +%s.%N; }
+export MUXAGENT_HOSTNAME=bench
 
 # One measurement with the muxagent binary $1, labelled $2.
 measure() {
@@ -46,7 +48,8 @@ measure() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   local relay_url=http://127.0.0.1:$port
   "$relay_bin" --listen "127.0.0.1:$port" --data-dir "$run/relay" 2>>"$run/relay.log" &
-  pids+=($!)
+  local relay_pid=$!
+  pids+=("$relay_pid")
   wait_until "the relay" curl -sf "$relay_url/healthz"
 
   local machine=$run/machine controller=$run/controller
@@ -57,7 +60,8 @@ measure() {
   fi
   MUXAGENT_HOME=$machine MUXAGENT_CLAUDE=$fake FAKE_AGENT_DELTAS=$count \
     "${trace[@]}" "$mux" daemon start --foreground --relay "$relay_url" 2>"$run/daemon.log" &
-  pids+=($!)
+  local daemon_pid=$!
+  pids+=("$daemon_pid")
   link_of() { MUXAGENT_HOME=$machine "$mux" daemon status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pairing"]["link"])'; }
   wait_until "a pairing link" link_of
   MUXAGENT_HOME=$controller "$mux" ctl pair "$(link_of)" >/dev/null
@@ -71,12 +75,19 @@ measure() {
   session=$(MUXAGENT_HOME=$controller "$mux" ctl start bench --runtime claude --cwd "$run/cwd" \
     --prompt "stream $count deltas" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["session"])')
   MUXAGENT_HOME=$controller "$mux" ctl watch bench "${session:0:8}" >"$run/watch.out" 2>/dev/null &
-  pids+=($!)
+  local watch_pid=$!
+  pids+=("$watch_pid")
   done_() { MUXAGENT_HOME=$machine "$mux" sessions --json | grep -Eq "\"output_tokens\": ?$count\b"; }
   for _ in $(seq 1 60000); do done_ && break; sleep 0.01; done
   done_ || { echo "timed out waiting for $count deltas" >&2; exit 1; }
   end=$(now)
   MUXAGENT_HOME=$machine "$mux" sessions --json >"$run/sessions.json"
+  # Stop this run's processes before the next one measures.
+  kill "$watch_pid" 2>/dev/null || true
+  MUXAGENT_HOME=$machine "$mux" daemon stop >/dev/null 2>&1 || true
+  wait "$daemon_pid" 2>/dev/null || true
+  kill "$relay_pid" 2>/dev/null || true
+  wait "$relay_pid" "$watch_pid" 2>/dev/null || true
   python3 - "$label" "$count" "$start" "$end" "$run/sessions.json" "$run/fsyncs" <<'PY'
 import json, os, sys
 label, count, start, end, sessions, fsyncs = sys.argv[1:]
