@@ -11,13 +11,12 @@ mod os;
 mod qr;
 mod render;
 mod up;
-mod version;
 
 use cli::{AuthCommand, Command, DaemonCommand};
 use commands::CommandError;
 
 fn main() {
-    if version::print_if_requested() {
+    if muxagent_relay::version::print_if_requested(muxagent_relay::version_line!()) {
         return;
     }
     let cli: cli::Cli = argh::from_env();
@@ -49,7 +48,7 @@ fn run(command: Command) -> Result<(), CommandError> {
         Command::Unpair(_) => commands::unpair(&home),
         Command::Sessions(sessions) => commands::sessions(&home, sessions.json),
         Command::Version(_) => {
-            println!("{}", version::LINE);
+            println!("{}", muxagent_relay::version_line!());
             Ok(())
         }
         Command::Ctl(ctl) => ctl::run(&home, ctl.command),

@@ -1,5 +1,6 @@
 //! End to end: relay, daemons and controllers as real processes on 127.0.0.1, each with its own
 //! `MUXAGENT_HOME`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! daemon restart and cleared; a test push is answered once handed to the relay. Relay,
 //! daemon and controller are real processes on 127.0.0.1; the device speaks the protocol
 //! directly with the paired controller's key.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod support;
 

@@ -7,6 +7,7 @@
 //!
 //! They need the CLIs (~900 MB), so they are `#[ignore]`d in `cargo test` and run by `.ci/run`
 //! after `agents/install`: `cargo test --test real_agents -- --ignored`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod support;
 

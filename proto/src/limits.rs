@@ -712,6 +712,12 @@ pub const REPLAY_PAGE_EVENTS: usize = RELAY_QUEUE_DEPTH / 2;
 /// resync instead of blocking the session (a session never waits on a slow phone).
 pub const DAEMON_OUTGOING_QUEUE: usize = 512;
 
+/// Events logged but not yet fsynced and sent (group commit): they are made durable and sent
+/// together once per executor turn, or as soon as this many wait. At most two text fields of
+/// [`EVENT_FIELD_MAX_LEN`] each: 128 × 48 KiB = 6 MiB in the worst case, ~13 KiB for a
+/// stream of ~100-byte deltas; 128 events per fsync instead of one.
+pub const DAEMON_COMMIT_MAX_EVENTS: usize = 128;
+
 /// Largest piece of a command's output in one event. 8 KiB keeps an event well inside one
 /// channel message and a chatty command at a few hundred events a second.
 pub const OUTPUT_CHUNK_LEN: usize = 8 * 1024;

@@ -1,4 +1,5 @@
 //! Decoders refuse bad input with the right error, and skip what a newer peer may send.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod samples;
 

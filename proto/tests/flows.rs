@@ -1,5 +1,6 @@
 //! The device and machine protocol cores against each other, with the relay played by the test:
 //! pairing from a ticket to the registry acknowledgement, then secure sessions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod samples;
 

@@ -1,5 +1,6 @@
 //! Property tests: every frame and message decodes to what was encoded, and no input — cut,
 //! extended or random — makes a decoder panic or accept trailing garbage.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod samples;
 

@@ -1,6 +1,6 @@
 //! One deterministic value of every frame and message kind, shared by the snapshot and property
 //! tests.
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 #![allow(dead_code)]
 
 use muxagent_proto::app::*;

@@ -1,6 +1,7 @@
 //! Byte-exact snapshots of every frame and message kind: a format change shows up in review as a
 //! changed `.snap` file. Update with `INSTA_UPDATE=always cargo test -p muxagent-proto --test
 //! snapshots` and read the diff.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod samples;
 

@@ -65,6 +65,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod shutdown;
+pub mod version;
 
 mod admission;
 mod assets;

@@ -1,8 +1,6 @@
 //! `muxagent-relay`: the relay as a program. See `muxagent-relay --help`.
 #![forbid(unsafe_code)]
 
-mod version;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,7 +79,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    if version::print_if_requested() {
+    if muxagent_relay::version::print_if_requested(muxagent_relay::version_line!()) {
         return ExitCode::SUCCESS;
     }
     let args: Args = argh::from_env();

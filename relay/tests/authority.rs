@@ -6,6 +6,7 @@
 //! "Nothing arrived" is checked without waiting: a round trip queued behind whatever would
 //! have arrived (a `DevicesQuery` to the relay, or a frame from another sender) comes back
 //! first, and everything before it is looked at.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! items 5–10). Every flood comes from real sockets on 127.0.0.1, is bounded in count and time
 //! and stops by itself. The tests that measure run the relay as its own process (one thread) and
 //! print its CPU and resident memory over the flood as `figure:` lines.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! approve`): all of them get what a machine sends, a login past the cap displaces the oldest,
 //! they share one inbound budget, and machines hear when the device comes, goes, and which of
 //! their channels ended with a connection.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Slow and hostile peers: a frozen receiver, a full queue, duplicate logins, the login
 //! deadline, malformed frames, connection caps, and the HTTP side of the port.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

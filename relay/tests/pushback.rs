@@ -3,6 +3,7 @@
 //! whole and in order; two connections flooding each other both get through (holding a frame
 //! never stops a connection's own writes); a receiver that never reads is still cut, and its
 //! sender is told and reads again. Every test is bounded in frames and time, on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Keys that may send nothing, forged registry entries, revocation and unpairing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

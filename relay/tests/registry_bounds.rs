@@ -3,6 +3,7 @@
 //! what it holds: it is compacted, and a restart after compaction keeps every account, pair and
 //! revocation. Honest newcomers still get in. (The same loops at the default limits, for an
 //! hour of a fake clock: `registry_sim` in the relay's unit tests.)
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

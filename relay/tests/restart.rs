@@ -1,4 +1,5 @@
 //! The registry survives a graceful restart and a `kill -9` of the relay process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Routing between a device and the machines of its account, presence, and account isolation.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! TLS mode (`wss://`, `https://`) with a self-signed certificate made in the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The web app over HTTP: a relay on 127.0.0.1 serves every file of `web/dist` (read here at
 //! test time, so any build of the web app passes), with the right types, caching, ETags,
 //! encodings and security headers, and nothing outside its table.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! build.rs's web module on made-up `web/dist` folders: what it embeds, what it gzips itself,
 //! and the builds it refuses, with messages that say what to do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 #[allow(dead_code)]
 #[path = "../build/web.rs"]

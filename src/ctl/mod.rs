@@ -26,9 +26,10 @@ use crate::commands::CommandError;
 use crate::home::Home;
 use crate::{os, render};
 use link::{Arrival, Conversation};
+use muxagent_client::backoff::Backoff;
 use muxagent_client::book::Book;
+use muxagent_client::decide;
 use muxagent_client::history::{History, PlanError};
-use muxagent_client::{backoff, decide};
 use state::Machine;
 
 /// How long pairing may take from link to registration.
@@ -675,7 +676,7 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
     let mut history = History::default();
     let mut last_seq = 0u64;
     let mut session: Option<SessionId> = None;
-    let mut failures = 0u32;
+    let mut backoff = Backoff::new();
     loop {
         let attempt: Result<Result<(), String>, String> = async {
             let mut client = link::connect(&machine.relay, &controller.identity).await?;
@@ -702,7 +703,7 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
                     info.id
                 }
             };
-            failures = 0;
+            backoff.reset();
             conversation
                 .send(
                     &Hello {
@@ -774,9 +775,8 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
             Err(error) if session.is_none() => return Err(CommandError(error)),
             Err(error) => {
                 eprintln!("({}; reconnecting)", render::visible_text(&error));
-                failures = failures.saturating_add(1);
                 let random = rand_core::Rng::next_u32(&mut os::rng());
-                let delay = backoff::delay_ms(failures, random);
+                let delay = backoff.failed(random);
                 smol::Timer::after(Duration::from_millis(delay)).await;
             }
         }

@@ -25,6 +25,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
+use muxagent_client::backoff::{self, Backoff};
 use muxagent_proto::app::{
     Ack, AppError, AppErrorCode, Cursor, DeviceMessage, MachineMessage, PushKeys, ReplayComplete,
     ReplayMore, RuntimeInfo, Runtimes, SessionId, SessionList,
@@ -33,9 +34,7 @@ use muxagent_proto::frame::{
     self, ErrorCode, Frame, OpenPairing, PairingId, RegistryEntry, Role, SignedEntry,
 };
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{
-    DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, RECONNECT_MAX_MS, RECONNECT_MIN_MS, REPLAY_PAGE_EVENTS,
-};
+use muxagent_proto::limits::{DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, REPLAY_PAGE_EVENTS};
 use muxagent_proto::machine::{Incoming, Pairing, PairingStep};
 use muxagent_proto::ticket::{PairingSecret, Ticket};
 use muxagent_relay::client::{Client, ClientConfig, ClientError};
@@ -63,26 +62,26 @@ enum Ended {
 
 /// Keep a relay connection until the daemon stops.
 pub async fn run(core: Shared, executor: Rc<LocalExecutor<'static>>) {
-    let mut backoff = RECONNECT_MIN_MS;
+    let mut backoff = Backoff::new();
     loop {
         let ended = connect_once(&core, &executor).await;
+        let random = os::rng().next_u32();
         let wait = match ended {
             Ended::Again => {
-                backoff = RECONNECT_MIN_MS;
+                backoff.reset();
                 continue;
             }
             Ended::Failed(reason) => {
                 log::warn(&format!("relay: {reason}; retrying"));
                 core.borrow_mut().status.last_error = Some(reason);
-                let jittered = jitter(backoff);
-                backoff = (backoff * 2).min(RECONNECT_MAX_MS);
-                jittered
+                Duration::from_millis(backoff.failed(random))
             }
             Ended::After(delay, reason) => {
                 log::info(&format!("relay: {reason}"));
                 core.borrow_mut().status.last_error = Some(reason);
-                backoff = RECONNECT_MIN_MS;
-                delay + jitter(RECONNECT_MIN_MS)
+                backoff.reset();
+                // The pause, plus the first failure's jitter so machines do not return in step.
+                delay + Duration::from_millis(backoff::delay_ms(1, random))
             }
         };
         // A local reset (new keys) cuts the wait short.
@@ -102,12 +101,6 @@ pub async fn run(core: Shared, executor: Rc<LocalExecutor<'static>>) {
 /// What a machine the relay refuses for good is told to do.
 pub const REVOKED_ADVICE: &str = "its keys cannot be used again: run `muxagent unpair --local` \
      to forget the account and make new keys, then pair it again with `muxagent pair`";
-
-/// `ms` ±50 %.
-fn jitter(ms: u64) -> Duration {
-    let spread = os::rng().next_u64() % (ms + 1);
-    Duration::from_millis(ms / 2 + spread)
-}
 
 async fn connect_once(core: &Shared, executor: &Rc<LocalExecutor<'static>>) -> Ended {
     let (url, identity, hostname, role) = {
@@ -495,6 +488,8 @@ fn on_message(
     match message {
         DeviceMessage::Hello(hello) => {
             let mut c = core.borrow_mut();
+            // What the device is told (the list, its new cursors) is what is durable.
+            c.commit();
             c.generation += 1;
             let mut sync = DeviceSync {
                 cursors: BTreeMap::new(),
@@ -521,7 +516,8 @@ fn on_message(
             c.request_replay(route);
         }
         DeviceMessage::ListSessions(request) => {
-            let c = core.borrow();
+            let mut c = core.borrow_mut();
+            c.commit();
             let list = SessionList {
                 request: Some(request.request),
                 hostname: c.hostname.clone(),
@@ -803,16 +799,17 @@ fn next_page(core: &mut super::Core, route: &Route) -> Vec<muxagent_proto::app::
     page
 }
 
-/// Whether any session holds events after the device's cursors.
+/// Whether any session holds durable events after the device's cursors (those not durable yet
+/// are sent by the commit that makes them so, once the device is live).
 fn behind(core: &mut super::Core, route: &Route) -> bool {
     let Some(sync) = core.devices.get(route) else {
         return false;
     };
     let cursors = sync.cursors.clone();
     core.sessions
-        .list()
+        .ids()
         .iter()
-        .any(|info| info.last_seq > cursors.get(&info.id).copied().unwrap_or(0))
+        .any(|id| core.sessions.durable_seq(id) > cursors.get(id).copied().unwrap_or(0))
 }
 
 /// Catch `device` up by one page: send the events after its cursors, then `ReplayMore` (it asks
@@ -854,6 +851,8 @@ async fn replay(core: Shared, route: Route, generation: u64) {
             let mut c = core.borrow_mut();
             if c.online.contains(&route.device) {
                 c.mark_delivered(session, approval);
+                // Durable now, so this replay sends it too (in its next page) before it ends.
+                c.commit();
             }
         }
     }

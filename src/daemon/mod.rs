@@ -37,7 +37,7 @@ use muxagent_proto::app::{
 };
 use muxagent_proto::frame::{self, DevicePresence, Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity};
-use muxagent_proto::limits::RELAY_MAX_DEVICES_PER_ACCOUNT;
+use muxagent_proto::limits::{DAEMON_COMMIT_MAX_EVENTS, RELAY_MAX_DEVICES_PER_ACCOUNT};
 use muxagent_proto::machine::{Pairing, Peers};
 use muxagent_proto::noise::ConnectionId;
 use smol::channel::{Receiver, Sender};
@@ -89,6 +89,14 @@ pub struct DeviceSync {
     pub replaying: bool,
     /// Bumped by every `Hello`: a replay task of an older generation stops.
     pub generation: u64,
+}
+
+/// An event logged but not yet durable: what [`Core::commit`] does with it once it is.
+#[derive(Debug)]
+struct Uncommitted {
+    event: Event,
+    /// The session's status before it, for the notifier; `None`: not shown to the notifier.
+    notify: Option<SessionStatus>,
 }
 
 /// The pairing link on show, for `daemon status`.
@@ -151,6 +159,11 @@ pub struct Core {
     pub notifier: Notifier,
     /// Wakes the push timer ([`push_timer`]) to look at the notifier again.
     pub push_wake: (Sender<()>, Receiver<()>),
+    /// Events logged since the last [`Core::commit`], in order; at most
+    /// [`DAEMON_COMMIT_MAX_EVENTS`].
+    uncommitted: Vec<Uncommitted>,
+    /// Wakes the committer ([`committer`]): events wait in `uncommitted`.
+    commit_wake: (Sender<()>, Receiver<()>),
 }
 
 /// The shared state.
@@ -263,6 +276,8 @@ impl Core {
             relink: smol::channel::bounded(1),
             notifier,
             push_wake: smol::channel::bounded(1),
+            uncommitted: Vec::new(),
+            commit_wake: smol::channel::bounded(1),
             home,
         })
     }
@@ -315,11 +330,14 @@ impl Core {
             )?;
             self.record(id, EventKind::Status(SessionStatus::Error), now)?;
         }
+        self.commit();
         Ok(())
     }
 
-    /// Log an event and send it to every caught-up connection. A connection whose queue is full
-    /// falls back to replay from its cursor, so nothing is lost and the session never waits.
+    /// Log an event; [`Core::commit`] makes it durable and then sends it to every caught-up
+    /// connection and shows it to the notifier, later in this executor turn (the committer
+    /// task is woken), or now if [`DAEMON_COMMIT_MAX_EVENTS`] wait. Its effect on the session's
+    /// metadata and state is immediate.
     pub fn record(
         &mut self,
         id: SessionId,
@@ -327,17 +345,58 @@ impl Core {
         at: u64,
     ) -> Result<Event, SessionError> {
         let before = self.sessions.info(&id).map(|info| info.status);
-        let event = self.sessions.record(id, kind, at)?;
-        let delivered = self.broadcast(&event);
-        if delivered && let EventKind::ApprovalRequested(request) = &event.kind {
-            self.mark_delivered(id, request.approval);
+        let event = self.append(id, kind, at, Some(before.unwrap_or(SessionStatus::Idle)))?;
+        if self.uncommitted.len() >= DAEMON_COMMIT_MAX_EVENTS {
+            self.commit();
         }
-        self.notify_event(&event, before);
         Ok(event)
     }
 
+    /// Log an event to be sent by the next commit (`notify`: see [`Uncommitted`]).
+    fn append(
+        &mut self,
+        id: SessionId,
+        kind: EventKind,
+        at: u64,
+        notify: Option<SessionStatus>,
+    ) -> Result<Event, SessionError> {
+        let event = self.sessions.record(id, kind, at)?;
+        self.uncommitted.push(Uncommitted {
+            event: event.clone(),
+            notify,
+        });
+        let _ = self.commit_wake.0.try_send(());
+        Ok(event)
+    }
+
+    /// Group commit: make every event logged so far durable (one fsync per session with new
+    /// events), then — and only then — send each to every caught-up connection (a connection
+    /// whose queue is full falls back to replay from its cursor, so nothing is lost and the
+    /// session never waits) and show it to the notifier. Events of a session whose log failed
+    /// are never sent: they may not be on disk.
+    pub fn commit(&mut self) {
+        // Marking an ask delivered logs one more event: a second round commits those.
+        while !self.uncommitted.is_empty() {
+            for error in self.sessions.sync() {
+                log::error(&error.to_string());
+            }
+            for Uncommitted { event, notify } in std::mem::take(&mut self.uncommitted) {
+                if event.seq > self.sessions.durable_seq(&event.session) {
+                    continue;
+                }
+                let delivered = self.broadcast(&event);
+                if delivered && let EventKind::ApprovalRequested(request) = &event.kind {
+                    self.mark_delivered(event.session, request.approval);
+                }
+                if let Some(before) = notify {
+                    self.notify_event(&event, before);
+                }
+            }
+        }
+    }
+
     /// Show a logged event to the notifier, and send what it decides.
-    fn notify_event(&mut self, event: &Event, before: Option<SessionStatus>) {
+    fn notify_event(&mut self, event: &Event, before: SessionStatus) {
         if !Notifier::wants(&event.kind) {
             return;
         }
@@ -349,7 +408,7 @@ impl Core {
             .unwrap_or_default();
         let context = Context {
             title: &title,
-            before: before.unwrap_or(SessionStatus::Idle),
+            before,
             approval_expiry_secs: self
                 .state
                 .auto_deny_after_minutes
@@ -430,13 +489,12 @@ impl Core {
                 approval,
                 state: ApprovalState::Delivered,
             };
-            if let Ok(event) = self.sessions.record(id, kind, os::unix_now()) {
-                self.broadcast(&event);
-            }
+            // Sent by the commit, like every event; not something to notify about.
+            let _ = self.append(id, kind, os::unix_now(), None);
         }
     }
 
-    /// Create a session and broadcast its first event.
+    /// Create a session and log its first event (sent by the next commit).
     pub fn create_session(
         &mut self,
         id: SessionId,
@@ -444,19 +502,30 @@ impl Core {
         at: u64,
     ) -> Result<Event, SessionError> {
         let event = self.sessions.create(id, started, at)?;
-        self.broadcast(&event);
+        self.uncommitted.push(Uncommitted {
+            event: event.clone(),
+            notify: None,
+        });
+        let _ = self.commit_wake.0.try_send(());
         Ok(event)
     }
 
-    /// Send `event` to every caught-up connection; true if one of a device the relay says is
-    /// online was sent it.
+    /// Send a durable `event` to every caught-up connection that does not have it yet; true if
+    /// one of a device the relay says is online was sent it.
     fn broadcast(&mut self, event: &Event) -> bool {
         let Some(outgoing) = self.outgoing.clone() else {
             return false;
         };
         let mut delivered = false;
         let mut fallen_behind = Vec::new();
-        for (route, sync) in self.devices.iter_mut().filter(|(_, sync)| sync.live) {
+        let wants = |sync: &DeviceSync| {
+            sync.live
+                && sync
+                    .cursors
+                    .get(&event.session)
+                    .is_none_or(|cursor| *cursor < event.seq)
+        };
+        for (route, sync) in self.devices.iter_mut().filter(|(_, sync)| wants(sync)) {
             let message = MachineMessage::Event(event.clone());
             match outgoing.try_send(Out::ToDevice(*route, message)) {
                 Ok(()) => {
@@ -617,6 +686,7 @@ pub fn run_foreground(home: Home, relay: Option<String>) -> Result<(), DaemonErr
         .spawn(link::run(core.clone(), executor.clone()))
         .detach();
     executor.spawn(push_timer(core.clone())).detach();
+    executor.spawn(committer(core.clone())).detach();
     executor
         .spawn(link::replayer(
             core.clone(),
@@ -641,6 +711,16 @@ pub fn run_foreground(home: Home, relay: Option<String>) -> Result<(), DaemonErr
     }));
     shutdown(&core);
     Ok(())
+}
+
+/// Commit what was logged ([`Core::commit`]) once per executor turn: woken by the first event
+/// logged after a commit, it runs after the tasks that were ready then, so everything they
+/// logged shares one fsync per session.
+async fn committer(core: Shared) {
+    let wake = core.borrow().commit_wake.1.clone();
+    while wake.recv().await.is_ok() {
+        core.borrow_mut().commit();
+    }
 }
 
 /// Send what the notifier held back (over a device's rate, or while the relay link was down)
@@ -688,6 +768,7 @@ fn shutdown(core: &Shared) {
         );
         let _ = core.record(id, EventKind::Status(SessionStatus::Stopped), now);
     }
+    core.commit();
     log::info("daemon stopped");
 }
 
@@ -750,6 +831,7 @@ mod tests {
         };
         core.record(SESSION, EventKind::ApprovalRequested(request), 0)
             .expect("ask");
+        core.commit();
 
         let pushes: Vec<frame::Push> = std::iter::from_fn(|| queue.try_recv().ok())
             .filter_map(|out| match out {
@@ -770,5 +852,64 @@ mod tests {
         assert_eq!(notice.title, "tidy up");
         assert_eq!(notice.text, "Bash: git clean -fdx");
         assert_eq!(notice.approval.expect("fits").input, input);
+    }
+
+    /// Events logged in one turn share one fsync, and none reaches a device before the fsync
+    /// that covers it returned.
+    #[test]
+    fn events_reach_devices_only_after_the_fsync_that_covers_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = Home::open(dir.path().to_path_buf()).expect("home");
+        let (replays, _) = smol::channel::unbounded();
+        let mut core = Core::load(home, replays).expect("core");
+        let phone = Identity::generate(&mut os::rng()).public();
+        core.state.add_device(&phone, 0);
+        let (outgoing, queue) = smol::channel::bounded(64);
+        core.outgoing = Some(outgoing);
+        let route = Route {
+            device: phone.fingerprint(),
+            connection: muxagent_proto::noise::ConnectionId([1; 8]),
+        };
+        core.devices.insert(
+            route,
+            DeviceSync {
+                cursors: BTreeMap::new(),
+                live: true,
+                replaying: false,
+                generation: 1,
+            },
+        );
+        let started = EventKind::Started {
+            runtime: "claude".try_into().expect("name"),
+            args: Vec::new(),
+            cwd: "/".into(),
+            title: "chatty".into(),
+            device: phone.fingerprint(),
+        };
+        core.create_session(SESSION, started, 0).expect("session");
+        for n in 0..20 {
+            let text = format!("token {n} ");
+            core.record(SESSION, EventKind::TextDelta { text }, 0)
+                .expect("delta");
+        }
+        assert!(queue.is_empty(), "nothing is sent before it is durable");
+        assert_eq!(core.sessions.durable_seq(&SESSION), 0);
+        let syncs = core.sessions.sync_count(&SESSION);
+
+        core.commit();
+        assert_eq!(core.sessions.sync_count(&SESSION), syncs + 1, "one fsync");
+        let durable = core.sessions.durable_seq(&SESSION);
+        let sent: Vec<u64> = std::iter::from_fn(|| queue.try_recv().ok())
+            .filter_map(|out| match out {
+                Out::ToDevice(to, MachineMessage::Event(event)) if to == route => Some(event.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, (1..=21).collect::<Vec<u64>>());
+        assert!(sent.iter().all(|seq| *seq <= durable));
+        // A commit with nothing new neither syncs nor sends.
+        core.commit();
+        assert_eq!(core.sessions.sync_count(&SESSION), syncs + 1);
+        assert!(queue.is_empty());
     }
 }

@@ -12,6 +12,14 @@
 //! and opening folds the log on top of it. Retention runs here, after the checkpoint, never in
 //! the store on its own.
 //!
+//! # Group commit
+//!
+//! [`Sessions::record`] appends and folds, but does not fsync: [`Sessions::sync`] makes every
+//! event appended so far durable with one fsync per session that has new events. The daemon
+//! calls it once per executor turn and sends events to devices only after it returned
+//! (`Core::commit`), so a chatty agent pays one fsync per batch, not per delta. Replay pages
+//! ([`Sessions::page_after`]) hold durable events only.
+//!
 //! # A damaged log
 //!
 //! A log that does not open or read (a flipped byte in the middle, a file from an incompatible
@@ -19,7 +27,7 @@
 //! every other session works. Nothing is deleted; moving the damaged file away (or restoring it)
 //! and restarting brings the session back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -114,6 +122,8 @@ pub struct Sessions {
     dir: PathBuf,
     options: Options,
     sessions: BTreeMap<SessionId, Session>,
+    /// Sessions with events appended since their last [`Sessions::sync`].
+    unsynced: BTreeSet<SessionId>,
     damaged: Vec<Damaged>,
 }
 
@@ -227,6 +237,7 @@ impl Sessions {
             dir: dir.to_path_buf(),
             options,
             sessions: BTreeMap::new(),
+            unsynced: BTreeSet::new(),
             damaged: Vec::new(),
         };
         let mut repaired = Vec::new();
@@ -326,7 +337,9 @@ impl Sessions {
         self.record(id, started, at)
     }
 
-    /// Append an event to a session and make it durable; returns it with its seq.
+    /// Append an event to a session and fold it; returns it with its seq. It is durable only
+    /// once a later [`Sessions::sync`] returned without an error for this session: nothing may
+    /// send it to a device before that.
     pub fn record(
         &mut self,
         id: SessionId,
@@ -348,7 +361,7 @@ impl Sessions {
             kind,
         };
         session.log.append(&event).map_err(store)?;
-        session.log.sync().map_err(store)?;
+        self.unsynced.insert(id);
         fold(&mut session.info, &mut session.state, &event);
         if let Some(budget) = self.options.retention
             && session.log.disk_len() > budget
@@ -361,7 +374,41 @@ impl Sessions {
         Ok(event)
     }
 
-    /// Up to one page of `id`'s events with seq above `after_seq`, oldest first. Events
+    /// Make every event appended so far durable: one fsync per session with new events (group
+    /// commit). Returns the sessions whose log failed; their log is poisoned (every later
+    /// append fails) and their events after [`Sessions::durable_seq`] must never be sent.
+    pub fn sync(&mut self) -> Vec<SessionError> {
+        let mut failed = Vec::new();
+        for id in std::mem::take(&mut self.unsynced) {
+            if let Some(session) = self.sessions.get_mut(&id)
+                && let Err(source) = session.log.sync()
+            {
+                failed.push(SessionError::Store {
+                    session: id,
+                    source,
+                });
+            }
+        }
+        failed
+    }
+
+    /// The seq of `id`'s last durable event (0 if none, or no such session).
+    pub fn durable_seq(&self, id: &SessionId) -> u64 {
+        // Event seq n is log record n - 1: records below `durable_seq()` are seqs up to it.
+        self.sessions
+            .get(id)
+            .map_or(0, |session| session.log.durable_seq())
+    }
+
+    /// How many fsyncs `id`'s log made since it was opened.
+    #[cfg(test)]
+    pub fn sync_count(&self, id: &SessionId) -> u64 {
+        self.sessions
+            .get(id)
+            .map_or(0, |session| session.log.sync_count())
+    }
+
+    /// Up to one page of `id`'s durable events with seq above `after_seq`, oldest first. Events
     /// compacted away by retention are skipped: the page starts at the oldest one kept.
     pub fn page_after(
         &mut self,
@@ -378,16 +425,14 @@ impl Sessions {
         };
         // Event seq n is log record n - 1.
         let from = after_seq.max(session.log.first_seq());
-        if from >= session.log.next_seq() {
+        let durable = session.log.durable_seq();
+        if from >= durable {
             return Ok(Vec::new());
         }
+        let count = usize::try_from(durable - from)
+            .map_or(REPLAY_PAGE_EVENTS, |count| count.min(REPLAY_PAGE_EVENTS));
         let mut page = Vec::new();
-        for item in session
-            .log
-            .iter_from(from)
-            .map_err(store)?
-            .take(REPLAY_PAGE_EVENTS)
-        {
+        for item in session.log.iter_from(from).map_err(store)?.take(count) {
             page.push(item.map_err(store)?.1);
         }
         Ok(page)
@@ -443,7 +488,9 @@ enum RetainError {
 
 /// Write the session's checkpoint (everything folded so far), then let the log drop its oldest
 /// segments down to `budget`: what retention deletes is always covered by a durable checkpoint.
+/// The log is synced first, so the checkpoint is never ahead of what the log holds after a crash.
 fn retain(session: &mut Session, budget: u64) -> Result<(), RetainError> {
+    session.log.sync().map_err(RetainError::Store)?;
     let checkpoint = Checkpoint {
         info: session.info.clone(),
         state: session.state.clone(),
@@ -534,6 +581,7 @@ mod tests {
         for n in 0..500 {
             sessions.record(ID, output(n), 200).expect("record");
         }
+        assert!(sessions.sync().is_empty());
         let before = sessions.info(&ID).expect("info").clone();
         let state = sessions.state(&ID).expect("state").clone();
         assert_eq!(before.title, "fix the build");
@@ -575,6 +623,7 @@ mod tests {
                 sessions.record(id, output(n), 2).expect("record");
             }
         }
+        assert!(sessions.sync().is_empty());
         let segment = sessions.log_dir(&ID).join("00000000000000000000.seg");
         drop(sessions);
         // One flipped byte in the first record, with valid records after it.
@@ -595,5 +644,32 @@ mod tests {
         assert!(damaged[0].reason.contains("00000000000000000000.seg"));
         // Nothing was changed on disk.
         assert!(segment.exists());
+    }
+
+    #[test]
+    fn events_are_durable_and_replayed_only_after_a_sync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut sessions, _) = Sessions::open(dir.path()).expect("open");
+        sessions.create(ID, started("t"), 1).expect("create");
+        sessions.create(OTHER, started("u"), 1).expect("create");
+        for n in 0..5 {
+            sessions.record(ID, output(n), 2).expect("record");
+        }
+        assert_eq!(sessions.info(&ID).expect("info").last_seq, 6);
+        assert_eq!(sessions.durable_seq(&ID), 0);
+        assert!(sessions.page_after(ID, 0).expect("page").is_empty());
+
+        assert!(sessions.sync().is_empty());
+        assert_eq!(sessions.durable_seq(&ID), 6);
+        assert_eq!(sessions.durable_seq(&OTHER), 1);
+        let seqs: Vec<u64> = sessions
+            .page_after(ID, 2)
+            .expect("page")
+            .iter()
+            .map(|event| event.seq)
+            .collect();
+        assert_eq!(seqs, [3, 4, 5, 6]);
+        sessions.record(ID, output(5), 3).expect("record");
+        assert!(sessions.page_after(ID, 6).expect("page").is_empty());
     }
 }

@@ -61,6 +61,8 @@ pub struct Log<T> {
     buf: Vec<u8>,
     /// Every record with a seq below this is durable.
     durable: u64,
+    /// fdatasyncs of segments by [`Log::sync`] (and the rotations that call it) so far.
+    syncs: u64,
     /// A write, sync or rotation failed: the on-disk state is unknown until reopened.
     poisoned: bool,
     _values: PhantomData<fn(T) -> T>,
@@ -145,6 +147,12 @@ impl<T> Log<T> {
         self.durable
     }
 
+    /// How many times this `Log` fdatasynced a segment to make appends durable ([`Log::sync`],
+    /// rotations): what group commit saves is visible here (tests, benchmarks).
+    pub fn sync_count(&self) -> u64 {
+        self.syncs
+    }
+
     /// Bytes the log takes on disk, counting buffered records.
     pub fn disk_len(&self) -> u64 {
         self.segments.iter().map(|s| s.len).sum()
@@ -205,6 +213,7 @@ impl<T: Serialize + DeserializeOwned> Log<T> {
             written: len,
             buf: Vec::with_capacity(LOG_WRITE_BUFFER_LEN),
             durable: end,
+            syncs: 0,
             poisoned: false,
             _values: PhantomData,
         };
@@ -247,6 +256,7 @@ impl<T: Serialize + DeserializeOwned> Log<T> {
             return Ok(next);
         }
         self.flush()?;
+        self.syncs += 1;
         if let Err(source) = self.active.sync_data() {
             self.poisoned = true;
             return Err(Error::Io {

@@ -1,5 +1,6 @@
 //! The everyday contract: append, sync, read back, refuse what is too large, say clearly what
 //! is wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Rotation, retention and rewrite, including every on-disk state a crash during a rewrite or a
 //! rotation can leave; and reading from a given seq across segments.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -5,6 +5,7 @@
 //!
 //! The writer is this test binary itself, re-executed to run only `child_writer`, which does
 //! nothing unless the `MUXAGENT_STORE_CHILD_DIR` variable is set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

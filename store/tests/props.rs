@@ -1,6 +1,7 @@
 //! Property tests: records round-trip byte-exactly and the decoder is total; and a log driven
 //! by random operations (appends, syncs, reopens, rotation, retention, rewrites, reads from a
 //! seq) always agrees with a plain in-memory model.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! A torn or damaged tail is cut off and reported; damage in the middle is an error that changes
 //! nothing on disk; nothing before the damage is ever lost.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
 

@@ -50,6 +50,13 @@ fn main() {
         bench(count);
         return;
     }
+    if let Some(count) = std::env::var("FAKE_AGENT_DELTAS")
+        .ok()
+        .and_then(|count| count.parse().ok())
+    {
+        deltas(count);
+        return;
+    }
     let fixture = PathBuf::from(std::env::var("FAKE_AGENT_FIXTURE").unwrap_or_default());
     let state = PathBuf::from(std::env::var("FAKE_AGENT_STATE").unwrap_or_default());
     let entries = read_fixture(&fixture);
@@ -184,6 +191,62 @@ fn bench(count: usize) {
             Value::from(times.clone()).to_string(),
         );
     }
+}
+
+/// `FAKE_AGENT_DELTAS=N`: a chatty agent speaking Claude Code's stream-json protocol. Each
+/// prompt is answered with one streamed message of `N` text deltas, as fast as the daemon reads
+/// them, then the turn's result (bench/deltas.sh, and the test that kills the daemon mid-stream).
+fn deltas(count: usize) {
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in stdin.lock().lines().map_while(Result::ok) {
+        let message: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        let said = if message["type"] == "control_request" {
+            say(
+                &mut stdout,
+                serde_json::json!({"type": "control_response", "response": {
+                "subtype": "success", "request_id": message["request_id"], "response": {}}}),
+            )
+        } else if message["type"] == "user" {
+            stream(&mut stdout, count)
+        } else {
+            Ok(())
+        };
+        // The daemon is gone: so is this agent.
+        if said.and_then(|()| stdout.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+/// One turn of `count` deltas.
+fn stream(out: &mut impl Write, count: usize) -> std::io::Result<()> {
+    say(
+        out,
+        serde_json::json!({"type": "system", "subtype": "init", "session_id": "deltas"}),
+    )?;
+    say(
+        out,
+        serde_json::json!({"type": "stream_event", "event": {
+            "type": "message_start", "message": {"id": "msg_deltas"}}}),
+    )?;
+    for n in 0..count {
+        say(
+            out,
+            serde_json::json!({"type": "stream_event", "event": {
+                "type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": format!("token {n} ")}}}),
+        )?;
+    }
+    say(
+        out,
+        serde_json::json!({"type": "result", "subtype": "success", "is_error": false,
+            "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": count}}),
+    )
+}
+
+fn say(out: &mut impl Write, value: Value) -> std::io::Result<()> {
+    writeln!(out, "{value}")
 }
 
 fn read_fixture(path: &Path) -> Vec<Entry> {

@@ -464,6 +464,15 @@ impl Watch {
         }
     }
 
+    /// Kill the watch and return every line it printed that was not read yet.
+    pub fn stop(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The reader thread ends with the pipe: this ends.
+        let lines = std::mem::replace(&mut self.lines, mpsc::channel().1);
+        lines.iter().collect()
+    }
+
     /// Wait for the watch to exit by itself.
     pub fn finish(mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + DEADLINE;

@@ -3,6 +3,7 @@
 //! the JWT (signature under the key `PushState` gives, `aud`, `exp`), the headers, the body
 //! byte for byte, what the relay logs; 410, 429/5xx and a service that never answers; every
 //! refusal; floods against the caps; the key and the subscriptions across a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 #[path = "../common/mod.rs"]
 mod common;
