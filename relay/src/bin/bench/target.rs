@@ -44,9 +44,30 @@ pub struct Target {
     data_dir: Option<PathBuf>,
 }
 
-fn free_addr() -> Result<SocketAddr, String> {
+pub fn free_addr() -> Result<SocketAddr, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     listener.local_addr().map_err(|e| e.to_string())
+}
+
+/// How to start the relay.
+#[derive(Clone, Default)]
+pub struct RelayOptions {
+    /// Threads serving connections.
+    pub threads: usize,
+    /// The relay's byte budget per key, if not its own.
+    pub inbound_bytes_per_sec: Option<u32>,
+    /// Listen here (a restart keeps the address); default a free port.
+    pub addr: Option<SocketAddr>,
+    /// Keep the registry here and leave it when the relay goes (a restart keeps it); default a
+    /// fresh folder removed with the target.
+    pub data_dir: Option<PathBuf>,
+    /// Serve wss with this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Keep the relay's cap on connections that have not logged in (a reconnect wave meets it
+    /// as shipped); otherwise it is raised for the load's set-up.
+    pub shipped_unauthenticated_cap: bool,
+    /// Raise the relay-wide connection cap to this.
+    pub max_connections: Option<usize>,
 }
 
 impl Target {
@@ -58,23 +79,56 @@ impl Target {
         threads: usize,
         inbound_bytes_per_sec: Option<u32>,
     ) -> Result<Target, String> {
-        let addr = free_addr()?;
-        let data_dir = std::env::temp_dir().join(format!(
-            "muxagent-relay-bench-{}-{}",
-            std::process::id(),
-            addr.port()
-        ));
+        Target::relay_with(
+            relay_bin,
+            &RelayOptions {
+                threads,
+                inbound_bytes_per_sec,
+                ..RelayOptions::default()
+            },
+        )
+    }
+
+    /// Start the relay binary `relay_bin` as `options` say.
+    pub fn relay_with(relay_bin: &Path, options: &RelayOptions) -> Result<Target, String> {
+        let addr = match options.addr {
+            Some(addr) => addr,
+            None => free_addr()?,
+        };
+        let (data_dir, owned) = match &options.data_dir {
+            Some(dir) => (dir.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!(
+                    "muxagent-relay-bench-{}-{}",
+                    std::process::id(),
+                    addr.port()
+                )),
+                true,
+            ),
+        };
         let mut command = Command::new(relay_bin);
-        if let Some(rate) = inbound_bytes_per_sec {
+        if let Some(rate) = options.inbound_bytes_per_sec {
             command.args(["--inbound-bytes-per-sec", &rate.to_string()]);
+        }
+        if !options.shipped_unauthenticated_cap {
+            command.args(["--max-unauthenticated-connections", "20000"]);
+        }
+        if let Some(max) = options.max_connections {
+            command.args(["--max-connections", &max.to_string()]);
+        }
+        if let Some((cert, key)) = &options.tls {
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
         }
         let child = command
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--threads", &threads.to_string()])
-            .args(["--max-unauthenticated-connections", "20000"])
+            .args(["--threads", &options.threads.max(1).to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -84,18 +138,57 @@ impl Target {
             kind: Kind::Relay,
             addr,
             child,
-            data_dir: Some(data_dir),
+            data_dir: owned.then_some(data_dir),
         }
         .ready()
     }
 
-    /// Start this program as the same-stack forwarder.
-    pub fn forwarder(threads: usize) -> Result<Target, String> {
+    /// Stop the target as an operator does (SIGTERM: the relay tells its clients to come back
+    /// and closes), waiting up to `within` for it to exit before killing it.
+    pub fn terminate(mut self, within: Duration) -> Result<(), String> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .status()
+            .map_err(|e| format!("cannot run kill: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -TERM {pid} failed"));
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(format!(
+            "the {} did not exit within {within:?} of SIGTERM",
+            self.kind.name()
+        ))
+    }
+
+    /// The target's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Start this program as the same-stack forwarder (over wss with `tls`'s certificate and
+    /// key).
+    pub fn forwarder(threads: usize, tls: Option<&(PathBuf, PathBuf)>) -> Result<Target, String> {
         let addr = free_addr()?;
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
-        let child = Command::new(me)
+        let mut command = Command::new(me);
+        command
             .args(["forward", "--listen", &addr.to_string()])
-            .args(["--threads", &threads.to_string()])
+            .args(["--threads", &threads.to_string()]);
+        if let Some((cert, key)) = tls {
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -129,26 +222,12 @@ impl Target {
 
     /// CPU seconds the target has used so far.
     pub fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok());
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        (ticks(11).unwrap_or(0) + ticks(12).unwrap_or(0)) as f64 / TICKS_PER_SEC
+        cpu_secs(self.child.id())
     }
 
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        rss_kib(self.child.id())
     }
 
     /// The relay's `/metrics` page; empty for the forwarder, which counts nothing.
@@ -203,4 +282,27 @@ impl Drop for Target {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// CPU seconds process `pid` has used so far.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok());
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11).unwrap_or(0) + ticks(12).unwrap_or(0)) as f64 / TICKS_PER_SEC
+}
+
+/// Resident memory of process `pid` in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
