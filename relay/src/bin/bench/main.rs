@@ -501,9 +501,9 @@ fn run_storm(
     }
     println!();
     println!(
-        "| restart over {transport} | clients | back | not back | all back after s | reconnect p50 s | p99 s | max s | waited p50 s | waited max s | failed attempts | relay CPU | relay peak RSS MiB |"
+        "| restart over {transport} | clients | back | not back | all back after s | reconnect p50 s | p99 s | max s | waited p50 s | waited max s | failed attempts | closed at accept | relay CPU | relay peak RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for restart in &report.restarts {
         let failures = if restart.failures.is_empty() {
             "0".to_string()
@@ -515,9 +515,19 @@ fn run_storm(
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let refused = if restart.refused.is_empty() {
+            "0".to_string()
+        } else {
+            restart
+                .refused
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let s = |d: Duration| format!("{:.2}", d.as_secs_f64());
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {failures} | {:.0} % | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {failures} | {refused} | {:.0} % | {:.1} |",
             restart.how,
             restart.clients,
             restart.back,

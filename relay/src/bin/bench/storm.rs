@@ -94,6 +94,8 @@ pub struct Restart {
     /// backoff): the floor of `reconnect`.
     pub waited: Summary,
     pub failures: BTreeMap<String, u64>,
+    /// Connections the new relay closed at accept, by cap (its `/metrics`).
+    pub refused: Vec<(String, u64)>,
     pub cpu: f64,
     pub peak_rss_kib: u64,
 }
@@ -165,7 +167,7 @@ fn run_in(executor: &Arc<Executor<'static>>, storm: &Storm, dir: &Path) -> Resul
     let registration = started.elapsed();
     registrar.terminate(Duration::from_secs(30))?;
 
-    options.tls = certificate.as_ref().map(|c| c.files.clone());
+    options.tls = certificate.clone();
     options.shipped_unauthenticated_cap = true;
     let dial = Arc::new(Dial {
         addr,
@@ -260,6 +262,12 @@ fn run_in(executor: &Arc<Executor<'static>>, storm: &Storm, dir: &Path) -> Resul
             .map_or(0.0, |at| at.elapsed().as_secs_f64());
         row.cpu = new.cpu_secs() / alive.max(f64::EPSILON);
         row.how = how;
+        row.refused = new
+            .counters()
+            .refused
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
         restarts.push(row);
         relay = Some(new);
     }
@@ -543,6 +551,7 @@ async fn collect(
         reconnect: reconnect.summary(),
         waited: waited.summary(),
         failures,
+        refused: Vec::new(),
         cpu: 0.0,
         peak_rss_kib,
     }

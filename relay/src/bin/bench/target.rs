@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rustls_pki_types::{CertificateDer, ServerName};
+
+use crate::tls::SelfSigned;
+
 /// How long a target may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -33,6 +37,8 @@ impl Kind {
 #[derive(Default)]
 pub struct Counters {
     pub drops: Vec<(String, u64)>,
+    /// Connections closed at accept, by cap.
+    pub refused: Vec<(String, u64)>,
     pub held: u64,
     pub throttled: u64,
 }
@@ -42,6 +48,8 @@ pub struct Target {
     pub addr: SocketAddr,
     child: Child,
     data_dir: Option<PathBuf>,
+    /// The certificate the relay serves wss with, to read its metrics.
+    tls_root: Option<CertificateDer<'static>>,
 }
 
 pub fn free_addr() -> Result<SocketAddr, String> {
@@ -61,8 +69,8 @@ pub struct RelayOptions {
     /// Keep the registry here and leave it when the relay goes (a restart keeps it); default a
     /// fresh folder removed with the target.
     pub data_dir: Option<PathBuf>,
-    /// Serve wss with this certificate and key (PEM files).
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve wss with this certificate.
+    pub tls: Option<SelfSigned>,
     /// Keep the relay's cap on connections that have not logged in (a reconnect wave meets it
     /// as shipped); otherwise it is raised for the load's set-up.
     pub shipped_unauthenticated_cap: bool,
@@ -116,7 +124,8 @@ impl Target {
         if let Some(max) = options.max_connections {
             command.args(["--max-connections", &max.to_string()]);
         }
-        if let Some((cert, key)) = &options.tls {
+        if let Some(tls) = &options.tls {
+            let (cert, key) = &tls.files;
             command
                 .arg("--tls-cert")
                 .arg(cert)
@@ -139,6 +148,7 @@ impl Target {
             addr,
             child,
             data_dir: owned.then_some(data_dir),
+            tls_root: options.tls.as_ref().map(|tls| tls.cert.clone()),
         }
         .ready()
     }
@@ -199,6 +209,7 @@ impl Target {
             addr,
             child,
             data_dir: None,
+            tls_root: None,
         }
         .ready()
     }
@@ -235,17 +246,23 @@ impl Target {
         if self.kind != Kind::Relay {
             return String::new();
         }
-        let Ok(mut stream) = TcpStream::connect(self.addr) else {
+        let Ok(stream) = TcpStream::connect(self.addr) else {
             return String::new();
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
-        if stream.write_all(request.as_bytes()).is_err() {
+        let Some(root) = &self.tls_root else {
+            return get_metrics(stream);
+        };
+        let Ok(config) = crate::tls::client_config(root) else {
             return String::new();
+        };
+        let Ok(name) = ServerName::try_from("localhost") else {
+            return String::new();
+        };
+        match rustls::ClientConnection::new(config, name.to_owned()) {
+            Ok(connection) => get_metrics(rustls::StreamOwned::new(connection, stream)),
+            Err(_) => String::new(),
         }
-        let mut body = String::new();
-        let _ = stream.read_to_string(&mut body);
-        body
     }
 
     /// What the relay has counted so far: frames dropped by reason (`reason=count`), and the
@@ -259,15 +276,19 @@ impl Target {
                 .and_then(|value| value.trim().parse().ok())
                 .unwrap_or(0)
         };
-        Counters {
-            drops: body
-                .lines()
-                .filter_map(|line| line.strip_prefix("relay_dropped_total{reason=\""))
+        let labelled = |name: &str| {
+            let prefix = format!("{name}{{reason=\"");
+            body.lines()
+                .filter_map(|line| line.strip_prefix(&prefix))
                 .filter_map(|rest| {
                     let (reason, value) = rest.split_once("\"} ")?;
                     Some((reason.to_string(), value.trim().parse().ok()?))
                 })
-                .collect(),
+                .collect()
+        };
+        Counters {
+            drops: labelled("relay_dropped_total"),
+            refused: labelled("relay_connections_refused_total"),
             held: plain("relay_pushback_total"),
             throttled: plain("relay_throttled_total"),
         }
@@ -305,4 +326,16 @@ pub fn rss_kib(pid: u32) -> u64 {
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// `GET /metrics` over `stream`; what came back (empty on failure).
+fn get_metrics(mut stream: impl Read + Write) -> String {
+    let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut body = String::new();
+    // The relay closes after the answer; a TLS close without close_notify ends it as well.
+    let _ = stream.read_to_string(&mut body);
+    body
 }

@@ -9,6 +9,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// A certificate and its key as PEM files, and the certificate to trust.
+#[derive(Clone)]
 pub struct SelfSigned {
     pub files: (PathBuf, PathBuf),
     pub cert: CertificateDer<'static>,
@@ -50,6 +51,11 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<futures_rustls::TlsAcceptor, 
 
 /// A client connector trusting only `cert`.
 pub fn connector(cert: &CertificateDer<'static>) -> Result<futures_rustls::TlsConnector, String> {
+    Ok(futures_rustls::TlsConnector::from(client_config(cert)?))
+}
+
+/// A client configuration trusting only `cert`.
+pub fn client_config(cert: &CertificateDer<'static>) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.clone()).map_err(|e| e.to_string())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -59,5 +65,5 @@ pub fn connector(cert: &CertificateDer<'static>) -> Result<futures_rustls::TlsCo
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(futures_rustls::TlsConnector::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
