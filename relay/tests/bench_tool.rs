@@ -78,7 +78,7 @@ fn check_storm(stdout: &str, clients: &str, transport: &str) {
         assert_eq!(cells[1], clients, "clients: {cells:?}");
         assert_eq!(cells[2], clients, "back: {cells:?}");
         assert_eq!(cells[3], "0", "not back: {cells:?}");
-        assert_eq!(cells[11], "0", "closed at accept: {cells:?}");
+        assert_eq!(cells[12], "0", "closed at accept: {cells:?}");
     }
 }
 

@@ -501,9 +501,9 @@ fn run_storm(
     }
     println!();
     println!(
-        "| restart over {transport} | clients | back | not back | all back after s | reconnect p50 s | p99 s | max s | waited p50 s | waited max s | failed attempts | closed at accept | relay CPU | relay peak RSS MiB |"
+        "| restart over {transport} | clients | back | not back | relay up after s | all back after s | reconnect p50 s | p99 s | max s | waited p50 s | waited max s | failed attempts | closed at accept | relay CPU | relay peak RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for restart in &report.restarts {
         let failures = if restart.failures.is_empty() {
             "0".to_string()
@@ -527,11 +527,12 @@ fn run_storm(
         };
         let s = |d: Duration| format!("{:.2}", d.as_secs_f64());
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {failures} | {refused} | {:.0} % | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {failures} | {refused} | {:.0} % | {:.1} |",
             restart.how,
             restart.clients,
             restart.back,
             restart.clients - restart.back,
+            s(restart.relay_up),
             s(restart.total),
             s(restart.reconnect.p50),
             s(restart.reconnect.p99),

@@ -86,6 +86,9 @@ pub struct Restart {
     pub how: &'static str,
     pub clients: usize,
     pub back: usize,
+    /// From the signal to the new relay listening (the old one's shutdown and the new one's
+    /// start, registry load included).
+    pub relay_up: Duration,
     /// From the signal to the last client's login.
     pub total: Duration,
     /// Per client, from losing the connection to its next login.
@@ -255,11 +258,9 @@ fn run_in(executor: &Arc<Executor<'static>>, storm: &Storm, dir: &Path) -> Resul
             collect(&incoming, storm.clients, t0, storm.deadline, &pid),
         )));
         let new = new?;
-        let alive = started_at
-            .lock()
-            .ok()
-            .and_then(|at| *at)
-            .map_or(0.0, |at| at.elapsed().as_secs_f64());
+        let up_at = started_at.lock().ok().and_then(|at| *at);
+        let alive = up_at.map_or(0.0, |at| at.elapsed().as_secs_f64());
+        row.relay_up = up_at.map_or(Duration::ZERO, |at| at - t0);
         row.cpu = new.cpu_secs() / alive.max(f64::EPSILON);
         row.how = how;
         row.refused = new
@@ -547,6 +548,7 @@ async fn collect(
         how: "",
         clients: count,
         back: n,
+        relay_up: Duration::ZERO,
         total: last - t0,
         reconnect: reconnect.summary(),
         waited: waited.summary(),
@@ -576,10 +578,14 @@ async fn hold_forwarder(
         let (slots, done, connector) = (slots.clone(), done.clone(), connector.clone());
         tasks.push(executor.spawn(async move {
             let slot = slots.acquire_arc().await;
-            let tcp = match Async::<TcpStream>::connect(addr).await {
+            // Spread over loopback sources as for the relay: one source's ephemeral ports
+            // (and the TIME_WAITs of earlier runs) would not last for tens of thousands.
+            let tcp = match connect_from(load::source(), addr).await {
                 Ok(tcp) => tcp,
                 Err(e) => {
-                    let _ = done.send(Err(e.to_string())).await;
+                    let _ = done
+                        .send(Err(format!("connecting to the forwarder: {e}")))
+                        .await;
                     return;
                 }
             };
