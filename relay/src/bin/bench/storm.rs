@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::Message;
 use muxagent_proto::frame::{Frame, Role};
 use muxagent_proto::identity::Identity;
-use muxagent_proto::limits::{RECONNECT_MAX_MS, RECONNECT_MIN_MS, RELAY_SHUTDOWN_GRACE_MS};
+use muxagent_proto::limits::{
+    RECONNECT_MAX_MS, RECONNECT_MIN_MS, RELAY_MAX_CONNECTIONS, RELAY_SHUTDOWN_GRACE_MS,
+};
 use muxagent_relay::client::{Client, ClientConfig, ClientError, RelayUrl, Roots};
 use rustls_pki_types::ServerName;
 use smol::channel::{Receiver, Sender};
@@ -156,10 +158,14 @@ fn run_in(executor: &Arc<Executor<'static>>, storm: &Storm, dir: &Path) -> Resul
         None
     };
     let addr = target::free_addr()?;
+    // The relay-wide cap stays as shipped unless the machines (and room for the tool's own
+    // requests) would not fit under it.
+    let needed = storm.clients + 1_024;
     let mut options = RelayOptions {
         threads: storm.threads,
         addr: Some(addr),
         data_dir: Some(data_dir),
+        max_connections: (needed > RELAY_MAX_CONNECTIONS).then_some(needed),
         ..RelayOptions::default()
     };
 
