@@ -156,17 +156,22 @@ pub const MAX_PACKET_LEN: usize = PACKET_HEADER_LEN + MAX_CHANNEL_CIPHERTEXT_LEN
 // | what                                                        | bytes         |
 // | ----------------------------------------------------------- | ------------- |
 // | WebSocket read buffer ([`RELAY_READ_BUFFER_LEN`]), resident | 4 096         |
+// |   (over TLS [`RELAY_TLS_READ_BUFFER_LEN`] instead)          | (512)         |
 // | the connection's one task: its future (≤ 1 280, a test      | ~1 200        |
 // |   checks) incl. the WebSocket state, two re-armed timers    |               |
 // | socket registration in the reactor, timer entries           | ~300          |
 // | outbound queue (empty: storage allocated on first use)      | ~100          |
 // | router entry (key, queue handle, hostname) and caps entry   | ~250          |
-// | TLS (`wss`) only: rustls session, keys, record buffers      | ~7 500        |
+// | TLS (`wss`) only: rustls's read buffer (4 096, kept and      | ~7 500        |
+// |   zero-filled while idle, not configurable), its session and |               |
+// |   AES-GCM keys (~3 500)                                      |               |
 //
 // Measured with `relay/bench/idle-rss.sh` (10 000 idle logged-in connections on loopback,
 // release build, one thread): **7.0 KiB per connection plain, 14.5 KiB with TLS** (70 MiB and
 // 145 MiB in total; 6.8 and 14.3 KiB before the byte meter and queue budgets), in line with
-// DERP's 14.5 KB per idle TLS connection. Kernel socket
+// DERP's 14.5 KB per idle TLS connection. With the smaller read buffer over TLS
+// ([`RELAY_TLS_READ_BUFFER_LEN`]) `muxagent-relay-bench storm --wss` measured 11.2 KiB
+// (14.7 KiB before, same run conditions; see BENCHMARKS.md). Kernel socket
 // buffers come on top and are not in the process's RSS. A connection that has carried a
 // full-size frame keeps up to one frame of buffer per direction (≤ 2 × [`MAX_FRAME_LEN`])
 // until it closes: tungstenite does not shrink its buffers. A busy connection holds at most
@@ -256,6 +261,14 @@ pub const RELAY_SEND_BUFFER_LEN: usize = 256 * 1024;
 /// 10 000 idle connections; 4 KiB is what it advises for many connections, and a 64 KiB frame
 /// still arrives in 16 reads.
 pub const RELAY_READ_BUFFER_LEN: usize = 4 * 1024;
+
+/// WebSocket read buffer per `wss` connection. Over TLS the WebSocket reads what rustls has
+/// already decrypted (a copy, no system call: rustls reads the socket 4 KiB at a time into a
+/// buffer of its own, which it keeps), so a small buffer costs only more turns of a loop for
+/// a large frame (a 64 KiB frame in 128 copies) and saves 3.5 KiB of every idle `wss`
+/// connection (tungstenite zero-fills its whole read buffer, so all of it is resident):
+/// 35 MiB at 10 000 connections.
+pub const RELAY_TLS_READ_BUFFER_LEN: usize = 512;
 
 /// Bytes a connection may send per second, sustained (a token bucket refilled at this rate). The
 /// relay stops reading a connection whose bucket is empty until it refills, so TCP pushes back

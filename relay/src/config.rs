@@ -134,6 +134,8 @@ pub struct Limits {
     pub inbound_burst_bytes: u32,
     /// WebSocket read buffer per connection.
     pub read_buffer_len: usize,
+    /// WebSocket read buffer per connection over TLS (reading decrypted bytes from rustls).
+    pub tls_read_buffer_len: usize,
     /// Largest HTTP request head.
     pub http_head_max_len: usize,
     /// Longest life of a pairing id.
@@ -215,6 +217,7 @@ impl Default for Limits {
             inbound_bytes_per_sec: limits::RELAY_INBOUND_BYTES_PER_SEC,
             inbound_burst_bytes: limits::RELAY_INBOUND_BURST_BYTES,
             read_buffer_len: limits::RELAY_READ_BUFFER_LEN,
+            tls_read_buffer_len: limits::RELAY_TLS_READ_BUFFER_LEN,
             http_head_max_len: limits::RELAY_HTTP_HEAD_MAX_LEN,
             pairing_ttl: Duration::from_secs(limits::PAIRING_TTL_SECS),
             pairings_per_connection: limits::RELAY_PAIRINGS_PER_CONNECTION,
@@ -274,8 +277,8 @@ impl Limits {
                 limits::MAX_FRAME_LEN
             ));
         }
-        if self.read_buffer_len < 256 {
-            return Err("the read buffer must be at least 256 bytes".into());
+        if self.read_buffer_len < 256 || self.tls_read_buffer_len < 256 {
+            return Err("the read buffers must be at least 256 bytes".into());
         }
         if self.queue_bytes_per_connection < limits::MAX_FRAME_LEN
             || self.queue_bytes_per_account < self.queue_bytes_per_connection

@@ -68,10 +68,16 @@ pub(crate) type Ws = WebSocketStream<Metered>;
 /// tungstenite's settings for relay connections: small read buffer, writes gathered up to a
 /// batch (each batch is flushed at once: [`write_batch`]), frames and messages capped at one
 /// relay frame. (Before login the meter holds messages to a login's size: async-tungstenite
-/// cannot change a stream's configuration once it is made.)
-pub(crate) fn ws_config(limits: &Limits) -> WebSocketConfig {
+/// cannot change a stream's configuration once it is made.) Over TLS the read buffer is
+/// smaller: it is filled from rustls's decrypted bytes, not from the socket.
+pub(crate) fn ws_config(limits: &Limits, tls: bool) -> WebSocketConfig {
+    let read_buffer_len = if tls {
+        limits.tls_read_buffer_len
+    } else {
+        limits.read_buffer_len
+    };
     WebSocketConfig::default()
-        .read_buffer_size(limits.read_buffer_len)
+        .read_buffer_size(read_buffer_len)
         .write_buffer_size(RELAY_WRITE_BATCH_BYTES)
         .max_write_buffer_size(2 * MAX_FRAME_LEN + 64)
         .max_message_size(Some(MAX_FRAME_LEN))

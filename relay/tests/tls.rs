@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use common::*;
 use muxagent_proto::frame::Role;
+use muxagent_proto::limits::MAX_PAYLOAD_LEN;
 use muxagent_relay::TlsFiles;
 use muxagent_relay::client::{Client, ClientConfig, ClientError, Roots};
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -94,6 +95,18 @@ fn wss_and_https_with_a_self_signed_certificate() {
         device.send(&send(&m, b"over tls")).await.expect("send");
         let (_, payload) = expect_recv(&mut machine, "routed over TLS").await;
         assert_eq!(payload, b"over tls");
+        // Full-size payloads both ways: over TLS the relay reads through a small WebSocket
+        // buffer (RELAY_TLS_READ_BUFFER_LEN), a frame many reads long.
+        let big: Vec<u8> = (0..MAX_PAYLOAD_LEN).map(|i| (i % 251) as u8).collect();
+        device.send(&send(&m, &big)).await.expect("send big");
+        let (_, payload) = expect_recv(&mut machine, "a full-size payload over TLS").await;
+        assert!(payload == big, "the full-size payload changed on the way");
+        machine.send(&send(&d, &big)).await.expect("send big back");
+        let (_, payload) = expect_recv(&mut device, "a full-size payload back").await;
+        assert!(
+            payload == big,
+            "the full-size payload changed on the way back"
+        );
 
         // A client that does not trust the certificate is refused in the handshake.
         let strangers = ClientConfig {

@@ -6,12 +6,14 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use muxagent_proto::limits::{MAX_FRAME_LEN, RELAY_QUEUE_DEPTH};
+use smol::io::{AsyncRead, AsyncWrite};
 use smol::stream::StreamExt as _;
 use smol::{Async, Executor};
 
@@ -27,8 +29,16 @@ fn config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_FRAME_LEN))
 }
 
-/// Serve until killed.
-pub fn serve(listen: SocketAddr, threads: usize) -> Result<(), String> {
+/// Serve until killed (over wss with `tls`'s certificate and key).
+pub fn serve(
+    listen: SocketAddr,
+    threads: usize,
+    tls: Option<(PathBuf, PathBuf)>,
+) -> Result<(), String> {
+    let acceptor = match &tls {
+        Some((cert, key)) => Some(crate::tls::acceptor(cert, key)?),
+        None => None,
+    };
     let listener = Async::<TcpListener>::bind(listen).map_err(|e| format!("{listen}: {e}"))?;
     let executor = Arc::new(Executor::new());
     for _ in 1..threads {
@@ -43,15 +53,26 @@ pub fn serve(listen: SocketAddr, threads: usize) -> Result<(), String> {
             };
             let _ = stream.get_ref().set_nodelay(true);
             let tasks = executor.clone();
-            executor
-                .spawn(connection(stream, queues.clone(), tasks))
-                .detach();
+            let queues = queues.clone();
+            match &acceptor {
+                Some(acceptor) => {
+                    let accept = acceptor.accept(stream);
+                    executor
+                        .spawn(async move {
+                            if let Ok(tls) = accept.await {
+                                connection(tls, queues, tasks).await;
+                            }
+                        })
+                        .detach();
+                }
+                None => executor.spawn(connection(stream, queues, tasks)).detach(),
+            }
         }
     }))
 }
 
-async fn connection(
-    stream: Async<std::net::TcpStream>,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     queues: Queues,
     executor: Arc<Executor<'static>>,
 ) {
@@ -61,8 +82,8 @@ async fn connection(
     serve_ws(ws, queues, &executor).await;
 }
 
-async fn serve_ws(
-    ws: WebSocketStream<Async<std::net::TcpStream>>,
+async fn serve_ws<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    ws: WebSocketStream<S>,
     queues: Queues,
     executor: &Executor<'static>,
 ) {

@@ -41,15 +41,28 @@ const DRAIN: Duration = Duration::from_secs(2);
 static NEXT_SOURCE: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh source address: 127.a.b.1 with a /24 per [`PER_PREFIX`] connections.
-fn source() -> Ipv4Addr {
-    let n = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed) / u64::from(PER_PREFIX);
-    let prefix = 1 + n as u32;
-    Ipv4Addr::new(127, (prefix >> 8) as u8, prefix as u8, 1)
+pub fn source() -> Ipv4Addr {
+    let [from] = sources();
+    from
+}
+
+/// `N` fresh source addresses taken together, so that what one task does with them (a pairing's
+/// three logins) stays in one /24 or two, however many tasks run at once.
+fn sources<const N: usize>() -> [Ipv4Addr; N] {
+    let first = NEXT_SOURCE.fetch_add(N as u64, Ordering::Relaxed);
+    std::array::from_fn(|i| {
+        let prefix = 1 + ((first + i as u64) / u64::from(PER_PREFIX)) as u32;
+        Ipv4Addr::new(127, (prefix >> 8) as u8, prefix as u8, 1)
+    })
 }
 
 /// A WebSocket connection to `addr` from a fresh loopback source.
 pub async fn dial(addr: SocketAddr) -> Result<Ws, String> {
-    let from = source();
+    dial_from(addr, source()).await
+}
+
+/// A WebSocket connection to `addr` from `from`.
+async fn dial_from(addr: SocketAddr, from: Ipv4Addr) -> Result<Ws, String> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
         .map_err(|e| e.to_string())?;
     socket
@@ -109,9 +122,14 @@ async fn expect<T>(
     }
 }
 
-/// Log in to the relay at `addr`.
-pub async fn login(addr: SocketAddr, identity: &Identity, role: Role) -> Result<Ws, String> {
-    let mut ws = dial(addr).await?;
+/// Log in to the relay at `addr` from `from`.
+pub async fn login(
+    addr: SocketAddr,
+    from: Ipv4Addr,
+    identity: &Identity,
+    role: Role,
+) -> Result<Ws, String> {
+    let mut ws = dial_from(addr, from).await?;
     let hello = expect(&mut ws, "hello", |frame| match frame {
         Frame::ServerHello(hello) => Some(hello),
         _ => None,
@@ -155,6 +173,8 @@ pub struct Pair {
     pub device: Ws,
     pub machine: Ws,
     pub machine_address: Address,
+    /// The machine's keys (on the relay).
+    pub machine_key: Option<Identity>,
 }
 
 /// Pair a device with a machine the way a person does on the relay (rendezvous, signed entry
@@ -175,13 +195,15 @@ pub async fn pair(kind: Kind, addr: SocketAddr, number: u64) -> Result<Pair, Str
                 device,
                 machine,
                 machine_address: Address::Id(machine_id),
+                machine_key: None,
             })
         }
         Kind::Relay => {
             let device_key = new_identity()?;
             let machine_key = new_identity()?;
-            let mut device = login(addr, &device_key, Role::Device).await?;
-            let mut pending = login(addr, &machine_key, Role::PendingMachine).await?;
+            let [device_from, pending_from, machine_from] = sources();
+            let mut device = login(addr, device_from, &device_key, Role::Device).await?;
+            let mut pending = login(addr, pending_from, &machine_key, Role::PendingMachine).await?;
             let mut id = [0u8; 16];
             getrandom::fill(&mut id).map_err(|e| e.to_string())?;
             let pairing_id = PairingId(id);
@@ -234,11 +256,12 @@ pub async fn pair(kind: Kind, addr: SocketAddr, number: u64) -> Result<Pair, Str
             )
             .await?;
             let _ = pending.close(None).await;
-            let machine = login(addr, &machine_key, Role::Machine).await?;
+            let machine = login(addr, machine_from, &machine_key, Role::Machine).await?;
             Ok(Pair {
                 device,
                 machine,
                 machine_address: Address::Key(machine_key.public().fingerprint()),
+                machine_key: Some(machine_key),
             })
         }
     }

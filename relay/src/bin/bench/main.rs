@@ -7,6 +7,8 @@
 //! target/release/muxagent-relay-bench                 # the standard suite (~3 minutes)
 //! target/release/muxagent-relay-bench closed --pairs 4 --window 16
 //! target/release/muxagent-relay-bench open --pairs 4 --rate 5000 --idle 3000
+//! target/release/muxagent-relay-bench storm --clients 10000          # restarts, idle memory
+//! target/release/muxagent-relay-bench storm --clients 10000 --wss
 //! ```
 //!
 //! Besides throughput and latency each row shows what the relay counted: frames it dropped
@@ -20,7 +22,9 @@
 mod forwarder;
 mod load;
 mod stats;
+mod storm;
 mod target;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,7 +70,25 @@ struct Args {
 enum Command {
     Closed(Closed),
     Open(Open),
+    Storm(StormArgs),
     Forward(Forward),
+}
+
+/// reconnect storm: N machines logged in, the relay restarted gracefully and then killed;
+/// also the relay's memory per idle connection, beside the forwarder's
+#[derive(FromArgs)]
+#[argh(subcommand, name = "storm")]
+struct StormArgs {
+    /// machines (default 10000; each needs a descriptor in the tool and one in the relay)
+    #[argh(option, default = "10_000")]
+    clients: usize,
+    /// connect over wss (a self-signed certificate) instead of ws
+    #[argh(switch)]
+    wss: bool,
+    /// seconds one phase (set-up, a restart) may take before stragglers count as failed
+    /// (default 120)
+    #[argh(option, default = "120")]
+    deadline: u64,
 }
 
 /// closed loop: each pair keeps a window of echoes in flight
@@ -109,6 +131,12 @@ struct Forward {
     /// threads
     #[argh(option, default = "2")]
     threads: usize,
+    /// PEM certificate: serve wss (needs --tls-key)
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+    /// PEM key for --tls-cert
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy)]
@@ -285,8 +313,10 @@ fn run_scenario(
 fn run(args: Args) -> Result<(), String> {
     let scenarios = match &args.command {
         Some(Command::Forward(forward)) => {
-            return forwarder::serve(forward.listen, forward.threads);
+            let tls = forward.tls_cert.clone().zip(forward.tls_key.clone());
+            return forwarder::serve(forward.listen, forward.threads, tls);
         }
+        Some(Command::Storm(_)) => Vec::new(),
         Some(Command::Closed(c)) => vec![Scenario {
             pairs: c.pairs,
             drive: Drive::Closed { window: c.window },
@@ -311,6 +341,15 @@ fn run(args: Args) -> Result<(), String> {
         std::thread::spawn(move || smol::block_on(executor.run(smol::future::pending::<()>())));
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if let Some(Command::Storm(storm)) = &args.command {
+        return run_storm(
+            &executor,
+            &relay_bin,
+            args.threads,
+            args.load_threads,
+            storm,
+        );
+    }
     let budget = match args.inbound_bytes_per_sec {
         Some(rate) => format!("relay inbound budget {rate} B/s per key"),
         None => "relay inbound budget as shipped".to_string(),
@@ -337,7 +376,7 @@ fn run(args: Args) -> Result<(), String> {
             // A fresh target per scenario: nothing left over from the last one.
             let target = match kind {
                 Kind::Relay => Target::relay(&relay_bin, args.threads, args.inbound_bytes_per_sec)?,
-                Kind::Forwarder => Target::forwarder(args.threads)?,
+                Kind::Forwarder => Target::forwarder(args.threads, None)?,
             };
             let row = run_scenario(&executor, kind, &target, scenario, args.seconds)?;
             let ratio = match (kind, ceiling) {
@@ -379,6 +418,130 @@ fn run(args: Args) -> Result<(), String> {
                 row.throttled,
             );
         }
+    }
+    Ok(())
+}
+
+/// Raise this process's descriptor limit to its hard limit (the relay it starts inherits it);
+/// an error if that is below what `connections` need.
+fn raise_nofile(connections: usize) -> Result<u64, String> {
+    let (_, hard) = rlimit::Resource::NOFILE
+        .get()
+        .map_err(|e| format!("reading RLIMIT_NOFILE: {e}"))?;
+    rlimit::Resource::NOFILE
+        .set(hard, hard)
+        .map_err(|e| format!("raising RLIMIT_NOFILE to {hard}: {e}"))?;
+    // Listeners, the registry, /proc reads and connections mid-close on top.
+    let needed = connections as u64 + 512;
+    if hard < needed {
+        return Err(format!(
+            "RLIMIT_NOFILE's hard limit is {hard}, below the {needed} descriptors {connections} \
+             connections need (in this tool and in the relay): raise it (ulimit -Hn, as root) \
+             or use fewer clients"
+        ));
+    }
+    Ok(hard)
+}
+
+fn run_storm(
+    executor: &Arc<Executor<'static>>,
+    relay_bin: &std::path::Path,
+    threads: usize,
+    load_threads: usize,
+    args: &StormArgs,
+) -> Result<(), String> {
+    let nofile = raise_nofile(args.clients)?;
+    let transport = if args.wss { "wss" } else { "ws" };
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "# muxagent-relay-bench storm: {} machines over {transport}, target {threads} threads, load {load_threads} threads, {cpus} CPUs, RLIMIT_NOFILE {nofile}\n",
+        args.clients
+    );
+    let report = storm::run(
+        executor,
+        &storm::Storm {
+            relay_bin: relay_bin.to_path_buf(),
+            threads,
+            clients: args.clients,
+            wss: args.wss,
+            deadline: Duration::from_secs(args.deadline),
+        },
+    )?;
+    println!(
+        "registration (pairing, plain ws, {} at a time): {:.1} s, {:.0} machines/s\n",
+        32,
+        report.registration.as_secs_f64(),
+        args.clients as f64 / report.registration.as_secs_f64().max(f64::EPSILON)
+    );
+    println!(
+        "| idle {transport} | target | connections | set-up s | connections/s | RSS before MiB | RSS after MiB | KiB per connection | vs baseline |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let baseline = report
+        .memory
+        .iter()
+        .find(|m| m.target == "forwarder")
+        .map(storm::Memory::kib_per_connection);
+    for memory in &report.memory {
+        let ratio = match (memory.target, baseline) {
+            ("forwarder", _) => "1".to_string(),
+            (_, Some(base)) if base > 0.0 => format!("{:.2}", memory.kib_per_connection() / base),
+            _ => "–".to_string(),
+        };
+        println!(
+            "| idle {transport} | {} | {} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {ratio} |",
+            memory.target,
+            memory.connections,
+            memory.setup.as_secs_f64(),
+            memory.connections as f64 / memory.setup.as_secs_f64().max(f64::EPSILON),
+            memory.rss_before_kib as f64 / 1024.0,
+            memory.rss_after_kib as f64 / 1024.0,
+            memory.kib_per_connection(),
+        );
+    }
+    println!();
+    println!(
+        "| restart over {transport} | clients | back | not back | relay up after s | all back after s | reconnect p50 s | p99 s | max s | waited p50 s | waited max s | failed attempts | closed at accept | relay CPU | relay peak RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for restart in &report.restarts {
+        let failures = if restart.failures.is_empty() {
+            "0".to_string()
+        } else {
+            restart
+                .failures
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let refused = if restart.refused.is_empty() {
+            "0".to_string()
+        } else {
+            restart
+                .refused
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let s = |d: Duration| format!("{:.2}", d.as_secs_f64());
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {failures} | {refused} | {:.0} % | {:.1} |",
+            restart.how,
+            restart.clients,
+            restart.back,
+            restart.clients - restart.back,
+            s(restart.relay_up),
+            s(restart.total),
+            s(restart.reconnect.p50),
+            s(restart.reconnect.p99),
+            s(restart.reconnect.max),
+            s(restart.waited.p50),
+            s(restart.waited.max),
+            restart.cpu * 100.0,
+            restart.peak_rss_kib as f64 / 1024.0,
+        );
     }
     Ok(())
 }

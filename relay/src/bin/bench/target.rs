@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rustls_pki_types::{CertificateDer, ServerName};
+
+use crate::tls::SelfSigned;
+
 /// How long a target may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -33,6 +37,8 @@ impl Kind {
 #[derive(Default)]
 pub struct Counters {
     pub drops: Vec<(String, u64)>,
+    /// Connections closed at accept, by cap.
+    pub refused: Vec<(String, u64)>,
     pub held: u64,
     pub throttled: u64,
 }
@@ -42,11 +48,34 @@ pub struct Target {
     pub addr: SocketAddr,
     child: Child,
     data_dir: Option<PathBuf>,
+    /// The certificate the relay serves wss with, to read its metrics.
+    tls_root: Option<CertificateDer<'static>>,
 }
 
-fn free_addr() -> Result<SocketAddr, String> {
+pub fn free_addr() -> Result<SocketAddr, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     listener.local_addr().map_err(|e| e.to_string())
+}
+
+/// How to start the relay.
+#[derive(Clone, Default)]
+pub struct RelayOptions {
+    /// Threads serving connections.
+    pub threads: usize,
+    /// The relay's byte budget per key, if not its own.
+    pub inbound_bytes_per_sec: Option<u32>,
+    /// Listen here (a restart keeps the address); default a free port.
+    pub addr: Option<SocketAddr>,
+    /// Keep the registry here and leave it when the relay goes (a restart keeps it); default a
+    /// fresh folder removed with the target.
+    pub data_dir: Option<PathBuf>,
+    /// Serve wss with this certificate.
+    pub tls: Option<SelfSigned>,
+    /// Keep the relay's cap on connections that have not logged in (a reconnect wave meets it
+    /// as shipped); otherwise it is raised for the load's set-up.
+    pub shipped_unauthenticated_cap: bool,
+    /// Raise the relay-wide connection cap to this.
+    pub max_connections: Option<usize>,
 }
 
 impl Target {
@@ -58,15 +87,50 @@ impl Target {
         threads: usize,
         inbound_bytes_per_sec: Option<u32>,
     ) -> Result<Target, String> {
-        let addr = free_addr()?;
-        let data_dir = std::env::temp_dir().join(format!(
-            "muxagent-relay-bench-{}-{}",
-            std::process::id(),
-            addr.port()
-        ));
+        Target::relay_with(
+            relay_bin,
+            &RelayOptions {
+                threads,
+                inbound_bytes_per_sec,
+                ..RelayOptions::default()
+            },
+        )
+    }
+
+    /// Start the relay binary `relay_bin` as `options` say.
+    pub fn relay_with(relay_bin: &Path, options: &RelayOptions) -> Result<Target, String> {
+        let addr = match options.addr {
+            Some(addr) => addr,
+            None => free_addr()?,
+        };
+        let (data_dir, owned) = match &options.data_dir {
+            Some(dir) => (dir.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!(
+                    "muxagent-relay-bench-{}-{}",
+                    std::process::id(),
+                    addr.port()
+                )),
+                true,
+            ),
+        };
         let mut command = Command::new(relay_bin);
-        if let Some(rate) = inbound_bytes_per_sec {
+        if let Some(rate) = options.inbound_bytes_per_sec {
             command.args(["--inbound-bytes-per-sec", &rate.to_string()]);
+        }
+        if !options.shipped_unauthenticated_cap {
+            command.args(["--max-unauthenticated-connections", "20000"]);
+        }
+        if let Some(max) = options.max_connections {
+            command.args(["--max-connections", &max.to_string()]);
+        }
+        if let Some(tls) = &options.tls {
+            let (cert, key) = &tls.files;
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
         }
         let child = command
             .arg("--public-metrics")
@@ -74,8 +138,7 @@ impl Target {
             .arg(addr.to_string())
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--threads", &threads.to_string()])
-            .args(["--max-unauthenticated-connections", "20000"])
+            .args(["--threads", &options.threads.max(1).to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -85,18 +148,58 @@ impl Target {
             kind: Kind::Relay,
             addr,
             child,
-            data_dir: Some(data_dir),
+            data_dir: owned.then_some(data_dir),
+            tls_root: options.tls.as_ref().map(|tls| tls.cert.clone()),
         }
         .ready()
     }
 
-    /// Start this program as the same-stack forwarder.
-    pub fn forwarder(threads: usize) -> Result<Target, String> {
+    /// Stop the target as an operator does (SIGTERM: the relay tells its clients to come back
+    /// and closes), waiting up to `within` for it to exit before killing it.
+    pub fn terminate(mut self, within: Duration) -> Result<(), String> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .status()
+            .map_err(|e| format!("cannot run kill: {e}"))?;
+        if !status.success() {
+            return Err(format!("kill -TERM {pid} failed"));
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(format!(
+            "the {} did not exit within {within:?} of SIGTERM",
+            self.kind.name()
+        ))
+    }
+
+    /// The target's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Start this program as the same-stack forwarder (over wss with `tls`'s certificate and
+    /// key).
+    pub fn forwarder(threads: usize, tls: Option<&(PathBuf, PathBuf)>) -> Result<Target, String> {
         let addr = free_addr()?;
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
-        let child = Command::new(me)
+        let mut command = Command::new(me);
+        command
             .args(["forward", "--listen", &addr.to_string()])
-            .args(["--threads", &threads.to_string()])
+            .args(["--threads", &threads.to_string()]);
+        if let Some((cert, key)) = tls {
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -107,6 +210,7 @@ impl Target {
             addr,
             child,
             data_dir: None,
+            tls_root: None,
         }
         .ready()
     }
@@ -130,26 +234,12 @@ impl Target {
 
     /// CPU seconds the target has used so far.
     pub fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok());
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        (ticks(11).unwrap_or(0) + ticks(12).unwrap_or(0)) as f64 / TICKS_PER_SEC
+        cpu_secs(self.child.id())
     }
 
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|value| value.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+        rss_kib(self.child.id())
     }
 
     /// The relay's `/metrics` page; empty for the forwarder, which counts nothing.
@@ -157,17 +247,23 @@ impl Target {
         if self.kind != Kind::Relay {
             return String::new();
         }
-        let Ok(mut stream) = TcpStream::connect(self.addr) else {
+        let Ok(stream) = TcpStream::connect(self.addr) else {
             return String::new();
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
-        if stream.write_all(request.as_bytes()).is_err() {
+        let Some(root) = &self.tls_root else {
+            return get_metrics(stream);
+        };
+        let Ok(config) = crate::tls::client_config(root) else {
             return String::new();
+        };
+        let Ok(name) = ServerName::try_from("localhost") else {
+            return String::new();
+        };
+        match rustls::ClientConnection::new(config, name.to_owned()) {
+            Ok(connection) => get_metrics(rustls::StreamOwned::new(connection, stream)),
+            Err(_) => String::new(),
         }
-        let mut body = String::new();
-        let _ = stream.read_to_string(&mut body);
-        body
     }
 
     /// What the relay has counted so far: frames dropped by reason (`reason=count`), and the
@@ -181,15 +277,19 @@ impl Target {
                 .and_then(|value| value.trim().parse().ok())
                 .unwrap_or(0)
         };
-        Counters {
-            drops: body
-                .lines()
-                .filter_map(|line| line.strip_prefix("relay_dropped_total{reason=\""))
+        let labelled = |name: &str| {
+            let prefix = format!("{name}{{reason=\"");
+            body.lines()
+                .filter_map(|line| line.strip_prefix(&prefix))
                 .filter_map(|rest| {
                     let (reason, value) = rest.split_once("\"} ")?;
                     Some((reason.to_string(), value.trim().parse().ok()?))
                 })
-                .collect(),
+                .collect()
+        };
+        Counters {
+            drops: labelled("relay_dropped_total"),
+            refused: labelled("relay_connections_refused_total"),
             held: plain("relay_pushback_total"),
             throttled: plain("relay_throttled_total"),
         }
@@ -204,4 +304,39 @@ impl Drop for Target {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// CPU seconds process `pid` has used so far.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok());
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11).unwrap_or(0) + ticks(12).unwrap_or(0)) as f64 / TICKS_PER_SEC
+}
+
+/// Resident memory of process `pid` in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `GET /metrics` over `stream`; what came back (empty on failure).
+fn get_metrics(mut stream: impl Read + Write) -> String {
+    let request = "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut body = String::new();
+    // The relay closes after the answer; a TLS close without close_notify ends it as well.
+    let _ = stream.read_to_string(&mut body);
+    body
 }
