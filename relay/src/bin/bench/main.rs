@@ -89,6 +89,10 @@ struct StormArgs {
     /// (default 120)
     #[argh(option, default = "120")]
     deadline: u64,
+    /// spread each client's wait after the relay's `Restarting` over this many more
+    /// milliseconds, uniformly (default 0: the daemon's own jitter only), to try wider smears
+    #[argh(option, default = "0")]
+    smear_ms: u64,
 }
 
 /// closed loop: each pair keeps a window of echoes in flight
@@ -454,8 +458,8 @@ fn run_storm(
     let transport = if args.wss { "wss" } else { "ws" };
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "# muxagent-relay-bench storm: {} machines over {transport}, target {threads} threads, load {load_threads} threads, {cpus} CPUs, RLIMIT_NOFILE {nofile}\n",
-        args.clients
+        "# muxagent-relay-bench storm: {} machines over {transport}, target {threads} threads, load {load_threads} threads, {cpus} CPUs, RLIMIT_NOFILE {nofile}, extra smear {} ms\n",
+        args.clients, args.smear_ms
     );
     let report = storm::run(
         executor,
@@ -465,6 +469,7 @@ fn run_storm(
             clients: args.clients,
             wss: args.wss,
             deadline: Duration::from_secs(args.deadline),
+            smear: Duration::from_millis(args.smear_ms),
         },
     )?;
     println!(

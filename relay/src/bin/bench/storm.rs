@@ -65,6 +65,9 @@ pub struct Storm {
     /// Longest time one phase (set-up, one restart) may take before its stragglers count as
     /// failures.
     pub deadline: Duration,
+    /// Spread each client's wait after `Restarting` over this much more (uniformly): 0 is the
+    /// daemon's behaviour; more tries a wider smear than the daemon's.
+    pub smear: Duration,
 }
 
 /// One idle-memory row.
@@ -133,6 +136,8 @@ struct Dial {
     addr: SocketAddr,
     url: RelayUrl,
     config: ClientConfig,
+    /// See [`Storm::smear`].
+    smear: Duration,
 }
 
 struct Machine {
@@ -193,6 +198,7 @@ fn run_in(executor: &Arc<Executor<'static>>, storm: &Storm, dir: &Path) -> Resul
             },
             ..ClientConfig::default()
         },
+        smear: storm.smear,
     });
     let relay = Target::relay_with(&storm.relay_bin, &options)?;
     std::thread::sleep(SETTLE);
@@ -350,6 +356,14 @@ fn jitter(ms: u64) -> Duration {
     Duration::from_millis(ms / 2 + u64::from_le_bytes(bytes) % (ms + 1))
 }
 
+/// Uniformly between zero and `up_to`.
+fn spread(up_to: Duration) -> Duration {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    let ms = u64::try_from(up_to.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(u64::from_le_bytes(bytes) % ms.saturating_add(1))
+}
+
 /// Linux's errno for a non-blocking connect under way (`io::ErrorKind::InProgress` is not
 /// stable yet); the tool reads /proc, so it is Linux-only anyway.
 const EINPROGRESS: i32 = 115;
@@ -453,7 +467,9 @@ async fn machine_loop(
                 let wait = match hint {
                     Some(ms) => {
                         backoff = RECONNECT_MIN_MS;
-                        Duration::from_millis(u64::from(ms)) + jitter(RECONNECT_MIN_MS)
+                        Duration::from_millis(u64::from(ms))
+                            + jitter(RECONNECT_MIN_MS)
+                            + spread(dial.smear)
                     }
                     None => {
                         let wait = jitter(backoff);
