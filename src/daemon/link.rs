@@ -64,7 +64,7 @@ enum Ended {
 pub async fn run(core: Shared, executor: Rc<LocalExecutor<'static>>) {
     let mut backoff = Backoff::new();
     loop {
-        let ended = connect_once(&core, &executor).await;
+        let ended = connect_once(&core, &executor, &mut backoff).await;
         let random = os::rng().next_u32();
         let wait = match ended {
             Ended::Again => {
@@ -102,7 +102,13 @@ pub async fn run(core: Shared, executor: Rc<LocalExecutor<'static>>) {
 pub const REVOKED_ADVICE: &str = "its keys cannot be used again: run `muxagent unpair --local` \
      to forget the account and make new keys, then pair it again with `muxagent pair`";
 
-async fn connect_once(core: &Shared, executor: &Rc<LocalExecutor<'static>>) -> Ended {
+/// One connection to the relay, from its login to its end. A login resets `backoff`: a link
+/// that was up starts over from the shortest wait when it drops.
+async fn connect_once(
+    core: &Shared,
+    executor: &Rc<LocalExecutor<'static>>,
+    backoff: &mut Backoff,
+) -> Ended {
     let (url, identity, hostname, role) = {
         let core = core.borrow();
         let role = if core.state.devices.is_empty() {
@@ -137,6 +143,7 @@ async fn connect_once(core: &Shared, executor: &Rc<LocalExecutor<'static>>) -> E
         }
         Err(error) => return Ended::Failed(error.to_string()),
     };
+    backoff.reset();
     log::info(&format!(
         "relay: connected to {url} as {}",
         if role == Role::Machine {

@@ -10,7 +10,7 @@
 //!   [`RECONNECT_MIN_MS`] ±50 %);
 //! - with kill -9: no frame, the connections just end, and each client retries with the
 //!   daemon's backoff ([`RECONNECT_MIN_MS`] ±50 %, doubling to [`RECONNECT_MAX_MS`]; like the
-//!   daemon, a successful login does not reset it, only the relay's hint does).
+//!   daemon, a successful login resets it, and so does the relay's hint).
 //!
 //! Each restart reports how long every client took from losing its connection to its next
 //! `LoginOk`, the failed attempts by reason, and the new relay's CPU and peak memory.
@@ -448,6 +448,7 @@ async fn machine_loop(
             }
             Ok(mut session) => {
                 drop(slot.take());
+                backoff = RECONNECT_MIN_MS;
                 let _ = events
                     .send(Event::Up {
                         client,
@@ -466,7 +467,6 @@ async fn machine_loop(
                 drop(session);
                 let wait = match hint {
                     Some(ms) => {
-                        backoff = RECONNECT_MIN_MS;
                         Duration::from_millis(u64::from(ms))
                             + jitter(RECONNECT_MIN_MS)
                             + spread(dial.smear)
