@@ -332,7 +332,8 @@ pub const RELAY_IPV6_PREFIX_LEN: u8 = 64;
 /// login-sized message ([`RELAY_MAX_LOGIN_MESSAGE_LEN`]) and a TLS handshake (~30 KiB): ~150 MiB
 /// at worst, and for at most [`LOGIN_DEADLINE_SECS`] each. Past it a new TCP connection is
 /// closed at accept. A relay restart's reconnect wave is smeared over seconds by
-/// [`RELAY_RESTART_RECONNECT_IN_MS`] and client jitter, so it stays far below.
+/// [`RELAY_RESTART_RECONNECT_IN_MS`] and [`RELAY_RESTART_SPREAD_MS`]; over wss on 2 cores
+/// ~20 000 machines returning still meet it (their first tries are closed at accept and retried).
 pub const RELAY_MAX_UNAUTHENTICATED_CONNECTIONS: usize = 4_096;
 
 /// Largest WebSocket message the relay reads before a connection has logged in: a `Login`
@@ -610,6 +611,14 @@ pub const RELAY_REGISTRY_COMPACT_RATIO: usize = 16;
 /// On shutdown, clients are told to reconnect after about this long (they add their own
 /// jitter), so a restart does not meet all of them in the same millisecond.
 pub const RELAY_RESTART_RECONNECT_IN_MS: u32 = 2_000;
+
+/// Each connection's `Restarting` hint adds its own share of this (uniform), so the wave of
+/// logins after a restart is spread over seconds by the relay itself, whatever the clients'
+/// jitter. Measured (BENCHMARKS.md, 2 cores, wss, each beside a control run): with the daemon's
+/// ±125 ms alone, 10 000 machines arrived within 250 ms and their TLS handshakes overran
+/// [`RELAY_MAX_UNAUTHENTICATED_CONNECTIONS`] (221 closed at accept; 15 241 at 19 000); spread
+/// over 3 s more, 0 and 5 877, for +0.1–0.5 s until all were back.
+pub const RELAY_RESTART_SPREAD_MS: u32 = 3_000;
 
 /// On shutdown, clients are told to keep trying for at least this long before treating the
 /// relay as gone.

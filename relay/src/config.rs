@@ -169,6 +169,8 @@ pub struct Limits {
     pub registry_compact_floor: usize,
     /// Reconnect hint sent in `Restarting`.
     pub restart_reconnect_in: Duration,
+    /// Each connection's hint adds a uniform share of this.
+    pub restart_spread: Duration,
     /// Retry window sent in `Restarting`.
     pub restart_try_for: Duration,
     /// How long shutdown waits for connections to close.
@@ -238,6 +240,7 @@ impl Default for Limits {
             restart_reconnect_in: Duration::from_millis(u64::from(
                 limits::RELAY_RESTART_RECONNECT_IN_MS,
             )),
+            restart_spread: Duration::from_millis(u64::from(limits::RELAY_RESTART_SPREAD_MS)),
             restart_try_for: Duration::from_millis(u64::from(limits::RELAY_RESTART_TRY_FOR_MS)),
             shutdown_grace: Duration::from_millis(limits::RELAY_SHUTDOWN_GRACE_MS),
             max_push_subscriptions: limits::RELAY_MAX_PUSH_SUBSCRIPTIONS,

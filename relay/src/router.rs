@@ -619,12 +619,11 @@ impl Router {
         }
     }
 
-    /// Tell every connection `frame` and close it (shutdown).
-    pub(crate) fn close_all(&self, frame: &Bytes) {
+    /// Tell every connection its own `frame()` and close it (shutdown).
+    pub(crate) fn close_all(&self, mut frame: impl FnMut() -> Bytes) {
         let state = self.lock();
         for live in state.live.values().flat_map(|key| &key.conns) {
-            live.outbox
-                .close_with(Some(frame.clone()), Disconnect::Shutdown);
+            live.outbox.close_with(Some(frame()), Disconnect::Shutdown);
         }
     }
 

@@ -114,10 +114,18 @@ impl Shared {
         self.shutting_down.load(Ordering::Relaxed)
     }
 
+    /// The `Restarting` frame for one connection: its hint takes its own share of
+    /// [`Limits::restart_spread`], so the wave of logins after a restart is spread.
     pub(crate) fn restarting_frame(&self) -> Bytes {
         let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let spread = ms(self.limits.restart_spread);
+        // No randomness (it never fails on Linux): no spread, the clients' jitter still applies.
+        let share = match (spread, getrandom::u32()) {
+            (0, _) | (_, Err(_)) => 0,
+            (spread, Ok(random)) => random % spread.saturating_add(1),
+        };
         encode(Frame::Restarting(Restarting {
-            reconnect_in_ms: ms(self.limits.restart_reconnect_in),
+            reconnect_in_ms: ms(self.limits.restart_reconnect_in).saturating_add(share),
             try_for_ms: ms(self.limits.restart_try_for),
         }))
     }
@@ -547,7 +555,7 @@ impl Relay {
         drop(listener);
         shared.shutting_down.store(true, Ordering::Relaxed);
         crate::info(format_args!("shutting down: telling clients to reconnect"));
-        shared.router.close_all(&shared.restarting_frame());
+        shared.router.close_all(|| shared.restarting_frame());
         drop(alive);
         let _ = until(
             Instant::now() + shared.limits.shutdown_grace,

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use common::*;
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
+use muxagent_proto::limits;
 use muxagent_relay::client::ClientError;
 
 #[test]
@@ -117,18 +118,31 @@ fn sigterm_tells_clients_and_exits_cleanly() {
     let (mut relay_process, url) = spawn_relay(temp.path());
     smol::block_on(async {
         let relay = TestRelay::external(&url);
-        let d = identity();
-        let mut device = relay.device(&d).await;
+        let mut devices = Vec::new();
+        for _ in 0..8 {
+            devices.push(relay.device(&identity()).await);
+        }
         let status = Command::new("kill")
             .args(["-TERM", &relay_process.0.id().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
-        let frames = until_closed(&mut device, "closed by SIGTERM").await;
-        assert!(
-            matches!(frames.as_slice(), [Frame::Restarting(r)] if r.reconnect_in_ms > 0),
-            "{frames:?}"
-        );
+        // Each is told when to come back, within the hint and its spread: not all at once.
+        let base = limits::RELAY_RESTART_RECONNECT_IN_MS;
+        let mut hints = std::collections::BTreeSet::new();
+        for device in &mut devices {
+            let frames = until_closed(device, "closed by SIGTERM").await;
+            let [Frame::Restarting(r)] = frames.as_slice() else {
+                panic!("{frames:?}");
+            };
+            assert!(
+                (base..=base + limits::RELAY_RESTART_SPREAD_MS).contains(&r.reconnect_in_ms)
+                    && r.try_for_ms >= r.reconnect_in_ms,
+                "{r:?}"
+            );
+            hints.insert(r.reconnect_in_ms);
+        }
+        assert!(hints.len() > 1, "one hint for all: {hints:?}");
     });
     let exited = smol::block_on(within("the relay to exit", async {
         loop {
