@@ -105,6 +105,18 @@ pub(crate) fn source_prefix(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Rewrite the registry log as the router's accounts, off the async threads.
+async fn compact(log: &Arc<Mutex<RegistryLog>>, router: &Router) -> Result<(), String> {
+    let accounts = router.snapshot();
+    let log = log.clone();
+    smol::unblock(move || {
+        log.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .compact(accounts)
+    })
+    .await
+}
+
 impl Shared {
     pub(crate) fn next_conn_id(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
@@ -153,15 +165,7 @@ impl Shared {
         if !due {
             return;
         }
-        let accounts = self.router.snapshot();
-        let log = self.log.clone();
-        let compacted = smol::unblock(move || {
-            log.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .compact(accounts)
-        })
-        .await;
-        match compacted {
+        match compact(&self.log, &self.router).await {
             Ok(()) => self.metrics.registry_compacted(),
             Err(e) => crate::warn(format_args!("registry: compacting the log failed: {e}")),
         }
@@ -327,15 +331,7 @@ impl Relay {
             )
         };
         if due {
-            let accounts = router.snapshot();
-            let log = log.clone();
-            let compacted = smol::unblock(move || {
-                log.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .compact(accounts)
-            })
-            .await;
-            match compacted {
+            match compact(&log, &router).await {
                 Ok(()) => metrics.registry_compacted(),
                 // An old log takes no entry until it is compacted: no use starting.
                 Err(reason) if migrating => return Err(RelayError::Store { reason }),
