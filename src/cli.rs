@@ -337,15 +337,22 @@ impl argh::FromArgValue for CtlUntil {
     }
 }
 
-/// List approvals waiting on every machine.
+/// List approvals waiting on every machine, each with its whole input.
 #[derive(FromArgs, Debug)]
 #[argh(
     subcommand,
     name = "approvals",
-    note = "One line per approval: MACHINE SESSION/N KIND STATE TOOL: summary  (session title).\n\
-            KIND is tool or plan; STATE is requested or delivered. With --json an array of\n\
-            objects: machine, request (SESSION/N), session, approval, kind, state, tool, input,\n\
-            summary, title."
+    note = "One block per approval: `MACHINE SESSION/N KIND STATE`, the session's title, the tool,\n\
+            then every line of the input after `│`, nothing cut. A character that would not show\n\
+            or would act on the terminal (controls, escapes, bidi, zero-width, `⟪` itself) is\n\
+            printed as a mark, `⟪U+202E⟫`, so what you read is exactly what the agent sent. Then\n\
+            the DIGEST of exactly that (16 hex digits of the request hash, recomputed here), and\n\
+            the commands that answer it. If the machine sent the input cut, the block says CUT\n\
+            and has no digest: it can be denied, not allowed. KIND is tool or plan; STATE is\n\
+            requested or delivered. With --json an array of objects: machine, request\n\
+            (SESSION/N), session, approval, kind, state, tool, input, complete (the input is\n\
+            whole), digest (null when cut), summary, title; characters a terminal would act on\n\
+            are \\u escapes."
 )]
 pub struct CtlApprovals {
     /// print JSON
@@ -358,8 +365,14 @@ pub struct CtlApprovals {
 #[argh(
     subcommand,
     name = "approve",
-    note = "Signs the decision with this controller's key, bound to the exact request.\n\
-            Prints `answered SESSION/N on HOST: allowed once` (or `allowed always`)."
+    note = "Only what you saw is signed. On a terminal, without --digest, it prints the request\n\
+            whole (as `approvals` does) and signs only after you type `yes`. Otherwise pass\n\
+            --digest with the DIGEST `approvals` printed for this request: it is recomputed\n\
+            from the input received now, and nothing is signed unless it matches, so a script\n\
+            cannot allow something other than what was printed. An input the machine sent cut\n\
+            is never allowed. The decision is signed with this controller's key, bound to the\n\
+            exact request. Prints `answered SESSION/N on HOST: allowed once` (or `allowed\n\
+            always`)."
 )]
 pub struct CtlApprove {
     /// hostname, id prefix or fingerprint
@@ -371,6 +384,9 @@ pub struct CtlApprove {
     /// also allow the same from now on
     #[argh(switch)]
     pub always: bool,
+    /// the DIGEST `approvals` printed for this request (required without a terminal)
+    #[argh(option)]
+    pub digest: Option<String>,
 }
 
 /// Refuse what an agent asked for.
@@ -378,7 +394,8 @@ pub struct CtlApprove {
 #[argh(
     subcommand,
     name = "deny",
-    note = "The message goes to the agent (default: `denied from muxagent ctl`).\n\
+    note = "The message goes to the agent (default: `denied from muxagent ctl`). A refusal runs\n\
+            nothing, so it needs no digest, and works on an input the machine sent cut.\n\
             Prints `answered SESSION/N on HOST: denied (MESSAGE)`."
 )]
 pub struct CtlDeny {

@@ -83,7 +83,11 @@ fn chosen_relay(home: &Home, given: Option<String>) -> Result<String, CommandErr
             .relay
             .ok_or(DaemonError::NoRelay)?,
     };
-    muxagent_relay::client::RelayUrl::parse(&relay)?;
+    let url = muxagent_relay::client::RelayUrl::parse(&relay)?;
+    if let Some(risk) = url.cleartext_risk() {
+        // On the terminal of whoever starts it, and in the log of a detached daemon.
+        crate::log::warn(&risk);
+    }
     Ok(relay.trim_end_matches('/').to_string())
 }
 
@@ -188,7 +192,7 @@ pub fn daemon_status(home: &Home, json_out: bool) -> Result<(), CommandError> {
         }
     };
     if json_out {
-        println!("{status}");
+        println!("{}", render::json_text(&status));
         return Ok(());
     }
     if status["running"] != json!(true) {
@@ -216,7 +220,8 @@ pub fn daemon_status(home: &Home, json_out: bool) -> Result<(), CommandError> {
         }
     );
     if let Some(error) = status["last_error"].as_str() {
-        println!("last error   {error}");
+        // It may quote the relay.
+        println!("last error   {}", render::visible_text(error));
     }
     println!("devices      {}", status["paired_devices"]);
     if let Some(revoked) = status["revoked_devices"]
@@ -434,7 +439,7 @@ pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
             .and_then(|mut replies| replies.pop())
             .ok_or_else(|| CommandError("the daemon did not answer".into()))?;
         if json_out {
-            println!("{}", rows["sessions"]);
+            println!("{}", render::json_text(&rows["sessions"]));
             return Ok(());
         }
         rows["sessions"].as_array().cloned().unwrap_or_default()
@@ -449,7 +454,7 @@ pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
             .chain(damaged)
             .collect();
         if json_out {
-            println!("{}", serde_json::Value::Array(rows));
+            println!("{}", render::json_text(&serde_json::Value::Array(rows)));
             return Ok(());
         }
         rows
@@ -460,14 +465,15 @@ pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
     for row in sessions {
         let id = row["id"].as_str().unwrap_or("").get(..8).unwrap_or("");
         if let Some(error) = row["error"].as_str() {
+            let error = render::visible_text(error);
             println!("{id:<10} {:<8} {:<16} {error}", "", "damaged");
             continue;
         }
         println!(
             "{id:<10} {:<8} {:<16} {}",
-            row["runtime"].as_str().unwrap_or(""),
+            render::visible_field(row["runtime"].as_str().unwrap_or("")),
             row["status"].as_str().unwrap_or(""),
-            row["title"].as_str().unwrap_or("")
+            render::visible_field(row["title"].as_str().unwrap_or(""))
         );
     }
     Ok(())

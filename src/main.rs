@@ -21,7 +21,11 @@ fn main() {
     }
     let cli: cli::Cli = argh::from_env();
     if let Err(error) = run(cli.command) {
-        eprintln!("muxagent: {error}");
+        // Errors quote what machines, relays and agents said: no escape reaches the terminal.
+        eprintln!(
+            "muxagent: {}",
+            muxagent_client::words::visible_text(&error.to_string())
+        );
         std::process::exit(1);
     }
 }

@@ -3,15 +3,23 @@
 //! [`Transcript`] is the readable view `ctl watch` prints: streamed text inline, one marked line
 //! per everything else, tool inputs and outputs summarized. [`event_json`] is the exact view:
 //! one object per event with every field.
+//!
+//! Everything an agent or a machine sent is untrusted: a terminal acts on escapes, and bidi or
+//! zero-width characters make text read as something else. Text views show every such
+//! character as a mark ([`visible_text`], `⟪U+202E⟫`); JSON views escape them (`\u202e`), so
+//! neither a person nor a terminal is fooled and a script still reads the exact text.
 
 use std::collections::HashMap;
 
-use muxagent_client::words::SUMMARY_CHARS;
+use muxagent_client::decide;
+use muxagent_client::words::{SUMMARY_CHARS, is_hidden};
 pub use muxagent_client::words::{
-    approval_kind_word, approval_state_word, decision_text, one_line, status_word,
+    approval_kind_word, approval_state_word, decision_text, one_line, status_word, visible_field,
+    visible_line, visible_text,
 };
 use muxagent_proto::app::{
-    ApprovalKind, ApprovalState, Decision, Event, EventKind, SessionId, SessionInfo, Stream, Usage,
+    ApprovalKind, ApprovalRequest, ApprovalState, Decision, Event, EventKind, SessionId,
+    SessionInfo, Stream, Usage,
 };
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::json;
@@ -23,6 +31,88 @@ const OUTPUT_LINE_CHARS: usize = 160;
 /// Tool calls whose names the transcript remembers for their results (older ones are forgotten:
 /// an agent that never finishes its calls must not grow the map).
 const TOOL_NAMES: usize = 64;
+
+/// `value` as one line of JSON with every [hidden](is_hidden) character escaped as `\uXXXX`
+/// (serde_json leaves DEL, C1 controls and bidi characters raw): the same value for a parser,
+/// nothing a terminal acts on.
+pub fn json_text(value: &serde_json::Value) -> String {
+    let raw = value.to_string();
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if is_hidden(c) {
+            // Outside strings JSON is ASCII without controls: every hidden character here is
+            // inside a string, where a \u escape (a surrogate pair above U+FFFF) means the same.
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Where the input lines of [`approval_block`] start: everything after it on such a line is
+/// the input.
+pub const INPUT_LINE: &str = "  │ ";
+/// The label of [`approval_block`]'s tool line.
+pub const TOOL_LINE: &str = "  tool     ";
+/// The label of [`approval_block`]'s digest line.
+pub const DIGEST_LINE: &str = "  digest   ";
+
+/// A waiting approval of `session` on `host` whole, as `ctl approvals` and `ctl approve` print
+/// it: the tool and every byte of the input ([`visible_text`]: hidden characters are marks,
+/// nothing is cut), and the digest of exactly that to quote to `ctl approve --digest`. When
+/// the machine sent the input cut, it says so and gives no digest: that cannot be allowed from
+/// here. `hints` adds the commands that answer it.
+pub fn approval_block(
+    host: &str,
+    title: &str,
+    session: SessionId,
+    request: &ApprovalRequest,
+    state: &str,
+    hints: bool,
+) -> String {
+    let host = visible_field(host);
+    let reference = format!("{session}/{}", request.approval);
+    let digest = decide::digest(session, request);
+    let mut out = format!(
+        "{host} {reference}  {} {state}\n  session  {}\n{TOOL_LINE}{}\n",
+        approval_kind_word(request.kind),
+        visible_line(title, 80),
+        visible_field(&request.tool),
+    );
+    let lines = request.input.split('\n').count();
+    match &digest {
+        Some(_) => out.push_str(&format!(
+            "  input    {} bytes, {lines} lines, all shown; ⟪U+XXXX⟫ marks a character that would not show\n",
+            request.input.len()
+        )),
+        None => out.push_str(
+            "  input    CUT: the machine sent less than the agent asked to run, so it cannot be allowed from here (deny it, or have the agent ask for less)\n",
+        ),
+    }
+    for line in visible_text(&request.input).split('\n') {
+        out.push_str(INPUT_LINE);
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(DIGEST_LINE);
+    out.push_str(digest.as_deref().unwrap_or("none"));
+    out.push('\n');
+    if hints {
+        if let Some(digest) = &digest {
+            out.push_str(&format!(
+                "  allow:   muxagent ctl approve {host} {reference} --digest {digest}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "  deny:    muxagent ctl deny {host} {reference}\n"
+        ));
+    }
+    out
+}
 
 /// A session as a JSON object.
 pub fn session_json(info: &SessionInfo) -> serde_json::Value {
@@ -172,7 +262,8 @@ const SUMMARY_KEYS: [&str; 4] = ["command", "file_path", "path", "pattern"];
 
 /// A tool input (JSON as the agent sent it) in one line of at most ~100 characters: its
 /// `command`, `file_path`, `path` or `pattern`, else its first string field, else the input
-/// itself.
+/// itself. Decoded, so still raw: a JSON string may spell an escape as `\u001b`; whoever
+/// prints it makes it visible.
 pub fn input_summary(input: &str) -> String {
     let mut parser = serde_json::Deserializer::from_str(input);
     let fields = (&mut parser)
@@ -279,7 +370,7 @@ impl Transcript {
     /// colors when `color`.
     pub fn new(host: &str, color: bool) -> Self {
         Self {
-            host: host.into(),
+            host: visible_field(host),
             paint: Paint { on: color },
             streamed: String::new(),
             at_line_start: true,
@@ -289,7 +380,8 @@ impl Transcript {
 
     /// The text to print for `event` (possibly empty).
     pub fn event_text(&mut self, event: &Event) -> String {
-        let text = match &event.kind {
+        let kind = revealed(&event.kind);
+        let text = match &kind {
             EventKind::Output { text, .. } => return self.inline(text),
             EventKind::TextDelta { text } => {
                 self.streamed.push_str(text);
@@ -298,7 +390,7 @@ impl Transcript {
             EventKind::Text { text } => return self.complete_text(text),
             kind => self.line(event.session, kind),
         };
-        self.streamed_boundary(&event.kind);
+        self.streamed_boundary(&kind);
         if text.is_empty() {
             return text;
         }
@@ -380,7 +472,10 @@ impl Transcript {
                 ..
             } => {
                 if args.is_empty() {
-                    format!("▶ {}: {title} (in {cwd})\n", runtime.as_str())
+                    format!(
+                        "▶ {}: {title} (in {cwd})\n",
+                        visible_field(runtime.as_str())
+                    )
                 } else {
                     format!("▶ {} (in {cwd})\n", args.join(" "))
                 }
@@ -476,7 +571,7 @@ impl Transcript {
                 "  {}\n",
                 paint.dim(&format!(
                     "[{}] {}",
-                    source.as_str(),
+                    &visible_field(source.as_str()),
                     one_line(raw, SUMMARY_CHARS)
                 ))
             ),
@@ -487,9 +582,63 @@ impl Transcript {
     }
 }
 
-/// `Bash: touch x.txt`, or the bare tool name when the input says nothing.
+/// `kind` with every text field an agent or a machine wrote made [visible](visible_text): the
+/// transcript prints it with its own styles and nothing else acts on the terminal.
+fn revealed(kind: &EventKind) -> EventKind {
+    let mut kind = kind.clone();
+    let mut fields: Vec<&mut String> = Vec::new();
+    match &mut kind {
+        EventKind::Started {
+            args, cwd, title, ..
+        } => {
+            fields.extend(args.iter_mut());
+            fields.extend([cwd, title]);
+        }
+        EventKind::Text { text }
+        | EventKind::TextDelta { text }
+        | EventKind::Thinking { text }
+        | EventKind::Output { text, .. }
+        | EventKind::Prompt { text }
+        | EventKind::TurnFinished { reason: text }
+        | EventKind::Error { message: text }
+        | EventKind::Opaque { raw: text, .. }
+        | EventKind::AgentSession { id: text }
+        | EventKind::PlanProposed { plan: text, .. } => fields.push(text),
+        // Inputs stay raw: only their summaries are printed, made visible after decoding.
+        EventKind::ToolStarted {
+            tool_call, name, ..
+        } => fields.extend([tool_call, name]),
+        EventKind::ToolUpdated { tool_call, detail } => fields.extend([tool_call, detail]),
+        EventKind::ToolFinished {
+            tool_call,
+            output,
+            diff,
+            ..
+        } => {
+            fields.extend([tool_call, output]);
+            fields.extend(diff.as_mut());
+        }
+        EventKind::ApprovalRequested(request) => fields.push(&mut request.tool),
+        EventKind::ApprovalResolved {
+            decision: Decision::Deny { message },
+            ..
+        } => fields.push(message),
+        EventKind::ApprovalResolved { .. }
+        | EventKind::ApprovalState { .. }
+        | EventKind::Usage(_)
+        | EventKind::Status(_)
+        | EventKind::Exited { .. } => {}
+    }
+    for field in fields {
+        *field = visible_text(field);
+    }
+    kind
+}
+
+/// `Bash: touch x.txt`, or the bare tool name when the input says nothing; `name` is already
+/// visible, the summary of the raw `input` is made so.
 fn tool_line(name: &str, input: &str) -> String {
-    let summary = input_summary(input);
+    let summary = visible_text(&input_summary(input));
     if summary.is_empty() || summary == "{}" {
         name.to_string()
     } else {
@@ -609,6 +758,149 @@ mod tests {
         })
     }
 
+    /// What [`approval_block`] shows, read back the way a person reads it: the tool, the input
+    /// (its `│` lines, marks turned back into characters) and the digest.
+    fn read_block(block: &str) -> (String, String, String) {
+        let field = |label: &str| {
+            block
+                .lines()
+                .find_map(|line| line.strip_prefix(label))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let input: Vec<&str> = block
+            .split('\n')
+            .filter_map(|line| line.strip_prefix(INPUT_LINE))
+            .collect();
+        (
+            muxagent_client::words::unreveal(&field(TOOL_LINE)).expect("tool"),
+            muxagent_client::words::unreveal(&input.join("\n")).expect("input"),
+            field(DIGEST_LINE),
+        )
+    }
+
+    /// Text with what hides: controls, escapes, bidi, zero-width, tags, look-alike marks and
+    /// lines that look like the block's own.
+    fn tricky() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex(
+            "([a-z /\\-\\n\\t\\r\\x1b\\x7f\\u{85}\\u{9b}\\u{200b}-\\u{200f}\\u{202a}-\\u{202e}\\u{2066}-\\u{2069}\\u{feff}\\u{e0041}⟪⟫│U+0-9A-F🙂]|  │ |  digest   |  tool     )*",
+        )
+        .expect("regex")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn what_ctl_shows_hashes_to_what_it_signs(
+            session in proptest::array::uniform16(proptest::num::u8::ANY),
+            agent_request in tricky(),
+            tool in tricky(),
+            input in tricky(),
+        ) {
+            use muxagent_proto::identity::{Identity, SECRET_BYTES_LEN};
+            let session = SessionId(session);
+            let request = ApprovalRequest {
+                approval: 7,
+                kind: ApprovalKind::Tool,
+                request_hash: muxagent_proto::app::request_hash(&session, &agent_request, &tool, &input),
+                agent_request,
+                tool,
+                input,
+            };
+            let block = approval_block("alpha", "t", session, &request, "delivered", true);
+            // Nothing in the block acts on the terminal or hides.
+            proptest::prop_assert!(
+                block.chars().all(|c| c == '\n' || !is_hidden(c) || c == '⟪'),
+                "{:?}", block
+            );
+            let (tool, input, digest) = read_block(&block);
+            proptest::prop_assert_eq!(&tool, &request.tool);
+            proptest::prop_assert_eq!(&input, &request.input);
+            let device = Identity::from_secret_bytes(&[5; SECRET_BYTES_LEN]);
+            // What ctl approve signs for that digest: the hash of exactly what was read.
+            let signed = decide::sign(&device, session, &request, &input, Decision::AllowOnce, 0);
+            let signed = signed.expect("signs");
+            proptest::prop_assert_eq!(
+                signed.body.request_hash,
+                muxagent_proto::app::request_hash(&session, &request.agent_request, &tool, &input)
+            );
+            proptest::prop_assert!(decide::signs_digest(&signed, &digest), "{}", digest);
+            let hint = format!("--digest {digest}\n");
+            proptest::prop_assert!(block.contains(&hint));
+        }
+    }
+
+    #[test]
+    fn an_approval_is_shown_whole_and_a_cut_one_cannot_be_allowed() {
+        let input = format!(
+            "{{\"command\":\"echo hi\\n{}rm -rf ~ \u{202e}gnp.x\u{200b}\"}}",
+            "a".repeat(40_000)
+        );
+        let mut request = ApprovalRequest {
+            approval: 3,
+            kind: ApprovalKind::Tool,
+            agent_request: "toolu_1".into(),
+            tool: "Bash".into(),
+            request_hash: muxagent_proto::app::request_hash(&S, "toolu_1", "Bash", &input),
+            input,
+        };
+        let block = approval_block("al\u{202e}pha", "fix it", S, &request, "delivered", true);
+        assert!(
+            block.starts_with("al⟪U+202E⟫pha abababab/3  tool delivered\n"),
+            "{block}"
+        );
+        assert!(
+            block.contains("rm -rf ~ ⟪U+202E⟫gnp.x⟪U+200B⟫\"}\n"),
+            "not cut"
+        );
+        let digest = decide::digest(S, &request).unwrap();
+        assert!(block.contains(&format!(
+            "  allow:   muxagent ctl approve al⟪U+202E⟫pha abababab/3 --digest {digest}\n"
+        )));
+        // The machine cut it: no digest, no way to allow, still a way to deny.
+        request.input.truncate(24 * 1024);
+        let cut = approval_block("alpha", "fix it", S, &request, "delivered", true);
+        assert!(cut.contains("CUT"), "{cut}");
+        assert!(cut.contains("  digest   none\n"));
+        assert!(!cut.contains("allow:"));
+        assert!(cut.contains("  deny:    muxagent ctl deny alpha abababab/3\n"));
+    }
+
+    #[test]
+    fn json_escapes_what_a_terminal_would_act_on() {
+        let value = json!({ "t": "a\u{1b}[2J\u{7f}\u{9b}\u{202e}\u{e0041}⟪b\n" });
+        let text = json_text(&value);
+        assert_eq!(
+            text,
+            r#"{"t":"a\u001b[2J\u007f\u009b\u202e\udb40\udc41\u27eab\n"}"#
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
+    }
+
+    #[test]
+    fn the_transcript_shows_what_agents_hide() {
+        let out = transcript(vec![
+            EventKind::Output {
+                stream: Stream::Stdout,
+                text: "\u{1b}]0;owned\u{7}ok\r\n".into(),
+            },
+            text("safe \u{202e}txt.exe"),
+            EventKind::ToolStarted {
+                tool_call: "t".into(),
+                name: "Ba\u{200b}sh".into(),
+                input: r#"{"command":"ls\u001b[8m hidden"}"#.into(),
+            },
+            EventKind::Error {
+                message: "\u{9b}2J".into(),
+            },
+        ]);
+        assert_eq!(
+            out,
+            "⟪U+001B⟫]0;owned⟪U+0007⟫ok⟪U+000D⟫\nsafe ⟪U+202E⟫txt.exe\n\
+             ⚙ Ba⟪U+200B⟫sh: ls⟪U+001B⟫[8m hidden\n! ⟪U+009B⟫2J\n"
+        );
+    }
+
     #[test]
     fn summaries_pick_the_telling_field() {
         assert_eq!(
@@ -641,6 +933,11 @@ mod tests {
         assert_eq!(
             input_summary("{\"command\":\"cat <<EOF\\nline\\nEOF\"}"),
             "cat <<EOF line EOF"
+        );
+        // An escape spelled as JSON is decoded (the transcript shows it as a mark).
+        assert_eq!(
+            input_summary(r#"{"command":"ls\u001b[8m \u202egnp"}"#),
+            "ls\u{1b}[8m \u{202e}gnp"
         );
     }
 

@@ -290,18 +290,97 @@ fn decisions_for_unknown_or_closed_approvals_are_refused() {
     let world = World::fake("claude", "approve");
     let session = world.start("touch approved.txt", &[]);
     let request = world.pending_approval(&session);
+    let digest = world.digest(&request);
     let unknown = fails(
         &world.controller,
-        &["ctl", "approve", "machine", &format!("{session}/99")],
+        &[
+            "ctl",
+            "approve",
+            "machine",
+            &format!("{session}/99"),
+            "--digest",
+            &digest,
+        ],
     );
     assert!(unknown.contains("99"), "{unknown}");
-    world.ctl(&["approve", "machine", &request]);
+    world.ctl(&["approve", "machine", &request, "--digest", &digest]);
     world.watch(&session, "idle");
-    let again = fails(&world.controller, &["ctl", "approve", "machine", &request]);
+    let again = fails(
+        &world.controller,
+        &["ctl", "approve", "machine", &request, "--digest", &digest],
+    );
     assert!(
         again.contains("no longer pending") || again.contains("not pending"),
         "{again}"
     );
+}
+
+#[test]
+fn allowing_without_a_terminal_takes_the_digest_of_what_was_shown() {
+    let world = World::fake("claude", "approve");
+    let session = world.start("touch approved.txt", &[]);
+    let request = world.pending_approval(&session);
+    // `approvals` shows the input whole and the digest of exactly it.
+    let shown = world.ctl(&["approvals"]);
+    let digest = world.digest(&request);
+    assert!(shown.contains(&format!("  digest   {digest}\n")), "{shown}");
+    assert!(
+        shown.contains(&format!("--digest {digest}\n")),
+        "the allow hint quotes it: {shown}"
+    );
+    assert!(shown.contains("  │ "), "the input is printed: {shown}");
+    // No terminal to ask on and no digest: nothing is signed.
+    let bare = fails(&world.controller, &["ctl", "approve", "machine", &request]);
+    assert!(bare.contains("--digest"), "{bare}");
+    // A digest of something else: nothing is signed, and the approval still waits.
+    let wrong = format!("{:016x}", u64::from_str_radix(&digest, 16).unwrap() ^ 1);
+    let refused = fails(
+        &world.controller,
+        &["ctl", "approve", "machine", &request, "--digest", &wrong],
+    );
+    assert!(refused.contains("not the digest"), "{refused}");
+    assert!(
+        !refused.contains(&digest),
+        "the right one is not given away: {refused}"
+    );
+    assert_eq!(world.digest(&request), digest, "still waiting");
+    // The digest as shown (any case) allows it.
+    world.ctl(&[
+        "approve",
+        "machine",
+        &request,
+        "--digest",
+        &digest.to_uppercase(),
+    ]);
+    let events = world.watch(&session, "idle");
+    assert_eq!(last(&events, "approval_resolved")["decision"], "allow");
+}
+
+#[test]
+fn allowing_on_a_terminal_shows_the_input_whole_and_asks() {
+    let world = World::fake("claude", "approve");
+    let session = world.start("touch approved.txt", &[]);
+    let request = world.pending_approval(&session);
+    let digest = world.digest(&request);
+    let args = ["ctl", "approve", "machine", request.as_str()];
+    let prompt = "Type yes to sign: ";
+    // Anything but yes signs nothing.
+    let (status, out) = on_terminal(&world.controller, &args, prompt, "no");
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("nothing was signed"), "{out}");
+    assert_eq!(world.digest(&request), digest, "still waiting");
+    let (status, out) = on_terminal(&world.controller, &args, prompt, "yes");
+    assert!(status.success(), "{out}");
+    assert!(out.contains("  tool     Bash\n"), "{out}");
+    assert!(out.contains("  │ {"), "the input is printed: {out}");
+    assert!(out.contains(&format!("  digest   {digest}\n")), "{out}");
+    assert!(
+        out.contains("Sign \"allowed once\" for exactly this?"),
+        "{out}"
+    );
+    assert!(out.contains("answered "), "{out}");
+    let events = world.watch(&session, "idle");
+    assert_eq!(last(&events, "approval_resolved")["decision"], "allow");
 }
 
 // ---- Delivery ----

@@ -811,3 +811,79 @@ fn an_owner_revokes_a_device_and_the_machine_forgets_it() {
     start_session(&owner, "alpha", &world.path("work"), "echo still mine");
     assert_eq!(device_rows(&owner).len(), 1);
 }
+
+#[test]
+fn a_hostname_with_bidi_or_invisible_characters_is_refused_at_start() {
+    let root = tempfile::tempdir().expect("tempdir");
+    for bad in ["al\u{202e}ahp", "alpha\u{200b}"] {
+        let mut child = muxagent(root.path())
+            .env("MUXAGENT_HOSTNAME", bad)
+            .args([
+                "daemon",
+                "start",
+                "--foreground",
+                "--relay",
+                "http://127.0.0.1:9",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the daemon");
+        // It refuses before doing anything else; a daemon that starts is killed and fails this.
+        let started = std::time::Instant::now();
+        while child.try_wait().expect("wait").is_none() {
+            if started.elapsed() > DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the daemon started as {bad:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().expect("output");
+        assert!(!output.status.success());
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(error.contains("MUXAGENT_HOSTNAME"), "{error}");
+        assert!(error.contains("bidi or invisible"), "{error}");
+        // The error names the character instead of obeying it.
+        assert!(!error.contains(bad) && error.contains("⟪U+"), "{error}");
+    }
+}
+
+#[test]
+fn a_plain_relay_url_to_another_host_is_warned_about() {
+    use std::io::BufRead;
+    let root = tempfile::tempdir().expect("tempdir");
+    // 0.0.0.0 is not a loopback name (on Linux it reaches this host: nothing leaves it).
+    let mut child = muxagent(root.path())
+        .env("MUXAGENT_HOSTNAME", "plain")
+        .args([
+            "daemon",
+            "start",
+            "--foreground",
+            "--relay",
+            "ws://0.0.0.0:9",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the daemon");
+    let stderr = child.stderr.take().expect("stderr");
+    let (sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let warning = lines.recv_timeout(DEADLINE);
+    let _ = child.kill();
+    let _ = child.wait();
+    let warning = warning.expect("a first line on stderr");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains("ws://0.0.0.0:9"), "{warning}");
+    assert!(warning.contains("not encrypted"), "{warning}");
+}

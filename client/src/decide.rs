@@ -35,6 +35,57 @@ impl fmt::Display for DecideError {
 
 impl std::error::Error for DecideError {}
 
+/// How many hex digits of the request hash [`digest`] gives: 64 bits, so no agent can craft a
+/// second input with the same digest, and short enough to type or paste.
+pub const DIGEST_HEX: usize = 16;
+
+/// The short digest of `request` of `session` that a person (or a script) quotes to allow it:
+/// the first [`DIGEST_HEX`] hex digits of its hash, recomputed from the request's own session,
+/// agent request id, tool and input. `None` when the input does not give the machine's hash
+/// (the machine sent it cut, or inconsistent): such a request cannot be allowed from here.
+pub fn digest(session: SessionId, request: &ApprovalRequest) -> Option<String> {
+    let hash = request_hash(
+        &session,
+        &request.agent_request,
+        &request.tool,
+        &request.input,
+    );
+    (hash == request.request_hash).then(|| hex_prefix(&hash))
+}
+
+/// The first [`DIGEST_HEX`] hex digits of `hash`, lower case.
+fn hex_prefix(hash: &[u8; 32]) -> String {
+    hash.iter()
+        .take(DIGEST_HEX / 2)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Whether the signed decision `signed` is over the request whose [`digest`] is `digest`.
+pub fn signs_digest(signed: &SignedDecision, digest: &str) -> bool {
+    hex_prefix(&signed.body.request_hash).eq_ignore_ascii_case(digest)
+}
+
+/// Sign a deny of `request` of `session` as `device`, over the hash the machine sent, whether or
+/// not the input came whole: a refusal runs nothing, so it needs no look at what it refuses (and
+/// an input too long to show must still be refusable). `now` is Unix seconds on the device.
+pub fn deny(
+    device: &Identity,
+    session: SessionId,
+    request: &ApprovalRequest,
+    message: String,
+    now: u64,
+) -> SignedDecision {
+    let body = DecisionBody {
+        session,
+        approval: request.approval,
+        request_hash: request.request_hash,
+        decision: Decision::Deny { message },
+        decided_at: now,
+    };
+    SignedDecision::sign(device, body)
+}
+
 /// Sign `decision` on `request` of `session` as `device`, if `shown_input` is exactly the
 /// input the request's hash covers. `now` is Unix seconds on the device.
 pub fn sign(
@@ -101,6 +152,33 @@ mod tests {
         assert_eq!(signed.body.approval, 4);
         assert_eq!(signed.body.decided_at, 9);
         assert_eq!(signed.device, device.public());
+    }
+
+    #[test]
+    fn the_digest_is_the_recomputed_hash_and_a_cut_input_has_none() {
+        let asked = request(r#"{"command":"ls"}"#);
+        let digest = digest(SESSION, &asked).unwrap();
+        assert_eq!(digest.len(), DIGEST_HEX);
+        let device = Identity::from_secret_bytes(&[5; SECRET_BYTES_LEN]);
+        let signed = sign(
+            &device,
+            SESSION,
+            &asked,
+            &asked.input,
+            Decision::AllowOnce,
+            0,
+        )
+        .unwrap();
+        assert!(signs_digest(&signed, &digest));
+        assert!(signs_digest(&signed, &digest.to_uppercase()));
+        assert!(!signs_digest(&signed, "0000000000000000"));
+        let mut cut = asked.clone();
+        cut.input = r#"{"command":"l"#.into();
+        assert_eq!(super::digest(SESSION, &cut), None);
+        // A cut input is still refusable.
+        let denied = deny(&device, SESSION, &cut, "no".into(), 0);
+        assert_eq!(denied.verify(), Ok(()));
+        assert_eq!(denied.body.request_hash, asked.request_hash);
     }
 
     #[test]

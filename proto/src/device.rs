@@ -286,6 +286,9 @@ impl Pairing {
                         "expected the machine's pairing consent",
                     ));
                 };
+                // People tell machines apart by this name: nothing in it may hide or reorder.
+                crate::frame::validate_hostname(&consent.hostname)
+                    .map_err(PeerError::Unexpected)?;
                 let machine = PairedMachine {
                     identity: *channel.peer(),
                     hostname: consent.hostname,

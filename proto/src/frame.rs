@@ -888,13 +888,20 @@ fn validate_payload(payload: &[u8]) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// A hostname is non-empty printable text without control characters.
+/// A hostname is non-empty printable text without control, bidi or invisible characters
+/// ([`crate::text::is_hidden`], newlines and tabs included): people tell machines apart by it,
+/// so nothing in it may reorder or hide what they read.
 pub fn validate_hostname(host: &str) -> Result<(), &'static str> {
     if host.is_empty() {
         return Err("hostname is empty");
     }
-    if host.chars().any(char::is_control) {
-        return Err("hostname contains control characters");
+    if host
+        .chars()
+        .any(|c| c.is_control() || crate::text::is_hidden(c))
+    {
+        return Err(
+            "hostname contains control, bidi or invisible characters (such as U+202E or U+200B)",
+        );
     }
     Ok(())
 }

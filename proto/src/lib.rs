@@ -32,6 +32,7 @@ pub mod machine;
 pub mod noise;
 pub mod peer;
 pub mod push;
+pub mod text;
 pub mod ticket;
 
 mod byte_vec;

@@ -83,7 +83,7 @@ pub enum TicketError {
     TrailingBytes,
     /// The relay URL is not an `http(s)` URL.
     BadRelayUrl,
-    /// The hostname is empty or has control characters.
+    /// The hostname is empty or has control, bidi or invisible characters.
     BadHostname,
     /// The ticket's time is up.
     Expired {
@@ -120,7 +120,9 @@ impl fmt::Display for TicketError {
             TicketError::BadRelayUrl => {
                 f.write_str("the pairing ticket's relay URL is not an http(s) URL")
             }
-            TicketError::BadHostname => f.write_str("the pairing ticket's hostname is invalid"),
+            TicketError::BadHostname => f.write_str(
+                "the pairing ticket's hostname is empty or has control, bidi or invisible characters",
+            ),
             TicketError::Expired { expires_at, now } => write!(
                 f,
                 "the pairing link expired {} s ago; run `muxagent pair` for a new one",

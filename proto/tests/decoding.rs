@@ -76,6 +76,38 @@ fn field_rules_are_checked_after_decoding() {
 }
 
 #[test]
+fn hostnames_with_bidi_or_invisible_characters_are_refused() {
+    use muxagent_proto::frame::validate_hostname;
+    let machine = samples::identity(2);
+    for bad in [
+        "al\u{202e}ahp",
+        "alpha\u{200b}",
+        "\u{2066}alpha",
+        "a\u{feff}b",
+        "x\u{e0041}",
+        "a\tb",
+    ] {
+        assert!(validate_hostname(bad).is_err(), "{bad:?}");
+        let login = Login::sign(
+            &machine,
+            &[1; 32],
+            Role::Machine,
+            Some(samples::hostname(bad)),
+        );
+        assert!(
+            matches!(
+                Frame::decode(&Frame::Login(login).encode()),
+                Err(DecodeError::Invalid { kind: 2, .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    for good in ["alpha", "büro-pc", "日本", "my box"] {
+        assert_eq!(validate_hostname(good), Ok(()), "{good:?}");
+    }
+}
+
+#[test]
 fn login_signature_binds_challenge_role_and_hostname() {
     let machine = samples::identity(2);
     let login = Login::sign(

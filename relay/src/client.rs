@@ -185,6 +185,21 @@ impl RelayUrl {
         })
     }
 
+    /// What a person should know before using this URL: `Some` when it is plain `ws`/`http`
+    /// to a host other than this one (`localhost`, 127.0.0.0/8, `::1`). The relay then sees,
+    /// and anyone on the network path can read, the machines' hostnames, which keys talk to
+    /// which and when, and push subscriptions, and can drop or delay frames. What devices and
+    /// machines say stays end-to-end encrypted and signed either way.
+    pub fn cleartext_risk(&self) -> Option<String> {
+        if self.tls || is_loopback(&self.host) {
+            return None;
+        }
+        Some(format!(
+            "the relay URL {} is not encrypted (ws/http, not wss/https): anyone on the network path can see this machine's hostname, which devices talk to which machines and when, and can drop or delay messages (what they say stays end-to-end encrypted); use https:// unless every hop is a network you trust",
+            self.websocket_url()
+        ))
+    }
+
     fn websocket_url(&self) -> String {
         let scheme = if self.tls { "wss" } else { "ws" };
         if self.host.contains(':') {
@@ -193,6 +208,16 @@ impl RelayUrl {
             format!("{scheme}://{}:{}{}", self.host, self.port, self.path)
         }
     }
+}
+
+/// Whether `host` names this host only: `localhost` (and `*.localhost`), 127.0.0.0/8, `::1`.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 enum ClientStream {
@@ -539,6 +564,31 @@ mod tests {
         );
         assert!(RelayUrl::parse("ftp://x").is_err());
         assert!(RelayUrl::parse("ws://:80").is_err());
+        let risk = |url: &str| {
+            RelayUrl::parse(url)
+                .ok()
+                .and_then(|url| url.cleartext_risk())
+        };
+        for url in [
+            "ws://relay.example.net",
+            "http://192.168.1.5:8080",
+            "ws://0.0.0.0:9",
+            "http://[fe80::1]:80",
+        ] {
+            let warning = risk(url).unwrap_or_default();
+            assert!(warning.contains("not encrypted"), "{url}: {warning}");
+        }
+        for url in [
+            "wss://relay.example.net",
+            "https://192.168.1.5",
+            "ws://127.0.0.1:8080",
+            "http://127.9.9.9",
+            "http://[::1]:9",
+            "ws://localhost:80",
+            "http://app.localhost",
+        ] {
+            assert_eq!(risk(url), None, "{url}");
+        }
         assert!(RelayUrl::parse("ws://x:y").is_err());
     }
 }

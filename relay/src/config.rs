@@ -28,6 +28,23 @@ pub struct RelayConfig {
     pub limits: Limits,
     /// Web Push: which push services the relay POSTs to, and the contact it names to them.
     pub push: PushConfig,
+    /// Where `/metrics` is served: nowhere by default (its counts say how busy the relay is and
+    /// how many keys it holds, nothing a stranger needs).
+    pub metrics: MetricsAccess,
+}
+
+/// Where the relay serves `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Nowhere: `/metrics` on the public listener answers 404.
+    #[default]
+    Hidden,
+    /// On a listener of its own at this address (plain `http`, `/metrics` only), e.g.
+    /// `127.0.0.1:9100` for a local Prometheus. Port 0 picks a free one
+    /// ([`crate::Relay::metrics_addr`]).
+    Listen(SocketAddr),
+    /// On the public listener too, to anyone who can reach it: for tests and private networks.
+    Public,
 }
 
 /// Web Push settings (the limits are in [`Limits`]).
@@ -57,6 +74,7 @@ impl RelayConfig {
             threads: 1,
             limits: Limits::default(),
             push: PushConfig::default(),
+            metrics: MetricsAccess::Hidden,
         }
     }
 }

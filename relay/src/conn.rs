@@ -36,6 +36,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::error::ProtocolError;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 use futures::Sink;
@@ -407,7 +408,10 @@ async fn read_login(ws: &mut Ws, shared: &Shared) -> Result<Login, LoginFailed> 
         None | Some(Ok(Message::Close(_))) => return Err(closed),
         Some(Err(e)) => {
             let (disconnect, reason) = read_error(ws, &e);
-            if disconnect == Disconnect::Closed || disconnect == Disconnect::Io {
+            if matches!(
+                disconnect,
+                Disconnect::Closed | Disconnect::Io | Disconnect::Reset
+            ) {
                 return Err(LoginFailed {
                     disconnect,
                     ..closed
@@ -458,6 +462,8 @@ fn read_error(ws: &Ws, error: &WsError) -> (Disconnect, String) {
     }
     let disconnect = match error {
         WsError::Capacity(_) => Disconnect::Oversized,
+        // The peer's TCP ended mid-stream: an abrupt close, nothing it sent was malformed.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Disconnect::Reset,
         WsError::Protocol(_) | WsError::Utf8(_) => Disconnect::Malformed,
         WsError::ConnectionClosed | WsError::AlreadyClosed => Disconnect::Closed,
         _ => Disconnect::Io,

@@ -84,7 +84,7 @@ mod stream;
 mod time;
 mod tls;
 
-pub use config::{Limits, PushConfig, RelayConfig, TlsFiles};
+pub use config::{Limits, MetricsAccess, PushConfig, RelayConfig, TlsFiles};
 pub use error::RelayError;
 pub use muxagent_proto::limits::RELAY_WS_PATH;
 pub use server::Relay;

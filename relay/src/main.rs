@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use muxagent_relay::{Limits, PushConfig, Relay, RelayConfig, TlsFiles};
+use muxagent_relay::{Limits, MetricsAccess, PushConfig, Relay, RelayConfig, TlsFiles};
 
 /// The muxagent relay: authenticates devices and machines by their keys and routes their
 /// end-to-end-encrypted frames. Serves WebSocket at /relay, and /healthz, /metrics, / and /pair
@@ -66,6 +66,16 @@ struct Args {
     /// public URL if https, else mailto:relay@muxagent.invalid, which services may refuse)
     #[argh(option)]
     push_contact: Option<String>,
+
+    /// serve /metrics (Prometheus) on a listener of its own at this address, plain http, e.g.
+    /// 127.0.0.1:9100; without it (or --public-metrics) /metrics is not served at all
+    #[argh(option)]
+    metrics_bind: Option<SocketAddr>,
+
+    /// serve /metrics on the public listener too, to anyone who reaches it (tests, private
+    /// networks); it says how busy the relay is and how many keys it holds
+    #[argh(switch)]
+    public_metrics: bool,
 }
 
 fn main() -> ExitCode {
@@ -102,6 +112,14 @@ fn run(args: Args) -> Result<(), String> {
         limits.inbound_bytes_per_sec = rate;
         limits.inbound_burst_bytes = rate.saturating_mul(4);
     }
+    let metrics = match (args.metrics_bind, args.public_metrics) {
+        (Some(_), true) => {
+            return Err("--metrics-bind and --public-metrics exclude each other".into());
+        }
+        (Some(addr), false) => MetricsAccess::Listen(addr),
+        (None, true) => MetricsAccess::Public,
+        (None, false) => MetricsAccess::Hidden,
+    };
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -117,6 +135,7 @@ fn run(args: Args) -> Result<(), String> {
             contact: args.push_contact,
             ..PushConfig::default()
         },
+        metrics,
     };
     smol::block_on(async {
         let shutdown = muxagent_relay::shutdown::signals().map_err(|e| e.to_string())?;

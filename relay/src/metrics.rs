@@ -95,6 +95,9 @@ labels! {
         Flood => "flood",
         /// The receiver's queue stayed full.
         SlowReader => "slow_reader",
+        /// The TCP connection ended without a WebSocket close: a client killed, a network
+        /// gone, a phone put to sleep. Not the peer's fault, and not malformed.
+        Reset => "reset",
     }
 }
 
@@ -189,7 +192,7 @@ pub(crate) struct Metrics {
     routed_bytes: [AtomicU64; 2],
     refused: [AtomicU64; 6],
     dropped: [AtomicU64; 5],
-    disconnects: [AtomicU64; 15],
+    disconnects: [AtomicU64; 16],
     pairings_opened: AtomicU64,
     pairings_claimed: AtomicU64,
     entries: [AtomicU64; 5],

@@ -179,8 +179,17 @@ impl Registry {
     ) -> Result<(), &'static str> {
         match entry {
             RegistryEntry::RegisterMachine {
-                device, machine, ..
-            } => self.check_register(&device.fingerprint(), &machine.fingerprint(), caps),
+                device,
+                machine,
+                hostname,
+                ..
+            } => {
+                // A new name must be one people can read; the log may hold older ones.
+                if rules == Rules::Live {
+                    muxagent_proto::frame::validate_hostname(hostname)?;
+                }
+                self.check_register(&device.fingerprint(), &machine.fingerprint(), caps)
+            }
             RegistryEntry::RevokeMachine {
                 device, machine, ..
             } => {
@@ -708,6 +717,22 @@ mod tests {
         );
         registry.apply(&entry);
         assert!(registry.is_revoked(&fp(M1)));
+    }
+
+    #[test]
+    fn a_new_hostname_with_bidi_or_invisible_characters_is_refused() {
+        let registry = Registry::default();
+        for bad in ["b\u{202e}ox", "box\u{200b}"] {
+            let mut entry = register(1, 10);
+            if let RegistryEntry::RegisterMachine { hostname, .. } = &mut entry {
+                *hostname = Hostname::try_from(bad).unwrap_or_default();
+            }
+            let error = registry.check(&entry, &WIDE, Rules::Live).unwrap_err();
+            assert!(error.contains("bidi or invisible"), "{error}");
+            // An older log's entry still replays.
+            assert_eq!(registry.check(&entry, &WIDE, Rules::Replay), Ok(()));
+        }
+        assert_eq!(registry.check(&register(1, 10), &WIDE, Rules::Live), Ok(()));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use smol::io::AsyncWriteExt as _;
 use smol::{Async, Executor, Timer};
 
 use crate::bucket::Windows;
-use crate::config::{Limits, RelayConfig};
+use crate::config::{Limits, MetricsAccess, RelayConfig};
 use crate::conn;
 use crate::error::RelayError;
 use crate::http::{self, Page, Request, Response};
@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     pub registry_rate: Mutex<Windows<IpAddr>>,
     /// Web Push: the VAPID key, subscriptions, the push queue.
     pub push: Arc<PushService>,
+    /// Whether the public listener answers `/metrics` ([`MetricsAccess::Public`]).
+    metrics_public: bool,
 }
 
 /// Connections counted against the caps.
@@ -221,6 +223,8 @@ impl Drop for Gauge {
 pub struct Relay {
     listener: Async<TcpListener>,
     local_addr: SocketAddr,
+    /// The `/metrics` listener of [`MetricsAccess::Listen`], and its address.
+    metrics_listener: Option<(Async<TcpListener>, SocketAddr)>,
     shared: Arc<Shared>,
     threads: usize,
 }
@@ -271,6 +275,16 @@ impl Relay {
                 addr: config.listen,
                 source,
             })?;
+        let metrics_listener = match config.metrics {
+            MetricsAccess::Listen(addr) => {
+                let bind_error = |source| RelayError::Bind { addr, source };
+                let listener = Async::<TcpListener>::bind(addr).map_err(bind_error)?;
+                let bound = listener.get_ref().local_addr().map_err(bind_error)?;
+                crate::info(format_args!("serving /metrics on http://{bound}/metrics"));
+                Some((listener, bound))
+            }
+            MetricsAccess::Hidden | MetricsAccess::Public => None,
+        };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let public_url = config
             .public_url
@@ -311,10 +325,12 @@ impl Relay {
             queued: Arc::new(Pool::new(limits_queue_total)),
             registry_rate: Mutex::new(Windows::new(RELAY_REGISTRY_RATE_PREFIXES, Instant::now())),
             push: Arc::new(push),
+            metrics_public: config.metrics == MetricsAccess::Public,
         });
         Ok(Relay {
             listener,
             local_addr,
+            metrics_listener,
             shared,
             threads: config.threads.max(1),
         })
@@ -323,6 +339,11 @@ impl Relay {
     /// The address the relay listens on (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the `/metrics` listener ([`MetricsAccess::Listen`]), with the real port.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The base URL clients use (`--public-url`, or derived from the listening address).
@@ -377,8 +398,21 @@ impl Relay {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), RelayError> {
         let Relay {
-            listener, shared, ..
+            listener,
+            metrics_listener,
+            shared,
+            ..
         } = self;
+        if let Some((metrics_listener, _)) = metrics_listener {
+            // Ends with the executor, when the relay stops.
+            executor
+                .spawn(serve_metrics(
+                    shared.clone(),
+                    executor.clone(),
+                    metrics_listener,
+                ))
+                .detach();
+        }
         let (alive, all_closed) = smol::channel::bounded::<()>(1);
         let mut shutdown = pin!(shutdown);
         loop {
@@ -427,6 +461,78 @@ impl Relay {
         .await;
         Ok(())
     }
+}
+
+/// The `/metrics` listener: one plain HTTP request per connection, `/metrics` or 404. Its
+/// connections are not the relay's (not capped or counted with clients): whoever may reach this
+/// address was chosen by the operator. One at a time, each within the login deadline.
+async fn serve_metrics(
+    shared: Arc<Shared>,
+    executor: Arc<Executor<'static>>,
+    listener: Async<TcpListener>,
+) {
+    let busy = Arc::new(smol::lock::Semaphore::new(1));
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            Timer::after(Duration::from_millis(100)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        let busy = busy.clone();
+        executor
+            .spawn(async move {
+                let Some(_turn) = busy.try_acquire_arc() else {
+                    return;
+                };
+                let deadline = Instant::now() + shared.limits.login_deadline;
+                let max_head = shared.limits.http_head_max_len;
+                let response = match until(deadline, http::read_request(&mut tcp, max_head)).await {
+                    Some(Ok((
+                        Request::Page {
+                            page: Page::Metrics,
+                            head,
+                        },
+                        _,
+                    ))) if head => metrics_page(&shared).head_only(),
+                    Some(Ok((
+                        Request::Page {
+                            page: Page::Metrics,
+                            ..
+                        },
+                        _,
+                    ))) => metrics_page(&shared),
+                    Some(Ok(_) | Err(http::HeadError::Invalid(_))) => not_found(),
+                    Some(Err(http::HeadError::Io)) | None => return,
+                };
+                let _ = until(deadline, http::respond(&mut tcp, &response)).await;
+            })
+            .detach();
+    }
+}
+
+/// The `/metrics` page.
+fn metrics_page(shared: &Shared) -> Response {
+    shared.metrics.http(HttpKind::Metrics);
+    let sizes = Sizes {
+        queued_bytes: shared.queued.queued(),
+        push_subscriptions: shared.push.subscriptions(),
+        pushes_held: shared.push.held(),
+        ..shared.router.sizes()
+    };
+    Response::text(
+        "200 OK",
+        "text/plain; version=0.0.4; charset=utf-8",
+        shared.metrics.render(&sizes),
+    )
+}
+
+/// What a path that is not served answers.
+fn not_found() -> Response {
+    Response::text(
+        "404 Not Found",
+        "text/plain; charset=utf-8",
+        "not found\n".to_string(),
+    )
 }
 
 /// One accepted TCP connection, from TLS to the end.
@@ -516,20 +622,7 @@ fn page_response(shared: &Shared, page: Page, head: bool) -> Response {
             metrics.http(HttpKind::Healthz);
             Response::text("200 OK", "text/plain; charset=utf-8", "ok\n".to_string())
         }
-        Page::Metrics => {
-            metrics.http(HttpKind::Metrics);
-            let sizes = Sizes {
-                queued_bytes: shared.queued.queued(),
-                push_subscriptions: shared.push.subscriptions(),
-                pushes_held: shared.push.held(),
-                ..shared.router.sizes()
-            };
-            Response::text(
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics.render(&sizes),
-            )
-        }
+        Page::Metrics if shared.metrics_public => metrics_page(shared),
         Page::Web(web) => {
             metrics.http(HttpKind::Page);
             // Given `head`, it does not inflate a body it would not send.
@@ -541,14 +634,11 @@ fn page_response(shared: &Shared, page: Page, head: bool) -> Response {
             });
             response
         }
-        Page::NotFound => {
+        // Served elsewhere or nowhere ([`MetricsAccess`]): as if there were no such page.
+        Page::Metrics | Page::NotFound => {
             metrics.http(HttpKind::NotFound);
             metrics.web(WebStatus::NotFound);
-            Response::text(
-                "404 Not Found",
-                "text/plain; charset=utf-8",
-                "not found\n".to_string(),
-            )
+            not_found()
         }
     };
     if head { response.head_only() } else { response }

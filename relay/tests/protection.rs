@@ -262,6 +262,36 @@ fn malformed_frames_close_only_their_connection() {
 }
 
 #[test]
+fn an_abrupt_close_is_counted_as_a_reset_not_as_malformed() {
+    smol::block_on(async {
+        let relay = TestRelay::start().await;
+        // Logged in, then gone without a WebSocket close (the process died, the network went).
+        let logged_in = relay.device(&identity()).await;
+        drop(logged_in);
+        relay
+            .wait_metric("relay_disconnects_total{reason=\"reset\"}", 1)
+            .await;
+        // Upgraded, then gone before logging in.
+        let (before_login, _hello) =
+            within("open", Client::open(&relay.url, &ClientConfig::default()))
+                .await
+                .expect("open");
+        drop(before_login);
+        relay
+            .wait_metric("relay_disconnects_total{reason=\"reset\"}", 2)
+            .await;
+        assert_eq!(
+            relay
+                .metric("relay_disconnects_total{reason=\"malformed\"}")
+                .await,
+            0
+        );
+        assert_eq!(relay.metric("relay_malformed_frames_total").await, 0);
+        relay.stop().await;
+    });
+}
+
+#[test]
 fn connection_caps_close_at_accept() {
     smol::block_on(async {
         let temp = tempfile::tempdir().expect("temp dir");

@@ -454,6 +454,38 @@ fn the_relays_own_pages_keep_their_answers() {
 }
 
 #[test]
+fn metrics_are_served_only_where_the_operator_says() {
+    smol::block_on(async {
+        // By default nowhere: the public port answers as for any unknown path.
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut hidden = config(temp.path());
+        hidden.metrics = muxagent_relay::MetricsAccess::Hidden;
+        let relay = TestRelay::start_with(hidden).await;
+        assert_eq!(relay.metrics_addr, None);
+        assert_eq!(get(relay.addr, "/metrics", &[]).await.status, 404);
+        assert_eq!(get(relay.addr, "/healthz", &[]).await.status, 200);
+        relay.stop().await;
+
+        // --metrics-bind: a listener of its own, that serves /metrics and nothing else.
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut own = config(temp.path());
+        own.metrics = muxagent_relay::MetricsAccess::Listen(([127, 0, 0, 1], 0).into());
+        let relay = TestRelay::start_with(own).await;
+        let metrics_addr = relay.metrics_addr.expect("a metrics listener");
+        assert_ne!(metrics_addr, relay.addr);
+        assert_eq!(get(relay.addr, "/metrics", &[]).await.status, 404);
+        let metrics = get(metrics_addr, "/metrics", &[]).await;
+        assert_eq!(metrics.status, 200);
+        let body = String::from_utf8_lossy(&metrics.body);
+        assert!(body.contains("relay_accepted_total"), "{body}");
+        for path in ["/", "/healthz", "/relay", "/metrics/x"] {
+            assert_eq!(get(metrics_addr, path, &[]).await.status, 404, "{path}");
+        }
+        relay.stop().await;
+    });
+}
+
+#[test]
 fn metrics_count_web_answers_by_status() {
     smol::block_on(async {
         let (relay, _temp) = start().await;

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{Controller, link, state};
 use crate::commands::CommandError;
-use crate::os;
+use crate::{os, render};
 
 /// The request numbers of one exchange on a fresh connection.
 const QUERY_REQUEST: u32 = 1;
@@ -109,7 +109,7 @@ fn paired_hosts(row: &DeviceRow) -> String {
     }
     row.paired
         .iter()
-        .map(|machine| machine.hostname.as_str())
+        .map(|machine| render::visible_field(&machine.hostname))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -140,12 +140,12 @@ pub(super) async fn list(controller: &Controller, json_out: bool) -> Result<(), 
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", render::json_text(&serde_json::Value::Array(rows)));
     } else {
         let several = shown.len() > 1;
         for account in &shown {
             if several {
-                println!("{}:", account.relay);
+                println!("{}:", render::visible_field(&account.relay));
             }
             println!(
                 "{:<20} {:<6} {:<8} PAIRED WITH",

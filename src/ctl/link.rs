@@ -8,15 +8,22 @@ use muxagent_proto::app::{DeviceMessage, MachineMessage};
 use muxagent_proto::device::{MachineLink, Received};
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
 use muxagent_proto::identity::{Identity, PublicIdentity};
-use muxagent_relay::client::{Client, ClientConfig, ClientError};
+use muxagent_relay::client::{Client, ClientConfig, ClientError, RelayUrl};
 
 use crate::os;
 
 /// How long one exchange with a machine may take.
 pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Log in to `relay` as a device.
+/// Log in to `relay` as a device, warning once per run when its URL is not encrypted.
 pub async fn connect(relay: &str, identity: &Identity) -> Result<Client, String> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if let Some(risk) = RelayUrl::parse(relay)
+        .ok()
+        .and_then(|url| url.cleartext_risk())
+    {
+        WARNED.call_once(|| eprintln!("muxagent: warning: {risk}"));
+    }
     Client::connect(
         relay,
         identity,

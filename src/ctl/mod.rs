@@ -11,9 +11,9 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use muxagent_proto::app::{
-    Cursor, Decide, Decision, DeviceMessage, Hello, Interrupt, ListRuntimes, ListSessions,
-    MachineMessage, Mode, RuntimeName, SendPrompt, SessionId, SessionInfo, SetMode, StartSession,
-    Stop,
+    ApprovalRequest, ApprovalState, Cursor, Decide, Decision, DeviceMessage, Hello, Interrupt,
+    ListRuntimes, ListSessions, MachineMessage, Mode, RuntimeName, SendPrompt, SessionId,
+    SessionInfo, SetMode, StartSession, Stop,
 };
 use muxagent_proto::device::{Pairing, PairingStep};
 use muxagent_proto::frame::{self, ErrorCode, Frame, RegistryEntry, SignedEntry};
@@ -117,14 +117,7 @@ pub fn run(home: &Home, command: CtlCommand) -> Result<(), CommandError> {
             CtlCommand::RevokeDevice(revoke) => devices::revoke(controller, &revoke.device).await,
             CtlCommand::GrantOwner(grant) => devices::grant_owner(&controller, &grant.device).await,
             CtlCommand::Approvals(list) => approvals(&controller, list.json).await,
-            CtlCommand::Approve(approve) => {
-                let decision = if approve.always {
-                    Decision::AllowAlways
-                } else {
-                    Decision::AllowOnce
-                };
-                decide(&controller, &approve.machine, &approve.request, decision).await
-            }
+            CtlCommand::Approve(allow) => approve(&controller, allow).await,
             CtlCommand::Deny(deny) => {
                 let message = deny
                     .message
@@ -133,7 +126,7 @@ pub fn run(home: &Home, command: CtlCommand) -> Result<(), CommandError> {
                     &controller,
                     &deny.machine,
                     &deny.request,
-                    Decision::Deny { message },
+                    Answer::Deny(message),
                 )
                 .await
             }
@@ -189,7 +182,7 @@ async fn pair_with(mut controller: Controller, link: &str) -> Result<(), Command
                 state::save(&controller.machines, &controller.home)?;
                 println!(
                     "paired with {} ({})",
-                    machine.hostname,
+                    render::visible_field(&machine.hostname),
                     machine.identity.fingerprint()
                 );
                 client.close().await;
@@ -213,7 +206,7 @@ async fn machines(controller: &Controller, json_out: bool) -> Result<(), Command
             .iter()
             .map(|(m, online, sessions)| json!({ "hostname": m.hostname, "fingerprint": m.short(), "fingerprint_full": m.fingerprint, "relay": m.relay, "online": online, "sessions": sessions }))
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", render::json_text(&serde_json::Value::Array(rows)));
         return Ok(());
     }
     if rows.is_empty() {
@@ -223,7 +216,7 @@ async fn machines(controller: &Controller, json_out: bool) -> Result<(), Command
         let sessions = sessions.map_or(String::from("-"), |n| n.to_string());
         println!(
             "{:<20} {}  {:<8} sessions {sessions}",
-            machine.hostname,
+            render::visible_field(&machine.hostname),
             machine.short(),
             if online { "online" } else { "offline" }
         );
@@ -290,7 +283,7 @@ async fn sessions(
                 row
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", render::json_text(&serde_json::Value::Array(rows)));
     } else {
         if rows.is_empty() {
             println!("no sessions");
@@ -298,16 +291,16 @@ async fn sessions(
         for (host, info) in &rows {
             println!(
                 "{:<16} {:<10} {:<8} {:<16} {}",
-                host,
+                render::visible_field(host),
                 info.id.to_string(),
-                info.runtime.as_str(),
+                render::visible_field(info.runtime.as_str()),
                 render::status_word(info.status),
-                info.title
+                render::visible_field(&info.title)
             );
         }
     }
     for failure in failures {
-        eprintln!("{failure}");
+        eprintln!("{}", render::visible_text(&failure));
     }
     Ok(())
 }
@@ -501,14 +494,14 @@ async fn start_session(controller: &Controller, start: cli::CtlStart) -> Result<
     if start.json {
         println!(
             "{}",
-            json!({ "machine": machine.hostname, "session": format!("{session:#}") })
+            render::json_text(
+                &json!({ "machine": machine.hostname, "session": format!("{session:#}") })
+            )
         );
     } else {
-        println!("started session {session} on {}", machine.hostname);
-        println!(
-            "watch it: muxagent ctl watch {} {session}",
-            machine.hostname
-        );
+        let host = render::visible_field(&machine.hostname);
+        println!("started session {session} on {host}");
+        println!("watch it: muxagent ctl watch {host} {session}");
     }
     Ok(())
 }
@@ -544,7 +537,7 @@ async fn session_request(
         .ask(&message(request, info.id), request)
         .await
         .map_err(CommandError)?;
-    Ok((machine.hostname, info.id))
+    Ok((render::visible_field(&machine.hostname), info.id))
 }
 
 async fn send_prompt(controller: &Controller, send: cli::CtlSend) -> Result<(), CommandError> {
@@ -614,7 +607,10 @@ async fn set_mode(controller: &Controller, set: cli::CtlMode) -> Result<(), Comm
         },
     )
     .await?;
-    println!("session {session} on {host}: mode {}", set.mode);
+    println!(
+        "session {session} on {host}: mode {}",
+        render::visible_field(&set.mode)
+    );
     Ok(())
 }
 
@@ -638,19 +634,19 @@ async fn runtimes(controller: &Controller, name: &str, json_out: bool) -> Result
             .iter()
             .map(|r| json!({ "name": r.name.as_str(), "available": r.available, "detail": r.detail }))
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", render::json_text(&serde_json::Value::Array(rows)));
         return Ok(());
     }
     for runtime in &list.runtimes {
         println!(
             "{:<10} {:<9} {}",
-            runtime.name.as_str(),
+            render::visible_field(runtime.name.as_str()),
             if runtime.available {
                 "available"
             } else {
                 "missing"
             },
-            runtime.detail
+            render::visible_text(&runtime.detail)
         );
     }
     Ok(())
@@ -739,7 +735,11 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
                         last_seq = event.seq;
                         history.apply(&event);
                         if watch.json {
-                            let _ = writeln!(stdout, "{}", render::event_json(&event));
+                            let _ = writeln!(
+                                stdout,
+                                "{}",
+                                render::json_text(&render::event_json(&event))
+                            );
                         } else {
                             let _ = write!(stdout, "{}", transcript.event_text(&event));
                         }
@@ -768,12 +768,13 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
                 }
                 return outcome.map_err(|error| {
                     let id = session.map(|id| id.to_string()).unwrap_or_default();
-                    CommandError(format!("session {id} on {} {error}", machine.hostname))
+                    let host = render::visible_field(&machine.hostname);
+                    CommandError(format!("session {id} on {host} {error}"))
                 });
             }
             Err(error) if session.is_none() => return Err(CommandError(error)),
             Err(error) => {
-                eprintln!("({error}; reconnecting)");
+                eprintln!("({}; reconnecting)", render::visible_text(&error));
                 let random = rand_core::Rng::next_u32(&mut os::rng());
                 let delay = backoff.failed(random);
                 smol::Timer::after(Duration::from_millis(delay)).await;
@@ -844,7 +845,7 @@ async fn revoke_machine(mut controller: Controller, name: &str) -> Result<(), Co
     state::save(&controller.machines, &controller.home)?;
     println!(
         "revoked {} ({}): the relay refuses it from now on",
-        machine.hostname,
+        render::visible_field(&machine.hostname),
         machine.short()
     );
     Ok(())
@@ -958,6 +959,7 @@ async fn approvals(controller: &Controller, json_out: bool) -> Result<(), Comman
             .iter()
             .map(|row| {
                 let request = &row.request;
+                let digest = decide::digest(row.info.id, request);
                 json!({
                     "machine": row.host,
                     "request": format!("{}/{}", row.info.id, request.approval),
@@ -967,56 +969,91 @@ async fn approvals(controller: &Controller, json_out: bool) -> Result<(), Comman
                     "state": row.state,
                     "tool": request.tool,
                     "input": request.input,
+                    "complete": digest.is_some(),
+                    "digest": digest,
                     "summary": render::input_summary(&request.input),
                     "title": row.info.title,
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", render::json_text(&serde_json::Value::Array(rows)));
     } else {
         if rows.is_empty() {
             println!("no approvals waiting");
         }
-        for row in &rows {
-            let request = &row.request;
-            println!(
-                "{:<16} {:<13} {:<4} {:<9} {}: {}  ({})",
-                row.host,
-                format!("{}/{}", row.info.id, request.approval),
-                render::approval_kind_word(request.kind),
-                row.state,
-                request.tool,
-                render::input_summary(&request.input),
-                render::one_line(&row.info.title, 60)
+        for (index, row) in rows.iter().enumerate() {
+            if index > 0 {
+                println!();
+            }
+            print!(
+                "{}",
+                render::approval_block(
+                    &row.host,
+                    &row.info.title,
+                    row.info.id,
+                    &row.request,
+                    row.state,
+                    true
+                )
             );
         }
     }
     for failure in failures {
-        eprintln!("{failure}");
+        eprintln!("{}", render::visible_text(&failure));
     }
     Ok(())
 }
 
-async fn decide(
+/// Whether `digest` (as the person typed it) is `expected`'s: 16 hex digits, any case.
+fn digest_matches(digest: &str, expected: &str) -> bool {
+    let digest = digest.trim();
+    digest.len() == decide::DIGEST_HEX && digest.eq_ignore_ascii_case(expected)
+}
+
+/// Whether the person's answer to "sign?" is yes.
+fn confirmed(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// A pending approval as the machine has it now.
+struct Pending {
+    /// The machine's hostname, made visible.
+    host: String,
+    session: SessionId,
+    title: String,
+    request: ApprovalRequest,
+    state: ApprovalState,
+}
+
+impl Pending {
+    fn reference(&self) -> String {
+        format!("{}/{}", self.session, self.request.approval)
+    }
+}
+
+/// Open a conversation with the machine `name` and find the pending approval `reference`
+/// (`SESSION/N`) in its session's history.
+async fn open_request<'a>(
     controller: &Controller,
-    name: &str,
+    client: &'a mut muxagent_relay::client::Client,
+    machine: &Machine,
+    identity: muxagent_proto::identity::PublicIdentity,
     reference: &str,
-    decision: Decision,
-) -> Result<(), CommandError> {
-    let (machine, identity) = controller.machine(name)?;
-    let host = &machine.hostname;
+) -> Result<(Conversation<'a>, Pending), CommandError> {
+    let host = render::visible_field(&machine.hostname);
     let (session_prefix, number) = reference
         .split_once('/')
         .and_then(|(session, number)| Some((session, number.parse::<u64>().ok()?)))
         .ok_or_else(|| {
             CommandError(format!(
-                "`{reference}` is not a request; use SESSION/N as `muxagent ctl approvals` shows it"
+                "`{}` is not a request; use SESSION/N as `muxagent ctl approvals` shows it",
+                render::visible_field(reference)
             ))
         })?;
-    let mut client = controller.connect(&machine).await?;
     let (mut conversation, info) =
-        with_session(controller, &mut client, &machine, identity, session_prefix).await?;
+        with_session(controller, client, machine, identity, session_prefix).await?;
     let session = info.id;
+    let title = info.title.clone();
     let histories = histories(&mut conversation, &[info]).await?;
     let approval = histories
         .get(&session)
@@ -1027,26 +1064,157 @@ async fn decide(
                 "session {session} on {host} has no approval {number}; `muxagent ctl approvals` lists the waiting ones"
             ))
         })?;
-    let request = match &approval.request {
-        Some(request) if approval.pending() => request,
-        _ => {
-            return Err(CommandError(format!(
-                "approval {session}/{number} on {host} is no longer pending ({})",
-                approval.describe()
-            )));
+    match (&approval.request, approval.state) {
+        (Some(request), Some(state)) if approval.pending() => {
+            let pending = Pending {
+                host,
+                session,
+                title,
+                request: request.clone(),
+                state,
+            };
+            Ok((conversation, pending))
+        }
+        _ => Err(CommandError(format!(
+            "approval {session}/{number} on {host} is no longer pending ({})",
+            approval.describe()
+        ))),
+    }
+}
+
+/// Nothing is signed for an input the machine sent cut.
+fn cut(pending: &Pending) -> CommandError {
+    CommandError(format!(
+        "nothing was signed: the machine sent the input of {reference} on {host} cut, so no one here has seen all of what the agent asked to run; deny it (`muxagent ctl deny {host} {reference}`)",
+        reference = pending.reference(),
+        host = pending.host,
+    ))
+}
+
+/// Show the pending approval `reference` whole on the terminal and ask whether to sign
+/// `decision` for it; its digest when the person says yes. The connection is closed while
+/// the person reads.
+async fn ask_person(
+    controller: &Controller,
+    name: &str,
+    reference: &str,
+    decision: &Decision,
+) -> Result<String, CommandError> {
+    use std::io::{BufRead, Write};
+    let (machine, identity) = controller.machine(name)?;
+    let pending = {
+        let mut client = controller.connect(&machine).await?;
+        open_request(controller, &mut client, &machine, identity, reference)
+            .await?
+            .1
+    };
+    let digest = decide::digest(pending.session, &pending.request);
+    let block = render::approval_block(
+        &machine.hostname,
+        &pending.title,
+        pending.session,
+        &pending.request,
+        render::approval_state_word(pending.state),
+        false,
+    );
+    let mut stdout = std::io::stdout();
+    let _ = write!(stdout, "{block}");
+    let Some(digest) = digest else {
+        return Err(cut(&pending));
+    };
+    let _ = write!(
+        stdout,
+        "Sign \"{}\" for exactly this? Type yes to sign: ",
+        render::decision_text(decision)
+    );
+    let _ = stdout.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|error| CommandError(format!("could not read the answer: {error}")))?;
+    if confirmed(&answer) {
+        Ok(digest)
+    } else {
+        Err(CommandError("nothing was signed".into()))
+    }
+}
+
+async fn approve(controller: &Controller, approve: cli::CtlApprove) -> Result<(), CommandError> {
+    let decision = if approve.always {
+        Decision::AllowAlways
+    } else {
+        Decision::AllowOnce
+    };
+    let digest = match approve.digest {
+        Some(digest) => digest,
+        None if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() => {
+            ask_person(controller, &approve.machine, &approve.request, &decision).await?
+        }
+        None => {
+            return Err(CommandError(
+                "nothing was signed: without a terminal to confirm on, pass --digest DIGEST as `muxagent ctl approvals` printed it for this request".into(),
+            ));
         }
     };
-    let answer = render::decision_text(&decision);
-    // ctl shows no card: what it signs for is the input as the machine sent it.
-    let signed = decide::sign(
-        &controller.identity,
-        session,
-        request,
-        &request.input,
-        decision,
-        os::unix_now(),
+    decide(
+        controller,
+        &approve.machine,
+        &approve.request,
+        Answer::Allow(decision, digest),
     )
-    .map_err(|error| CommandError(format!("{session}/{number} on {host}: {error}")))?;
+    .await
+}
+
+/// What `ctl approve` or `ctl deny` answers: allow what has this digest, or deny.
+enum Answer {
+    Allow(Decision, String),
+    Deny(String),
+}
+
+async fn decide(
+    controller: &Controller,
+    name: &str,
+    reference: &str,
+    answer: Answer,
+) -> Result<(), CommandError> {
+    let (machine, identity) = controller.machine(name)?;
+    let mut client = controller.connect(&machine).await?;
+    let (mut conversation, pending) =
+        open_request(controller, &mut client, &machine, identity, reference).await?;
+    let (session, request) = (pending.session, &pending.request);
+    let now = os::unix_now();
+    let signed = match answer {
+        Answer::Deny(message) => decide::deny(&controller.identity, session, request, message, now),
+        Answer::Allow(decision, given) => {
+            let digest = decide::digest(session, request).ok_or_else(|| cut(&pending))?;
+            if !digest_matches(&given, &digest) {
+                return Err(CommandError(format!(
+                    "nothing was signed: `{}` is not the digest of {} on {} as it stands; look at it again with `muxagent ctl approvals`",
+                    render::visible_field(&given),
+                    pending.reference(),
+                    pending.host,
+                )));
+            }
+            // What is signed is the hash recomputed from the input whose digest was quoted.
+            decide::sign(
+                &controller.identity,
+                session,
+                request,
+                &request.input,
+                decision,
+                now,
+            )
+            .map_err(|error| {
+                CommandError(format!(
+                    "{} on {}: {error}",
+                    pending.reference(),
+                    pending.host
+                ))
+            })?
+        }
+    };
+    let answer = render::decision_text(&signed.body.decision);
     let id = conversation.request_id();
     let message = Decide {
         request: id,
@@ -1056,7 +1224,12 @@ async fn decide(
         .ask(&message.into(), id)
         .await
         .map_err(CommandError)?;
-    println!("answered {session}/{number} on {host}: {answer}");
+    println!(
+        "answered {} on {}: {}",
+        pending.reference(),
+        pending.host,
+        render::visible_text(&answer)
+    );
     Ok(())
 }
 
@@ -1149,7 +1322,10 @@ async fn bench_approvals(
             )));
         }
     }
-    println!("allowed {acknowledged} approvals in session {session} on {host}");
+    println!(
+        "allowed {acknowledged} approvals in session {session} on {}",
+        render::visible_field(&host)
+    );
     Ok(())
 }
 

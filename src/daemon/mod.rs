@@ -182,6 +182,8 @@ pub enum DaemonError {
     NoRelay,
     /// A socket or process operation failed.
     Io(&'static str, std::io::Error),
+    /// The hostname set for this machine cannot be shown to people as it is.
+    Hostname(String),
 }
 
 impl fmt::Display for DaemonError {
@@ -190,6 +192,7 @@ impl fmt::Display for DaemonError {
             DaemonError::Home(error) => error.fmt(f),
             DaemonError::Sessions(error) => error.fmt(f),
             DaemonError::AlreadyRunning(pid) => write!(f, "the daemon is already running (pid {pid})"),
+            DaemonError::Hostname(why) => f.write_str(why),
             DaemonError::NoRelay => f.write_str(
                 "no relay is set: pass --relay URL (e.g. https://relay.example.net) once; it is saved",
             ),
@@ -240,7 +243,7 @@ impl Core {
         let identity = home.load_or_create_identity(state::KEY_FILE, &mut os::rng())?;
         let state = MachineState::load(&home)?;
         let (sessions, repaired) = Sessions::open(&sessions_dir(&home))?;
-        let hostname = os::hostname();
+        let hostname = os::hostname().map_err(DaemonError::Hostname)?;
         let notifier = Notifier::new(
             identity.public().fingerprint(),
             &hostname,

@@ -47,7 +47,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use muxagent_client::words::visible_line;
+use muxagent_client::words::{one_line, visible_line};
 use muxagent_proto::app::{
     ApprovalId, ApprovalKind, ApprovalRequest, ApprovalState, Decision, Event, EventKind,
     PushKinds, SessionId, SessionStatus, request_hash,
@@ -653,7 +653,8 @@ fn resolution(ask: &Ask, ended_by: &EventKind) -> String {
         } => "Expired",
         _ => "Decided",
     };
-    visible_line(&format!("{how}: {}", ask.line), NOTIFY_TEXT_CHARS)
+    // The line is visible already: cut, not escaped again.
+    one_line(&format!("{how}: {}", ask.line), NOTIFY_TEXT_CHARS)
 }
 
 impl Ask {

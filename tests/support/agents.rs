@@ -134,6 +134,27 @@ impl World {
         format!("{session}/{}", requested["approval"])
     }
 
+    /// The digest `ctl approvals --json` gives for `request` (SESSION/N): what a script quotes
+    /// to `ctl approve --digest`.
+    pub fn digest(&self, request: &str) -> String {
+        let (session, number) = request.split_once('/').expect("SESSION/N");
+        let rows: Value =
+            serde_json::from_str(&self.ctl(&["approvals", "--json"])).expect("approvals json");
+        let row = rows
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|row| {
+                row["session"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(session))
+                    && row["approval"].as_u64() == number.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("{request} is not waiting: {rows:#}"));
+        assert_eq!(row["complete"], true, "{row:#}");
+        row["digest"].as_str().expect("digest").to_string()
+    }
+
     /// What the fake agent was sent; fails the test on a mismatch.
     pub fn transcript(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.state.join("transcript.jsonl")).unwrap_or_default();
@@ -190,7 +211,8 @@ pub fn states(events: &[Value], approval: &Value) -> Vec<String> {
 /// The common checks after an approved tool call.
 pub fn approved(world: &World, session: &str, always: bool) -> Vec<Value> {
     let request = world.pending_approval(session);
-    let mut args = vec!["approve", "machine", request.as_str()];
+    let digest = world.digest(&request);
+    let mut args = vec!["approve", "machine", request.as_str(), "--digest", &digest];
     if always {
         args.push("--always");
     }

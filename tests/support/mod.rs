@@ -34,6 +34,8 @@ pub fn maybe_run_relay() {
     };
     let mut config = muxagent_relay::RelayConfig::new(addr.parse().expect("addr"), dir);
     config.push.extra_origins = parts.map(str::to_string).collect();
+    // The tests read the counters on the relay's own port.
+    config.metrics = muxagent_relay::MetricsAccess::Public;
     let relay = smol::block_on(muxagent_relay::Relay::bind(config)).expect("relay binds");
     smol::block_on(relay.run(std::future::pending())).expect("relay runs");
     std::process::exit(0);
@@ -205,6 +207,77 @@ pub fn run(home: &Path, args: &[&str]) -> Output {
         status,
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Run `muxagent ARGS` on a pseudo-terminal (stdin, stdout and stderr), type `answer` and a
+/// newline once it printed `prompt`, and return its exit status and everything it printed
+/// (line ends as `\n`). Killed after [`DEADLINE`].
+pub fn on_terminal(
+    home: &Path,
+    args: &[&str],
+    prompt: &str,
+    answer: &str,
+) -> (std::process::ExitStatus, String) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+    grantpt(&master).expect("grantpt");
+    unlockpt(&master).expect("unlockpt");
+    let name = ptsname(&master, Vec::new()).expect("ptsname");
+    let terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().expect("pts path"))
+        .expect("open the terminal");
+    let mut child = {
+        let mut command = muxagent(home);
+        command
+            .args(args)
+            .stdin(terminal.try_clone().expect("clone"))
+            .stdout(terminal.try_clone().expect("clone"))
+            .stderr(terminal);
+        command.spawn().expect("run muxagent")
+    };
+    let mut master = std::fs::File::from(master);
+    let mut reader = master.try_clone().expect("clone");
+    let (sender, printed) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        // Ends with EIO once the child closed the terminal.
+        while let Ok(n @ 1..) = reader.read(&mut buffer) {
+            if sender.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + DEADLINE;
+    let mut out = Vec::new();
+    let mut answered = false;
+    loop {
+        while let Ok(chunk) = printed.try_recv() {
+            out.extend(chunk);
+        }
+        if !answered && String::from_utf8_lossy(&out).contains(prompt) {
+            writeln!(master, "{answer}").expect("type the answer");
+            answered = true;
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            while let Ok(chunk) = printed.recv_timeout(Duration::from_millis(200)) {
+                out.extend(chunk);
+            }
+            return (status, String::from_utf8_lossy(&out).replace("\r\n", "\n"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "muxagent {args:?} did not finish in {DEADLINE:?}:\n{}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+        if let Ok(chunk) = printed.recv_timeout(Duration::from_millis(20)) {
+            out.extend(chunk);
+        }
     }
 }
 

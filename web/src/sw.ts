@@ -111,16 +111,26 @@ sw.addEventListener("push", (event: PushEvent) => {
 
 /** Show the notice a push carries. One that cannot be read still shows (a push must), saying so. */
 async function showNotice(data: PushMessageData | null): Promise<void> {
+  const text = data ? data.text() : "";
   let notice: Notice;
   try {
-    notice = parseNotice(data ? data.text() : "");
+    notice = parseNotice(text);
   } catch (error) {
     await sw.registration.showNotification("muxagent", { body: messageOf(error), tag: "unreadable" });
     return;
   }
   const spec = notificationFor(notice, maxActions());
   await sw.registration.showNotification(spec.title, spec.options as NotificationOptions);
+  shownPushes.push(text);
+  if (shownPushes.length > SHOWN_PUSHES_KEPT) shownPushes.shift();
 }
+
+/** The last pushes (their plaintext) whose notification is on display, for the end-to-end test:
+ *  Chromium's getNotifications() deletes a notification stored but not yet on display when the
+ *  read began (platform_notification_context_impl.cc), so a read racing a push's display loses
+ *  it for good; the test reads only once its push is here. */
+const shownPushes: string[] = [];
+const SHOWN_PUSHES_KEPT = 8;
 
 /** How many actions this platform shows on a notification (0 where it shows none). */
 function maxActions(): number {
@@ -191,7 +201,7 @@ async function decideFrom(notification: Notification, action: "allow" | "deny"):
   return outcome;
 }
 
-/** The one test seam: synthetic NotificationEvents cannot call waitUntil, so the end-to-end
+/** A test seam: synthetic NotificationEvents cannot call waitUntil, so the end-to-end
  *  test calls this (through CDP) with the tag of a shown notification and the action, as a tap
  *  on Allow or Deny would. Resolves to the outcome. */
 async function notificationAction(tag: string, action: "allow" | "deny"): Promise<NoticeOutcome> {
@@ -200,6 +210,7 @@ async function notificationAction(tag: string, action: "allow" | "deny"): Promis
   return decideFrom(notification, action);
 }
 (sw as unknown as { muxagentNotificationAction: typeof notificationAction }).muxagentNotificationAction = notificationAction;
+(sw as unknown as { muxagentShownPushes(): string[] }).muxagentShownPushes = () => [...shownPushes];
 
 function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;

@@ -8,6 +8,11 @@
 // `resolved` notice), and a close racing its push could close the newer one (browsers close a
 // tagged notification by its tag). One the service worker is acting on (`acting`, then
 // `outcome` in its data) is the worker's.
+//
+// Reads are few on purpose: Chromium's getNotifications() deletes the stored record of a
+// notification not yet on display when the read began, so a read racing a push's display
+// leaves that notification on screen with no record (a tap on it then does nothing). The app
+// reads only when it shows an approval newly settled, while on screen, when machines do not push.
 
 import type { ApprovalView } from "./contract";
 

@@ -66,6 +66,8 @@ pub fn unix_now() -> u64 {
 /// A relay running in the background of the test.
 pub struct TestRelay {
     pub addr: SocketAddr,
+    /// The `/metrics` listener's address, when the config gave it one.
+    pub metrics_addr: Option<SocketAddr>,
     pub url: String,
     pub dir: PathBuf,
     stop: smol::channel::Sender<()>,
@@ -78,6 +80,8 @@ pub fn config(dir: &std::path::Path) -> RelayConfig {
     let mut config = RelayConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), dir);
     config.limits.max_connections_per_prefix = 10_000;
     config.limits.shutdown_grace = Duration::from_millis(500);
+    // The tests read the counters on the relay's own port.
+    config.metrics = muxagent_relay::MetricsAccess::Public;
     config
 }
 
@@ -97,6 +101,7 @@ impl TestRelay {
             .await
             .expect("relay binds");
         let addr = relay.local_addr();
+        let metrics_addr = relay.metrics_addr();
         let url = if tls {
             format!("wss://localhost:{}", addr.port())
         } else {
@@ -108,6 +113,7 @@ impl TestRelay {
         }));
         TestRelay {
             addr,
+            metrics_addr,
             url,
             dir,
             stop,
@@ -125,6 +131,7 @@ impl TestRelay {
         let (stop, _) = smol::channel::bounded::<()>(1);
         TestRelay {
             addr,
+            metrics_addr: None,
             url: url.to_string(),
             dir: PathBuf::new(),
             stop,

@@ -46,7 +46,14 @@ impl RelayProcess {
         let binary = std::env::var_os("MUXAGENT_RELAY_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_muxagent-relay").into());
         let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0", "--threads", "1", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--threads",
+                "1",
+                "--public-metrics",
+            ])
+            .arg("--data-dir")
             .arg(dir.path())
             .args(args)
             .stdin(Stdio::null())

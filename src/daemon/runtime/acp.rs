@@ -45,15 +45,15 @@ use agent_client_protocol::v1::{self, schema};
 use agent_client_protocol::{
     Agent, Client, Handled, JsonRpcMessage, Lines, RequestCancellation, UntypedMessage,
 };
-use muxagent_proto::app::{ApprovalKind, Decision, EventKind, RuntimeName, Stream, Usage};
-use muxagent_proto::limits::{
-    AGENT_COMMAND_QUEUE, AGENT_LINE_MAX_LEN, AGENT_REPORT_QUEUE, AGENT_STDERR_DRAIN_MS,
-};
+use muxagent_proto::app::{ApprovalKind, Decision, EventKind, RuntimeName, Usage};
+use muxagent_proto::limits::{AGENT_COMMAND_QUEUE, AGENT_LINE_MAX_LEN, AGENT_REPORT_QUEUE};
 use serde_json::{Value, json};
 use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+use super::asks::OpenAsks;
 use super::lines::{Line, LineReader};
+use super::stderr::beside_stderr;
 use super::{AgentIo, Ask, Command, LocalFuture, Report, Runtime, RuntimeError, Spec, program};
 
 /// Gemini CLI's approval modes (`session/new` lists them as `modes.availableModes`).
@@ -61,9 +61,6 @@ const GEMINI_MODES: [&str; 4] = ["default", "autoEdit", "yolo", "plan"];
 
 /// The extension request whose answer marks the end of a `session/load` replay.
 const BARRIER_METHOD: &str = "_muxagent/barrier";
-
-/// Permission requests left unanswered at once, at most; more are answered `cancelled`.
-const MAX_PENDING_ASKS: usize = 64;
 
 /// How long a diff of a tool's edit may take before it settles for a coarser one: it runs on
 /// the daemon's only thread.
@@ -138,49 +135,6 @@ impl Runtime for AcpRuntime {
     }
 }
 
-/// Run `conversation` while the agent's standard error becomes output events (an agent's own
-/// error messages, a bad key …, reach the phone); when the conversation ends, give the last of
-/// standard error a moment (a grandchild may hold the pipe open, so do not wait for its end).
-async fn beside_stderr(
-    conversation: impl Future<Output = Result<(), RuntimeError>>,
-    stderr: impl AsyncRead + Unpin,
-    reports: Sender<Report>,
-) -> Result<(), RuntimeError> {
-    let mut lines = LineReader::new(stderr, AGENT_LINE_MAX_LEN);
-    let stderr_task = async move {
-        while let Ok(Some(line)) = lines.next().await {
-            let text = match line {
-                Line::Text(text) => text,
-                Line::TooLong(length) => format!("({length} bytes of standard error skipped)"),
-            };
-            let kind = EventKind::Output {
-                stream: Stream::Stderr,
-                text: text + "\n",
-            };
-            if reports.send(Report::Event(kind)).await.is_err() {
-                break;
-            }
-        }
-    };
-    let mut stderr_task = std::pin::pin!(stderr_task);
-    let mut conversation = std::pin::pin!(conversation);
-    let mut stderr_done = false;
-    let result = std::future::poll_fn(|cx| {
-        if !stderr_done && stderr_task.as_mut().poll(cx).is_ready() {
-            stderr_done = true;
-        }
-        conversation.as_mut().poll(cx)
-    })
-    .await;
-    if !stderr_done {
-        smol::future::or(stderr_task, async {
-            smol::Timer::after(Duration::from_millis(AGENT_STDERR_DRAIN_MS)).await;
-        })
-        .await;
-    }
-    result
-}
-
 /// What the agent sent, in the order it sent it: the crate's handlers and response callbacks
 /// (which run in its dispatch order) and the line reader put these in one queue.
 enum Inbound {
@@ -231,7 +185,6 @@ enum Phase {
 
 /// A permission request waiting for its answer.
 struct PendingAsk {
-    id: String,
     /// `(optionId, kind)` of each option the agent offered.
     options: Vec<(String, String)>,
     responder: v1::Responder<Value>,
@@ -372,7 +325,7 @@ struct Conversation {
     replaying: bool,
     prompting: bool,
     queued: VecDeque<String>,
-    asks: Vec<PendingAsk>,
+    asks: OpenAsks<PendingAsk>,
 }
 
 enum Next {
@@ -403,7 +356,7 @@ impl Conversation {
             replaying: false,
             prompting: false,
             queued: VecDeque::new(),
-            asks: Vec::new(),
+            asks: OpenAsks::default(),
         }
     }
 
@@ -421,10 +374,8 @@ impl Conversation {
             }
         }
         // The conversation is over: the agent's asks go with it.
-        for ask in std::mem::take(&mut self.asks) {
-            self.out.push(Report::Withdrawn {
-                agent_request: ask.id,
-            });
+        for (agent_request, _) in self.asks.take_all() {
+            self.out.push(Report::Withdrawn { agent_request });
         }
         self.flush().await;
         result
@@ -562,19 +513,17 @@ impl Conversation {
             let cancel = schema::CancelNotification::new(session.clone());
             self.cx.send_notification(cancel).map_err(sdk_error)?;
         }
-        for ask in std::mem::take(&mut self.asks) {
-            self.withdraw(ask);
+        for (agent_request, ask) in self.asks.take_all() {
+            self.withdraw(agent_request, ask);
         }
         Ok(())
     }
 
     /// Answer `ask` with the `cancelled` outcome and withdraw it.
-    fn withdraw(&mut self, ask: PendingAsk) {
+    fn withdraw(&mut self, agent_request: String, ask: PendingAsk) {
         let outcome = schema::RequestPermissionOutcome::Cancelled;
         self.respond(ask.responder, outcome);
-        self.out.push(Report::Withdrawn {
-            agent_request: ask.id,
-        });
+        self.out.push(Report::Withdrawn { agent_request });
     }
 
     fn respond(
@@ -594,13 +543,12 @@ impl Conversation {
     }
 
     fn answer(&mut self, agent_request: &str, decision: &Decision) {
-        let Some(index) = self.asks.iter().position(|ask| ask.id == agent_request) else {
+        let Some(ask) = self.asks.remove(agent_request) else {
             self.error(format!(
                 "the agent has no pending permission request {agent_request}"
             ));
             return;
         };
-        let ask = self.asks.remove(index);
         // ACP has no deny message: the daemon's log keeps it.
         let kinds: &[&str] = match decision {
             Decision::AllowOnce => &["allow_once"],
@@ -619,22 +567,22 @@ impl Conversation {
                 let outcome = schema::RequestPermissionOutcome::Selected(selected);
                 self.respond(ask.responder, outcome);
                 self.out.push(Report::Applied {
-                    agent_request: ask.id,
+                    agent_request: agent_request.to_string(),
                 });
             }
             // No way to refuse but to cancel the tool call, which refuses it too.
             (None, Decision::Deny { .. }) => {
                 self.respond(ask.responder, schema::RequestPermissionOutcome::Cancelled);
                 self.out.push(Report::Applied {
-                    agent_request: ask.id,
+                    agent_request: agent_request.to_string(),
                 });
             }
             (None, _) => {
                 self.error(format!(
-                    "the agent offered no {} option for permission request {}; it was cancelled",
-                    kinds[0], ask.id
+                    "the agent offered no {} option for permission request {agent_request}; it was cancelled",
+                    kinds[0]
                 ));
-                self.withdraw(ask);
+                self.withdraw(agent_request.to_string(), ask);
             }
         }
     }
@@ -650,12 +598,11 @@ impl Conversation {
             Inbound::Notification { method, params } => {
                 if method == "$/cancel_request" {
                     // The crate marked the request cancelled; the agent still wants an answer.
-                    let (cancelled, pending) = std::mem::take(&mut self.asks)
-                        .into_iter()
-                        .partition(|ask| ask.cancellation.is_cancelled());
-                    self.asks = pending;
-                    for ask in cancelled {
-                        self.withdraw(ask);
+                    let cancelled = self
+                        .asks
+                        .take_where(|_, ask| ask.cancellation.is_cancelled());
+                    for (agent_request, ask) in cancelled {
+                        self.withdraw(agent_request, ask);
                     }
                 } else {
                     self.opaque(json!({"method": method, "params": params}).to_string());
@@ -825,26 +772,22 @@ impl Conversation {
         };
         let cancellation = responder.cancellation();
         let ask = PendingAsk {
-            id: id.clone(),
             options,
             responder,
             cancellation,
         };
-        if self.asks.len() >= MAX_PENDING_ASKS {
+        if let Err(refused) = self.asks.insert(id.clone(), ask) {
             self.error(format!(
-                "{MAX_PENDING_ASKS} permission requests are already pending; request {id} was cancelled"
+                "the agent's permission request {id} was cancelled: {}",
+                refused.reason
             ));
-            self.respond(ask.responder, schema::RequestPermissionOutcome::Cancelled);
+            self.respond(
+                refused.ask.responder,
+                schema::RequestPermissionOutcome::Cancelled,
+            );
             return Ok(());
         }
-        self.out.push(Report::Ask(Ask {
-            agent_request: id,
-            kind: ApprovalKind::Tool,
-            tool: tool_name(tool_call),
-            input: tool_call.to_string(),
-            plan: None,
-        }));
-        self.asks.push(ask);
+        self.out.push(Report::Ask(ask_of(id, tool_call)));
         Ok(())
     }
 
@@ -929,6 +872,18 @@ fn sdk_error(error: agent_client_protocol::Error) -> RuntimeError {
 /// The tool's name for an ask or a started tool: the call's `name` where the agent gives one,
 /// else its `kind` (`execute`, `edit` …, the closest ACP has to a tool name; the human-readable
 /// `title`, such as the command line, is in the input), else the title.
+/// The ask for a permission request: its input is the whole tool call (title, kind, raw input,
+/// locations: all the agent says it will do), serialized in the agent's key order.
+fn ask_of(agent_request: String, tool_call: &Value) -> Ask {
+    Ask {
+        agent_request,
+        kind: ApprovalKind::Tool,
+        tool: tool_name(tool_call),
+        input: tool_call.to_string(),
+        plan: None,
+    }
+}
+
 fn tool_name(tool_call: &Value) -> String {
     let field = |name: &str| tool_call.get(name).and_then(Value::as_str);
     field("name")
@@ -1682,6 +1637,34 @@ mod tests {
         assert!(matches!(events[9], EventKind::ToolFinished { output, .. } if output == "denied"));
     }
 
+    #[test]
+    fn asks_keep_the_approval_contract() {
+        let ask = |tool_call: Value| ask_of("7".into(), &tool_call);
+        let base = json!({"toolCallId": "t1", "title": "rm -rf build", "kind": "delete",
+            "rawInput": {"path": "build", "recursive": true}});
+        let mut changed = Vec::new();
+        for (pointer, value) in [
+            ("/title", json!("rm -rf /")),
+            ("/kind", json!("execute")),
+            ("/rawInput/path", json!("/")),
+            ("/rawInput/recursive", json!(false)),
+        ] {
+            let mut tool_call = base.clone();
+            if let Some(field) = tool_call.pointer_mut(pointer) {
+                *field = value;
+            }
+            changed.push(ask(tool_call));
+        }
+        let mut added = base.clone();
+        added["locations"] = json!([{"path": "/etc"}]);
+        changed.push(ask(added));
+        // The agent's key order is kept (serde_json's `preserve_order`).
+        let reordered = json!({"title": "rm -rf build", "toolCallId": "t1", "kind": "delete",
+            "rawInput": {"path": "build", "recursive": true}});
+        changed.push(ask(reordered));
+        super::super::contract::check(&ask(base.clone()), &ask(base), &changed);
+    }
+
     /// A hand-made agent for what the recordings do not show.
     #[test]
     fn answers_without_a_matching_option_cancelled_requests_and_failed_prompts() {
@@ -1807,41 +1790,6 @@ mod tests {
         assert_eq!(line[1..], ["--acp", "-m", "flash"]);
         assert_eq!(Some(line[0].clone()), gemini.program());
         assert_eq!(gemini.modes(), ["default", "autoEdit", "yolo", "plan"]);
-    }
-
-    #[test]
-    fn standard_error_becomes_output_events() {
-        let (reader, writer) = UnixStream::pair().expect("pair");
-        let (sender, reports) = smol::channel::unbounded();
-        smol::block_on(async {
-            let mut writer = Async::new(writer).expect("async");
-            let conversation = async {
-                writer
-                    .write_all(b"Ripgrep is not available.\nno newline")
-                    .await
-                    .expect("write");
-                drop(writer);
-                Ok(())
-            };
-            let stderr = Async::new(reader).expect("async");
-            beside_stderr(conversation, stderr, sender)
-                .await
-                .expect("ok");
-        });
-        let texts: Vec<Report> = std::iter::from_fn(|| reports.try_recv().ok()).collect();
-        let output = |text: &str| {
-            Report::Event(EventKind::Output {
-                stream: Stream::Stderr,
-                text: text.into(),
-            })
-        };
-        assert_eq!(
-            texts,
-            [
-                output("Ripgrep is not available.\n"),
-                output("no newline\n")
-            ]
-        );
     }
 
     #[test]

@@ -9,9 +9,9 @@
 //!   CLI's own synthetic ones) still becomes `Text`. The other stream events only repeat what
 //!   the complete messages and the `result` carry, and are dropped.
 //! - Inputs (of asks and of tool calls) are the exact JSON text the CLI printed, sliced from
-//!   its line: serde_json here has no `preserve_order`, so re-serializing would sort the keys,
-//!   and the approval hash covers this text. The answer sends the same text back as
-//!   `updatedInput`.
+//!   its line, so the approval hash covers the CLI's own bytes (re-serializing would keep the
+//!   key order, `preserve_order` being on, but not the CLI's spelling of numbers and escapes).
+//!   The answer sends the same text back as `updatedInput`.
 //! - "Allow always" adds the CLI's own `addRules` suggestions, kept for the session instead of
 //!   written to the project's `.claude/settings.local.json`. Its other suggestions (`setMode`
 //!   acceptEdits, `addDirectories`) would allow more than the request shown, so when there is
@@ -25,10 +25,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use muxagent_proto::app::{ApprovalKind, Decision, EventKind, RuntimeName, Usage};
+use muxagent_proto::app::{ApprovalKind, Decision, EventKind, Usage};
 use serde_json::{Value, json};
 use smol::channel::{Receiver, Sender};
 
+use super::asks::OpenAsks;
 use super::lines::{self, Effects, LineProtocol};
 use super::{AgentIo, Ask, Command, LocalFuture, Report, Runtime, RuntimeError, Spec};
 
@@ -110,7 +111,7 @@ struct Claude {
     /// Our control requests without a response yet: id → subtype.
     requests: BTreeMap<String, String>,
     /// Asks without an answer: the CLI's request id → what the answer needs.
-    asks: BTreeMap<String, Pending>,
+    asks: OpenAsks<Pending>,
     /// The agent session id last reported.
     session: Option<String>,
     /// The message whose stream events are arriving (from `message_start`).
@@ -178,7 +179,7 @@ impl LineProtocol for Claude {
     }
 
     fn on_end(&mut self, out: &mut Effects) {
-        for agent_request in std::mem::take(&mut self.asks).into_keys() {
+        for (agent_request, _) in self.asks.take_all() {
             out.report(Report::Withdrawn { agent_request });
         }
     }
@@ -258,13 +259,27 @@ impl Claude {
         } else {
             (ApprovalKind::Tool, None)
         };
-        self.asks.insert(
-            id.to_string(),
-            Pending {
-                input: input.clone(),
-                rules,
-            },
-        );
+        let pending = Pending {
+            input: input.clone(),
+            rules,
+        };
+        if let Err(refused) = self.asks.insert(id.to_string(), pending) {
+            let message = format!(
+                "muxagent refused this permission request: {}",
+                refused.reason
+            );
+            out.send(response(
+                id,
+                &json!({"behavior": "deny", "message": message}).to_string(),
+            ));
+            out.event(EventKind::Error {
+                message: format!(
+                    "Claude Code's permission request {id} was denied: {}",
+                    refused.reason
+                ),
+            });
+            return true;
+        }
         out.report(Report::Ask(Ask {
             agent_request: id.to_string(),
             kind,
@@ -633,10 +648,7 @@ fn response(id: &str, body: &str) -> String {
 }
 
 fn opaque(line: &str) -> EventKind {
-    EventKind::Opaque {
-        source: RuntimeName::try_from("claude").unwrap_or_default(),
-        raw: line.into(),
-    }
+    super::opaque("claude", line)
 }
 
 /// Dollars as micro-dollars.
@@ -1216,7 +1228,7 @@ mod tests {
         let reports = summaries(&out.reports);
         assert!(reports[0].starts_with("error "), "{reports:?}");
         assert_eq!(reports[1], "opaque control_request");
-        assert!(claude.asks.is_empty());
+        assert!(claude.asks.take_all().is_empty());
     }
 
     #[test]
@@ -1297,6 +1309,85 @@ mod tests {
     }
 
     #[test]
+    fn asks_keep_the_approval_contract() {
+        let ask = |tool: &str, input: &str| {
+            let out = fed(
+                &mut Claude::default(),
+                &[&ask_line("r1", tool, input, "[]")],
+            );
+            match out.reports.as_slice() {
+                [Report::Ask(ask)] => ask.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let base = r#"{"command":"ls","timeout":5}"#;
+        let changed = [
+            ask("Write", base),
+            ask("Bash", r#"{"command":"rm -rf /","timeout":5}"#),
+            ask("Bash", r#"{"command":"ls","timeout":6}"#),
+            ask(
+                "Bash",
+                r#"{"command":"ls","timeout":5,"run_in_background":true}"#,
+            ),
+            // The CLI's own text, key order included: it is what `updatedInput` sends back.
+            ask("Bash", r#"{"timeout":5,"command":"ls"}"#),
+        ];
+        super::super::contract::check(&ask("Bash", base), &ask("Bash", base), &changed);
+    }
+
+    #[test]
+    fn an_agent_asking_without_end_is_denied_past_the_cap() {
+        use muxagent_proto::limits::MAX_PENDING_APPROVALS;
+        let mut claude = Claude::default();
+        let mut asked = 0;
+        let mut denied = 0;
+        for n in 0..MAX_PENDING_APPROVALS * 3 {
+            let out = fed(
+                &mut claude,
+                &[&ask_line(&format!("r{n}"), "Bash", "{}", "[]")],
+            );
+            match out.reports.as_slice() {
+                [Report::Ask(_)] => asked += 1,
+                [Report::Event(EventKind::Error { message })] => {
+                    assert!(message.contains("already waiting"), "{message}");
+                    let [answer] = out.to_agent.as_slice() else {
+                        panic!("one answer: {:?}", out.to_agent)
+                    };
+                    assert!(answer.contains(r#""behavior":"deny""#), "{answer}");
+                    denied += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(
+            (asked, denied),
+            (MAX_PENDING_APPROVALS, MAX_PENDING_APPROVALS * 2)
+        );
+        // A reused id is denied too; the first ask with it still waits.
+        let out = fed(
+            &mut claude,
+            &[&ask_line("r0", "Bash", r#"{"command":"rm -rf /"}"#, "[]")],
+        );
+        assert!(matches!(
+            out.reports.as_slice(),
+            [Report::Event(EventKind::Error { .. })]
+        ));
+        let mut out = Effects::default();
+        claude.on_command(
+            Command::Answer {
+                agent_request: "r0".into(),
+                decision: Decision::AllowOnce,
+            },
+            &mut out,
+        );
+        assert!(
+            out.to_agent[0].contains(r#""updatedInput":{}"#),
+            "{:?}",
+            out.to_agent
+        );
+    }
+
+    #[test]
     fn asks_still_pending_at_the_end_are_withdrawn() {
         let mut claude = Claude::default();
         fed(
@@ -1308,9 +1399,10 @@ mod tests {
         );
         let mut out = Effects::default();
         claude.on_end(&mut out);
+        // In the order asked.
         assert_eq!(
             summaries(&out.reports),
-            lines(&["withdrawn r1", "withdrawn r2"])
+            lines(&["withdrawn r2", "withdrawn r1"])
         );
     }
 

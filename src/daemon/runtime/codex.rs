@@ -58,6 +58,7 @@ use muxagent_proto::limits::AGENT_COMMAND_QUEUE;
 use serde_json::{Value, json};
 use smol::channel::{Receiver, Sender};
 
+use super::asks::OpenAsks;
 use super::lines::{self, Effects, LineProtocol};
 use super::{AgentIo, Ask, Command, LocalFuture, Report, Runtime, RuntimeError, Spec};
 
@@ -168,7 +169,7 @@ pub struct Codex {
     interrupt_pending: bool,
     prompts: VecDeque<String>,
     /// Asks not answered yet: `agent_request` → the JSON-RPC id to answer.
-    asks: HashMap<String, Value>,
+    asks: OpenAsks<Value>,
     tools: Vec<OpenTool>,
     /// Agent message id → the text its deltas gave so far.
     streamed: HashMap<String, String>,
@@ -192,10 +193,7 @@ fn request_key(id: &Value) -> String {
 }
 
 fn opaque(line: &str) -> EventKind {
-    EventKind::Opaque {
-        source: "codex".try_into().unwrap_or_default(),
-        raw: line.into(),
-    }
+    super::opaque("codex", line)
 }
 
 fn error_message(error: &Value) -> String {
@@ -367,7 +365,17 @@ impl Codex {
             }
         };
         let agent_request = request_key(id);
-        self.asks.insert(agent_request.clone(), id.clone());
+        if let Err(refused) = self.asks.insert(agent_request.clone(), id.clone()) {
+            let answer = json!({"jsonrpc": "2.0", "id": id, "result": {"decision": "decline"}});
+            out.send(answer.to_string());
+            out.event(EventKind::Error {
+                message: format!(
+                    "codex's approval request {agent_request} was declined: {}",
+                    refused.reason
+                ),
+            });
+            return Ok(true);
+        }
         out.report(Report::Ask(Ask {
             agent_request,
             kind: ApprovalKind::Tool,
@@ -763,9 +771,7 @@ impl LineProtocol for Codex {
     }
 
     fn on_end(&mut self, out: &mut Effects) {
-        let mut pending: Vec<String> = self.asks.drain().map(|(key, _)| key).collect();
-        pending.sort();
-        for agent_request in pending {
+        for (agent_request, _) in self.asks.take_all() {
             out.report(Report::Withdrawn { agent_request });
         }
     }
@@ -1390,6 +1396,72 @@ mod tests {
             "message":"muxagent does not handle item/tool/requestUserInput"}});
         assert_eq!(harness.written(), expected);
         assert_eq!(harness.reports.last(), Some(&Report::Event(opaque(line))));
+    }
+
+    #[test]
+    fn asks_keep_the_approval_contract() {
+        let ask = |method: &str, params: Value| {
+            let mut harness = ready(&spec());
+            let line = json!({"method": method, "id": 4, "params": params});
+            harness.line(&line.to_string());
+            harness.reports.iter().find_map(|report| match report {
+                Report::Ask(ask) => Some(ask.clone()),
+                _ => None,
+            })
+        };
+        let command = "item/commandExecution/requestApproval";
+        let base = json!({"command": "ls", "cwd": "/w", "reason": "look"});
+        let mut changed = Vec::new();
+        for (field, value) in [
+            ("command", "rm -rf /"),
+            ("cwd", "/"),
+            ("reason", "trust me"),
+        ] {
+            let mut params = base.clone();
+            params[field] = value.into();
+            changed.push(ask(command, params));
+        }
+        changed.push(ask(
+            "item/fileChange/requestApproval",
+            json!({"itemId": "i", "reason": "look"}),
+        ));
+        let changed: Option<Vec<Ask>> = changed.into_iter().collect();
+        let (Some(first), Some(again), Some(changed)) =
+            (ask(command, base.clone()), ask(command, base), changed)
+        else {
+            panic!("every message is an ask");
+        };
+        crate::daemon::runtime::contract::check(&first, &again, &changed);
+    }
+
+    #[test]
+    fn an_agent_asking_without_end_is_declined_past_the_cap() {
+        use muxagent_proto::limits::MAX_PENDING_APPROVALS;
+        let mut harness = ready(&spec());
+        let ask = |id: usize| {
+            format!(
+                r#"{{"method":"item/commandExecution/requestApproval","id":{id},"params":{{"command":"ls","cwd":"/"}}}}"#
+            )
+        };
+        for id in 0..MAX_PENDING_APPROVALS * 3 {
+            harness.line(&ask(id));
+            if id >= MAX_PENDING_APPROVALS {
+                let expected = json!({"jsonrpc":"2.0","id":id,"result":{"decision":"decline"}});
+                assert_eq!(harness.written(), expected);
+            }
+        }
+        // A reused id is declined too.
+        harness.line(&ask(0));
+        let expected = json!({"jsonrpc":"2.0","id":0,"result":{"decision":"decline"}});
+        assert_eq!(harness.written(), expected);
+        let summaries: Vec<_> = harness.reports.iter().map(summary).collect();
+        let asks = summaries.iter().filter(|s| s.starts_with("ask ")).count();
+        let refusals = summaries
+            .iter()
+            .filter(|s| s.starts_with("error ") && s.contains("already waiting"))
+            .count();
+        assert_eq!(asks, MAX_PENDING_APPROVALS);
+        assert_eq!(refusals, MAX_PENDING_APPROVALS * 2 + 1);
     }
 
     #[test]

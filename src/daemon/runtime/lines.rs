@@ -4,13 +4,12 @@
 //! Tests drive a protocol with recorded lines and compare what it writes with what the real
 //! CLI was sent (`agents/fixtures/`).
 
-use std::time::Duration;
-
-use muxagent_proto::app::{EventKind, Stream};
-use muxagent_proto::limits::{AGENT_LINE_MAX_LEN, AGENT_STDERR_DRAIN_MS};
+use muxagent_proto::app::EventKind;
+use muxagent_proto::limits::AGENT_LINE_MAX_LEN;
 use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use super::stderr::beside_stderr;
 use super::{AgentIo, Command, Report, RuntimeError, Spec};
 
 /// What a protocol step wants done: lines to write to the agent (in order, each without its
@@ -148,23 +147,6 @@ pub async fn drive<P: LineProtocol>(
         stderr,
         ..
     } = io;
-    let stderr_reports = reports.clone();
-    let mut stderr_lines = LineReader::new(stderr, AGENT_LINE_MAX_LEN);
-    let stderr_task = async move {
-        while let Ok(Some(line)) = stderr_lines.next().await {
-            let text = match line {
-                Line::Text(text) => text,
-                Line::TooLong(length) => format!("({length} bytes of standard error skipped)"),
-            };
-            let kind = EventKind::Output {
-                stream: Stream::Stderr,
-                text: text + "\n",
-            };
-            if stderr_reports.send(Report::Event(kind)).await.is_err() {
-                break;
-            }
-        }
-    };
     let main = async {
         let mut lines = LineReader::new(stdout, AGENT_LINE_MAX_LEN);
         let mut effects = Effects::default();
@@ -196,38 +178,7 @@ pub async fn drive<P: LineProtocol>(
         effects.to_agent.clear();
         apply(&mut stdin, &reports, effects).await
     };
-    let stderr_task = std::pin::pin!(stderr_task);
-    let (result, stderr_task) = run_beside(main, stderr_task).await;
-    // The agent's output ended; give its last words on standard error a moment to arrive
-    // (a grandchild may hold the pipe open, so do not wait for its end).
-    if let Some(stderr_task) = stderr_task {
-        smol::future::or(stderr_task, async {
-            smol::Timer::after(Duration::from_millis(AGENT_STDERR_DRAIN_MS)).await;
-        })
-        .await;
-    }
-    result
-}
-
-/// Run `main` with `side` polled alongside; return `main`'s output and `side` if it has not
-/// finished.
-async fn run_beside<T, S>(
-    main: impl std::future::Future<Output = T>,
-    mut side: std::pin::Pin<&mut S>,
-) -> (T, Option<std::pin::Pin<&mut S>>)
-where
-    S: std::future::Future<Output = ()>,
-{
-    let mut side_done = false;
-    let mut main = std::pin::pin!(main);
-    let result = std::future::poll_fn(|cx| {
-        if !side_done && side.as_mut().poll(cx).is_ready() {
-            side_done = true;
-        }
-        main.as_mut().poll(cx)
-    })
-    .await;
-    (result, if side_done { None } else { Some(side) })
+    beside_stderr(main, stderr, reports.clone()).await
 }
 
 async fn apply(

@@ -9,8 +9,11 @@
 //! - [`claude`]: Claude Code's stream-json control protocol.
 //! - [`codex`]: Codex's `app-server` JSON-RPC.
 //! - [`acp`]: any Agent Client Protocol agent (`gemini --acp` and others).
+//! - [`asks`]: the table of open asks every runtime keeps, capped.
 //! - [`lines`]: the driver shared by the JSON-lines protocols (Claude, Codex), which are
 //!   written sans-IO against [`LineProtocol`] and tested by feeding them recorded lines.
+//! - [`stderr`]: the agent's standard error as output events, beside any runtime's
+//!   conversation.
 //!
 //! Rules every runtime follows, because these CLIs change every week: an unknown message type,
 //! an unknown field or an unparsable line becomes an [`EventKind::Opaque`] event (never an
@@ -18,17 +21,21 @@
 //! event and the session goes on.
 
 pub mod acp;
+pub mod asks;
 pub mod claude;
 pub mod codex;
 pub mod command;
+#[cfg(test)]
+mod contract;
 pub mod lines;
+pub mod stderr;
 
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
-use muxagent_proto::app::{ApprovalKind, Decision, EventKind, Usage};
+use muxagent_proto::app::{ApprovalKind, Decision, EventKind, RuntimeName, Usage};
 use rustix::process::Pid;
 use smol::channel::{Receiver, Sender};
 use smol::process::{ChildStderr, ChildStdin, ChildStdout};
@@ -76,7 +83,16 @@ pub struct Ask {
     pub kind: ApprovalKind,
     /// The tool's name (`ExitPlanMode` for Claude's plans).
     pub tool: String,
-    /// The tool's exact input, as JSON text.
+    /// The exact input, as JSON text: what the approval hash binds ([`request_hash`] over
+    /// the agent's request id, [`Ask::tool`] and this), what the person is shown in full, and
+    /// what the device recomputes the hash from before it signs. One definition for every
+    /// runtime: the JSON of everything the agent said it will run, in the agent's own key
+    /// order, so that the same request always gives the same text and any change to what
+    /// would run gives another (the contract test each runtime passes, `contract`). Claude:
+    /// the input exactly as the CLI printed it (sent back as `updatedInput`); Codex: the
+    /// request's command, cwd and reason, or its file changes; ACP: the whole tool call.
+    ///
+    /// [`request_hash`]: muxagent_proto::app::request_hash
     pub input: String,
     /// The plan's text, for [`ApprovalKind::Plan`].
     pub plan: Option<String>,
@@ -176,6 +192,15 @@ pub trait Runtime {
         commands: Receiver<Command>,
         reports: Sender<Report>,
     ) -> LocalFuture<Result<(), RuntimeError>>;
+}
+
+/// A message of `source`'s (a runtime name) the runtime does not map, kept whole (the module
+/// rules above).
+pub fn opaque(source: &str, raw: &str) -> EventKind {
+    EventKind::Opaque {
+        source: RuntimeName::try_from(source).unwrap_or_default(),
+        raw: raw.into(),
+    }
 }
 
 /// Every runtime name, in the order devices are shown them.

@@ -136,12 +136,22 @@ async function serviceWorkerDomain(on: Page): Promise<{ cdp: CDPSession; registr
   return { cdp, registration: await registration };
 }
 
-/** Hand the worker a push, then its handle (it may have been stopped and started again). */
+/** Hand the worker a push; once it shows it, the worker's handle (it may have been stopped and
+ *  started again). Notifications are read only after: Chromium's getNotifications() deletes one
+ *  that is stored but not yet on display, so a read racing the push would lose it (sw.ts). */
 async function deliver(on: Page, plaintext: string): Promise<Worker> {
   const { cdp, registration } = await serviceWorkerDomain(on);
   await cdp.send("ServiceWorker.deliverPushMessage", { origin: world.relay.url, registrationId: registration, data: plaintext });
   await cdp.detach();
-  return waitFor("the service worker", () => context.serviceWorkers().find((w) => w.url().endsWith("/sw.js")));
+  return waitFor("the service worker to show the push", async () => {
+    for (const worker of context.serviceWorkers().filter((w) => w.url().endsWith("/sw.js"))) {
+      const shown = await worker
+        .evaluate((text) => (self as unknown as { muxagentShownPushes(): string[] }).muxagentShownPushes().includes(text), plaintext)
+        .catch(() => false);
+      if (shown) return worker;
+    }
+    return undefined;
+  });
 }
 
 interface Shown {

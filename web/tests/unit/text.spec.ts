@@ -24,10 +24,21 @@ test("C0 and C1 controls except newline and tab become visible", () => {
   expect(revealPlain("a\r\nb\u0085")).toBe("a⟪U+000D⟫\nb⟪U+0085⟫");
 });
 
+test("characters that take no room, tags and the mark's own bracket become visible", () => {
+  for (const code of [0x200b, 0x200c, 0x200d, 0x2060, 0xfeff, 0x00ad, 0x2028, 0x27ea, 0xe0041]) {
+    expect(isHidden(code), code.toString(16)).toBe(true);
+  }
+  expect(revealPlain("ok\u{E0072}m")).toBe("ok⟪U+E0072⟫m");
+  expect(revealPlain("a\u200Bb")).toBe("a⟪U+200B⟫b");
+  // A literal mark cannot pass for one.
+  expect(revealPlain("⟪U+202E⟫")).toBe("⟪U+27EA⟫U+202E⟫");
+  expect(reveal("🙂")).toEqual(["🙂"]);
+});
+
 test("nothing is lost: runs and marks give back the text", () => {
-  const text = "x\u202Ey\u0007\u200Fz\n\u2069";
+  const text = "x\u202Ey\u0007\u200Fz\n\u2069\u{E0041}🙂⟪";
   const back = reveal(text)
-    .map((piece) => (typeof piece === "string" ? piece : String.fromCharCode(parseInt(piece.mark.slice(2), 16))))
+    .map((piece) => (typeof piece === "string" ? piece : String.fromCodePoint(parseInt(piece.mark.slice(2), 16))))
     .join("");
   expect(back).toBe(text);
 });

@@ -69,6 +69,7 @@ impl Target {
             command.args(["--inbound-bytes-per-sec", &rate.to_string()]);
         }
         let child = command
+            .arg("--public-metrics")
             .arg("--listen")
             .arg(addr.to_string())
             .arg("--data-dir")
