@@ -14,6 +14,8 @@ pub struct Cli {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Command {
+    // Built without the `up` feature (a board build), there is no such command.
+    #[cfg(feature = "up")]
     Up(Up),
     Daemon(Daemon),
     Pair(Pair),
@@ -25,6 +27,7 @@ pub enum Command {
 }
 
 /// Quick start: run a relay and a daemon in one process and print the pairing QR code and link.
+#[cfg(feature = "up")]
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "up")]
 pub struct Up {

@@ -83,7 +83,7 @@ fn chosen_relay(home: &Home, given: Option<String>) -> Result<String, CommandErr
             .relay
             .ok_or(DaemonError::NoRelay)?,
     };
-    let url = muxagent_relay::client::RelayUrl::parse(&relay)?;
+    let url = muxagent_relay_client::RelayUrl::parse(&relay)?;
     if let Some(risk) = url.cleartext_risk() {
         // On the terminal of whoever starts it, and in the log of a detached daemon.
         crate::log::warn(&risk);

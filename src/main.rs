@@ -10,13 +10,14 @@ mod log;
 mod os;
 mod qr;
 mod render;
+#[cfg(feature = "up")]
 mod up;
 
 use cli::{AuthCommand, Command, DaemonCommand};
 use commands::CommandError;
 
 fn main() {
-    if muxagent_relay::version::print_if_requested(muxagent_relay::version_line!()) {
+    if muxagent_relay_client::version::print_if_requested(muxagent_relay_client::version_line!()) {
         return;
     }
     let cli: cli::Cli = argh::from_env();
@@ -33,6 +34,7 @@ fn main() {
 fn run(command: Command) -> Result<(), CommandError> {
     let home = home::Home::from_env()?;
     match command {
+        #[cfg(feature = "up")]
         Command::Up(up) => up::run(&home, &up.listen, up.public_url),
         Command::Daemon(daemon) => match daemon.command {
             DaemonCommand::Start(start) => commands::daemon_start(&home, start),
@@ -48,7 +50,7 @@ fn run(command: Command) -> Result<(), CommandError> {
         Command::Unpair(_) => commands::unpair(&home),
         Command::Sessions(sessions) => commands::sessions(&home, sessions.json),
         Command::Version(_) => {
-            println!("{}", muxagent_relay::version_line!());
+            println!("{}", muxagent_relay_client::version_line!());
             Ok(())
         }
         Command::Ctl(ctl) => ctl::run(&home, ctl.command),

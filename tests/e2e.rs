@@ -453,7 +453,7 @@ fn junk_from_an_account_member_cannot_fill_the_machines_disk() {
     use muxagent_proto::app::{DeviceMessage, ListSessions, MachineMessage};
     use muxagent_proto::device::{MachineLink, Received};
     use muxagent_proto::frame::{Frame, Role, Send};
-    use muxagent_relay::client::{Client, ClientConfig};
+    use muxagent_relay_client::{Client, ClientConfig};
 
     let world = World::new();
     let alpha = world.machine("alpha");

@@ -13,7 +13,7 @@ use muxagent_proto::app::{
 use muxagent_proto::device::{MachineLink, Received};
 use muxagent_proto::frame::{Frame, Role};
 use muxagent_proto::identity::{Identity, PublicIdentity};
-use muxagent_relay::client::{Client, ClientConfig};
+use muxagent_relay_client::{Client, ClientConfig};
 use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
 use support::*;

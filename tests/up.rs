@@ -1,5 +1,6 @@
 //! `muxagent up`, the README's quick start: one process serves the web app and the relay, and
 //! the link it prints pairs a controller.
+#![cfg(feature = "up")] // built without `up` (a board build), there is no such command
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod support;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use muxagent_proto::frame::Role;
 use muxagent_proto::identity::Identity;
-use muxagent_relay::client::{Client, ClientConfig, Roots};
+use muxagent_relay_client::{Client, ClientConfig, Roots};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 

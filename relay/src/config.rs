@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use muxagent_proto::limits;
 
-use crate::client::Roots;
+use muxagent_relay_client::Roots;
 
 /// A relay's configuration. [`RelayConfig::new`] fills in every default.
 #[derive(Clone, Debug)]

@@ -31,8 +31,11 @@
 //! - `metrics`: counters, rendered in the Prometheus text format.
 //! - `time`: deadlines around futures, the Unix clock.
 //! - [`shutdown`] — SIGTERM/SIGINT.
-//! - [`client`] — a client for the relay (tests, load bench, daemon, `muxagent ctl`).
 //! - [`error`] — [`RelayError`].
+//! - `stream`: the server's byte stream, plain TCP or TLS (`muxagent_relay_client::MaybeTls`).
+//!
+//! The client is the crate `muxagent-relay-client`, which this one uses and never the reverse:
+//! a program that only dials a relay links none of the server.
 //!
 //! # Frame flow
 //!
@@ -61,11 +64,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod shutdown;
-pub mod version;
 
 mod admission;
 mod assets;

@@ -79,7 +79,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    if muxagent_relay::version::print_if_requested(muxagent_relay::version_line!()) {
+    if muxagent_relay_client::version::print_if_requested(muxagent_relay_client::version_line!()) {
         return ExitCode::SUCCESS;
     }
     let args: Args = argh::from_env();

@@ -692,7 +692,7 @@ async fn handshake(shared: &Shared, tcp: Async<TcpStream>, deadline: Instant) ->
                 shared.metrics.disconnect(Disconnect::Handshake);
                 return None;
             }
-            let config = conn::ws_config(&shared.limits, matches!(stream, Stream::Tls(_)));
+            let config = conn::ws_config(&shared.limits, stream.is_tls());
             // What came with the request head goes through the meter too.
             let metered = Metered::new(stream, leftover, shared.metrics.clone());
             let ws = WebSocketStream::from_raw_socket(metered, WsRole::Server, Some(config)).await;

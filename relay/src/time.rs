@@ -1,12 +1,7 @@
-//! Time helpers: a deadline around any future, and the Unix clock (pairing expiry is in Unix
-//! seconds on the wire).
+//! Time helpers: a deadline around any future (the client crate's), and the Unix clock (pairing
+//! expiry is in Unix seconds on the wire).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-use smol::Timer;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Unix seconds now.
 pub(crate) fn unix_now() -> u64 {
@@ -15,32 +10,4 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `fut`, or `None` once `deadline` passes.
-pub(crate) fn until<F: Future>(deadline: Instant, fut: F) -> Until<F> {
-    Until {
-        fut: Box::pin(fut),
-        timer: Timer::at(deadline),
-    }
-}
-
-/// The future of [`until`]: a plain struct (the inner future boxed), so wrapping a future in
-/// a deadline adds a timer and a pointer, not a copy of the future's state.
-pub(crate) struct Until<F> {
-    fut: Pin<Box<F>>,
-    timer: Timer,
-}
-
-impl<F: Future> Future for Until<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if let Poll::Ready(value) = this.fut.as_mut().poll(cx) {
-            return Poll::Ready(Some(value));
-        }
-        match Pin::new(&mut this.timer).poll(cx) {
-            Poll::Ready(_) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
+pub(crate) use muxagent_relay_client::until;

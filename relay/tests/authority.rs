@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use muxagent_proto::frame::{DeviceList, ErrorCode, Frame, Role};
 use muxagent_proto::identity::{Fingerprint, Identity};
-use muxagent_relay::client::{Client, ClientError};
+use muxagent_relay_client::{Client, ClientError};
 
 fn fp(id: &Identity) -> Fingerprint {
     id.public().fingerprint()

@@ -22,7 +22,7 @@ use muxagent_proto::limits::{
     RELAY_PAIRINGS_PER_PREFIX, RELAY_QUEUE_RESERVE_BYTES, RELAY_REGISTRY_REQUESTS_PER_MIN,
     RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN, RELAY_SLOW_READER_CUT_MS, relay_memory_bound,
 };
-use muxagent_relay::client::{Client, ClientConfig, RelayUrl};
+use muxagent_relay_client::{Client, ClientConfig, RelayUrl};
 use smol::future::FutureExt as _;
 use smol::io::AsyncReadExt as _;
 

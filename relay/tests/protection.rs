@@ -11,7 +11,7 @@ use async_tungstenite::tungstenite::Message;
 use common::*;
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
 use muxagent_proto::limits::MAX_FRAME_LEN;
-use muxagent_relay::client::{Client, ClientConfig, RelayUrl};
+use muxagent_relay_client::{Client, ClientConfig, RelayUrl};
 use smol::Async;
 use smol::io::AsyncReadExt;
 

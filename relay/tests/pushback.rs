@@ -14,7 +14,7 @@ use common::*;
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
 use muxagent_proto::identity::Identity;
 use muxagent_proto::limits::RELAY_QUEUE_DEPTH;
-use muxagent_relay::client::Client;
+use muxagent_relay_client::Client;
 
 /// Frames in a burst: four times a receiver's queue.
 const BURST: usize = 4 * RELAY_QUEUE_DEPTH;

@@ -7,7 +7,7 @@ use common::*;
 use muxagent_proto::Bytes64;
 use muxagent_proto::frame::{ErrorCode, Frame, Registry, RegistryEntry, Role, SignedEntry};
 use muxagent_proto::identity::Signature;
-use muxagent_relay::client::{Client, ClientConfig, ClientError};
+use muxagent_relay_client::{Client, ClientConfig, ClientError};
 
 fn refused_code(result: Result<Client, ClientError>) -> ErrorCode {
     match result {

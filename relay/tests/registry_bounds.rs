@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use muxagent_proto::frame::{ErrorCode, RegistryEntry, Role, SignedEntry};
 use muxagent_proto::identity::Identity;
-use muxagent_relay::client::{Client, ClientError};
+use muxagent_relay_client::{Client, ClientError};
 
 fn refused_code(result: Result<Client, ClientError>) -> ErrorCode {
     match result {

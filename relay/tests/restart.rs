@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use common::*;
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
 use muxagent_proto::limits;
-use muxagent_relay::client::ClientError;
+use muxagent_relay_client::ClientError;
 
 #[test]
 fn a_restart_keeps_the_registry() {

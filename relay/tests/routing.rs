@@ -266,7 +266,7 @@ fn pending_machine_can_only_use_its_pairing_ids() {
         let refused = relay.try_connect(&m, Role::Machine, Some("box")).await;
         assert!(matches!(
             refused,
-            Err(muxagent_relay::client::ClientError::Refused {
+            Err(muxagent_relay_client::ClientError::Refused {
                 code: ErrorCode::LoginFailed,
                 ..
             })

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use muxagent_client::devices::{self, DeviceRow};
 use muxagent_proto::frame::{ErrorCode, Frame};
-use muxagent_relay::client::Client;
+use muxagent_relay_client::Client;
 use serde_json::json;
 
 use super::{Controller, link, state};

@@ -8,7 +8,7 @@ use muxagent_proto::app::{DeviceMessage, MachineMessage};
 use muxagent_proto::device::{MachineLink, Received};
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
 use muxagent_proto::identity::{Identity, PublicIdentity};
-use muxagent_relay::client::{Client, ClientConfig, ClientError, RelayUrl};
+use muxagent_relay_client::{Client, ClientConfig, ClientError, RelayUrl};
 
 use crate::os;
 

@@ -46,7 +46,7 @@ impl Controller {
     async fn connect(
         &self,
         machine: &Machine,
-    ) -> Result<muxagent_relay::client::Client, CommandError> {
+    ) -> Result<muxagent_relay_client::Client, CommandError> {
         link::connect(&machine.relay, &self.identity)
             .await
             .map_err(CommandError)
@@ -55,7 +55,7 @@ impl Controller {
     /// Open a secure channel to `machine` over `client`.
     async fn open<'a>(
         &self,
-        client: &'a mut muxagent_relay::client::Client,
+        client: &'a mut muxagent_relay_client::Client,
         machine: &Machine,
         identity: muxagent_proto::identity::PublicIdentity,
     ) -> Result<Conversation<'a>, CommandError> {
@@ -509,7 +509,7 @@ async fn start_session(controller: &Controller, start: cli::CtlStart) -> Result<
 /// Open a conversation and resolve a session id prefix.
 async fn with_session<'a>(
     controller: &Controller,
-    client: &'a mut muxagent_relay::client::Client,
+    client: &'a mut muxagent_relay_client::Client,
     machine: &Machine,
     identity: muxagent_proto::identity::PublicIdentity,
     prefix: &str,
@@ -1035,7 +1035,7 @@ impl Pending {
 /// (`SESSION/N`) in its session's history.
 async fn open_request<'a>(
     controller: &Controller,
-    client: &'a mut muxagent_relay::client::Client,
+    client: &'a mut muxagent_relay_client::Client,
     machine: &Machine,
     identity: muxagent_proto::identity::PublicIdentity,
     reference: &str,

@@ -37,7 +37,7 @@ use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::{DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, REPLAY_PAGE_EVENTS};
 use muxagent_proto::machine::{Incoming, Pairing, PairingStep};
 use muxagent_proto::ticket::{PairingSecret, Ticket};
-use muxagent_relay::client::{Client, ClientConfig, ClientError};
+use muxagent_relay_client::{Client, ClientConfig, ClientError};
 use rand_core::Rng;
 use smol::channel::Receiver;
 use smol::{LocalExecutor, Timer};

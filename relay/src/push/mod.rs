@@ -39,7 +39,6 @@ use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::{PUSH_TOPIC_LEN, RELAY_PUSH_COST_BYTES};
 
 use crate::bucket::Window;
-use crate::client::Roots;
 use crate::config::{Limits, PushConfig};
 use crate::conn::{reply, write_rate};
 use crate::error::RelayError;
@@ -47,6 +46,7 @@ use crate::metrics::{Metrics, PushOutcome};
 use crate::router::{Router, Session, encode, error_frame};
 use crate::server::Shared;
 use crate::time::unix_now;
+use muxagent_relay_client::Roots;
 
 pub(crate) use worker::run as run_worker;
 
@@ -203,7 +203,9 @@ impl PushService {
     /// The TLS connector for `https` push services.
     fn tls(&self) -> Result<&TlsConnector, String> {
         self.tls
-            .get_or_init(|| crate::client::tls_connector(&self.roots).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                muxagent_relay_client::tls_connector(&self.roots).map_err(|e| e.to_string())
+            })
             .as_ref()
             .map_err(Clone::clone)
     }

@@ -16,8 +16,8 @@ use muxagent_proto::frame::{
     SignedEntry,
 };
 use muxagent_proto::identity::{Identity, SignDomain};
-use muxagent_relay::client::{Client, ClientConfig, ClientError};
 use muxagent_relay::{Relay, RelayConfig, RelayError};
+use muxagent_relay_client::{Client, ClientConfig, ClientError};
 use smol::Timer;
 use smol::future::FutureExt as _;
 use smol::io::{AsyncReadExt, AsyncWriteExt};

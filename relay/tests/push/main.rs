@@ -21,7 +21,7 @@ use muxagent_proto::frame::{
 };
 use muxagent_proto::identity::Identity;
 use muxagent_relay::RelayConfig;
-use muxagent_relay::client::{Client, Roots};
+use muxagent_relay_client::{Client, Roots};
 use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 
 /// A relay config for tests that pushes to `mock` and retries quickly.

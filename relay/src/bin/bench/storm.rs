@@ -1,7 +1,7 @@
 //! The reconnect storm, and the memory an idle connection costs.
 //!
 //! N machines are registered through the real pairing (on a plain relay), then each logs in as
-//! a machine with the relay's own client (`muxagent_relay::client`, what the daemon uses) from
+//! a machine with the relay's own client (`muxagent-relay-client`, what the daemon uses) from
 //! its own loopback source, over ws or wss; the relay's resident memory before and after gives
 //! the cost of one idle machine connection. Then the relay is restarted twice while they stay:
 //!
@@ -31,7 +31,7 @@ use muxagent_proto::identity::Identity;
 use muxagent_proto::limits::{
     RECONNECT_MAX_MS, RECONNECT_MIN_MS, RELAY_MAX_CONNECTIONS, RELAY_SHUTDOWN_GRACE_MS,
 };
-use muxagent_relay::client::{Client, ClientConfig, ClientError, RelayUrl, Roots};
+use muxagent_relay_client::{Client, ClientConfig, ClientError, RelayUrl, Roots};
 use rustls_pki_types::ServerName;
 use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncRead, AsyncWrite};
