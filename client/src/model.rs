@@ -11,15 +11,17 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use muxagent_proto::app::{
-    ApprovalId, Event, EventKind, RuntimeName, SessionId, SessionInfo, SessionStatus, Usage,
+    ApprovalId, ApprovalRequest, Event, EventKind, RuntimeName, SessionId, SessionInfo,
+    SessionStatus, Usage,
 };
 use muxagent_proto::identity::Fingerprint;
 use serde::{Deserialize, Serialize};
 
 use crate::book::{self, Book};
-use crate::controller::{Answer, Channel, Connection, Note};
+use crate::controller::{Answer, Channel, ClientError, Connection, Note};
+use crate::decide;
 use crate::history::History;
-use crate::limits::{CACHED_EVENTS_PER_SESSION, MAX_SESSIONS_PER_MACHINE};
+use crate::limits::{CACHED_EVENTS_PER_SESSION, MAX_SESSIONS_PER_MACHINE, MAX_WHOLE_INPUTS};
 
 /// An approval, named across machines.
 pub type ApprovalKey = (Fingerprint, SessionId, ApprovalId);
@@ -184,6 +186,28 @@ pub struct Model {
     deciding: BTreeMap<u32, ApprovalKey>,
     /// Decisions a machine refused, with its reason (until the approval is no longer pending).
     refused: BTreeMap<ApprovalKey, String>,
+    /// Whole inputs of pending approvals whose events carry them cut: being fetched, fetched
+    /// (checked against the request's hash), or why not. At most [`MAX_WHOLE_INPUTS`].
+    inputs: BTreeMap<ApprovalKey, WholeInput>,
+    /// Input fetches under way, by request number.
+    fetching: BTreeMap<u32, ApprovalKey>,
+}
+
+/// Where the whole input of an approval whose event carries it cut is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WholeInput {
+    /// Being fetched: `have` of `total` bytes (`total` 0 until the first page).
+    Loading {
+        /// Bytes so far.
+        have: u64,
+        /// The whole length.
+        total: u64,
+    },
+    /// Fetched: the request with its whole input (its hash checked).
+    Whole(ApprovalRequest),
+    /// Not fetched (too long for a device, the machine's pages did not join up or did not
+    /// give the hash): it can only be denied.
+    Failed(String),
 }
 
 impl Model {
@@ -202,6 +226,8 @@ impl Model {
             machines,
             deciding: BTreeMap::new(),
             refused: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            fetching: BTreeMap::new(),
         }
     }
 
@@ -262,6 +288,90 @@ impl Model {
     /// Why the machine refused this device's decision, if it did.
     pub fn refusal(&self, approval: &ApprovalKey) -> Option<&str> {
         self.refused.get(approval).map(String::as_str)
+    }
+
+    /// Where the whole input of `approval` is, if its event carries it cut and a fetch began.
+    pub fn whole_input(&self, approval: &ApprovalKey) -> Option<&WholeInput> {
+        self.inputs.get(approval)
+    }
+
+    /// Pending approvals on machines with a live channel whose input came cut and is not
+    /// fetched or being fetched: what to [`fetch`](crate::controller::Controller::fetch_input)
+    /// now (then say so with [`Model::fetching_input`]). Forgets the inputs of approvals no
+    /// longer pending first; none while [`MAX_WHOLE_INPUTS`] are held.
+    pub fn inputs_to_fetch(&mut self) -> Vec<ApprovalKey> {
+        let machines = &self.machines;
+        let pending = |(machine, session, number): &ApprovalKey| {
+            machines
+                .get(machine)
+                .and_then(|known| known.sessions.get(session))
+                .and_then(|known| known.history.approvals.get(number))
+                .is_some_and(|approval| approval.pending())
+        };
+        self.inputs.retain(|key, _| pending(key));
+        self.fetching.retain(|_, key| pending(key));
+        let mut wanted = Vec::new();
+        for (machine, known) in &self.machines {
+            if known.channel != Channel::Live {
+                continue;
+            }
+            for (session, held) in &known.sessions {
+                for request in held.history.pending() {
+                    let key = (*machine, *session, request.approval);
+                    if self.inputs.len() + wanted.len() >= MAX_WHOLE_INPUTS {
+                        return wanted;
+                    }
+                    if !self.inputs.contains_key(&key)
+                        && decide::digest(*session, request).is_none()
+                    {
+                        wanted.push(key);
+                    }
+                }
+            }
+        }
+        wanted
+    }
+
+    /// A fetch of the whole input of `approval` began as `request` (or could not: `Err`).
+    pub fn fetching_input(&mut self, approval: ApprovalKey, request: Result<u32, String>) {
+        match request {
+            Ok(request) => {
+                self.fetching.insert(request, approval);
+                let loading = WholeInput::Loading { have: 0, total: 0 };
+                self.inputs.entry(approval).or_insert(loading);
+            }
+            Err(error) => {
+                self.inputs.insert(approval, WholeInput::Failed(error));
+            }
+        }
+    }
+
+    fn input_answered(&mut self, request: u32, result: &Result<Answer, ClientError>) -> bool {
+        let Some(key) = self.fetching.remove(&request) else {
+            return false;
+        };
+        let (machine, session, number) = key;
+        let asked = self
+            .session(&machine, &session)
+            .and_then(|known| known.history.approvals.get(&number))
+            .and_then(|approval| approval.request.clone());
+        let state = match (result, asked) {
+            (Ok(Answer::Input { input, .. }), Some(asked)) => {
+                match decide::whole(session, &asked, input.clone()) {
+                    Ok(whole) => WholeInput::Whole(whole),
+                    Err(error) => WholeInput::Failed(error.to_string()),
+                }
+            }
+            // Lost on the way: fetched again once the channel is live.
+            (Err(ClientError::Lost { .. } | ClientError::Offline { .. }), _) => {
+                self.inputs.remove(&key);
+                return true;
+            }
+            (Err(error), _) => WholeInput::Failed(error.to_string()),
+            (Ok(_), _) => WholeInput::Failed("the machine answered something else".into()),
+        };
+        self.inputs.insert(key, state);
+        true
     }
 
     /// Remember the mode a session was set to (the machine logs no event for it).
@@ -362,7 +472,24 @@ impl Model {
                     changes.sessions.insert((*machine, *session));
                 }
             }
+            Note::InputProgress {
+                request,
+                have,
+                total,
+            } => {
+                if let Some(key) = self.fetching.get(request) {
+                    let loading = WholeInput::Loading {
+                        have: *have,
+                        total: *total,
+                    };
+                    self.inputs.insert(*key, loading);
+                    changes.view = true;
+                }
+            }
             Note::Answer { request, result } => {
+                if self.input_answered(*request, result) {
+                    changes.view = true;
+                }
                 if let Some(approval) = self.deciding.remove(request) {
                     if let Err(error) = result {
                         self.refused.insert(approval, error.to_string());
@@ -386,6 +513,8 @@ impl Model {
                 if self.machines.remove(machine).is_some() {
                     self.deciding.retain(|_, (m, _, _)| m != machine);
                     self.refused.retain(|(m, _, _), _| m != machine);
+                    self.inputs.retain(|(m, _, _), _| m != machine);
+                    self.fetching.retain(|_, (m, _, _)| m != machine);
                     changes.removed.push(*machine);
                     changes.book = true;
                     changes.view = true;
