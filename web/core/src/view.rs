@@ -3,8 +3,9 @@
 //! so their shape is tested natively; the glue turns them into JS objects.
 
 use muxagent_client::controller::{Channel, Connection};
+use muxagent_client::decide;
 use muxagent_client::inbox::{self, Filter, Item};
-use muxagent_client::model::{Machine, Model, Session};
+use muxagent_client::model::{Machine, Model, Session, WholeInput};
 use muxagent_client::words;
 use muxagent_proto::app::{
     Decision, Event, EventKind, RuntimeInfo, SessionId, Stream, Usage as WireUsage,
@@ -172,6 +173,25 @@ pub struct ApprovalView {
     /// The machine refused this device's decision.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// `input` is cut: the approval's event carried less than the agent asked, and the whole
+    /// is not here (yet). It cannot be allowed until it is; it can be denied.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub input_cut: bool,
+    /// The whole input is being fetched: bytes so far and in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_loading: Option<InputLoading>,
+    /// Why the whole input could not be fetched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_error: Option<String>,
+}
+
+/// `InputLoading` in the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct InputLoading {
+    /// Bytes fetched.
+    pub have: u64,
+    /// Bytes in all (0 until the first page came).
+    pub total: u64,
 }
 
 /// The device in the view.
@@ -326,6 +346,24 @@ fn approval(model: &Model, item: &Item<'_>) -> ApprovalView {
         Some((decision, device)) => (Some(decision.into()), Some(device.to_string())),
         None => (None, None),
     };
+    let (mut input_cut, mut input_loading, mut input_error) = (false, None, None);
+    let input = match model.whole_input(&key) {
+        Some(WholeInput::Whole(whole)) => whole.input.clone(),
+        whole => {
+            input_cut = decide::digest(item.session, request).is_none();
+            match whole {
+                Some(WholeInput::Loading { have, total }) => {
+                    input_loading = Some(InputLoading {
+                        have: *have,
+                        total: *total,
+                    });
+                }
+                Some(WholeInput::Failed(why)) => input_error = Some(why.clone()),
+                _ => {}
+            }
+            request.input.clone()
+        }
+    };
     ApprovalView {
         machine: item.machine.to_hex(),
         hostname: known.map(|m| m.hostname.clone()).unwrap_or_default(),
@@ -334,7 +372,7 @@ fn approval(model: &Model, item: &Item<'_>) -> ApprovalView {
         approval: request.approval,
         kind: words::approval_kind_word(request.kind),
         tool: request.tool.clone(),
-        input: request.input.clone(),
+        input,
         plan,
         request_hash: Fingerprint(request.request_hash).to_hex(),
         requested_at: ms(item.approval.requested_at.unwrap_or(0)),
@@ -343,6 +381,9 @@ fn approval(model: &Model, item: &Item<'_>) -> ApprovalView {
         decided_by,
         sending: model.is_sending(&key),
         refused: model.refusal(&key).map(String::from),
+        input_cut,
+        input_loading,
+        input_error,
     }
 }
 
