@@ -757,4 +757,104 @@ mod tests {
         );
         assert!(session.history.approvals.contains_key(&1));
     }
+
+    #[test]
+    fn a_cut_input_is_fetched_once_checked_against_its_hash_and_forgotten_when_decided() {
+        use muxagent_proto::app::request_hash;
+        let (alpha, book) = machine();
+        let mut model = Model::new(&book);
+        let mut changes = Changes::default();
+        let whole = "x".repeat(100);
+        let hash = request_hash(&SESSION, "r", "Write", &whole);
+        let cut = |number: u64| {
+            EventKind::ApprovalRequested(ApprovalRequest {
+                approval: number,
+                kind: ApprovalKind::Tool,
+                agent_request: "r".into(),
+                tool: "Write".into(),
+                input: whole[..10].into(),
+                request_hash: hash,
+            })
+        };
+        let notes = [
+            Note::Channel {
+                machine: alpha,
+                channel: Channel::Live,
+            },
+            Note::Event {
+                machine: alpha,
+                event: event(1, cut(1)),
+                older: false,
+            },
+            Note::Event {
+                machine: alpha,
+                event: event(2, asked(2)),
+                older: false,
+            },
+        ];
+        for note in &notes {
+            model.apply(note, &mut changes);
+        }
+        // The cut one is wanted (so is approval 2: its input does not give its hash either).
+        let wanted = model.inputs_to_fetch();
+        assert!(wanted.contains(&(alpha, SESSION, 1)));
+        model.fetching_input((alpha, SESSION, 1), Ok(9));
+        assert!(!model.inputs_to_fetch().contains(&(alpha, SESSION, 1)));
+        let progress = Note::InputProgress {
+            request: 9,
+            have: 50,
+            total: 100,
+        };
+        model.apply(&progress, &mut changes);
+        assert_eq!(
+            model.whole_input(&(alpha, SESSION, 1)),
+            Some(&WholeInput::Loading {
+                have: 50,
+                total: 100
+            })
+        );
+        // Another input than the hash covers is not taken.
+        model.fetching_input((alpha, SESSION, 1), Ok(10));
+        let other = Note::Answer {
+            request: 10,
+            result: Ok(Answer::Input {
+                session: SESSION,
+                approval: 1,
+                input: "y".repeat(100),
+            }),
+        };
+        model.apply(&other, &mut changes);
+        assert!(matches!(
+            model.whole_input(&(alpha, SESSION, 1)),
+            Some(WholeInput::Failed(_))
+        ));
+        let right = Note::Answer {
+            request: 9,
+            result: Ok(Answer::Input {
+                session: SESSION,
+                approval: 1,
+                input: whole.clone(),
+            }),
+        };
+        model.apply(&right, &mut changes);
+        let Some(WholeInput::Whole(request)) = model.whole_input(&(alpha, SESSION, 1)) else {
+            panic!("the whole input is kept");
+        };
+        assert_eq!(request.input, whole);
+        // Decided: forgotten at the next look.
+        let resolved = Note::Event {
+            machine: alpha,
+            event: event(
+                3,
+                EventKind::ApprovalState {
+                    approval: 1,
+                    state: muxagent_proto::app::ApprovalState::Withdrawn,
+                },
+            ),
+            older: false,
+        };
+        model.apply(&resolved, &mut changes);
+        let _ = model.inputs_to_fetch();
+        assert_eq!(model.whole_input(&(alpha, SESSION, 1)), None);
+    }
 }
