@@ -137,7 +137,9 @@ pub enum Note {
     Presence {
         /// The machine.
         machine: Fingerprint,
-        /// Its hostname as it announced it.
+        /// The hostname the relay says it logged in with: the relay's word, not authenticated
+        /// (a hostile relay could name it anything). Show the name from the pairing, and this
+        /// one only as the relay's claim when it differs.
         hostname: String,
         /// Connected to the relay now.
         online: bool,
@@ -1191,12 +1193,13 @@ impl Controller {
                     return; // not paired with this device
                 };
                 peer.online = presence.online;
-                peer.hostname = presence.hostname.to_string();
+                // The name the relay gives is its word only: the device keeps calling the
+                // machine what it said in the pairing (or on its channel).
                 let hostname = peer.hostname.clone();
                 let handshaking = peer.channel == Channel::Handshaking;
                 self.note(Note::Presence {
                     machine,
-                    hostname: hostname.clone(),
+                    hostname: presence.hostname.to_string(),
                     online: presence.online,
                 });
                 if presence.online {

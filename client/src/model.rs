@@ -120,8 +120,12 @@ impl Session {
 pub struct Machine {
     /// The book's record (hostname at pairing, keys, relay, when).
     pub record: book::Machine,
-    /// Its hostname as it last announced it.
+    /// Its hostname: as it gave it in the pairing (the book's record), or since over its
+    /// end-to-end channel (its session list). Never the relay's word.
     pub hostname: String,
+    /// The hostname the relay's presence gives it, when that differs from `hostname`: the
+    /// relay's claim, shown as such (a relay could name a machine after another).
+    pub relay_hostname: Option<String>,
     /// Connected to the relay now.
     pub online: bool,
     /// The channel to it.
@@ -134,6 +138,7 @@ impl Machine {
     fn new(record: book::Machine) -> Self {
         Self {
             hostname: record.hostname.clone(),
+            relay_hostname: None,
             record,
             online: false,
             channel: Channel::Closed,
@@ -400,7 +405,7 @@ impl Model {
                 online,
             } => {
                 if let Some(known) = self.machines.get_mut(machine) {
-                    known.hostname.clone_from(hostname);
+                    known.relay_hostname = (*hostname != known.hostname).then(|| hostname.clone());
                     known.online = *online;
                     changes.view = true;
                 }
@@ -416,6 +421,9 @@ impl Model {
                     return;
                 };
                 known.hostname = list.hostname.to_string();
+                if known.relay_hostname.as_deref() == Some(known.hostname.as_str()) {
+                    known.relay_hostname = None;
+                }
                 for info in &list.sessions {
                     let Some(session) = known.session(info.id) else {
                         break;
@@ -856,5 +864,39 @@ mod tests {
         model.apply(&resolved, &mut changes);
         let _ = model.inputs_to_fetch();
         assert_eq!(model.whole_input(&(alpha, SESSION, 1)), None);
+    }
+
+    #[test]
+    fn the_relays_name_for_a_machine_is_shown_as_its_claim_never_as_the_name() {
+        let (alpha, book) = machine();
+        let mut model = Model::new(&book);
+        let mut changes = Changes::default();
+        let presence = |hostname: &str| Note::Presence {
+            machine: alpha,
+            hostname: hostname.into(),
+            online: true,
+        };
+        // The relay names it after another machine: the paired name stays, the claim shows.
+        model.apply(&presence("payroll-server"), &mut changes);
+        let known = &model.machines[&alpha];
+        assert_eq!(known.hostname, "alpha");
+        assert_eq!(known.relay_hostname.as_deref(), Some("payroll-server"));
+        // The same name as paired: nothing to say.
+        model.apply(&presence("alpha"), &mut changes);
+        assert_eq!(model.machines[&alpha].relay_hostname, None);
+        // The machine's own word over its channel renames it; a relay agreeing is no claim.
+        model.apply(&presence("alpha-2"), &mut changes);
+        let list = Note::Sessions {
+            machine: alpha,
+            list: SessionList {
+                request: None,
+                hostname: "alpha-2".try_into().unwrap(),
+                sessions: vec![],
+            },
+        };
+        model.apply(&list, &mut changes);
+        let known = &model.machines[&alpha];
+        assert_eq!(known.hostname, "alpha-2");
+        assert_eq!(known.relay_hostname, None);
     }
 }

@@ -50,7 +50,10 @@ export interface MachineView {
   fingerprint: Hex;
   /** The short, readable form people compare (as `muxagent auth status` prints it). */
   short: string;
+  /** As the machine named itself in the pairing (or since, over its end-to-end channel). */
   hostname: string;
+  /** The relay's presence names it otherwise: the relay's word only, shown as such. */
+  relayHostname?: string;
   /** Live, from relay presence. */
   online: boolean;
   /** The end-to-end channel: closed, handshaking, syncing (replaying), or live. */

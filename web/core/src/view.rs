@@ -81,8 +81,11 @@ pub struct MachineView {
     pub fingerprint: String,
     /// The short form people compare.
     pub short: String,
-    /// Hostname.
+    /// Hostname, as the machine gave it in the pairing or on its channel.
     pub hostname: String,
+    /// The relay's presence names it otherwise: the relay's word, not the machine's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_hostname: Option<String>,
     /// From relay presence.
     pub online: bool,
     /// `closed`, `handshaking`, `syncing`, `live`.
@@ -320,6 +323,7 @@ pub fn machine(fingerprint: &Fingerprint, machine: &Machine) -> MachineView {
         fingerprint: fingerprint.to_hex(),
         short: fingerprint.to_string(),
         hostname: machine.hostname.clone(),
+        relay_hostname: machine.relay_hostname.clone(),
         online: machine.online,
         channel: channel_word(machine.channel),
         paired_at: ms(machine.record.paired_at),
