@@ -21,7 +21,9 @@ use crate::book::{self, Book};
 use crate::controller::{Answer, Channel, ClientError, Connection, Note};
 use crate::decide;
 use crate::history::History;
-use crate::limits::{CACHED_EVENTS_PER_SESSION, MAX_SESSIONS_PER_MACHINE, MAX_WHOLE_INPUTS};
+use crate::limits::{
+    CACHED_EVENTS_PER_SESSION, MAX_INPUT_FETCHES, MAX_SESSIONS_PER_MACHINE, MAX_WHOLE_INPUTS,
+};
 
 /// An approval, named across machines.
 pub type ApprovalKey = (Fingerprint, SessionId, ApprovalId);
@@ -303,7 +305,8 @@ impl Model {
     /// Pending approvals on machines with a live channel whose input came cut and is not
     /// fetched or being fetched: what to [`fetch`](crate::controller::Controller::fetch_input)
     /// now (then say so with [`Model::fetching_input`]). Forgets the inputs of approvals no
-    /// longer pending first; none while [`MAX_WHOLE_INPUTS`] are held.
+    /// longer pending first; none while [`MAX_WHOLE_INPUTS`] are held or [`MAX_INPUT_FETCHES`]
+    /// are being fetched.
     pub fn inputs_to_fetch(&mut self) -> Vec<ApprovalKey> {
         let machines = &self.machines;
         let pending = |(machine, session, number): &ApprovalKey| {
@@ -316,6 +319,12 @@ impl Model {
         self.inputs.retain(|key, _| pending(key));
         self.fetching.retain(|_, key| pending(key));
         let mut wanted = Vec::new();
+        // At most as many at once as the controller fetches, so none is refused as busy.
+        let loading = self
+            .inputs
+            .values()
+            .filter(|input| matches!(input, WholeInput::Loading { .. }))
+            .count();
         for (machine, known) in &self.machines {
             if known.channel != Channel::Live {
                 continue;
@@ -323,7 +332,9 @@ impl Model {
             for (session, held) in &known.sessions {
                 for request in held.history.pending() {
                     let key = (*machine, *session, request.approval);
-                    if self.inputs.len() + wanted.len() >= MAX_WHOLE_INPUTS {
+                    if self.inputs.len() + wanted.len() >= MAX_WHOLE_INPUTS
+                        || loading + wanted.len() >= MAX_INPUT_FETCHES
+                    {
                         return wanted;
                     }
                     if !self.inputs.contains_key(&key)

@@ -363,9 +363,11 @@ impl Inner {
                     self.controller.forget(machine);
                     Ok(JsValue::UNDEFINED)
                 }
-                (Ok(Answer::Devices(list)), Then::Devices) => {
-                    Ok(json::to_js(&devices::rows(list, &self.device)))
-                }
+                (Ok(Answer::Devices(list)), Then::Devices) => Ok(json::to_js(&devices::rows(
+                    list,
+                    &self.device,
+                    &self.model.book(),
+                ))),
                 (Ok(Answer::Runtimes(list)), Then::Runtimes) => {
                     let runtimes: Vec<view::RuntimeView> =
                         list.runtimes.iter().map(view::RuntimeView::from).collect();
