@@ -809,6 +809,23 @@ mod tests {
         assert_eq!(card["hostname"], json!("alpha"));
         assert!(card.get("sending").is_none() && card.get("decision").is_none());
         assert_eq!(value["approvals"].as_array().unwrap().len(), 1);
+        // Its hash is not its input's: the input counts as cut (deniable only) until the whole
+        // comes; nothing fetches it yet.
+        assert_eq!(card["inputCut"], json!(true));
+        assert!(card.get("inputLoading").is_none() && card.get("inputError").is_none());
+        // The relay's presence names the machine otherwise: its claim, not the name.
+        assert!(machine.get("relayHostname").is_none());
+        let presence = Note::Presence {
+            machine: alpha,
+            hostname: "mallory".into(),
+            online: true,
+        };
+        model.apply(&presence, &mut Changes::default());
+        let value =
+            serde_json::to_value(super::view(&model, &device, "https://r.example", true)).unwrap();
+        assert_eq!(value["machines"][0]["hostname"], json!("alpha"));
+        assert_eq!(value["machines"][0]["relayHostname"], json!("mallory"));
+        assert_eq!(value["inbox"][0]["hostname"], json!("alpha"));
     }
 
     #[test]
