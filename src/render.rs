@@ -90,7 +90,7 @@ pub fn approval_block(
             request.input.len()
         )),
         None => out.push_str(
-            "  input    CUT: the machine sent less than the agent asked to run, so it cannot be allowed from here (deny it, or have the agent ask for less)\n",
+            "  input    CUT: the machine did not give all the agent asked to run (a device fetches at most 1 MiB), so it cannot be allowed from here (deny it, or have the agent ask for less)\n",
         ),
     }
     for line in visible_text(&request.input).split('\n') {

@@ -383,6 +383,75 @@ fn allowing_on_a_terminal_shows_the_input_whole_and_asks() {
     assert_eq!(last(&events, "approval_resolved")["decision"], "allow");
 }
 
+/// A world whose agent asks once, with an input of about `len` bytes.
+fn asking_with(len: usize) -> World {
+    World::new("claude", |root| {
+        let state = root.join("fake");
+        std::fs::create_dir_all(&state).expect("state");
+        vec![
+            ("MUXAGENT_CLAUDE".into(), fake_agent().display().to_string()),
+            ("FAKE_AGENT_BENCH".into(), "1".into()),
+            ("FAKE_AGENT_INPUT_LEN".into(), len.to_string()),
+            ("FAKE_AGENT_STATE".into(), state.display().to_string()),
+        ]
+    })
+}
+
+#[test]
+fn a_big_input_is_fetched_whole_and_allowed_with_its_digest() {
+    // An ask of ~200 KiB (a big Write): its event carries it cut to 24 KiB, so `ctl` fetches
+    // the rest in pages before it shows a digest, and the digest it shows allows it.
+    const LEN: usize = 200 * 1024;
+    let world = asking_with(LEN);
+    let session = world.start("write the big file", &[]);
+    let request = world.pending_approval(&session);
+    let events = world.watch(&session, "approval");
+    let cut = last(&events, "approval_requested")["input"]
+        .as_str()
+        .expect("input")
+        .len();
+    assert!(cut < 30 * 1024, "the event carries it cut: {cut} bytes");
+    let rows: Value =
+        serde_json::from_str(&world.ctl(&["approvals", "--json"])).expect("approvals json");
+    let row = &rows[0];
+    assert_eq!(row["complete"], true, "fetched whole");
+    let input = row["input"].as_str().expect("input");
+    assert!(input.len() > LEN, "{} bytes", input.len());
+    let command: Value = serde_json::from_str(input).expect("the input is the agent's JSON");
+    assert!(
+        command["command"]
+            .as_str()
+            .expect("command")
+            .starts_with("true 0écrire")
+    );
+    let digest = world.digest(&request);
+    let shown = world.ctl(&["approvals"]);
+    assert!(!shown.contains("CUT"), "shown whole");
+    assert!(shown.contains(&format!("  digest   {digest}\n")));
+    world.ctl(&["approve", "machine", &request, "--digest", &digest]);
+    let events = world.watch(&session, "idle");
+    assert_eq!(last(&events, "approval_resolved")["decision"], "allow");
+}
+
+#[test]
+fn an_input_longer_than_a_device_fetches_stays_cut_and_can_only_be_denied() {
+    let world = asking_with(1_200_000);
+    let session = world.start("write the huge file", &[]);
+    let request = world.pending_approval(&session);
+    let rows: Value =
+        serde_json::from_str(&world.ctl(&["approvals", "--json"])).expect("approvals json");
+    assert_eq!(rows[0]["complete"], false, "{:#}", rows[0]["digest"]);
+    assert_eq!(rows[0]["digest"], Value::Null);
+    let shown = world.ctl(&["approvals"]);
+    assert!(shown.contains("CUT"), "{}", &shown[..shown.len().min(2000)]);
+    world.ctl(&["deny", "machine", &request, "--message", "too big"]);
+    let events = world.watch(&session, "idle");
+    assert_eq!(
+        last(&events, "approval_resolved")["decision"],
+        "deny: too big"
+    );
+}
+
 // ---- Delivery ----
 
 /// A gauge or counter of the relay's `/metrics`.

@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use muxagent_proto::app::{
-    Ack, AppErrorCode, Cursor, DeviceMessage, Event, ForgetDevice, Hello, ListSessions,
+    Ack, AppErrorCode, ApprovalId, Cursor, DeviceMessage, Event, ForgetDevice, Hello, ListSessions,
     MachineMessage, PushKeys, Replay, Runtimes, SessionId, SessionInfo, SessionList, SetForeground,
     SetPush,
 };
@@ -137,7 +137,9 @@ pub enum Note {
     Presence {
         /// The machine.
         machine: Fingerprint,
-        /// Its hostname as it announced it.
+        /// The hostname the relay says it logged in with: the relay's word, not authenticated
+        /// (a hostile relay could name it anything). Show the name from the pairing, and this
+        /// one only as the relay's claim when it differs.
         hostname: String,
         /// Connected to the relay now.
         online: bool,
@@ -181,6 +183,15 @@ pub enum Note {
         request: u32,
         /// What came back.
         result: Result<Answer, ClientError>,
+    },
+    /// A [`Controller::fetch_input`] got a page (not the last).
+    InputProgress {
+        /// The number `fetch_input` returned.
+        request: u32,
+        /// Bytes fetched so far.
+        have: u64,
+        /// The whole input's length.
+        total: u64,
     },
     /// A pairing got further.
     Pairing {
@@ -244,6 +255,16 @@ pub enum Answer {
     /// The relay stored a device's revocation or its making an owner
     /// ([`Controller::revoke_device`], [`Controller::grant_owner`]).
     Registered,
+    /// The whole input of an approval ([`Controller::fetch_input`]), as the machine sent it:
+    /// sign over it only through [`decide::sign`](crate::decide::sign).
+    Input {
+        /// The session.
+        session: SessionId,
+        /// The approval.
+        approval: ApprovalId,
+        /// The whole input.
+        input: String,
+    },
 }
 
 /// Why something failed, for people.
@@ -309,6 +330,13 @@ pub enum ClientError {
     Full(BookFull),
     /// A push subscription the wire cannot carry (the browser gave something unusable).
     Push(&'static str),
+    /// The machine sent an approval's input in pages that do not join up, or not as UTF-8.
+    BadInput {
+        /// Its hostname.
+        hostname: String,
+        /// What is wrong.
+        error: crate::whole::InputError,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -356,6 +384,10 @@ impl fmt::Display for ClientError {
             ClientError::Push(reason) => {
                 write!(f, "the browser's push subscription is not usable: {reason}")
             }
+            ClientError::BadInput { hostname, error } => write!(
+                f,
+                "{hostname}: {error}; it cannot be allowed from here"
+            ),
         }
     }
 }
@@ -455,6 +487,8 @@ enum Waiter {
     List(Fingerprint),
     /// A [`Controller::load_older`] fetch.
     Older(Fingerprint, SessionId),
+    /// A [`Controller::fetch_input`] run (its pages so far in `Controller::inputs`).
+    Input(Fingerprint),
     /// A revocation, answered by the relay.
     Revoke(Fingerprint),
     /// A push query or subscription, or the devices query, answered by the relay.
@@ -510,6 +544,8 @@ pub struct Controller {
     push: BTreeMap<Fingerprint, Option<PushKeys>>,
     /// The relay revoked this device: it stays disconnected.
     revoked: bool,
+    /// Whole approval inputs being fetched, by request number.
+    inputs: BTreeMap<u32, input::InputFetch>,
     out: VecDeque<Output>,
 }
 
@@ -554,6 +590,7 @@ impl Controller {
             foreground: false,
             push: BTreeMap::new(),
             revoked: false,
+            inputs: BTreeMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -767,12 +804,23 @@ impl Controller {
         machine: &Fingerprint,
         build: impl FnOnce(u32) -> DeviceMessage,
     ) -> Result<u32, ClientError> {
+        self.request_as(now, machine, Waiter::Machine(*machine), build)
+    }
+
+    /// [`Controller::request`] answered to `waiter`.
+    fn request_as(
+        &mut self,
+        now: u64,
+        machine: &Fingerprint,
+        waiter: Waiter,
+        build: impl FnOnce(u32) -> DeviceMessage,
+    ) -> Result<u32, ClientError> {
         let peer = self.ready_peer(machine)?;
         let queue = !peer.is_open();
         if queue && peer.queued.len() >= MAX_QUEUED_REQUESTS {
             return Err(ClientError::Busy);
         }
-        let request = self.reserve(now + REQUEST_TIMEOUT_MS, Waiter::Machine(*machine))?;
+        let request = self.reserve(now + REQUEST_TIMEOUT_MS, waiter)?;
         let message = build(request);
         match self.peers.get_mut(machine) {
             Some(peer) if queue => peer.queued.push_back(message),
@@ -1088,9 +1136,11 @@ impl Controller {
                     });
                     continue;
                 }
-                Waiter::Machine(machine) | Waiter::Older(machine, _) => ClientError::Lost {
-                    hostname: self.hostname(&machine),
-                },
+                Waiter::Machine(machine) | Waiter::Older(machine, _) | Waiter::Input(machine) => {
+                    ClientError::Lost {
+                        hostname: self.hostname(&machine),
+                    }
+                }
             };
             self.answer(request, Err(error));
         }
@@ -1143,12 +1193,13 @@ impl Controller {
                     return; // not paired with this device
                 };
                 peer.online = presence.online;
-                peer.hostname = presence.hostname.to_string();
+                // The name the relay gives is its word only: the device keeps calling the
+                // machine what it said in the pairing (or on its channel).
                 let hostname = peer.hostname.clone();
                 let handshaking = peer.channel == Channel::Handshaking;
                 self.note(Note::Presence {
                     machine,
-                    hostname: hostname.clone(),
+                    hostname: presence.hostname.to_string(),
                     online: presence.online,
                 });
                 if presence.online {
@@ -1291,9 +1342,11 @@ impl Controller {
             .pending
             .iter()
             .filter(|(_, pending)| match pending.waiter {
-                Waiter::Machine(m) | Waiter::List(m) | Waiter::Older(m, _) | Waiter::Push(m, _) => {
-                    m == *machine
-                }
+                Waiter::Machine(m)
+                | Waiter::List(m)
+                | Waiter::Older(m, _)
+                | Waiter::Push(m, _)
+                | Waiter::Input(m) => m == *machine,
                 Waiter::Revoke(_) | Waiter::Pair | Waiter::Relay | Waiter::Entry(_) => false,
             })
             .map(|(request, pending)| (*request, pending.waiter))
@@ -1456,6 +1509,7 @@ impl Controller {
                     self.answer_from(machine, request, Err(refused));
                 }
             }
+            MachineMessage::InputChunk(chunk) => self.on_input_chunk(now, machine, chunk),
             MachineMessage::PairingConsent(_) => {}
         }
     }
@@ -1757,7 +1811,7 @@ impl Controller {
         result: Result<Answer, ClientError>,
     ) {
         match self.pending.get(&request).map(|pending| pending.waiter) {
-            Some(Waiter::Machine(m) | Waiter::Older(m, _)) if m == machine => {
+            Some(Waiter::Machine(m) | Waiter::Older(m, _) | Waiter::Input(m)) if m == machine => {
                 self.pending.remove(&request);
                 self.answer(request, result);
             }
@@ -1838,6 +1892,7 @@ impl Controller {
     }
 
     fn answer(&mut self, request: u32, result: Result<Answer, ClientError>) {
+        self.inputs.remove(&request);
         self.note(Note::Answer { request, result });
     }
 
@@ -1846,7 +1901,7 @@ impl Controller {
             return;
         };
         match pending.waiter {
-            Waiter::Machine(machine) => {
+            Waiter::Machine(machine) | Waiter::Input(machine) => {
                 let hostname = self.hostname(&machine);
                 self.answer(request, Err(ClientError::Timeout { hostname }));
             }
@@ -1951,5 +2006,6 @@ fn origin(url: &str) -> String {
     }
 }
 
+mod input;
 #[cfg(test)]
 mod tests;

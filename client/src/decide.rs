@@ -53,6 +53,24 @@ pub fn digest(session: SessionId, request: &ApprovalRequest) -> Option<String> {
     (hash == request.request_hash).then(|| hex_prefix(&hash))
 }
 
+/// `request` with `input` in place of its (cut) input, if `input` is exactly what the request's
+/// hash covers: the whole input fetched from the machine
+/// ([`whole`](crate::whole)). From then on [`digest`] and [`sign`] work on it as on any input.
+pub fn whole(
+    session: SessionId,
+    request: &ApprovalRequest,
+    input: String,
+) -> Result<ApprovalRequest, DecideError> {
+    let hash = request_hash(&session, &request.agent_request, &request.tool, &input);
+    if hash != request.request_hash {
+        return Err(DecideError::HashMismatch);
+    }
+    Ok(ApprovalRequest {
+        input,
+        ..request.clone()
+    })
+}
+
 /// The first [`DIGEST_HEX`] hex digits of `hash`, lower case.
 fn hex_prefix(hash: &[u8; 32]) -> String {
     hash.iter()
@@ -175,6 +193,13 @@ mod tests {
         let mut cut = asked.clone();
         cut.input = r#"{"command":"l"#.into();
         assert_eq!(super::digest(SESSION, &cut), None);
+        // The whole input, fetched, makes it allowable again; another input does not.
+        let whole = super::whole(SESSION, &cut, asked.input.clone()).unwrap();
+        assert_eq!(super::digest(SESSION, &whole), Some(digest.clone()));
+        assert_eq!(
+            super::whole(SESSION, &cut, r#"{"command":"lt"}"#.into()),
+            Err(DecideError::HashMismatch)
+        );
         // A cut input is still refusable.
         let denied = deny(&device, SESSION, &cut, "no".into(), 0);
         assert_eq!(denied.verify(), Ok(()));

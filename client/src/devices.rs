@@ -16,6 +16,8 @@ use muxagent_proto::frame::{
 };
 use muxagent_proto::identity::{Fingerprint, Identity};
 
+use crate::book::Book;
+
 /// Hex digits a prefix needs at least: fewer name too many keys to be a deliberate choice.
 pub const MIN_PREFIX_DIGITS: usize = 4;
 
@@ -45,8 +47,9 @@ pub struct DeviceRow {
     pub paired: Vec<MachineName>,
 }
 
-/// The relay's answer as rows, this device (`you`) marked.
-pub fn rows(list: &DeviceList, you: &Fingerprint) -> Vec<DeviceRow> {
+/// The relay's answer as rows, this device (`you`) marked. A machine of `book` is named as it
+/// paired with this device, not as the relay says (the relay's word is not checked).
+pub fn rows(list: &DeviceList, you: &Fingerprint, book: &Book) -> Vec<DeviceRow> {
     list.devices
         .iter()
         .map(|device| DeviceRow {
@@ -60,7 +63,10 @@ pub fn rows(list: &DeviceList, you: &Fingerprint) -> Vec<DeviceRow> {
                 .filter_map(|index| list.machines.get(usize::from(*index)))
                 .map(|machine| MachineName {
                     machine: machine.machine,
-                    hostname: machine.hostname.to_string(),
+                    hostname: book.get(&machine.machine).map_or_else(
+                        || machine.hostname.to_string(),
+                        |known| known.hostname.clone(),
+                    ),
                     online: machine.online,
                 })
                 .collect(),
@@ -211,17 +217,32 @@ mod tests {
 
     #[test]
     fn rows_name_the_paired_machines_and_mark_this_device() {
-        let rows = rows(&list(), &Fingerprint([0x12; 32]));
+        let rows = rows(&list(), &Fingerprint([0x12; 32]), &Book::default());
         assert!(rows[0].you && rows[0].owner && is_owner(&rows));
         let hosts: Vec<&str> = rows[0].paired.iter().map(|m| m.hostname.as_str()).collect();
         assert_eq!(hosts, ["alpha", "beta"]);
         assert_eq!(rows[1].paired[0].hostname, "beta");
         assert!(!is_owner(&rows[1..]));
+        // A machine this device paired with keeps the name it gave in the pairing.
+        let mut book = Book::default();
+        let key = muxagent_proto::identity::Identity::from_secret_bytes(&[3; 64]).public();
+        book.add(crate::book::Machine::new(
+            &key,
+            "alpha-paired",
+            "https://r",
+            1,
+        ))
+        .unwrap();
+        let mut renamed = list();
+        renamed.machines[0].machine = key.fingerprint();
+        let named = super::rows(&renamed, &Fingerprint([0x12; 32]), &book);
+        assert_eq!(named[0].paired[0].hostname, "alpha-paired");
+        assert_eq!(named[0].paired[1].hostname, "beta");
     }
 
     #[test]
     fn a_prefix_picks_one_device_or_says_why_not() {
-        let rows = rows(&list(), &Fingerprint([0x12; 32]));
+        let rows = rows(&list(), &Fingerprint([0x12; 32]), &Book::default());
         assert_eq!(
             resolve(&rows, "1212").map(|row| row.device),
             Ok(Fingerprint([0x12; 32]))

@@ -13,6 +13,7 @@
 //! - [`controller`]: the state machine of one relay connection to many machines.
 //! - [`model`]: the device's picture of its machines, sessions and events, folded from the
 //!   controller's notes (what the web app renders and caches).
+//! - [`whole`]: joining an approval's whole input from the machine's pages.
 //! - [`backoff`]: jittered exponential reconnect delays.
 //! - [`words`]: the words people read for states and decisions.
 //! - [`limits`]: every capacity and timeout of this crate, with its reason.
@@ -28,4 +29,5 @@ pub mod history;
 pub mod inbox;
 pub mod limits;
 pub mod model;
+pub mod whole;
 pub mod words;

@@ -37,6 +37,19 @@ pub const MAX_PLANS_PER_SESSION: usize = 64;
 /// fewer; the cap only stops a runaway caller.
 pub const MAX_PENDING_REQUESTS: usize = 256;
 
+/// Whole approval inputs a device fetches at once ([`Controller::fetch_input`]), each at most
+/// [`APPROVAL_INPUT_MAX_LEN`] (1 MiB) while it comes: 4 MiB at worst. A person looks at one
+/// approval at a time; four covers a few cards open in tabs of one app.
+///
+/// [`Controller::fetch_input`]: crate::controller::Controller::fetch_input
+/// [`APPROVAL_INPUT_MAX_LEN`]: muxagent_proto::limits::APPROVAL_INPUT_MAX_LEN
+pub const MAX_INPUT_FETCHES: usize = 4;
+
+/// Whole approval inputs the device's [model](crate::model) holds (fetched or being fetched),
+/// each at most 1 MiB: 8 MiB at worst, for pending approvals only. More waiting at once are
+/// fetched as earlier ones are decided.
+pub const MAX_WHOLE_INPUTS: usize = 8;
+
 /// Requests waiting for one machine's channel to open (asked while it handshakes or resyncs).
 pub const MAX_QUEUED_REQUESTS: usize = 32;
 

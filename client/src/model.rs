@@ -11,15 +11,19 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use muxagent_proto::app::{
-    ApprovalId, Event, EventKind, RuntimeName, SessionId, SessionInfo, SessionStatus, Usage,
+    ApprovalId, ApprovalRequest, Event, EventKind, RuntimeName, SessionId, SessionInfo,
+    SessionStatus, Usage,
 };
 use muxagent_proto::identity::Fingerprint;
 use serde::{Deserialize, Serialize};
 
 use crate::book::{self, Book};
-use crate::controller::{Answer, Channel, Connection, Note};
+use crate::controller::{Answer, Channel, ClientError, Connection, Note};
+use crate::decide;
 use crate::history::History;
-use crate::limits::{CACHED_EVENTS_PER_SESSION, MAX_SESSIONS_PER_MACHINE};
+use crate::limits::{
+    CACHED_EVENTS_PER_SESSION, MAX_INPUT_FETCHES, MAX_SESSIONS_PER_MACHINE, MAX_WHOLE_INPUTS,
+};
 
 /// An approval, named across machines.
 pub type ApprovalKey = (Fingerprint, SessionId, ApprovalId);
@@ -118,8 +122,12 @@ impl Session {
 pub struct Machine {
     /// The book's record (hostname at pairing, keys, relay, when).
     pub record: book::Machine,
-    /// Its hostname as it last announced it.
+    /// Its hostname: as it gave it in the pairing (the book's record), or since over its
+    /// end-to-end channel (its session list). Never the relay's word.
     pub hostname: String,
+    /// The hostname the relay's presence gives it, when that differs from `hostname`: the
+    /// relay's claim, shown as such (a relay could name a machine after another).
+    pub relay_hostname: Option<String>,
     /// Connected to the relay now.
     pub online: bool,
     /// The channel to it.
@@ -132,6 +140,7 @@ impl Machine {
     fn new(record: book::Machine) -> Self {
         Self {
             hostname: record.hostname.clone(),
+            relay_hostname: None,
             record,
             online: false,
             channel: Channel::Closed,
@@ -184,6 +193,28 @@ pub struct Model {
     deciding: BTreeMap<u32, ApprovalKey>,
     /// Decisions a machine refused, with its reason (until the approval is no longer pending).
     refused: BTreeMap<ApprovalKey, String>,
+    /// Whole inputs of pending approvals whose events carry them cut: being fetched, fetched
+    /// (checked against the request's hash), or why not. At most [`MAX_WHOLE_INPUTS`].
+    inputs: BTreeMap<ApprovalKey, WholeInput>,
+    /// Input fetches under way, by request number.
+    fetching: BTreeMap<u32, ApprovalKey>,
+}
+
+/// Where the whole input of an approval whose event carries it cut is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WholeInput {
+    /// Being fetched: `have` of `total` bytes (`total` 0 until the first page).
+    Loading {
+        /// Bytes so far.
+        have: u64,
+        /// The whole length.
+        total: u64,
+    },
+    /// Fetched: the request with its whole input (its hash checked).
+    Whole(ApprovalRequest),
+    /// Not fetched (too long for a device, the machine's pages did not join up or did not
+    /// give the hash): it can only be denied.
+    Failed(String),
 }
 
 impl Model {
@@ -202,6 +233,8 @@ impl Model {
             machines,
             deciding: BTreeMap::new(),
             refused: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            fetching: BTreeMap::new(),
         }
     }
 
@@ -264,6 +297,99 @@ impl Model {
         self.refused.get(approval).map(String::as_str)
     }
 
+    /// Where the whole input of `approval` is, if its event carries it cut and a fetch began.
+    pub fn whole_input(&self, approval: &ApprovalKey) -> Option<&WholeInput> {
+        self.inputs.get(approval)
+    }
+
+    /// Pending approvals on machines with a live channel whose input came cut and is not
+    /// fetched or being fetched: what to [`fetch`](crate::controller::Controller::fetch_input)
+    /// now (then say so with [`Model::fetching_input`]). Forgets the inputs of approvals no
+    /// longer pending first; none while [`MAX_WHOLE_INPUTS`] are held or [`MAX_INPUT_FETCHES`]
+    /// are being fetched.
+    pub fn inputs_to_fetch(&mut self) -> Vec<ApprovalKey> {
+        let machines = &self.machines;
+        let pending = |(machine, session, number): &ApprovalKey| {
+            machines
+                .get(machine)
+                .and_then(|known| known.sessions.get(session))
+                .and_then(|known| known.history.approvals.get(number))
+                .is_some_and(|approval| approval.pending())
+        };
+        self.inputs.retain(|key, _| pending(key));
+        self.fetching.retain(|_, key| pending(key));
+        let mut wanted = Vec::new();
+        // At most as many at once as the controller fetches, so none is refused as busy.
+        let loading = self
+            .inputs
+            .values()
+            .filter(|input| matches!(input, WholeInput::Loading { .. }))
+            .count();
+        for (machine, known) in &self.machines {
+            if known.channel != Channel::Live {
+                continue;
+            }
+            for (session, held) in &known.sessions {
+                for request in held.history.pending() {
+                    let key = (*machine, *session, request.approval);
+                    if self.inputs.len() + wanted.len() >= MAX_WHOLE_INPUTS
+                        || loading + wanted.len() >= MAX_INPUT_FETCHES
+                    {
+                        return wanted;
+                    }
+                    if !self.inputs.contains_key(&key)
+                        && decide::digest(*session, request).is_none()
+                    {
+                        wanted.push(key);
+                    }
+                }
+            }
+        }
+        wanted
+    }
+
+    /// A fetch of the whole input of `approval` began as `request` (or could not: `Err`).
+    pub fn fetching_input(&mut self, approval: ApprovalKey, request: Result<u32, String>) {
+        match request {
+            Ok(request) => {
+                self.fetching.insert(request, approval);
+                let loading = WholeInput::Loading { have: 0, total: 0 };
+                self.inputs.entry(approval).or_insert(loading);
+            }
+            Err(error) => {
+                self.inputs.insert(approval, WholeInput::Failed(error));
+            }
+        }
+    }
+
+    fn input_answered(&mut self, request: u32, result: &Result<Answer, ClientError>) -> bool {
+        let Some(key) = self.fetching.remove(&request) else {
+            return false;
+        };
+        let (machine, session, number) = key;
+        let asked = self
+            .session(&machine, &session)
+            .and_then(|known| known.history.approvals.get(&number))
+            .and_then(|approval| approval.request.clone());
+        let state = match (result, asked) {
+            (Ok(Answer::Input { input, .. }), Some(asked)) => {
+                match decide::whole(session, &asked, input.clone()) {
+                    Ok(whole) => WholeInput::Whole(whole),
+                    Err(error) => WholeInput::Failed(error.to_string()),
+                }
+            }
+            // Lost on the way: fetched again once the channel is live.
+            (Err(ClientError::Lost { .. } | ClientError::Offline { .. }), _) => {
+                self.inputs.remove(&key);
+                return true;
+            }
+            (Err(error), _) => WholeInput::Failed(error.to_string()),
+            (Ok(_), _) => WholeInput::Failed("the machine answered something else".into()),
+        };
+        self.inputs.insert(key, state);
+        true
+    }
+
     /// Remember the mode a session was set to (the machine logs no event for it).
     pub fn set_mode(&mut self, machine: &Fingerprint, session: SessionId, mode: &str) -> bool {
         let Some(known) = self
@@ -290,7 +416,7 @@ impl Model {
                 online,
             } => {
                 if let Some(known) = self.machines.get_mut(machine) {
-                    known.hostname.clone_from(hostname);
+                    known.relay_hostname = (*hostname != known.hostname).then(|| hostname.clone());
                     known.online = *online;
                     changes.view = true;
                 }
@@ -306,6 +432,9 @@ impl Model {
                     return;
                 };
                 known.hostname = list.hostname.to_string();
+                if known.relay_hostname.as_deref() == Some(known.hostname.as_str()) {
+                    known.relay_hostname = None;
+                }
                 for info in &list.sessions {
                     let Some(session) = known.session(info.id) else {
                         break;
@@ -362,7 +491,24 @@ impl Model {
                     changes.sessions.insert((*machine, *session));
                 }
             }
+            Note::InputProgress {
+                request,
+                have,
+                total,
+            } => {
+                if let Some(key) = self.fetching.get(request) {
+                    let loading = WholeInput::Loading {
+                        have: *have,
+                        total: *total,
+                    };
+                    self.inputs.insert(*key, loading);
+                    changes.view = true;
+                }
+            }
             Note::Answer { request, result } => {
+                if self.input_answered(*request, result) {
+                    changes.view = true;
+                }
                 if let Some(approval) = self.deciding.remove(request) {
                     if let Err(error) = result {
                         self.refused.insert(approval, error.to_string());
@@ -386,6 +532,8 @@ impl Model {
                 if self.machines.remove(machine).is_some() {
                     self.deciding.retain(|_, (m, _, _)| m != machine);
                     self.refused.retain(|(m, _, _), _| m != machine);
+                    self.inputs.retain(|(m, _, _), _| m != machine);
+                    self.fetching.retain(|_, (m, _, _)| m != machine);
                     changes.removed.push(*machine);
                     changes.book = true;
                     changes.view = true;
@@ -627,5 +775,139 @@ mod tests {
             "older status ignored"
         );
         assert!(session.history.approvals.contains_key(&1));
+    }
+
+    #[test]
+    fn a_cut_input_is_fetched_once_checked_against_its_hash_and_forgotten_when_decided() {
+        use muxagent_proto::app::request_hash;
+        let (alpha, book) = machine();
+        let mut model = Model::new(&book);
+        let mut changes = Changes::default();
+        let whole = "x".repeat(100);
+        let hash = request_hash(&SESSION, "r", "Write", &whole);
+        let cut = |number: u64| {
+            EventKind::ApprovalRequested(ApprovalRequest {
+                approval: number,
+                kind: ApprovalKind::Tool,
+                agent_request: "r".into(),
+                tool: "Write".into(),
+                input: whole[..10].into(),
+                request_hash: hash,
+            })
+        };
+        let notes = [
+            Note::Channel {
+                machine: alpha,
+                channel: Channel::Live,
+            },
+            Note::Event {
+                machine: alpha,
+                event: event(1, cut(1)),
+                older: false,
+            },
+            Note::Event {
+                machine: alpha,
+                event: event(2, asked(2)),
+                older: false,
+            },
+        ];
+        for note in &notes {
+            model.apply(note, &mut changes);
+        }
+        // The cut one is wanted (so is approval 2: its input does not give its hash either).
+        let wanted = model.inputs_to_fetch();
+        assert!(wanted.contains(&(alpha, SESSION, 1)));
+        model.fetching_input((alpha, SESSION, 1), Ok(9));
+        assert!(!model.inputs_to_fetch().contains(&(alpha, SESSION, 1)));
+        let progress = Note::InputProgress {
+            request: 9,
+            have: 50,
+            total: 100,
+        };
+        model.apply(&progress, &mut changes);
+        assert_eq!(
+            model.whole_input(&(alpha, SESSION, 1)),
+            Some(&WholeInput::Loading {
+                have: 50,
+                total: 100
+            })
+        );
+        // Another input than the hash covers is not taken.
+        model.fetching_input((alpha, SESSION, 1), Ok(10));
+        let other = Note::Answer {
+            request: 10,
+            result: Ok(Answer::Input {
+                session: SESSION,
+                approval: 1,
+                input: "y".repeat(100),
+            }),
+        };
+        model.apply(&other, &mut changes);
+        assert!(matches!(
+            model.whole_input(&(alpha, SESSION, 1)),
+            Some(WholeInput::Failed(_))
+        ));
+        let right = Note::Answer {
+            request: 9,
+            result: Ok(Answer::Input {
+                session: SESSION,
+                approval: 1,
+                input: whole.clone(),
+            }),
+        };
+        model.apply(&right, &mut changes);
+        let Some(WholeInput::Whole(request)) = model.whole_input(&(alpha, SESSION, 1)) else {
+            panic!("the whole input is kept");
+        };
+        assert_eq!(request.input, whole);
+        // Decided: forgotten at the next look.
+        let resolved = Note::Event {
+            machine: alpha,
+            event: event(
+                3,
+                EventKind::ApprovalState {
+                    approval: 1,
+                    state: muxagent_proto::app::ApprovalState::Withdrawn,
+                },
+            ),
+            older: false,
+        };
+        model.apply(&resolved, &mut changes);
+        let _ = model.inputs_to_fetch();
+        assert_eq!(model.whole_input(&(alpha, SESSION, 1)), None);
+    }
+
+    #[test]
+    fn the_relays_name_for_a_machine_is_shown_as_its_claim_never_as_the_name() {
+        let (alpha, book) = machine();
+        let mut model = Model::new(&book);
+        let mut changes = Changes::default();
+        let presence = |hostname: &str| Note::Presence {
+            machine: alpha,
+            hostname: hostname.into(),
+            online: true,
+        };
+        // The relay names it after another machine: the paired name stays, the claim shows.
+        model.apply(&presence("payroll-server"), &mut changes);
+        let known = &model.machines[&alpha];
+        assert_eq!(known.hostname, "alpha");
+        assert_eq!(known.relay_hostname.as_deref(), Some("payroll-server"));
+        // The same name as paired: nothing to say.
+        model.apply(&presence("alpha"), &mut changes);
+        assert_eq!(model.machines[&alpha].relay_hostname, None);
+        // The machine's own word over its channel renames it; a relay agreeing is no claim.
+        model.apply(&presence("alpha-2"), &mut changes);
+        let list = Note::Sessions {
+            machine: alpha,
+            list: SessionList {
+                request: None,
+                hostname: "alpha-2".try_into().unwrap(),
+                sessions: vec![],
+            },
+        };
+        model.apply(&list, &mut changes);
+        let known = &model.machines[&alpha];
+        assert_eq!(known.hostname, "alpha-2");
+        assert_eq!(known.relay_hostname, None);
     }
 }

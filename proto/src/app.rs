@@ -21,8 +21,8 @@ use crate::identity::{
     Fingerprint, Identity, PublicIdentity, SignDomain, Signature, SignatureError,
 };
 use crate::limits::{
-    MAX_APP_MESSAGE_LEN, MAX_CURSORS, MAX_MODE_LEN, MAX_RUNTIME_NAME_LEN, PUSH_AUTH_LEN,
-    PUSH_VAPID_KEY_LEN,
+    APPROVAL_INPUT_MAX_LEN, INPUT_CHUNK_LEN, MAX_APP_MESSAGE_LEN, MAX_CURSORS, MAX_MODE_LEN,
+    MAX_RUNTIME_NAME_LEN, PUSH_AUTH_LEN, PUSH_VAPID_KEY_LEN,
 };
 
 /// A session's id on its machine: 16 random bytes, shown as hex.
@@ -630,6 +630,31 @@ pub struct SetForeground {
 }
 impl Body for SetForeground {}
 
+/// Device → machine: send the bytes of an approval's whole input from `offset` on (the
+/// approval's event carries it cut when it is longer than an event field). The machine answers
+/// with an [`InputChunk`] of at most [`INPUT_CHUNK_LEN`] bytes, or an [`AppError`] when the
+/// approval is not open or its input is not kept whole (longer than [`APPROVAL_INPUT_MAX_LEN`]).
+/// A device asks for one page at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchInput {
+    /// Request number.
+    pub request: u32,
+    /// The session.
+    pub session: SessionId,
+    /// The approval.
+    pub approval: ApprovalId,
+    /// Where in the input's bytes to start.
+    pub offset: u64,
+}
+impl Body for FetchInput {
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.offset > APPROVAL_INPUT_MAX_LEN as u64 {
+            return Err("an input offset beyond the longest input a device fetches");
+        }
+        Ok(())
+    }
+}
+
 /// Device → machine: forget this device (it was revoked or unpaired on the device's side).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForgetDevice {
@@ -689,6 +714,44 @@ pub struct ReplayMore {
 }
 
 impl Body for ReplayMore {}
+
+/// Machine → device: a page of an approval's whole input, answering a [`FetchInput`]. The
+/// bytes are the input's UTF-8 cut anywhere (a page may end inside a character): the device
+/// joins the pages and reads the whole as UTF-8, then checks it against the request's hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputChunk {
+    /// The request this answers.
+    pub request: u32,
+    /// The session.
+    pub session: SessionId,
+    /// The approval.
+    pub approval: ApprovalId,
+    /// Where in the input these bytes start.
+    pub offset: u64,
+    /// The whole input's length in bytes.
+    pub total: u64,
+    /// The bytes (empty only at the end of the input).
+    #[serde(with = "crate::byte_vec")]
+    pub bytes: Vec<u8>,
+}
+impl Body for InputChunk {
+    fn validate(&self) -> Result<(), &'static str> {
+        if self.total > APPROVAL_INPUT_MAX_LEN as u64 {
+            return Err("an input longer than a device fetches");
+        }
+        if self.bytes.len() > INPUT_CHUNK_LEN {
+            return Err("an input page longer than a page");
+        }
+        match self.offset.checked_add(self.bytes.len() as u64) {
+            Some(end) if end <= self.total => {}
+            _ => return Err("an input page beyond the input's end"),
+        }
+        if self.bytes.is_empty() && self.offset != self.total {
+            return Err("an empty input page before the input's end");
+        }
+        Ok(())
+    }
+}
 
 /// Machine → device: a request was accepted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -774,6 +837,8 @@ wire_enum! {
         14 => TestPush(TestPush),
         /// See [`SetForeground`].
         15 => SetForeground(SetForeground),
+        /// See [`FetchInput`].
+        16 => FetchInput(FetchInput),
     }
 }
 
@@ -796,5 +861,7 @@ wire_enum! {
         7 => PairingConsent(PairingConsent),
         /// See [`ReplayMore`].
         8 => ReplayMore(ReplayMore),
+        /// See [`InputChunk`].
+        9 => InputChunk(InputChunk),
     }
 }

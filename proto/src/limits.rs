@@ -841,6 +841,24 @@ pub const AGENT_STDERR_DRAIN_MS: u64 = 500;
 /// ([`MAX_APP_MESSAGE_LEN`]) even with two such fields.
 pub const EVENT_FIELD_MAX_LEN: usize = 24 * 1024;
 
+/// Longest approval input a device fetches, shows and may allow, and a machine keeps whole for
+/// it (beyond what the approval's event carries, [`EVENT_FIELD_MAX_LEN`]). A big `Write` of a
+/// file is what reaches it; 1 MiB is ~20 000 lines, as much as a person can be asked to read on
+/// a phone. A longer input can only be denied. The machine holds it in memory while the approval
+/// is open: at most [`DAEMON_WHOLE_INPUTS_MAX_LEN`] a session.
+pub const APPROVAL_INPUT_MAX_LEN: usize = 1024 * 1024;
+
+/// The bytes of whole approval inputs a machine holds for one session's open approvals (each at
+/// most [`APPROVAL_INPUT_MAX_LEN`]): four of the largest at once, so 64 sessions at their worst
+/// hold 256 MiB, and a runaway agent asking [`MAX_PENDING_APPROVALS`] huge things cannot make one
+/// session hold 64 MiB. An input over the budget is kept cut, and can only be denied.
+pub const DAEMON_WHOLE_INPUTS_MAX_LEN: usize = 4 * APPROVAL_INPUT_MAX_LEN;
+
+/// Bytes of an approval's input in one [`InputChunk`](crate::app::InputChunk): 48 KiB leaves
+/// ~16 KiB of the channel message ([`MAX_APP_MESSAGE_LEN`]) for the rest, and a 1 MiB input
+/// comes in 22 pages (one in flight at a time, so the relay's queue never fills).
+pub const INPUT_CHUNK_LEN: usize = 48 * 1024;
+
 /// Approvals one session may have waiting. An agent asking for more is answered with a deny
 /// for the excess, so a runaway agent cannot grow the daemon's memory.
 pub const MAX_PENDING_APPROVALS: usize = 64;

@@ -76,6 +76,69 @@ fn field_rules_are_checked_after_decoding() {
 }
 
 #[test]
+fn input_pages_are_refused_when_their_numbers_do_not_add_up() {
+    use muxagent_proto::app::{FetchInput, InputChunk, SessionId};
+    use muxagent_proto::limits::{APPROVAL_INPUT_MAX_LEN, INPUT_CHUNK_LEN};
+    let max = APPROVAL_INPUT_MAX_LEN as u64;
+    let page = |offset: u64, total: u64, len: usize| {
+        MachineMessage::from(InputChunk {
+            request: 1,
+            session: SessionId([1; 16]),
+            approval: 2,
+            offset,
+            total,
+            bytes: vec![b'x'; len],
+        })
+        .encode()
+    };
+    let refused = |bytes: Vec<u8>| {
+        matches!(
+            MachineMessage::decode(&bytes),
+            Err(DecodeError::Invalid { .. })
+        )
+    };
+    // What a machine sends: a page inside the input, its last page, the end of an empty input.
+    for (offset, total, len) in [(0, max, INPUT_CHUNK_LEN), (max - 5, max, 5), (0, 0, 0)] {
+        assert!(
+            matches!(
+                MachineMessage::decode(&page(offset, total, len)),
+                Ok(Decoded::Known(_))
+            ),
+            "{offset} {total} {len}"
+        );
+    }
+    // A page past the end, an offset that wraps, an input longer than a device fetches, a page
+    // longer than a page, an empty page before the end.
+    assert!(refused(page(10, 12, 3)));
+    assert!(refused(page(u64::MAX - 1, u64::MAX, 3)));
+    assert!(refused(page(0, max + 1, 1)));
+    assert!(refused(page(0, max, INPUT_CHUNK_LEN + 1)));
+    assert!(refused(page(3, 10, 0)));
+    // A device asks for no offset past the longest input.
+    let fetch = |offset: u64| {
+        DeviceMessage::from(FetchInput {
+            request: 1,
+            session: SessionId([1; 16]),
+            approval: 2,
+            offset,
+        })
+        .encode()
+    };
+    assert!(matches!(
+        DeviceMessage::decode(&fetch(max)),
+        Ok(Decoded::Known(_))
+    ));
+    assert!(matches!(
+        DeviceMessage::decode(&fetch(max + 1)),
+        Err(DecodeError::Invalid { .. })
+    ));
+    assert!(matches!(
+        DeviceMessage::decode(&fetch(u64::MAX)),
+        Err(DecodeError::Invalid { .. })
+    ));
+}
+
+#[test]
 fn hostnames_with_bidi_or_invisible_characters_are_refused() {
     use muxagent_proto::frame::validate_hostname;
     let machine = samples::identity(2);

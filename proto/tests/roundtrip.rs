@@ -9,7 +9,7 @@ use muxagent_proto::app::*;
 use muxagent_proto::envelope::{DecodeError, Decoded};
 use muxagent_proto::frame::{self, *};
 use muxagent_proto::identity::{Fingerprint, PublicIdentity, Signature};
-use muxagent_proto::limits::RELAY_TRACKED_CHANNELS_PER_CONNECTION;
+use muxagent_proto::limits::{APPROVAL_INPUT_MAX_LEN, RELAY_TRACKED_CHANNELS_PER_CONNECTION};
 use muxagent_proto::noise::ConnectionId;
 use muxagent_proto::ticket::{PairingSecret, Ticket};
 use proptest::collection::vec;
@@ -298,6 +298,19 @@ fn device_message_strategy() -> impl Strategy<Value = DeviceMessage> {
         .into()),
         any::<u32>().prop_map(|request| ForgetDevice { request }.into()),
         Just(PairingComplete {}.into()),
+        (
+            any::<u32>(),
+            session(),
+            any::<u64>(),
+            0..=APPROVAL_INPUT_MAX_LEN as u64
+        )
+            .prop_map(|(request, session, approval, offset)| FetchInput {
+                request,
+                session,
+                approval,
+                offset
+            }
+            .into()),
     ]
 }
 
@@ -502,6 +515,26 @@ fn machine_message_strategy() -> impl Strategy<Value = MachineMessage> {
         }
         .into()),
         vec(cursor(), 0..8).prop_map(|cursors| ReplayMore { cursors }.into()),
+        (
+            any::<u32>(),
+            session(),
+            any::<u64>(),
+            payload(),
+            0..=1024u64
+        )
+            .prop_map(|(request, session, approval, bytes, rest)| {
+                let offset = rest * 7;
+                let after = if bytes.is_empty() { 0 } else { rest };
+                InputChunk {
+                    request,
+                    session,
+                    approval,
+                    offset,
+                    total: offset + bytes.len() as u64 + after,
+                    bytes,
+                }
+                .into()
+            }),
     ]
 }
 

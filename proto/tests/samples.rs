@@ -405,6 +405,16 @@ pub fn device_messages() -> Vec<(&'static str, DeviceMessage)> {
         ),
         ("test_push", TestPush { request: 12 }.into()),
         ("set_foreground", SetForeground { visible: true }.into()),
+        (
+            "fetch_input",
+            FetchInput {
+                request: 13,
+                session: SESSION,
+                approval: 7,
+                offset: 49_152,
+            }
+            .into(),
+        ),
     ]
 }
 
@@ -613,6 +623,18 @@ pub fn machine_messages() -> Vec<(&'static str, MachineMessage)> {
                     session: SESSION,
                     last_seq: 16,
                 }],
+            }
+            .into(),
+        ),
+        (
+            "input_chunk",
+            InputChunk {
+                request: 13,
+                session: SESSION,
+                approval: 7,
+                offset: 4,
+                total: 10,
+                bytes: b"mand\"}".to_vec(),
             }
             .into(),
         ),

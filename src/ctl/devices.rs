@@ -93,7 +93,7 @@ async fn show(controller: &Controller) -> Result<Vec<Shown>, CommandError> {
                 "{relay}: unexpected answer {answer:?}"
             )));
         };
-        let rows = devices::rows(&list, &you);
+        let rows = devices::rows(&list, &you, &controller.machines);
         shown.push(Shown {
             relay,
             client,

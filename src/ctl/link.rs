@@ -119,6 +119,7 @@ impl<'a> Conversation<'a> {
                     MachineMessage::SessionList(list) => list.request == Some(request),
                     MachineMessage::Runtimes(runtimes) => runtimes.request == request,
                     MachineMessage::ReplayComplete(complete) => complete.request == Some(request),
+                    MachineMessage::InputChunk(chunk) => chunk.request == request,
                     _ => false,
                 };
                 if answers {

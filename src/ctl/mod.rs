@@ -18,6 +18,7 @@ use muxagent_proto::app::{
 use muxagent_proto::device::{Pairing, PairingStep};
 use muxagent_proto::frame::{self, ErrorCode, Frame, RegistryEntry, SignedEntry};
 use muxagent_proto::identity::Identity;
+use muxagent_proto::limits::APPROVAL_INPUT_MAX_LEN;
 use muxagent_proto::ticket::Ticket;
 use serde_json::json;
 
@@ -30,6 +31,7 @@ use muxagent_client::backoff::Backoff;
 use muxagent_client::book::Book;
 use muxagent_client::decide;
 use muxagent_client::history::{History, PlanError};
+use muxagent_client::whole::{Assembly, Step};
 use state::Machine;
 
 /// How long pairing may take from link to registration.
@@ -899,6 +901,52 @@ async fn histories(
     }
 }
 
+/// `request` of `session`, with its whole input fetched from the machine when its event carried
+/// it cut (checked against its hash), so it can be shown and allowed. As it came (cut) when the
+/// machine does not give it whole (longer than a device fetches): it can then only be denied.
+async fn with_whole_input(
+    conversation: &mut Conversation<'_>,
+    session: SessionId,
+    request: ApprovalRequest,
+) -> ApprovalRequest {
+    if decide::digest(session, &request).is_some() {
+        return request;
+    }
+    match whole_input(conversation, session, &request).await {
+        Ok(whole) => whole,
+        Err(why) => {
+            eprintln!(
+                "the input of {session}/{} stays cut: {}",
+                request.approval,
+                render::visible_text(&why)
+            );
+            request
+        }
+    }
+}
+
+/// Fetch the whole input of `request` a page at a time.
+async fn whole_input(
+    conversation: &mut Conversation<'_>,
+    session: SessionId,
+    request: &ApprovalRequest,
+) -> Result<ApprovalRequest, String> {
+    let mut assembly = Assembly::new(session, request.approval);
+    loop {
+        let id = conversation.request_id();
+        let ask = assembly.ask(id);
+        let MachineMessage::InputChunk(chunk) = conversation.ask(&ask.into(), id).await? else {
+            return Err("the machine answered something else".into());
+        };
+        match assembly.take(chunk).map_err(|error| error.to_string())? {
+            Step::More { .. } => {}
+            Step::Whole(input) => {
+                return decide::whole(session, request, input).map_err(|error| error.to_string());
+            }
+        }
+    }
+}
+
 /// One waiting approval, as `ctl approvals` lists it.
 struct Waiting {
     host: String,
@@ -933,10 +981,11 @@ async fn waiting_on(
         };
         for approval in history.approvals.values().filter(|a| a.pending()) {
             if let (Some(request), Some(state)) = (&approval.request, approval.state) {
+                let request = with_whole_input(&mut conversation, info.id, request.clone()).await;
                 rows.push(Waiting {
                     host: machine.hostname.clone(),
                     info: info.clone(),
-                    request: request.clone(),
+                    request,
                     state: render::approval_state_word(state),
                 });
             }
@@ -1066,11 +1115,12 @@ async fn open_request<'a>(
         })?;
     match (&approval.request, approval.state) {
         (Some(request), Some(state)) if approval.pending() => {
+            let request = with_whole_input(&mut conversation, session, request.clone()).await;
             let pending = Pending {
                 host,
                 session,
                 title,
-                request: request.clone(),
+                request,
                 state,
             };
             Ok((conversation, pending))
@@ -1085,9 +1135,10 @@ async fn open_request<'a>(
 /// Nothing is signed for an input the machine sent cut.
 fn cut(pending: &Pending) -> CommandError {
     CommandError(format!(
-        "nothing was signed: the machine sent the input of {reference} on {host} cut, so no one here has seen all of what the agent asked to run; deny it (`muxagent ctl deny {host} {reference}`)",
+        "nothing was signed: {host} did not give the whole input of {reference} (a device fetches at most {max} KiB), so no one here has seen all of what the agent asked to run; deny it (`muxagent ctl deny {host} {reference}`)",
         reference = pending.reference(),
         host = pending.host,
+        max = APPROVAL_INPUT_MAX_LEN / 1024,
     ))
 }
 

@@ -3,11 +3,14 @@
 //! from what happens (a prompt → running, an ask → waiting, a finished turn → idle), so every
 //! runtime reports the same way.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use muxagent_proto::app::{AppErrorCode, EventKind, SessionId, SessionStatus, StartSession, Usage};
+use muxagent_proto::app::{
+    AppErrorCode, ApprovalId, EventKind, SessionId, SessionStatus, StartSession, Usage,
+};
 use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::{
     AGENT_COMMAND_QUEUE, AGENT_REPORT_QUEUE, EVENT_FIELD_MAX_LEN, STOP_GRACE_MS,
@@ -36,6 +39,12 @@ pub struct Running {
     /// A prompt was sent and its turn has not finished: where a session goes when its last
     /// approval closes (running, or idle when the turn ended while the approval waited).
     pub turn_open: bool,
+    /// The whole inputs of its open approvals whose events carry them cut, kept so a device
+    /// can fetch them ([`approvals::input_page`]): at most [`DAEMON_WHOLE_INPUTS_MAX_LEN`]
+    /// bytes, gone with the process (its approvals are void then).
+    ///
+    /// [`DAEMON_WHOLE_INPUTS_MAX_LEN`]: muxagent_proto::limits::DAEMON_WHOLE_INPUTS_MAX_LEN
+    pub whole_inputs: BTreeMap<ApprovalId, String>,
 }
 
 /// Start a session for `device`. Returns its id once the first event is logged; a program that
@@ -165,6 +174,7 @@ fn launch(
                 commands: commands.clone(),
                 modes: runtime.modes(),
                 turn_open: prompt.is_some() || runtime.name() == "command",
+                whole_inputs: BTreeMap::new(),
             },
         );
         set_status(&mut c, id, SessionStatus::Running, now);

@@ -6,15 +6,19 @@
 //! requested → delivered → decided (`ApprovalResolved`) → applied, or withdrawn / expired.
 //! The open approvals themselves are folded from the log ([`super::sessions::SessionState`]).
 
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 
 use muxagent_proto::app::{
-    AppErrorCode, ApprovalKind, ApprovalRequest, ApprovalState, Decision, EventKind, SessionId,
-    SessionStatus, SignedDecision, request_hash,
+    AppErrorCode, ApprovalId, ApprovalKind, ApprovalRequest, ApprovalState, Decision, EventKind,
+    FetchInput, InputChunk, SessionId, SessionStatus, SignedDecision, request_hash,
 };
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::MAX_PENDING_APPROVALS;
+use muxagent_proto::limits::{
+    APPROVAL_INPUT_MAX_LEN, DAEMON_WHOLE_INPUTS_MAX_LEN, EVENT_FIELD_MAX_LEN, INPUT_CHUNK_LEN,
+    MAX_PENDING_APPROVALS,
+};
 use smol::{LocalExecutor, Timer};
 
 use super::agent::{self, Refusal};
@@ -54,7 +58,11 @@ pub fn ask(core: &Shared, executor: &Rc<LocalExecutor<'static>>, id: SessionId, 
             agent::fit(EventKind::PlanProposed { approval, plan }),
         );
     }
-    // The hash covers the whole input; a very long one is shown cut.
+    // The hash covers the whole input; a very long one is shown cut, and kept whole (within
+    // bounds) for devices to fetch before they allow it.
+    if ask.input.len() > EVENT_FIELD_MAX_LEN {
+        keep_whole(&mut c, id, approval, &ask.input);
+    }
     let shown = match agent::fit(EventKind::Text { text: ask.input }) {
         EventKind::Text { text } => text,
         _ => String::new(),
@@ -79,6 +87,91 @@ pub fn ask(core: &Shared, executor: &Rc<LocalExecutor<'static>>, id: SessionId, 
             })
             .detach();
     }
+}
+
+/// Keep `input` of `approval` whole for devices to fetch, if it is short enough and the
+/// session's budget has room once closed approvals' inputs are dropped.
+fn keep_whole(c: &mut Core, id: SessionId, approval: ApprovalId, input: &str) {
+    let open: BTreeSet<ApprovalId> = c
+        .sessions
+        .state(&id)
+        .map(|state| state.approvals.keys().copied().collect())
+        .unwrap_or_default();
+    let Some(running) = c.agents.get_mut(&id) else {
+        return;
+    };
+    running.whole_inputs.retain(|kept, _| open.contains(kept));
+    let held: usize = running.whole_inputs.values().map(String::len).sum();
+    if input.len() <= APPROVAL_INPUT_MAX_LEN && held + input.len() <= DAEMON_WHOLE_INPUTS_MAX_LEN {
+        running.whole_inputs.insert(approval, input.to_owned());
+    } else {
+        log::info(&format!(
+            "session {id}: approval {approval}'s input ({} bytes) is kept cut only; it can be denied, not allowed",
+            input.len()
+        ));
+    }
+}
+
+/// A page of the whole input of an open approval, from `offset` on.
+pub fn input_page(core: &Shared, fetch: &FetchInput) -> Result<InputChunk, Refusal> {
+    let c = core.borrow();
+    let id = fetch.session;
+    let approval = fetch.approval;
+    let state = c
+        .sessions
+        .state(&id)
+        .ok_or_else(|| (AppErrorCode::UnknownSession, format!("no session {id}")))?;
+    let Some(open) = state.approvals.get(&approval) else {
+        return Err((
+            AppErrorCode::UnknownApproval,
+            format!("approval {approval} of session {id} is not open"),
+        ));
+    };
+    let request = &open.request;
+    let whole = match c
+        .agents
+        .get(&id)
+        .and_then(|running| running.whole_inputs.get(&approval))
+    {
+        Some(whole) => whole.as_str(),
+        // Not cut: the event's input is the whole.
+        None if request_hash(&id, &request.agent_request, &request.tool, &request.input)
+            == request.request_hash =>
+        {
+            request.input.as_str()
+        }
+        None => {
+            return Err((
+                AppErrorCode::InvalidState,
+                format!(
+                    "approval {approval} of session {id} has an input longer than this machine keeps for devices ({} KiB at most); it can only be denied",
+                    APPROVAL_INPUT_MAX_LEN / 1024
+                ),
+            ));
+        }
+    };
+    let total = whole.len() as u64;
+    let start = usize::try_from(fetch.offset)
+        .ok()
+        .filter(|start| *start <= whole.len())
+        .ok_or_else(|| {
+            (
+                AppErrorCode::BadRequest,
+                format!(
+                    "offset {} is past the input's end ({total} bytes)",
+                    fetch.offset
+                ),
+            )
+        })?;
+    let end = whole.len().min(start + INPUT_CHUNK_LEN);
+    Ok(InputChunk {
+        request: fetch.request,
+        session: id,
+        approval,
+        offset: fetch.offset,
+        total,
+        bytes: whole.as_bytes()[start..end].to_vec(),
+    })
 }
 
 /// The policy's time is up: deny the approval if nobody decided it.
@@ -319,6 +412,7 @@ mod tests {
                 commands,
                 modes: &[],
                 turn_open: true,
+                whole_inputs: Default::default(),
             },
         );
         let input = r#"{"command":"rm -rf build"}"#;

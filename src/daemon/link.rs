@@ -624,6 +624,13 @@ fn on_message(
                 .notifier
                 .set_foreground(route, foreground.visible);
         }
+        DeviceMessage::FetchInput(fetch) => {
+            let reply = match approvals::input_page(core, &fetch) {
+                Ok(page) => MachineMessage::InputChunk(page),
+                Err((code, message)) => refuse(fetch.request, code, message),
+            };
+            core.borrow().reply(route, reply);
+        }
         DeviceMessage::PairingComplete(_) => {}
     }
 }

@@ -145,8 +145,18 @@ fn main() {
 /// `FAKE_AGENT_BENCH=N`: speak just enough of Claude Code's protocol to ask for approval `N`
 /// times in a row after the first prompt, and time each ask from the moment it is printed to
 /// the moment its answer is read. Writes the times (µs) to `FAKE_AGENT_STATE/bench.json`.
+/// `FAKE_AGENT_INPUT_LEN=L`: each ask's command is padded to about `L` bytes (a big `Write`).
 fn bench(count: usize) {
     let state = PathBuf::from(std::env::var("FAKE_AGENT_STATE").unwrap_or_default());
+    let pad = std::env::var("FAKE_AGENT_INPUT_LEN")
+        .ok()
+        .and_then(|len| len.parse::<usize>().ok())
+        .map(|len| {
+            // Lines of text with a character of two bytes, so pages cut inside characters.
+            let line = "écrire une ligne de plus dans le fichier\n";
+            line.repeat(len / line.len() + 1)
+        })
+        .unwrap_or_default();
     let stdin = std::io::stdin();
     let mut input = stdin.lock().lines().map_while(Result::ok);
     let mut stdout = std::io::stdout();
@@ -171,7 +181,7 @@ fn bench(count: usize) {
             say(
                 serde_json::json!({"type": "control_request", "request_id": id, "request": {
                 "subtype": "can_use_tool", "tool_name": "Bash",
-                "input": {"command": format!("true {n}")}, "tool_use_id": format!("toolu_{n}")}}),
+                "input": {"command": format!("true {n}{pad}")}, "tool_use_id": format!("toolu_{n}")}}),
             );
             let answered = input.by_ref().any(|line| {
                 let answer: Value = serde_json::from_str(&line).unwrap_or(Value::Null);

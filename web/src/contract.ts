@@ -50,7 +50,10 @@ export interface MachineView {
   fingerprint: Hex;
   /** The short, readable form people compare (as `muxagent auth status` prints it). */
   short: string;
+  /** As the machine named itself in the pairing (or since, over its end-to-end channel). */
   hostname: string;
+  /** The relay's presence names it otherwise: the relay's word only, shown as such. */
+  relayHostname?: string;
   /** Live, from relay presence. */
   online: boolean;
   /** The end-to-end channel: closed, handshaking, syncing (replaying), or live. */
@@ -90,6 +93,15 @@ export interface ApprovalView {
   sending?: boolean;
   /** The machine refused this device's decision, with its reason. */
   refused?: string;
+  /** `input` is cut: the approval's event carried less than the agent asked, and the whole is
+   *  not here (yet). It cannot be allowed until it is; it can be denied. */
+  inputCut?: boolean;
+  /** The whole input is being fetched from the machine: bytes so far and in all (0 until the
+   *  first page). */
+  inputLoading?: { have: number; total: number };
+  /** Why the whole input could not be fetched (too long for a device, or the machine's pages
+   *  did not give the hash): it can only be denied. */
+  inputError?: string;
 }
 
 /** One machine's notifications to this device. */

@@ -1923,3 +1923,74 @@ fn push_keys_reach_each_machine_after_every_hello_and_a_removal_until_acknowledg
         )]
     );
 }
+
+#[test]
+fn a_whole_input_is_fetched_page_by_page_from_its_machine_only() {
+    use muxagent_proto::app::InputChunk;
+    let mut h = Harness::new(&["alpha", "beta"], None);
+    h.login();
+    h.open(0, vec![]);
+    h.open(1, vec![]);
+    let alpha = h.machine(0);
+    let request = h.device.fetch_input(h.now, &alpha, SESSION, 3).unwrap();
+    h.pump();
+    // Asking again while it runs is the same fetch.
+    assert_eq!(h.device.fetch_input(h.now, &alpha, SESSION, 3), Ok(request));
+    let ask = |h: &mut Harness| match h.inbox.pop() {
+        Some((to, DeviceMessage::FetchInput(fetch))) => (to, fetch.offset),
+        other => panic!("a page is asked: {other:?}"),
+    };
+    assert_eq!(ask(&mut h), (alpha, 0));
+    let whole = "añb".as_bytes();
+    let page = |offset: usize, end: usize| {
+        MachineMessage::InputChunk(InputChunk {
+            request,
+            session: SESSION,
+            approval: 3,
+            offset: offset as u64,
+            total: whole.len() as u64,
+            bytes: whole[offset..end].to_vec(),
+        })
+    };
+    // beta cannot answer alpha's fetch.
+    h.machine_says(1, page(0, 2));
+    assert!(h.inbox.is_empty());
+    h.machine_says(0, page(0, 2));
+    assert!(h.notes.contains(&Note::InputProgress {
+        request,
+        have: 2,
+        total: 4
+    }));
+    assert_eq!(ask(&mut h), (alpha, 2));
+    h.machine_says(0, page(2, 4));
+    assert_eq!(
+        h.answers(),
+        [(
+            request,
+            Ok(Answer::Input {
+                session: SESSION,
+                approval: 3,
+                input: "añb".into()
+            })
+        )]
+    );
+    // A page that does not continue where the last ended ends the fetch.
+    let again = h.device.fetch_input(h.now, &alpha, SESSION, 3).unwrap();
+    h.pump();
+    let _ = ask(&mut h);
+    h.machine_says(
+        0,
+        MachineMessage::InputChunk(InputChunk {
+            request: again,
+            session: SESSION,
+            approval: 3,
+            offset: 1,
+            total: 4,
+            bytes: vec![b'x'],
+        }),
+    );
+    assert!(matches!(
+        h.answers().as_slice(),
+        [(r, Err(ClientError::BadInput { .. }))] if *r == again
+    ));
+}

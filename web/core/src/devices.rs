@@ -3,6 +3,7 @@
 //! `AccountDeviceView`. An owner is shown every device; another device itself (and the machines
 //! it paired with).
 
+use muxagent_client::book::Book;
 use muxagent_client::devices::{self, DeviceRow};
 use muxagent_proto::frame::DeviceList;
 use muxagent_proto::identity::Fingerprint;
@@ -59,8 +60,8 @@ impl From<&DeviceRow> for AccountDeviceView {
 
 /// The relay's answer as the UI gets it, `you` marked: this device first, then the others in
 /// the account's order.
-pub fn rows(list: &DeviceList, you: &Fingerprint) -> Vec<AccountDeviceView> {
-    let mut rows: Vec<AccountDeviceView> = devices::rows(list, you)
+pub fn rows(list: &DeviceList, you: &Fingerprint, book: &Book) -> Vec<AccountDeviceView> {
+    let mut rows: Vec<AccountDeviceView> = devices::rows(list, you, book)
         .iter()
         .map(AccountDeviceView::from)
         .collect();
@@ -99,7 +100,7 @@ mod tests {
                 },
             ],
         };
-        let shown = rows(&list, &Fingerprint([0x22; 32]));
+        let shown = rows(&list, &Fingerprint([0x22; 32]), &Book::default());
         assert_eq!(
             serde_json::to_value(&shown).unwrap(),
             json!([

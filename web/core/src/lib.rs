@@ -43,10 +43,11 @@ use muxagent_client::controller::{
 use muxagent_client::decide;
 use muxagent_client::history::PlanError;
 use muxagent_client::limits::CACHED_EVENTS_PER_SESSION;
-use muxagent_client::model::{Changes, Model};
+use muxagent_client::model::{Changes, Model, WholeInput};
 use muxagent_proto::app::{
-    ApprovalState, Decide, DeviceMessage, EventKind, ForgetDevice, Interrupt, ListRuntimes, Mode,
-    PushKinds, RuntimeName, SendPrompt, SessionId, SetMode, StartSession, Stop, TestPush,
+    ApprovalState, Decide, Decision, DeviceMessage, EventKind, ForgetDevice, Interrupt,
+    ListRuntimes, Mode, PushKinds, RuntimeName, SendPrompt, SessionId, SetMode, StartSession, Stop,
+    TestPush,
 };
 use muxagent_proto::identity::{Fingerprint, Identity};
 use muxagent_proto::limits::{PUSH_AUTH_LEN, PUSH_VAPID_KEY_LEN, RELAY_WS_PATH};
@@ -180,7 +181,15 @@ impl Inner {
             view: std::mem::take(&mut self.dirty),
             ..Changes::default()
         };
-        while let Some(output) = self.controller.poll_output() {
+        loop {
+            let Some(output) = self.controller.poll_output() else {
+                // Approvals whose input came cut: fetch it whole (it adds outputs).
+                if self.headless || !self.fetch_inputs() {
+                    break;
+                }
+                changes.view = true;
+                continue;
+            };
             match output {
                 Output::Connect => self.open_socket(core),
                 Output::Send(bytes) => {
@@ -270,6 +279,21 @@ impl Inner {
     }
 
     /// Resolve or reject the promises waiting on `request`.
+    /// Start fetching the whole input of every pending approval whose input came cut; whether
+    /// any began (or failed at once).
+    fn fetch_inputs(&mut self) -> bool {
+        let wanted = self.model.inputs_to_fetch();
+        for (machine, session, approval) in &wanted {
+            let request = self
+                .controller
+                .fetch_input(now(), machine, *session, *approval)
+                .map_err(|failure| failure.to_string());
+            self.model
+                .fetching_input((*machine, *session, *approval), request);
+        }
+        !wanted.is_empty()
+    }
+
     fn settle(
         &mut self,
         request: u32,
@@ -339,9 +363,11 @@ impl Inner {
                     self.controller.forget(machine);
                     Ok(JsValue::UNDEFINED)
                 }
-                (Ok(Answer::Devices(list)), Then::Devices) => {
-                    Ok(json::to_js(&devices::rows(list, &self.device)))
-                }
+                (Ok(Answer::Devices(list)), Then::Devices) => Ok(json::to_js(&devices::rows(
+                    list,
+                    &self.device,
+                    &self.model.book(),
+                ))),
                 (Ok(Answer::Runtimes(list)), Then::Runtimes) => {
                     let runtimes: Vec<view::RuntimeView> =
                         list.runtimes.iter().map(view::RuntimeView::from).collect();
@@ -1139,22 +1165,39 @@ impl Core {
             let Some(entry) = known.history.approvals.get(&number) else {
                 return rejected(format!("session {session} has no approval {number}"));
             };
-            let Some(request) = entry.request.clone().filter(|_| entry.pending()) else {
+            let Some(mut request) = entry.request.clone().filter(|_| entry.pending()) else {
                 return rejected(format!(
                     "approval {session}/{number} is no longer pending ({})",
                     entry.describe()
                 ));
             };
-            let signed = match decide::sign(
-                inner.controller.identity(),
-                session,
-                &request,
-                shown_input,
-                decision.into(),
-                now() / 1000,
-            ) {
-                Ok(signed) => signed,
-                Err(failure) => return rejected(failure),
+            // An input that came cut is allowed over the whole fetched since (checked against
+            // the hash when it came); a deny needs no look at it (`decide::deny`).
+            if let Some(WholeInput::Whole(whole)) =
+                inner.model.whole_input(&(machine, session, number))
+            {
+                request = whole.clone();
+            }
+            let decision: Decision = decision.into();
+            let signed = match decision {
+                Decision::Deny { message } => decide::deny(
+                    inner.controller.identity(),
+                    session,
+                    &request,
+                    message,
+                    now() / 1000,
+                ),
+                decision => match decide::sign(
+                    inner.controller.identity(),
+                    session,
+                    &request,
+                    shown_input,
+                    decision,
+                    now() / 1000,
+                ) {
+                    Ok(signed) => signed,
+                    Err(failure) => return rejected(failure),
+                },
             };
             let asked = inner.controller.request(now(), &machine, |request| {
                 muxagent_proto::app::Decide {

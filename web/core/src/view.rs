@@ -3,8 +3,9 @@
 //! so their shape is tested natively; the glue turns them into JS objects.
 
 use muxagent_client::controller::{Channel, Connection};
+use muxagent_client::decide;
 use muxagent_client::inbox::{self, Filter, Item};
-use muxagent_client::model::{Machine, Model, Session};
+use muxagent_client::model::{Machine, Model, Session, WholeInput};
 use muxagent_client::words;
 use muxagent_proto::app::{
     Decision, Event, EventKind, RuntimeInfo, SessionId, Stream, Usage as WireUsage,
@@ -80,8 +81,11 @@ pub struct MachineView {
     pub fingerprint: String,
     /// The short form people compare.
     pub short: String,
-    /// Hostname.
+    /// Hostname, as the machine gave it in the pairing or on its channel.
     pub hostname: String,
+    /// The relay's presence names it otherwise: the relay's word, not the machine's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_hostname: Option<String>,
     /// From relay presence.
     pub online: bool,
     /// `closed`, `handshaking`, `syncing`, `live`.
@@ -172,6 +176,25 @@ pub struct ApprovalView {
     /// The machine refused this device's decision.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// `input` is cut: the approval's event carried less than the agent asked, and the whole
+    /// is not here (yet). It cannot be allowed until it is; it can be denied.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub input_cut: bool,
+    /// The whole input is being fetched: bytes so far and in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_loading: Option<InputLoading>,
+    /// Why the whole input could not be fetched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_error: Option<String>,
+}
+
+/// `InputLoading` in the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct InputLoading {
+    /// Bytes fetched.
+    pub have: u64,
+    /// Bytes in all (0 until the first page came).
+    pub total: u64,
 }
 
 /// The device in the view.
@@ -300,6 +323,7 @@ pub fn machine(fingerprint: &Fingerprint, machine: &Machine) -> MachineView {
         fingerprint: fingerprint.to_hex(),
         short: fingerprint.to_string(),
         hostname: machine.hostname.clone(),
+        relay_hostname: machine.relay_hostname.clone(),
         online: machine.online,
         channel: channel_word(machine.channel),
         paired_at: ms(machine.record.paired_at),
@@ -326,6 +350,24 @@ fn approval(model: &Model, item: &Item<'_>) -> ApprovalView {
         Some((decision, device)) => (Some(decision.into()), Some(device.to_string())),
         None => (None, None),
     };
+    let (mut input_cut, mut input_loading, mut input_error) = (false, None, None);
+    let input = match model.whole_input(&key) {
+        Some(WholeInput::Whole(whole)) => whole.input.clone(),
+        whole => {
+            input_cut = decide::digest(item.session, request).is_none();
+            match whole {
+                Some(WholeInput::Loading { have, total }) => {
+                    input_loading = Some(InputLoading {
+                        have: *have,
+                        total: *total,
+                    });
+                }
+                Some(WholeInput::Failed(why)) => input_error = Some(why.clone()),
+                _ => {}
+            }
+            request.input.clone()
+        }
+    };
     ApprovalView {
         machine: item.machine.to_hex(),
         hostname: known.map(|m| m.hostname.clone()).unwrap_or_default(),
@@ -334,7 +376,7 @@ fn approval(model: &Model, item: &Item<'_>) -> ApprovalView {
         approval: request.approval,
         kind: words::approval_kind_word(request.kind),
         tool: request.tool.clone(),
-        input: request.input.clone(),
+        input,
         plan,
         request_hash: Fingerprint(request.request_hash).to_hex(),
         requested_at: ms(item.approval.requested_at.unwrap_or(0)),
@@ -343,6 +385,9 @@ fn approval(model: &Model, item: &Item<'_>) -> ApprovalView {
         decided_by,
         sending: model.is_sending(&key),
         refused: model.refusal(&key).map(String::from),
+        input_cut,
+        input_loading,
+        input_error,
     }
 }
 
@@ -764,6 +809,23 @@ mod tests {
         assert_eq!(card["hostname"], json!("alpha"));
         assert!(card.get("sending").is_none() && card.get("decision").is_none());
         assert_eq!(value["approvals"].as_array().unwrap().len(), 1);
+        // Its hash is not its input's: the input counts as cut (deniable only) until the whole
+        // comes; nothing fetches it yet.
+        assert_eq!(card["inputCut"], json!(true));
+        assert!(card.get("inputLoading").is_none() && card.get("inputError").is_none());
+        // The relay's presence names the machine otherwise: its claim, not the name.
+        assert!(machine.get("relayHostname").is_none());
+        let presence = Note::Presence {
+            machine: alpha,
+            hostname: "mallory".into(),
+            online: true,
+        };
+        model.apply(&presence, &mut Changes::default());
+        let value =
+            serde_json::to_value(super::view(&model, &device, "https://r.example", true)).unwrap();
+        assert_eq!(value["machines"][0]["hostname"], json!("alpha"));
+        assert_eq!(value["machines"][0]["relayHostname"], json!("mallory"));
+        assert_eq!(value["inbox"][0]["hostname"], json!("alpha"));
     }
 
     #[test]

@@ -39,6 +39,23 @@ export function isOpen(a: ApprovalView): boolean {
  *  under the finger a moment before does not decide it. */
 export const ARM_MS = 400;
 
+/** Inputs longer than this many characters show their beginning and a "Show all" button that
+ *  must be opened before Allow is enabled: the person reads (or scrolls past) all of it. */
+export const LONG_INPUT_CHARS = 16 * 1024;
+
+function kib(bytes: number): string {
+  return `${Math.ceil(bytes / 1024)} KiB`;
+}
+
+/** What the card says about an input that came cut. */
+function cutText(a: ApprovalView): string {
+  if (a.inputError) return `Only the beginning of the input is here, so it cannot be allowed: ${a.inputError}. It can be denied.`;
+  if (a.inputLoading && a.inputLoading.total > 0) {
+    return `Loading the whole input (${kib(a.inputLoading.have)} of ${kib(a.inputLoading.total)})…`;
+  }
+  return "Loading the whole input…";
+}
+
 export function ApprovalCard({ approval: a, inline = false }: { approval: ApprovalView; inline?: boolean }) {
   const [message, setMessage] = useState("");
   const [tapped, setTapped] = useState(false);
@@ -47,11 +64,16 @@ export function ApprovalCard({ approval: a, inline = false }: { approval: Approv
     const timer = setTimeout(() => setArmed(true), ARM_MS);
     return () => clearTimeout(timer);
   }, [a.requestHash]);
+  const long = a.input.length > LONG_INPUT_CHARS;
+  // Which whole input the person opened in full (a new one must be opened again).
+  const [shownAll, setShownAll] = useState<string | null>(null);
+  const seen = !a.inputCut && (!long || shownAll === a.requestHash);
   const open = isOpen(a);
   const locked = !open || !armed || Boolean(a.sending) || tapped;
+  const allowLocked = locked || !seen;
   const what = a.kind === "plan" ? "plan" : revealPlain(a.tool);
   const decide = async (decision: Decision) => {
-    if (locked) return;
+    if (locked || (decision.kind !== "deny" && !seen)) return;
     setTapped(true);
     try {
       // Exactly the string this card rendered below.
@@ -75,7 +97,27 @@ export function ApprovalCard({ approval: a, inline = false }: { approval: Approv
       )}
       <h3>{a.kind === "plan" ? "Approve this plan?" : <>Allow <code><T text={a.tool} /></code>?</>}</h3>
       {a.plan !== undefined && <Mono text={a.plan} label="The plan" class="plan" />}
-      <InputView input={a.input} label={a.kind === "plan" ? "The request" : `Input of ${what}`} />
+      {long && shownAll !== a.requestHash ? (
+        <>
+          <Mono text={a.input.slice(0, LONG_INPUT_CHARS)} label={`The beginning of the input of ${what}`} class="input" />
+          <p class="small muted">
+            Showing the first {kib(LONG_INPUT_CHARS)} of {kib(a.input.length)}
+            {!a.inputCut && open && "; open all of it before you allow it"}.
+          </p>
+          {!a.inputCut && (
+            <button type="button" onClick={() => setShownAll(a.requestHash)}>
+              Show all {kib(a.input.length)}
+            </button>
+          )}
+        </>
+      ) : (
+        <InputView input={a.input} label={a.kind === "plan" ? "The request" : `Input of ${what}`} />
+      )}
+      {a.inputCut && open && (
+        <p class={a.inputError ? "error" : "state"} role="status">
+          {cutText(a)}
+        </p>
+      )}
       <p class={"state state-" + a.state} role="status">
         {a.sending ? "Sending your decision…" : STATE_TEXT[a.state]}
         {a.decision && ` · ${decisionText(a.decision)}`}
@@ -89,10 +131,10 @@ export function ApprovalCard({ approval: a, inline = false }: { approval: Approv
       {open && (
         <div class="decide">
           <div class="row allow">
-            <Action class="primary" disabled={locked} onClick={() => decide({ kind: "allow_once" })}>
+            <Action class="primary" disabled={allowLocked} onClick={() => decide({ kind: "allow_once" })}>
               Allow once
             </Action>
-            <Action disabled={locked} onClick={() => decide({ kind: "allow_always" })}>
+            <Action disabled={allowLocked} onClick={() => decide({ kind: "allow_always" })}>
               Allow always
             </Action>
           </div>

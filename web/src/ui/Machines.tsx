@@ -60,6 +60,12 @@ function MachineCard({ machine: m }: { machine: MachineView }) {
       <p class="muted small">
         {m.short} · {CHANNEL[m.channel]}
       </p>
+      {m.relayHostname !== undefined && (
+        <p class="error small" role="note">
+          The relay calls this machine “<T text={m.relayHostname} />”, not the name it gave when it paired. The relay's name is
+          not checked; this card uses the paired one.
+        </p>
+      )}
       {m.pendingApprovals > 0 && (
         <a class="waiting" href={href({ screen: "inbox" })}>
           {m.pendingApprovals === 1 ? "1 approval waiting" : `${m.pendingApprovals} approvals waiting`}
