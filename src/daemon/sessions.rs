@@ -490,6 +490,13 @@ impl Sessions {
         failed
     }
 
+    /// Whether `id`'s log is suspended (see the module's "A log that cannot be written").
+    pub fn is_suspended(&self, id: &SessionId) -> bool {
+        self.sessions
+            .get(id)
+            .is_some_and(|session| session.broken.is_some())
+    }
+
     /// Try to write `id`'s suspended log again, at most once per [`DAEMON_LOG_RETRY_SECS`]
     /// (`at`: now, unix seconds): open it again and fold it as a restart would, then log an
     /// `Error` event saying how many events were not kept and why. Returns that event (to be
