@@ -2,7 +2,8 @@
 # Measures how fast the daemon logs a chatty agent's stream, on loopback, in release mode: the
 # fake agent (FAKE_AGENT_DELTAS) answers one prompt with N text deltas (default 10,000) as fast
 # as the daemon reads them, while a controller watches the session live. Prints events/s (from
-# starting the session until it is idle with every delta logged) and, when strace is installed,
+# starting the session until it is idle with every delta logged, and until the watching device
+# printed every event) and, when strace is installed,
 # the daemon's fsyncs (fsync + fdatasync) during that time and per second.
 #
 #   bench/deltas.sh [N]
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-10000}
 
-cargo build --release -q --bin muxagent -p muxagent -p muxagent-relay --example fake-agent
+cargo build --release -q --locked -p muxagent -p muxagent-relay --bin muxagent --bin muxagent-relay --example fake-agent
 relay_bin=$PWD/target/release/muxagent-relay
 fake=$PWD/target/release/examples/fake-agent
 work=$(mktemp -d)
@@ -74,7 +75,7 @@ measure() {
   start=$(now)
   session=$(MUXAGENT_HOME=$controller "$mux" ctl start bench --runtime claude --cwd "$run/cwd" \
     --prompt "stream $count deltas" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["session"])')
-  MUXAGENT_HOME=$controller "$mux" ctl watch bench "${session:0:8}" >"$run/watch.out" 2>/dev/null &
+  MUXAGENT_HOME=$controller "$mux" ctl watch bench "${session:0:8}" --json >"$run/watch.out" 2>/dev/null &
   local watch_pid=$!
   pids+=("$watch_pid")
   done_() { MUXAGENT_HOME=$machine "$mux" sessions --json | grep -Eq "\"output_tokens\": ?$count\b"; }
@@ -82,16 +83,21 @@ measure() {
   done_ || { echo "timed out waiting for $count deltas" >&2; exit 1; }
   end=$(now)
   MUXAGENT_HOME=$machine "$mux" sessions --json >"$run/sessions.json"
+  # The watching device has every event: as many lines as the log has events.
+  local logged watched
+  logged=$(python3 -c 'import json,sys; rows=json.load(open(sys.argv[1])); rows=rows if isinstance(rows,list) else rows.get("sessions",rows); print(max(r["last_seq"] for r in rows))' "$run/sessions.json")
+  for _ in $(seq 1 60000); do [ "$(wc -l <"$run/watch.out")" -ge "$logged" ] && break; sleep 0.01; done
+  watched=$(now)
   # Stop this run's processes before the next one measures.
   kill "$watch_pid" 2>/dev/null || true
   MUXAGENT_HOME=$machine "$mux" daemon stop >/dev/null 2>&1 || true
   wait "$daemon_pid" 2>/dev/null || true
   kill "$relay_pid" 2>/dev/null || true
   wait "$relay_pid" "$watch_pid" 2>/dev/null || true
-  python3 - "$label" "$count" "$start" "$end" "$run/sessions.json" "$run/fsyncs" <<'PY'
+  python3 - "$label" "$count" "$start" "$end" "$run/sessions.json" "$run/fsyncs" "$watched" "$run/watch.out" <<'PY'
 import json, os, sys
-label, count, start, end, sessions, fsyncs = sys.argv[1:]
-start, end = float(start), float(end)
+label, count, start, end, sessions, fsyncs, watched, watch_out = sys.argv[1:]
+start, end, watched = float(start), float(end), float(watched)
 rows = json.load(open(sessions))
 rows = rows if isinstance(rows, list) else rows.get("sessions", rows)
 events = max(row["last_seq"] for row in rows)
@@ -101,6 +107,8 @@ if os.path.exists(fsyncs):
     times = [float(l.split()[1]) for l in open(fsyncs) if "sync(" in l and not "resumed" in l]
     n = sum(1 for t in times if start <= t <= end)
     line += f"; {n} fsyncs = {n / secs:,.0f} fsyncs/s, {events / max(n, 1):.1f} events per fsync"
+shown = sum(1 for _ in open(watch_out))
+line += f"; the watching device had {shown} of them after {watched - start:.2f} s = {shown / (watched - start):,.0f} events/s"
 print(line)
 PY
 }

@@ -740,6 +740,13 @@ pub const DAEMON_OUTGOING_QUEUE: usize = 512;
 /// stream of ~100-byte deltas; 128 events per fsync instead of one.
 pub const DAEMON_COMMIT_MAX_EVENTS: usize = 128;
 
+/// Seconds between attempts to write a session's log again after writing it failed (a full
+/// disk): each attempt opens the log again, which reads and checks all of it — at most
+/// [`LOG_RETENTION_LEN`] + [`LOG_SEGMENT_LEN`] = 36 MiB, ~0.1–0.3 s of one core — so a session
+/// streaming into a full disk costs at most that once a second, and its events are refused
+/// (not logged, not sent) in between. Attempts are made only when an event arrives.
+pub const DAEMON_LOG_RETRY_SECS: u64 = 1;
+
 /// Largest piece of a command's output in one event. 8 KiB keeps an event well inside one
 /// channel message and a chatty command at a few hundred events a second.
 pub const OUTPUT_CHUNK_LEN: usize = 8 * 1024;

@@ -175,6 +175,16 @@ impl<'a> Conversation<'a> {
                 .receive(&recv.payload)
                 .map(Some)
                 .map_err(|error| format!("{}: {error}", self.hostname)),
+            // The machine's daemon left the relay (it stopped, or was killed and will come back):
+            // this channel is gone with it, and waiting on it would wait for ever.
+            Frame::Presence(presence)
+                if presence.machine == self.link.fingerprint() && !presence.online =>
+            {
+                Err(format!(
+                    "{} went offline (its daemon left the relay)",
+                    self.hostname
+                ))
+            }
             Frame::Error(error) => match error.code {
                 ErrorCode::PeerOffline => Err(format!(
                     "{} is offline (its daemon is not connected to the relay)",

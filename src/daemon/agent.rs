@@ -23,7 +23,7 @@ use smol::{LocalExecutor, Timer};
 use super::process::{self, signal_group};
 use super::runtime::{self, Command, Report, Runtime, Spec};
 use super::{Shared, approvals};
-use crate::{log, os};
+use crate::os;
 
 /// A device request that was refused: the code and a message for the person.
 pub type Refusal = (AppErrorCode, String);
@@ -242,7 +242,7 @@ fn finish(core: &Shared, id: SessionId, status: std::io::Result<std::process::Ex
         EventKind::Status(final_status),
     ] {
         if let Err(error) = c.record(id, kind, now) {
-            log::error(&format!("session {id}: {error}"));
+            super::report(id, &error);
         }
     }
 }
@@ -291,7 +291,7 @@ fn on_report(core: &Shared, executor: &Rc<LocalExecutor<'static>>, id: SessionId
                 return;
             };
             if let Err(error) = c.record(id, EventKind::Usage(total), now) {
-                log::error(&format!("session {id}: {error}"));
+                super::report(id, &error);
             }
         }
         Report::AgentSession(agent_session) => {
@@ -322,7 +322,7 @@ fn add_usage(total: Usage, delta: Usage) -> Usage {
 /// Log an event of a session (errors go to the daemon's log: the session goes on).
 pub fn record(core: &Shared, id: SessionId, kind: EventKind) {
     if let Err(error) = core.borrow_mut().record(id, kind, os::unix_now()) {
-        log::error(&format!("session {id}: {error}"));
+        super::report(id, &error);
     }
 }
 
@@ -334,7 +334,7 @@ pub fn set_status(core: &mut super::Core, id: SessionId, status: SessionStatus, 
         .is_some_and(|info| info.status != status)
         && let Err(error) = core.record(id, EventKind::Status(status), now)
     {
-        log::error(&format!("session {id}: {error}"));
+        super::report(id, &error);
     }
 }
 

@@ -24,7 +24,7 @@ use smol::{LocalExecutor, Timer};
 use super::agent::{self, Refusal};
 use super::runtime::{Ask, Command};
 use super::{Core, Shared};
-use crate::{log, os};
+use crate::os;
 
 /// How an approval closed on the agent's side.
 pub enum Close {
@@ -219,7 +219,7 @@ fn answer_agent(c: &Core, id: SessionId, agent_request: &str, decision: Decision
 
 fn record(c: &mut Core, id: SessionId, kind: EventKind) {
     if let Err(error) = c.record(id, kind, os::unix_now()) {
-        log::error(&format!("session {id}: {error}"));
+        super::report(id, &error);
     }
 }
 
@@ -280,7 +280,7 @@ pub fn withdraw_all(c: &mut Core, id: SessionId, now: u64) {
             state: ApprovalState::Withdrawn,
         };
         if let Err(error) = c.record(id, kind, now) {
-            log::error(&format!("session {id}: {error}"));
+            super::report(id, &error);
         }
     }
 }

@@ -700,13 +700,30 @@ fn test_push(core: &Shared, device: Fingerprint) -> Result<(), agent::Refusal> {
     Ok(())
 }
 
-/// Answer a request with an ack naming its session, or with the refusal.
+/// Answer a request with an ack naming its session, or with the refusal. An ack says what the
+/// request logged (a prompt, a decision) is kept: what it logged is committed (fsynced) first,
+/// and if the session's log could not be written the device hears that instead.
 fn answer(core: &Shared, route: Route, request: u32, result: Result<SessionId, agent::Refusal>) {
+    let mut core = core.borrow_mut();
     let reply = match result {
-        Ok(session) => ack(request, Some(session)),
+        Ok(session) => {
+            core.commit();
+            if core.sessions.is_suspended(&session) {
+                refuse(
+                    request,
+                    AppErrorCode::Internal,
+                    format!(
+                        "session {session}'s history cannot be written on this machine (see its \
+                         daemon's log); try again"
+                    ),
+                )
+            } else {
+                ack(request, Some(session))
+            }
+        }
         Err((code, message)) => refuse(request, code, message),
     };
-    core.borrow().reply(route, reply);
+    core.reply(route, reply);
 }
 
 /// The runtimes and whether their programs are installed.

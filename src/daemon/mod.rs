@@ -360,6 +360,21 @@ impl Core {
         at: u64,
         notify: Option<SessionStatus>,
     ) -> Result<Event, SessionError> {
+        // A log suspended by a failed write is tried again first; its `Error` event (how many
+        // events were not kept) goes before this one.
+        if let Some(healed) = self.sessions.heal(id, at)? {
+            log::info(&format!(
+                "session {id}: writing its history again ({})",
+                match &healed.kind {
+                    EventKind::Error { message } => message.as_str(),
+                    _ => "",
+                }
+            ));
+            self.uncommitted.push(Uncommitted {
+                event: healed,
+                notify: None,
+            });
+        }
         let event = self.sessions.record(id, kind, at)?;
         self.uncommitted.push(Uncommitted {
             event: event.clone(),
@@ -711,6 +726,14 @@ pub fn run_foreground(home: Home, relay: Option<String>) -> Result<(), DaemonErr
     }));
     shutdown(&core);
     Ok(())
+}
+
+/// Log a session's failure to record an event, unless it repeats one already logged (a
+/// suspended log refuses every event of a streaming agent: one line said why).
+pub fn report(id: SessionId, error: &SessionError) {
+    if !error.is_repeat() {
+        log::error(&format!("session {id}: {error}"));
+    }
 }
 
 /// Commit what was logged ([`Core::commit`]) once per executor turn: woken by the first event

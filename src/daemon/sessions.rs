@@ -20,6 +20,17 @@
 //! (`Core::commit`), so a chatty agent pays one fsync per batch, not per delta. Replay pages
 //! ([`Sessions::page_after`]) hold durable events only.
 //!
+//! # A log that cannot be written
+//!
+//! When writing or syncing a session's log fails (the disk is full, say), the store poisons it:
+//! what is on disk is unknown until it is opened again. The session is then *suspended*: its
+//! events are refused ([`SessionError::Suspended`], which callers do not log again: the first
+//! failure was logged) and none after the last durable one is ever sent. Every
+//! [`DAEMON_LOG_RETRY_SECS`] an event that arrives tries [`Sessions::heal`]: it opens the log
+//! again (which finds the real end and cuts a torn tail) and folds it, as a restart would, and
+//! logs an `Error` event saying how many events were not kept and why, so devices see the gap
+//! explained. The daemon never has to restart for it.
+//!
 //! # A damaged log
 //!
 //! A log that does not open or read (a flipped byte in the middle, a file from an incompatible
@@ -35,7 +46,9 @@ use muxagent_proto::app::{
     ApprovalId, ApprovalRequest, ApprovalState, Event, EventKind, SessionId, SessionInfo,
     SessionStatus, Usage,
 };
-use muxagent_proto::limits::{LOG_RETENTION_LEN, LOG_SEGMENT_LEN, REPLAY_PAGE_EVENTS};
+use muxagent_proto::limits::{
+    DAEMON_LOG_RETRY_SECS, LOG_RETENTION_LEN, LOG_SEGMENT_LEN, REPLAY_PAGE_EVENTS,
+};
 use muxagent_store::{Log, Options};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +69,21 @@ pub enum SessionError {
     },
     /// The sessions folder could not be listed.
     Io(std::io::Error),
+    /// The session's log failed earlier (said then) and is not written until it heals.
+    Suspended {
+        /// The session.
+        session: SessionId,
+        /// Why it failed.
+        reason: String,
+    },
+}
+
+impl SessionError {
+    /// An event refused because the log failed earlier: that failure was already reported, so
+    /// this one is not worth a line of its own (a streaming agent would write one per delta).
+    pub fn is_repeat(&self) -> bool {
+        matches!(self, SessionError::Suspended { .. })
+    }
 }
 
 impl fmt::Display for SessionError {
@@ -66,6 +94,11 @@ impl fmt::Display for SessionError {
                 write!(f, "session {session}'s history: {source}")
             }
             SessionError::Io(source) => write!(f, "cannot list the sessions folder: {source}"),
+            SessionError::Suspended { session, reason } => write!(
+                f,
+                "session {session}'s history cannot be written ({reason}); its events are not \
+                 kept until it can"
+            ),
         }
     }
 }
@@ -99,6 +132,45 @@ struct Session {
     info: SessionInfo,
     state: SessionState,
     log: Log<Event>,
+    /// Set when writing the log failed: see the module's "A log that cannot be written".
+    broken: Option<Broken>,
+}
+
+/// Why a session's log is suspended, and since when.
+struct Broken {
+    /// The store's error, for people.
+    reason: String,
+    /// The time (unix seconds) of the next attempt to open the log again.
+    retry_at: u64,
+    /// Events refused since.
+    refused: u64,
+}
+
+impl Broken {
+    fn new(reason: String, at: u64) -> Self {
+        Broken {
+            reason,
+            retry_at: at.saturating_add(DAEMON_LOG_RETRY_SECS),
+            refused: 0,
+        }
+    }
+}
+
+/// Whether a store error left the log poisoned (an IO error while writing or syncing).
+fn poisons(error: &muxagent_store::Error) -> bool {
+    matches!(
+        error,
+        muxagent_store::Error::Io { .. } | muxagent_store::Error::Poisoned { .. }
+    )
+}
+
+/// The `Error` event's text once a suspended log is written again.
+fn not_kept_message(lost: u64, reason: &str) -> String {
+    let events = if lost == 1 { "event" } else { "events" };
+    format!(
+        "{lost} {events} of this session were not kept: its history could not be written \
+         ({reason}); it is written again now"
+    )
 }
 
 /// The fold of a session's events up to `info.last_seq`, kept beside its log.
@@ -297,7 +369,12 @@ impl Sessions {
             let (_, event) = item?;
             fold(&mut info, &mut state, &event);
         }
-        Ok(Session { info, state, log })
+        Ok(Session {
+            info,
+            state,
+            log,
+            broken: None,
+        })
     }
 
     /// The store's options: no retention of its own (see [`Sessions::retain`]).
@@ -332,6 +409,7 @@ impl Sessions {
                 info: empty_info(id),
                 state: SessionState::default(),
                 log,
+                broken: None,
             },
         );
         self.record(id, started, at)
@@ -354,13 +432,29 @@ impl Sessions {
             session: id,
             source,
         };
+        if let Some(broken) = &mut session.broken {
+            broken.refused += 1;
+            return Err(SessionError::Suspended {
+                session: id,
+                reason: broken.reason.clone(),
+            });
+        }
         let event = Event {
             session: id,
             seq: session.log.next_seq() + 1,
             at,
             kind,
         };
-        session.log.append(&event).map_err(store)?;
+        if let Err(error) = session.log.append(&event) {
+            if poisons(&error) {
+                // This event and whatever was appended but not synced are gone.
+                let mut broken = Broken::new(error.to_string(), at);
+                broken.refused = 1;
+                session.broken = Some(broken);
+                self.unsynced.remove(&id);
+            }
+            return Err(store(error));
+        }
         self.unsynced.insert(id);
         fold(&mut session.info, &mut session.state, &event);
         if let Some(budget) = self.options.retention
@@ -383,6 +477,10 @@ impl Sessions {
             if let Some(session) = self.sessions.get_mut(&id)
                 && let Err(source) = session.log.sync()
             {
+                if poisons(&source) {
+                    let now = crate::os::unix_now();
+                    session.broken = Some(Broken::new(source.to_string(), now));
+                }
                 failed.push(SessionError::Store {
                     session: id,
                     source,
@@ -390,6 +488,65 @@ impl Sessions {
             }
         }
         failed
+    }
+
+    /// Whether `id`'s log is suspended (see the module's "A log that cannot be written").
+    pub fn is_suspended(&self, id: &SessionId) -> bool {
+        self.sessions
+            .get(id)
+            .is_some_and(|session| session.broken.is_some())
+    }
+
+    /// Try to write `id`'s suspended log again, at most once per [`DAEMON_LOG_RETRY_SECS`]
+    /// (`at`: now, unix seconds): open it again and fold it as a restart would, then log an
+    /// `Error` event saying how many events were not kept and why. Returns that event (to be
+    /// committed and sent like any other), `Ok(None)` if the log was not suspended, or the
+    /// error that refuses events meanwhile. Opening reads the whole log (at most
+    /// [`LOG_RETENTION_LEN`] + [`LOG_SEGMENT_LEN`]), hence the pause between attempts.
+    pub fn heal(&mut self, id: SessionId, at: u64) -> Result<Option<Event>, SessionError> {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return Ok(None);
+        };
+        let Some(broken) = &mut session.broken else {
+            return Ok(None);
+        };
+        let suspended = |broken: &Broken| SessionError::Suspended {
+            session: id,
+            reason: broken.reason.clone(),
+        };
+        if at < broken.retry_at {
+            return Err(suspended(broken));
+        }
+        broken.retry_at = at.saturating_add(DAEMON_LOG_RETRY_SECS);
+        let old_next = session.log.next_seq();
+        let path = self.dir.join(format!("{id:#}"));
+        let mut repaired = Vec::new();
+        let fresh = match self.load(id, &path, &mut repaired) {
+            Ok(fresh) => fresh,
+            Err(error) => {
+                let session = self.sessions.get_mut(&id);
+                if let Some(broken) = session.and_then(|s| s.broken.as_mut()) {
+                    broken.reason = error.to_string();
+                    return Err(suspended(broken));
+                }
+                return Err(SessionError::Store {
+                    session: id,
+                    source: error,
+                });
+            }
+        };
+        let Some(old) = self.sessions.insert(id, fresh) else {
+            return Ok(None);
+        };
+        let Some(broken) = old.broken else {
+            return Ok(None);
+        };
+        drop(old.log);
+        let lost = broken
+            .refused
+            .saturating_add(old_next.saturating_sub(self.durable_seq(&id)));
+        let message = not_kept_message(lost, &broken.reason);
+        self.record(id, EventKind::Error { message }, at).map(Some)
     }
 
     /// The seq of `id`'s last durable event (0 if none, or no such session).
@@ -423,6 +580,12 @@ impl Sessions {
             session: id,
             source,
         };
+        if let Some(broken) = &session.broken {
+            return Err(SessionError::Suspended {
+                session: id,
+                reason: broken.reason.clone(),
+            });
+        }
         // Event seq n is log record n - 1.
         let from = after_seq.max(session.log.first_seq());
         let durable = session.log.durable_seq();

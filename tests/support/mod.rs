@@ -313,6 +313,8 @@ pub struct Daemon {
     child: Option<Child>,
     relay: String,
     env: Vec<(String, String)>,
+    /// A command the daemon runs under (its arguments come after these).
+    wrap: Vec<String>,
 }
 
 impl Daemon {
@@ -322,14 +324,31 @@ impl Daemon {
 
     /// A daemon whose environment (and so its agents') has `env` added.
     pub fn start_with_env(home: &Path, relay: &str, env: Vec<(String, String)>) -> Daemon {
+        Daemon::start_wrapped(home, relay, env, Vec::new())
+    }
+
+    /// A daemon started as `WRAP… muxagent daemon start …` (the wrapper must end by exec'ing
+    /// its arguments, so the child's pid is the daemon's).
+    pub fn start_wrapped(
+        home: &Path,
+        relay: &str,
+        env: Vec<(String, String)>,
+        wrap: Vec<String>,
+    ) -> Daemon {
         let mut daemon = Daemon {
             home: home.to_path_buf(),
             child: None,
             relay: relay.into(),
             env,
+            wrap,
         };
         daemon.restart();
         daemon
+    }
+
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn restart(&mut self) {
@@ -346,7 +365,19 @@ impl Daemon {
             .and_then(|n| n.to_str())
             .unwrap_or("machine")
             .to_string();
-        let child = muxagent(&self.home)
+        let mut command = match self.wrap.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command
+                    .args(args)
+                    .arg(env!("CARGO_BIN_EXE_muxagent"))
+                    .env("MUXAGENT_HOME", &self.home)
+                    .stdin(Stdio::null());
+                command
+            }
+            None => muxagent(&self.home),
+        };
+        let child = command
             .env("MUXAGENT_HOSTNAME", name)
             .envs(self.env.iter().map(|(key, value)| (key, value)))
             .args(["daemon", "start", "--foreground", "--relay", &self.relay])
@@ -449,6 +480,11 @@ impl Watch {
             }
         });
         Watch { child, lines }
+    }
+
+    /// The `ctl watch` process's id (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Lines until one satisfies `until` (included).
