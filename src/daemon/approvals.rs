@@ -24,7 +24,7 @@ use smol::{LocalExecutor, Timer};
 use super::agent::{self, Refusal};
 use super::runtime::{Ask, Command};
 use super::{Core, Shared};
-use crate::os;
+use crate::{log, os};
 
 /// How an approval closed on the agent's side.
 pub enum Close {
