@@ -9,48 +9,25 @@ use std::os::unix::fs::PermissionsExt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use smol::LocalExecutor;
 use smol::channel::Sender;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use smol::net::unix::{UnixListener, UnixStream};
 
-use super::{DaemonError, Out, Shared};
+use super::link::pairing;
+use super::{DaemonError, Shared};
 use crate::home::Home;
+
+/// What [`follow`] streams: the news of a `pair` or `unpair` request (written by the relay
+/// link's pairing, which the socket only passes on).
+pub use super::link::pairing::Notice;
 
 /// The socket's file name.
 pub const SOCKET_FILE: &str = "daemon.sock";
 
 /// Longest request line the daemon reads.
 const MAX_REQUEST_LEN: usize = 4096;
-
-/// What a control client is told while it waits (`pair`, `unpair`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Notice {
-    /// A pairing link is up.
-    PairingLink {
-        /// The link.
-        link: String,
-        /// Unix seconds.
-        expires_at: u64,
-    },
-    /// A device paired.
-    Paired {
-        /// Its short fingerprint.
-        device: String,
-    },
-    /// The link expired unused.
-    PairingExpired,
-    /// The relay removed this machine's record.
-    Unpaired,
-    /// The request failed.
-    Failed {
-        /// Why.
-        reason: String,
-    },
-}
 
 /// Listen on the socket (replacing a dead daemon's socket file; the caller holds the lock).
 pub fn bind(home: &Home) -> Result<UnixListener, DaemonError> {
@@ -104,9 +81,10 @@ async fn handle(core: Shared, stream: UnixStream, stop: Sender<()>) {
         "pair" | "unpair" => {
             let (notices, receiver) = smol::channel::bounded(8);
             let started = if op == "pair" {
-                start_pairing(&core, notices)
+                pairing::watch(&core, notices);
+                Ok(())
             } else {
-                start_unpair(&core, notices)
+                pairing::leave(&core, notices)
             };
             if let Err(reason) = started {
                 let _ =
@@ -169,46 +147,6 @@ pub fn sessions(core: &Shared) -> Vec<serde_json::Value> {
         .map(crate::render::session_json)
         .chain(damaged)
         .collect()
-}
-
-fn start_pairing(core: &Shared, notices: Sender<Notice>) -> Result<(), String> {
-    let mut c = core.borrow_mut();
-    c.watchers.push(notices.clone());
-    if let Some(offer) = &c.status.pairing {
-        let _ = notices.try_send(Notice::PairingLink {
-            link: offer.link.clone(),
-            expires_at: offer.expires_at,
-        });
-        return Ok(());
-    }
-    c.want_pairing = true;
-    if let Some(outgoing) = &c.outgoing {
-        let _ = outgoing.try_send(Out::Wake);
-    }
-    Ok(())
-}
-
-fn start_unpair(core: &Shared, notices: Sender<Notice>) -> Result<(), String> {
-    let mut c = core.borrow_mut();
-    if c.status.revoked {
-        return Err(
-            "the relay refuses this machine (it was revoked), so it cannot be asked; \
-                    `muxagent unpair --local` forgets the account and makes new keys without it"
-                .into(),
-        );
-    }
-    if c.state.devices.is_empty() {
-        return Err("this machine is not paired".into());
-    }
-    let Some(frame) = super::link::unpair_entry(&c) else {
-        return Err("could not sign the unpair request".into());
-    };
-    if !c.status.connected {
-        return Err("the daemon is not connected to the relay; try again once `muxagent daemon status` shows it connected".into());
-    }
-    c.watchers.push(notices);
-    c.send_frame(frame);
-    Ok(())
 }
 
 /// Ask a running daemon; `None` when none answers.

@@ -10,7 +10,7 @@
 //! - [`approvals`]: asks, signed decisions, their states and the auto-deny policy.
 //! - [`notify`]: what is worth a push notification to which device, and when (sans-IO).
 //! - [`webpush`]: a notice encrypted for a device's push subscription (RFC 8291).
-//! - [`link`]: the relay connection, pairing and the device protocol.
+//! - [`link`]: the relay connection, pairing, device requests and replay.
 //! - [`control`]: the Unix socket the CLI talks to.
 //! - [`lock`]: one daemon per `$MUXAGENT_HOME`.
 
@@ -150,7 +150,7 @@ pub struct Core {
     /// The last sync generation handed out.
     pub generation: u64,
     /// Control clients waiting for pairing or unpairing news.
-    pub watchers: Vec<Sender<control::Notice>>,
+    pub watchers: Vec<Sender<link::pairing::Notice>>,
     /// Budgets for warnings a peer causes (junk packets, refusals), by peer.
     pub warnings: log::Throttle<String>,
     /// Wakes the relay link to log in again at once (after a local reset made new keys).
@@ -571,12 +571,6 @@ impl Core {
         }
     }
 
-    /// Tell every waiting control client.
-    pub fn notify(&mut self, notice: control::Notice) {
-        self.watchers
-            .retain(|watcher| watcher.try_send(notice.clone()).is_ok());
-    }
-
     /// Queue an answer for the connection that asked (dropped if the relay link is down: the
     /// device will ask again).
     pub fn reply(&self, route: Route, message: MachineMessage) {
@@ -703,7 +697,7 @@ pub fn run_foreground(home: Home, relay: Option<String>) -> Result<(), DaemonErr
     executor.spawn(push_timer(core.clone())).detach();
     executor.spawn(committer(core.clone())).detach();
     executor
-        .spawn(link::replayer(
+        .spawn(link::replay::replayer(
             core.clone(),
             executor.clone(),
             replay_requests,

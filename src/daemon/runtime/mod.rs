@@ -10,6 +10,7 @@
 //! - [`codex`]: Codex's `app-server` JSON-RPC.
 //! - [`acp`]: any Agent Client Protocol agent (`gemini --acp` and others).
 //! - [`asks`]: the table of open asks every runtime keeps, capped.
+//! - [`installed`]: which runtimes' programs are on `PATH` (a device's `ListRuntimes`).
 //! - [`lines`]: the driver shared by the JSON-lines protocols (Claude, Codex), which are
 //!   written sans-IO against [`LineProtocol`] and tested by feeding them recorded lines.
 //! - [`stderr`]: the agent's standard error as output events, beside any runtime's
@@ -27,6 +28,7 @@ pub mod codex;
 pub mod command;
 #[cfg(test)]
 mod contract;
+pub mod installed;
 pub mod lines;
 pub mod stderr;
 
