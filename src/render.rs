@@ -230,6 +230,11 @@ fn decision_word(decision: &Decision) -> String {
     }
 }
 
+/// Lower-case hex, as the daemon writes keys and hashes in files and notices.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `n` with thousands separators: `5,261`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();

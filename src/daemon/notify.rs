@@ -61,9 +61,8 @@ use muxagent_proto::limits::{
 use muxagent_proto::push::{MAX_NOTICE_LEN, NOTICE_VERSION, Notice, NoticeApproval, NoticeKind};
 
 use super::Route;
-use super::state::hex;
 use super::webpush::topic;
-use crate::render::input_summary;
+use crate::render::{hex, input_summary};
 
 /// What the notification of an approval too long for one push says after its summary.
 pub const TOO_LONG_NOTE: &str = " — too long to show here: open the app to decide";

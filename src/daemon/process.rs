@@ -7,9 +7,19 @@ use std::path::Path;
 use std::process::Stdio;
 
 use rustix::process::{Pid, Signal};
-use smol::process::Child;
+use smol::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 
-use super::runtime::AgentIo;
+/// The agent process as a runtime sees it.
+pub struct AgentIo {
+    /// Its standard input.
+    pub stdin: ChildStdin,
+    /// Its standard output.
+    pub stdout: ChildStdout,
+    /// Its standard error.
+    pub stderr: ChildStderr,
+    /// Its process group (for runtimes that interrupt with a signal).
+    pub group: Pid,
+}
 
 /// Send `signal` to a whole process group. A group that is gone already is not an error.
 pub fn signal_group(group: Pid, signal: Signal) -> io::Result<()> {

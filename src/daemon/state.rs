@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::notify::Subscriber;
 
 use crate::home::{Home, HomeError};
+use crate::render::hex;
 
 /// The file name in `$MUXAGENT_HOME`.
 pub const STATE_FILE: &str = "machine.json";
@@ -63,11 +64,6 @@ impl PushSettings {
             kinds: PushKinds(self.kinds),
         })
     }
-}
-
-/// Lower-case hex, as the daemon writes keys and hashes in files and notices.
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

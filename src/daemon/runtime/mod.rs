@@ -38,9 +38,10 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 use muxagent_proto::app::{ApprovalKind, Decision, EventKind, RuntimeName, Usage};
-use rustix::process::Pid;
 use smol::channel::{Receiver, Sender};
-use smol::process::{ChildStderr, ChildStdin, ChildStdout};
+
+/// The agent process as a runtime sees it (made by [`super::process::spawn`]).
+pub use super::process::AgentIo;
 
 /// How a session is to be started.
 #[derive(Clone, Debug, Default)]
@@ -124,18 +125,6 @@ pub enum Report {
     TurnUsage(Usage),
     /// The agent's own session id: with [`Spec::resume`], a later process continues it.
     AgentSession(String),
-}
-
-/// The agent process as a runtime sees it.
-pub struct AgentIo {
-    /// Its standard input.
-    pub stdin: ChildStdin,
-    /// Its standard output.
-    pub stdout: ChildStdout,
-    /// Its standard error.
-    pub stderr: ChildStderr,
-    /// Its process group (for runtimes that interrupt with a signal).
-    pub group: Pid,
 }
 
 /// A runtime failed in a way that ends the session's conversation with the agent.
