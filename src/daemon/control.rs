@@ -125,14 +125,14 @@ fn status(core: &Shared) -> serde_json::Value {
         "hostname": c.hostname.as_str(),
         "fingerprint": c.identity.public().fingerprint().to_string(),
         "relay": c.state.relay,
-        "connected": c.status.connected,
-        "revoked": c.status.revoked,
-        "last_error": c.status.last_error,
+        "connected": c.link.status().connected,
+        "revoked": c.link.status().revoked,
+        "last_error": c.link.status().last_error,
         "paired_devices": c.state.devices.len(),
-        "revoked_devices": c.status.revoked_devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "revoked_devices": c.link.status().revoked_devices.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "sessions": c.sessions.list().len(),
         "damaged_sessions": c.sessions.damaged().len(),
-        "pairing": c.status.pairing.as_ref().map(|offer| json!({ "link": offer.link, "expires_at": offer.expires_at })),
+        "pairing": c.link.status().pairing.as_ref().map(|offer| json!({ "link": offer.link, "expires_at": offer.expires_at })),
     })
 }
 

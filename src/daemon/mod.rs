@@ -37,8 +37,7 @@ use muxagent_proto::app::{
 };
 use muxagent_proto::frame::{self, DevicePresence, Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity};
-use muxagent_proto::limits::{DAEMON_COMMIT_MAX_EVENTS, RELAY_MAX_DEVICES_PER_ACCOUNT};
-use muxagent_proto::machine::{Pairing, Peers};
+use muxagent_proto::limits::DAEMON_COMMIT_MAX_EVENTS;
 use muxagent_proto::noise::ConnectionId;
 use smol::channel::{Receiver, Sender};
 use smol::{LocalExecutor, Timer};
@@ -46,6 +45,7 @@ use smol::{LocalExecutor, Timer};
 use crate::home::{Home, HomeError};
 use crate::log;
 use crate::os;
+use link::Link;
 use notify::{Context, Notifier};
 use sessions::{SessionError, Sessions};
 use state::MachineState;
@@ -75,22 +75,6 @@ pub struct Route {
     pub connection: ConnectionId,
 }
 
-/// Where one connection is in its resync: a subscription, made by the connection's `Hello` and
-/// ended by its next `Hello`, by the relay saying the connection (or the device) is gone, or
-/// by its channel being pushed out. Another connection of the same device starts with nothing
-/// until it says `Hello` itself.
-#[derive(Debug)]
-pub struct DeviceSync {
-    /// The last seq queued for the connection, per session.
-    pub cursors: BTreeMap<SessionId, u64>,
-    /// Caught up: new events go to it as they happen.
-    pub live: bool,
-    /// A replay task runs for it.
-    pub replaying: bool,
-    /// Bumped by every `Hello`: a replay task of an older generation stops.
-    pub generation: u64,
-}
-
 /// An event logged but not yet durable: what [`Core::commit`] does with it once it is.
 #[derive(Debug)]
 struct Uncommitted {
@@ -99,66 +83,25 @@ struct Uncommitted {
     notify: Option<SessionStatus>,
 }
 
-/// The pairing link on show, for `daemon status`.
-#[derive(Clone, Debug)]
-pub struct PairingOffer {
-    /// `<relay>/pair#<ticket>`.
-    pub link: String,
-    /// Unix seconds.
-    pub expires_at: u64,
-}
-
-/// The relay link as the status command shows it.
-#[derive(Clone, Debug, Default)]
-pub struct LinkStatus {
-    /// Logged in to the relay now.
-    pub connected: bool,
-    /// The last failure, for people.
-    pub last_error: Option<String>,
-    /// A pairing link waiting for a device.
-    pub pairing: Option<PairingOffer>,
-    /// The relay refuses this machine's key for good (it was revoked).
-    pub revoked: bool,
-    /// Paired devices forgotten since the daemon started because the relay no longer allows
-    /// them (revoked), newest last; at most an account's devices.
-    pub revoked_devices: Vec<Fingerprint>,
-}
-
-/// Everything the daemon's tasks share.
+/// Everything the daemon's tasks share. Its fields are the daemon's modules' (none is public);
+/// the relay link's state is the link's own ([`Link`]), reached through its methods.
 pub struct Core {
-    pub home: Home,
-    pub identity: Rc<Identity>,
-    pub hostname: Hostname,
-    pub state: MachineState,
-    pub sessions: Sessions,
-    pub peers: Peers,
-    /// Subscriptions, per connection.
-    pub devices: BTreeMap<Route, DeviceSync>,
-    /// Paired devices the relay says are online (`DevicePresence`); empty while the relay link
-    /// is down. An ask counts as delivered only when queued to one of them.
-    pub online: BTreeSet<Fingerprint>,
-    pub outgoing: Option<Sender<Out>>,
-    pub agents: BTreeMap<SessionId, agent::Running>,
+    home: Home,
+    identity: Rc<Identity>,
+    hostname: Hostname,
+    state: MachineState,
+    sessions: Sessions,
+    /// The relay connection, device channels, subscriptions and pairing.
+    link: Link,
+    agents: BTreeMap<SessionId, agent::Running>,
     /// Sessions a device asked to stop (their exit is `Stopped`, not `Error`).
-    pub stopping: BTreeSet<SessionId>,
-    pub status: LinkStatus,
-    pub pairing: Option<Pairing>,
-    /// A device or `muxagent pair` asked for a pairing link.
-    pub want_pairing: bool,
-    /// Connections to catch up (with their sync generation); the replayer task takes them.
-    pub replays: Sender<(Route, u64)>,
-    /// The last sync generation handed out.
-    pub generation: u64,
-    /// Control clients waiting for pairing or unpairing news.
-    pub watchers: Vec<Sender<link::pairing::Notice>>,
+    stopping: BTreeSet<SessionId>,
     /// Budgets for warnings a peer causes (junk packets, refusals), by peer.
-    pub warnings: log::Throttle<String>,
-    /// Wakes the relay link to log in again at once (after a local reset made new keys).
-    pub relink: (Sender<()>, Receiver<()>),
+    warnings: log::Throttle<String>,
     /// What to push to which device, and when.
-    pub notifier: Notifier,
+    notifier: Notifier,
     /// Wakes the push timer ([`push_timer`]) to look at the notifier again.
-    pub push_wake: (Sender<()>, Receiver<()>),
+    push_wake: (Sender<()>, Receiver<()>),
     /// Events logged since the last [`Core::commit`], in order; at most
     /// [`DAEMON_COMMIT_MAX_EVENTS`].
     uncommitted: Vec<Uncommitted>,
@@ -260,20 +203,10 @@ impl Core {
             hostname,
             state,
             sessions,
-            peers: Peers::new(),
-            devices: BTreeMap::new(),
-            online: BTreeSet::new(),
-            outgoing: None,
+            link: Link::new(replays),
             agents: BTreeMap::new(),
             stopping: BTreeSet::new(),
-            status: LinkStatus::default(),
-            pairing: None,
-            want_pairing: false,
-            replays,
-            generation: 0,
-            watchers: Vec::new(),
             warnings: log::Throttle::new(),
-            relink: smol::channel::bounded(1),
             notifier,
             push_wake: smol::channel::bounded(1),
             uncommitted: Vec::new(),
@@ -293,14 +226,7 @@ impl Core {
             webpush::topic_key(&identity.to_secret_bytes()[..]),
         );
         self.identity = Rc::new(identity);
-        self.peers.clear();
-        self.devices.clear();
-        self.online.clear();
-        self.pairing = None;
-        self.status.pairing = None;
-        self.status.revoked = false;
-        self.want_pairing = true;
-        let _ = self.relink.0.try_send(());
+        self.link.reset();
         log::info(&format!(
             "reset: this machine forgot its account and devices; its new fingerprint is {fingerprint}"
         ));
@@ -399,7 +325,7 @@ impl Core {
                 if event.seq > self.sessions.durable_seq(&event.session) {
                     continue;
                 }
-                let delivered = self.broadcast(&event);
+                let delivered = self.link.broadcast(&event);
                 if delivered && let EventKind::ApprovalRequested(request) = &event.kind {
                     self.mark_delivered(event.session, request.approval);
                 }
@@ -469,10 +395,7 @@ impl Core {
             ttl_secs: push.ttl_secs,
             body,
         });
-        let queued = self
-            .outgoing
-            .as_ref()
-            .is_some_and(|outgoing| outgoing.try_send(Out::Frame(frame)).is_ok());
+        let queued = self.link.send_frame(frame);
         if !queued {
             let peer = format!("device {device}");
             self.warnings.warn(
@@ -525,82 +448,16 @@ impl Core {
         Ok(event)
     }
 
-    /// Send a durable `event` to every caught-up connection that does not have it yet; true if
-    /// one of a device the relay says is online was sent it.
-    fn broadcast(&mut self, event: &Event) -> bool {
-        let Some(outgoing) = self.outgoing.clone() else {
-            return false;
-        };
-        let mut delivered = false;
-        let mut fallen_behind = Vec::new();
-        let wants = |sync: &DeviceSync| {
-            sync.live
-                && sync
-                    .cursors
-                    .get(&event.session)
-                    .is_none_or(|cursor| *cursor < event.seq)
-        };
-        for (route, sync) in self.devices.iter_mut().filter(|(_, sync)| wants(sync)) {
-            let message = MachineMessage::Event(event.clone());
-            match outgoing.try_send(Out::ToDevice(*route, message)) {
-                Ok(()) => {
-                    sync.cursors.insert(event.session, event.seq);
-                    delivered |= self.online.contains(&route.device);
-                }
-                Err(_) => {
-                    sync.live = false;
-                    fallen_behind.push(*route);
-                }
-            }
-        }
-        for route in fallen_behind {
-            self.request_replay(route);
-        }
-        delivered
-    }
-
-    /// Have the replayer catch `route` up from its cursors (once; later requests while one runs
-    /// are folded into it).
-    pub fn request_replay(&mut self, route: Route) {
-        if let Some(sync) = self.devices.get_mut(&route) {
-            sync.live = false;
-            if !sync.replaying {
-                sync.replaying = true;
-                let _ = self.replays.try_send((route, sync.generation));
-            }
-        }
-    }
-
-    /// Queue an answer for the connection that asked (dropped if the relay link is down: the
-    /// device will ask again).
-    pub fn reply(&self, route: Route, message: MachineMessage) {
-        if let Some(outgoing) = &self.outgoing {
-            let _ = outgoing.try_send(Out::ToDevice(route, message));
-        }
-    }
-
     /// The relay says `device` came online, or which of its connections ended, or that it went
     /// offline: drop the channels and subscriptions that ended with them, at once.
     pub fn device_presence(&mut self, presence: &DevicePresence) {
-        let device = presence.device;
-        if !self.state.is_paired(&device) {
+        if !self.state.is_paired(&presence.device) {
             return; // another device of the account: it has no channel here
         }
-        if presence.online {
-            self.online.insert(device);
-            self.peers.close(&device, &presence.closed);
-            self.devices.retain(|route, _| {
-                route.device != device || !presence.closed.contains(&route.connection)
-            });
-        } else {
-            self.online.remove(&device);
-            self.peers.forget(&device);
-            self.devices.retain(|route, _| route.device != device);
-        }
+        self.link.device_presence(presence);
         // An app on screen counts only while its channel is there.
-        let peers = &self.peers;
-        self.notifier
-            .retain_channels(|route| peers.is_open(&route.device, route.connection));
+        let link = &self.link;
+        self.notifier.retain_channels(|route| link.is_open(route));
     }
 
     /// The relay names the devices that may reach this machine: forget every paired device it
@@ -619,15 +476,9 @@ impl Core {
             return gone;
         }
         for device in &gone {
-            if self.status.revoked_devices.len() >= RELAY_MAX_DEVICES_PER_ACCOUNT {
-                self.status.revoked_devices.remove(0);
-            }
-            self.status.revoked_devices.push(*device);
+            self.link.revoked(device);
             self.state.forget_device(device);
             self.notifier.forget_device(device);
-            self.peers.forget(device);
-            self.online.remove(device);
-            self.devices.retain(|route, _| route.device != *device);
         }
         let saved = self.state.save(&self.home);
         for device in &gone {
@@ -644,18 +495,9 @@ impl Core {
 
     /// Drop subscriptions whose channel is gone (pushed out by newer ones, or broken).
     pub fn prune_routes(&mut self) {
-        let peers = &self.peers;
-        self.devices
-            .retain(|route, _| peers.is_open(&route.device, route.connection));
-        self.notifier
-            .retain_channels(|route| peers.is_open(&route.device, route.connection));
-    }
-
-    /// Queue a frame for the relay.
-    pub fn send_frame(&self, frame: Frame) {
-        if let Some(outgoing) = &self.outgoing {
-            let _ = outgoing.try_send(Out::Frame(frame));
-        }
+        self.link.prune_routes();
+        let link = &self.link;
+        self.notifier.retain_channels(|route| link.is_open(route));
     }
 }
 
@@ -826,7 +668,7 @@ mod tests {
             .expect("paired")
             .push = Some(PushSettings::new(&keys));
         let (outgoing, queue) = smol::channel::bounded(16);
-        core.outgoing = Some(outgoing);
+        core.link.attach(outgoing);
         core.notifier.link(true);
 
         let started = EventKind::Started {
@@ -882,20 +724,12 @@ mod tests {
         let phone = Identity::generate(&mut os::rng()).public();
         core.state.add_device(&phone, 0);
         let (outgoing, queue) = smol::channel::bounded(64);
-        core.outgoing = Some(outgoing);
+        core.link.attach(outgoing);
         let route = Route {
             device: phone.fingerprint(),
             connection: muxagent_proto::noise::ConnectionId([1; 8]),
         };
-        core.devices.insert(
-            route,
-            DeviceSync {
-                cursors: BTreeMap::new(),
-                live: true,
-                replaying: false,
-                generation: 1,
-            },
-        );
+        core.link.subscribe_live(route);
         let started = EventKind::Started {
             runtime: "claude".try_into().expect("name"),
             args: Vec::new(),

@@ -1,6 +1,8 @@
 //! The relay link: log in (as a pending machine until paired), keep the connection with jittered
 //! exponential backoff, and dispatch what the relay sends.
 //!
+//! - [`connections`]: what the link holds ([`Link`]): the queue to the relay, its status, the
+//!   device channels and their subscriptions, the pairing in progress.
 //! - this module: the connection's life (login, the loop over frames, the outgoing queue and
 //!   the pairing timer, the wait before the next login) and the dispatch of relay frames:
 //!   channel packets are opened here and their messages handed to [`requests`].
@@ -22,13 +24,16 @@
 //! The link going up or down lets what waited for it (push notifications) go, or makes news
 //! wait.
 //!
-//! The relay also says which devices may reach this machine ([`frame::AllowedDevices`], at
-//! login and when it changes): a paired device it no longer names was revoked, and is
-//! forgotten here too.
+//! The relay also says which devices may reach this machine
+//! ([`muxagent_proto::frame::AllowedDevices`], at login and when it changes): a paired device
+//! it no longer names was revoked, and is forgotten here too.
 
+pub mod connections;
 pub mod pairing;
 pub mod replay;
 pub mod requests;
+
+pub use connections::{DeviceSync, Link, PairingOffer};
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -68,19 +73,19 @@ pub async fn run(core: Shared, executor: Rc<LocalExecutor<'static>>) {
             }
             Ended::Failed(reason) => {
                 log::warn(&format!("relay: {reason}; retrying"));
-                core.borrow_mut().status.last_error = Some(reason);
+                core.borrow_mut().link.status.last_error = Some(reason);
                 Duration::from_millis(backoff.failed(random))
             }
             Ended::After(delay, reason) => {
                 log::info(&format!("relay: {reason}"));
-                core.borrow_mut().status.last_error = Some(reason);
+                core.borrow_mut().link.status.last_error = Some(reason);
                 backoff.reset();
                 // The pause, plus the first failure's jitter so machines do not return in step.
                 delay + Duration::from_millis(backoff::delay_ms(1, random))
             }
         };
         // A local reset (new keys) cuts the wait short.
-        let relink = core.borrow().relink.1.clone();
+        let relink = core.borrow().link.relink.1.clone();
         smol::future::or(
             async {
                 Timer::after(wait).await;
@@ -130,7 +135,7 @@ async fn connect_once(
             code: ErrorCode::Revoked,
             reason,
         }) => {
-            core.borrow_mut().status.revoked = true;
+            core.borrow_mut().link.status.revoked = true;
             return Ended::After(
                 Duration::from_secs(600),
                 format!("this machine was revoked ({reason}); {REVOKED_ADVICE}"),
@@ -150,12 +155,12 @@ async fn connect_once(
     let (outgoing, queue) = smol::channel::bounded(DAEMON_OUTGOING_QUEUE);
     {
         let mut core = core.borrow_mut();
-        core.outgoing = Some(outgoing);
-        core.status.connected = true;
-        core.status.revoked = false;
-        core.status.last_error = None;
+        core.link.outgoing = Some(outgoing);
+        core.link.status.connected = true;
+        core.link.status.revoked = false;
+        core.link.status.last_error = None;
         if role == Role::PendingMachine {
-            core.want_pairing = true;
+            core.link.want_pairing = true;
         }
         // What waited for the link goes now.
         core.notifier.link(true);
@@ -164,13 +169,13 @@ async fn connect_once(
     let ended = serve(core, executor, &mut client, &queue, &url).await;
     {
         let mut core = core.borrow_mut();
-        core.outgoing = None;
-        core.status.connected = false;
-        core.status.pairing = None;
-        core.pairing = None;
-        core.peers.clear();
-        core.devices.clear();
-        core.online.clear();
+        core.link.outgoing = None;
+        core.link.status.connected = false;
+        core.link.status.pairing = None;
+        core.link.pairing = None;
+        core.link.peers.clear();
+        core.link.subscriptions.clear();
+        core.link.online.clear();
         core.notifier.link(false);
     }
     client.close().await;
@@ -193,11 +198,12 @@ async fn serve(
     url: &str,
 ) -> Ended {
     loop {
-        if core.borrow().want_pairing && core.borrow().pairing.is_none() {
+        if core.borrow().link.want_pairing && core.borrow().link.pairing.is_none() {
             pairing::open(core, url);
         }
         let expires = core
             .borrow()
+            .link
             .status
             .pairing
             .as_ref()
@@ -211,7 +217,7 @@ async fn serve(
             };
             Step::Tick
         };
-        let relink = core.borrow().relink.1.clone();
+        let relink = core.borrow().link.relink.1.clone();
         let step = smol::future::or(
             async { Step::Frame(client.recv().await) },
             smol::future::or(
@@ -241,12 +247,12 @@ async fn serve(
                     Out::Frame(frame) => frame,
                     Out::ToDevice(route, message) => {
                         let mut c = core.borrow_mut();
-                        match c.peers.send(route.device, route.connection, &message) {
+                        match c.link.peers.send(route.device, route.connection, &message) {
                             Ok(frame) => frame,
                             Err(_) => {
                                 // The connection is gone: so is what it subscribed to (it
                                 // resyncs when it connects again).
-                                c.devices.remove(&route);
+                                c.link.subscriptions.remove(&route);
                                 continue;
                             }
                         }
@@ -270,19 +276,24 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
                 let mut core = core.borrow_mut();
                 let identity = core.identity.clone();
                 let paired = core.state.device_identities();
-                core.peers
-                    .receive(&identity, &paired, recv.from, &recv.payload, &mut os::rng())
+                core.link.peers.receive(
+                    &identity,
+                    &paired,
+                    recv.from,
+                    &recv.payload,
+                    &mut os::rng(),
+                )
             };
             match incoming {
                 Ok(Incoming::Reply(frame)) => {
                     let mut c = core.borrow_mut();
                     // A new channel may have pushed out an old one, and its subscription.
                     c.prune_routes();
-                    c.send_frame(frame);
+                    c.link.send_frame(frame);
                 }
                 Ok(Incoming::Message(message)) => {
                     // The connection it came on: answers go there and nowhere else.
-                    let connection = core.borrow().peers.connection(&recv.from);
+                    let connection = core.borrow().link.peers.connection(&recv.from);
                     if let Some(connection) = connection {
                         let route = Route {
                             device: recv.from,
@@ -331,7 +342,7 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
                 ),
             )),
             ErrorCode::Revoked => {
-                core.borrow_mut().status.revoked = true;
+                core.borrow_mut().link.status.revoked = true;
                 Some(Ended::After(
                     Duration::from_secs(600),
                     format!(

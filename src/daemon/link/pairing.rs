@@ -14,8 +14,8 @@ use rand_core::Rng;
 use serde::{Deserialize, Serialize};
 use smol::channel::Sender;
 
-use super::super::{Core, Out, PairingOffer, Shared};
-use super::Ended;
+use super::super::{Core, Out, Shared};
+use super::{Ended, PairingOffer};
 use crate::{log, os};
 
 /// The registry request number of an unpair.
@@ -52,16 +52,16 @@ pub enum Notice {
 /// as the relay link is up.
 pub fn watch(core: &Shared, notices: Sender<Notice>) {
     let mut c = core.borrow_mut();
-    c.watchers.push(notices.clone());
-    if let Some(offer) = &c.status.pairing {
+    c.link.watchers.push(notices.clone());
+    if let Some(offer) = &c.link.status.pairing {
         let _ = notices.try_send(Notice::PairingLink {
             link: offer.link.clone(),
             expires_at: offer.expires_at,
         });
         return;
     }
-    c.want_pairing = true;
-    if let Some(outgoing) = &c.outgoing {
+    c.link.want_pairing = true;
+    if let Some(outgoing) = &c.link.outgoing {
         let _ = outgoing.try_send(Out::Wake);
     }
 }
@@ -69,7 +69,7 @@ pub fn watch(core: &Shared, notices: Sender<Notice>) {
 /// Ask the relay to remove this machine from its account; `notices` hears how it went.
 pub fn leave(core: &Shared, notices: Sender<Notice>) -> Result<(), String> {
     let mut c = core.borrow_mut();
-    if c.status.revoked {
+    if c.link.status.revoked {
         return Err(
             "the relay refuses this machine (it was revoked), so it cannot be asked; \
                     `muxagent unpair --local` forgets the account and makes new keys without it"
@@ -82,17 +82,18 @@ pub fn leave(core: &Shared, notices: Sender<Notice>) -> Result<(), String> {
     let Some(frame) = unpair_entry(&c) else {
         return Err("could not sign the unpair request".into());
     };
-    if !c.status.connected {
+    if !c.link.status.connected {
         return Err("the daemon is not connected to the relay; try again once `muxagent daemon status` shows it connected".into());
     }
-    c.watchers.push(notices);
-    c.send_frame(frame);
+    c.link.watchers.push(notices);
+    c.link.send_frame(frame);
     Ok(())
 }
 
 /// Tell every waiting control client.
 fn tell(core: &mut Core, notice: Notice) {
-    core.watchers
+    core.link
+        .watchers
         .retain(|watcher| watcher.try_send(notice.clone()).is_ok());
 }
 
@@ -110,7 +111,7 @@ pub(super) fn open(core: &Shared, url: &str) {
     let public = core.identity.public();
     let Ok(relay_url) = url.try_into() else {
         log::error("the relay URL is too long for a pairing ticket");
-        core.want_pairing = false;
+        core.link.want_pairing = false;
         return;
     };
     let ticket = Ticket {
@@ -129,15 +130,15 @@ pub(super) fn open(core: &Shared, url: &str) {
         PairingSecret(secret),
         core.hostname.clone(),
     );
-    core.pairing = Some(pairing);
-    core.send_frame(
+    core.link.pairing = Some(pairing);
+    core.link.send_frame(
         OpenPairing {
             pairing_id,
             expires_at,
         }
         .into(),
     );
-    core.status.pairing = Some(PairingOffer {
+    core.link.status.pairing = Some(PairingOffer {
         link: link.clone(),
         expires_at,
     });
@@ -172,18 +173,21 @@ fn short_pairing_id(id: &PairingId) -> String {
 pub(super) fn on_pair_recv(core: &mut Core, recv: frame::PairRecv) -> Option<Ended> {
     let identity = core.identity.clone();
     let pairing = core
+        .link
         .pairing
         .as_mut()
         .filter(|p| p.pairing_id() == recv.pairing_id)?;
     match pairing.on_pair_recv(&identity, recv.from, &recv.payload, &mut os::rng()) {
-        Ok(PairingStep::Send(frame)) => core.send_frame(frame),
+        Ok(PairingStep::Send(frame)) => {
+            core.link.send_frame(frame);
+        }
         Ok(PairingStep::Ignored) => {}
         Ok(PairingStep::Paired(device)) => {
             core.state.add_device(&device, os::unix_now());
             let saved = core.state.save(&core.home);
-            core.pairing = None;
-            core.status.pairing = None;
-            core.want_pairing = false;
+            core.link.pairing = None;
+            core.link.status.pairing = None;
+            core.link.want_pairing = false;
             match saved {
                 Ok(()) => log::info(&format!("paired with device {}", device.fingerprint())),
                 Err(error) => log::error(&format!("paired, but could not save it: {error}")),
@@ -225,12 +229,12 @@ fn unpair_entry(core: &Core) -> Option<Frame> {
 
 /// The pairing link expired unused.
 pub(super) fn expired(core: &mut Core) {
-    core.pairing = None;
-    core.status.pairing = None;
+    core.link.pairing = None;
+    core.link.status.pairing = None;
     tell(core, Notice::PairingExpired);
     // An unpaired machine keeps offering a fresh link; a paired one offered one only because
     // `muxagent pair` asked.
-    core.want_pairing = core.state.devices.is_empty();
+    core.link.want_pairing = core.state.devices.is_empty();
     log::info("the pairing link expired");
 }
 

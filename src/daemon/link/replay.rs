@@ -11,7 +11,8 @@ use muxagent_proto::limits::REPLAY_PAGE_EVENTS;
 use smol::LocalExecutor;
 use smol::channel::Receiver;
 
-use super::super::{Core, DeviceSync, Out, Route, Shared};
+use super::super::{Core, Out, Route, Shared};
+use super::DeviceSync;
 use crate::log;
 
 /// Take replay requests and run one catch-up task per connection.
@@ -44,7 +45,7 @@ fn next_page(core: &mut Core, route: &Route) -> Vec<Event> {
     let ids = core.sessions.ids();
     let mut page = Vec::new();
     for id in ids {
-        let Some(sync) = core.devices.get(route) else {
+        let Some(sync) = core.link.subscriptions.get(route) else {
             return page;
         };
         let after = sync.cursors.get(&id).copied().unwrap_or(0);
@@ -55,7 +56,7 @@ fn next_page(core: &mut Core, route: &Route) -> Vec<Event> {
             }
             Err(error) => log::error(&format!("replay for {}: {error}", route.device)),
         }
-        if let (Some(sync), Some(last)) = (core.devices.get_mut(route), page.last())
+        if let (Some(sync), Some(last)) = (core.link.subscriptions.get_mut(route), page.last())
             && last.session == id
         {
             sync.cursors.insert(id, last.seq);
@@ -70,7 +71,7 @@ fn next_page(core: &mut Core, route: &Route) -> Vec<Event> {
 /// Whether any session holds durable events after the device's cursors (those not durable yet
 /// are sent by the commit that makes them so, once the device is live).
 fn behind(core: &mut Core, route: &Route) -> bool {
-    let Some(sync) = core.devices.get(route) else {
+    let Some(sync) = core.link.subscriptions.get(route) else {
         return false;
     };
     let cursors = sync.cursors.clone();
@@ -85,13 +86,14 @@ fn behind(core: &mut Core, route: &Route) -> bool {
 /// await between the last look at the logs and the switch, so no event falls in between.
 async fn replay(core: Shared, route: Route, generation: u64) {
     let current = |core: &Core| {
-        core.devices
+        core.link
+            .subscriptions
             .get(&route)
             .is_some_and(|sync| sync.generation == generation)
     };
     let (page, outgoing) = {
         let mut c = core.borrow_mut();
-        let Some(outgoing) = c.outgoing.clone() else {
+        let Some(outgoing) = c.link.outgoing.clone() else {
             return;
         };
         if !current(&c) {
@@ -115,7 +117,7 @@ async fn replay(core: Shared, route: Route, generation: u64) {
         // still waits, it is delivered.
         if let Some((session, approval)) = asked {
             let mut c = core.borrow_mut();
-            if c.online.contains(&route.device) {
+            if c.link.online.contains(&route.device) {
                 c.mark_delivered(session, approval);
                 // Durable now, so this replay sends it too (in its next page) before it ends.
                 c.commit();
@@ -129,7 +131,7 @@ async fn replay(core: Shared, route: Route, generation: u64) {
                 return;
             }
             let more = behind(&mut c, &route);
-            let Some(sync) = c.devices.get_mut(&route) else {
+            let Some(sync) = c.link.subscriptions.get_mut(&route) else {
                 return;
             };
             let cursors = cursor_list(sync);
@@ -162,7 +164,8 @@ async fn replay(core: Shared, route: Route, generation: u64) {
         }
         if let Some(sync) = core
             .borrow_mut()
-            .devices
+            .link
+            .subscriptions
             .get_mut(&route)
             .filter(|sync| sync.generation == generation)
         {

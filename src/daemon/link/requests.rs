@@ -18,7 +18,8 @@ use muxagent_proto::identity::Fingerprint;
 use smol::LocalExecutor;
 
 use super::super::state::PushSettings;
-use super::super::{DeviceSync, Route, Shared, agent, approvals, runtime, webpush};
+use super::super::{Route, Shared, agent, approvals, runtime, webpush};
+use super::DeviceSync;
 use crate::{log, os};
 
 /// Answer one message from a device's connection.
@@ -34,12 +35,12 @@ pub(super) fn on_message(
             let mut c = core.borrow_mut();
             // What the device is told (the list, its new cursors) is what is durable.
             c.commit();
-            c.generation += 1;
+            c.link.generation += 1;
             let mut sync = DeviceSync {
                 cursors: BTreeMap::new(),
                 live: false,
                 replaying: false,
-                generation: c.generation,
+                generation: c.link.generation,
             };
             // Sessions the device has no cursor for: only what happens from now on.
             for info in c.sessions.list() {
@@ -50,14 +51,14 @@ pub(super) fn on_message(
                     sync.cursors.insert(cursor.session, cursor.last_seq);
                 }
             }
-            c.devices.insert(route, sync);
+            c.link.subscriptions.insert(route, sync);
             let list = SessionList {
                 request: None,
                 hostname: c.hostname.clone(),
                 sessions: c.sessions.list(),
             };
-            c.reply(route, MachineMessage::SessionList(list));
-            c.request_replay(route);
+            c.link.reply(route, MachineMessage::SessionList(list));
+            c.link.request_replay(route);
         }
         DeviceMessage::ListSessions(request) => {
             let mut c = core.borrow_mut();
@@ -67,11 +68,11 @@ pub(super) fn on_message(
                 hostname: c.hostname.clone(),
                 sessions: c.sessions.list(),
             };
-            c.reply(route, MachineMessage::SessionList(list));
+            c.link.reply(route, MachineMessage::SessionList(list));
         }
         DeviceMessage::ListRuntimes(request) => {
             let runtimes = runtime::installed::list();
-            core.borrow().reply(
+            core.borrow().link.reply(
                 route,
                 MachineMessage::Runtimes(Runtimes {
                     request: request.request,
@@ -109,7 +110,7 @@ pub(super) fn on_message(
         DeviceMessage::Replay(replay) => {
             let mut c = core.borrow_mut();
             if c.sessions.info(&replay.session).is_none() {
-                c.reply(
+                c.link.reply(
                     route,
                     refuse(
                         replay.request,
@@ -119,14 +120,14 @@ pub(super) fn on_message(
                 );
                 return;
             }
-            if let Some(sync) = c.devices.get_mut(&route) {
+            if let Some(sync) = c.link.subscriptions.get_mut(&route) {
                 sync.cursors.insert(replay.session, replay.after_seq);
             }
-            c.request_replay(route);
+            c.link.request_replay(route);
         }
         DeviceMessage::ForgetDevice(forget) => {
             let mut c = core.borrow_mut();
-            c.reply(route, ack(forget.request, None));
+            c.link.reply(route, ack(forget.request, None));
             let signing = c
                 .state
                 .devices
@@ -147,14 +148,14 @@ pub(super) fn on_message(
                 Ok(()) => ack(set.request, None),
                 Err((code, message)) => refuse(set.request, code, message),
             };
-            core.borrow().reply(route, reply);
+            core.borrow().link.reply(route, reply);
         }
         DeviceMessage::TestPush(test) => {
             let reply = match test_push(core, device) {
                 Ok(()) => ack(test.request, None),
                 Err((code, message)) => refuse(test.request, code, message),
             };
-            core.borrow().reply(route, reply);
+            core.borrow().link.reply(route, reply);
         }
         DeviceMessage::SetForeground(foreground) => {
             core.borrow_mut()
@@ -166,7 +167,7 @@ pub(super) fn on_message(
                 Ok(page) => MachineMessage::InputChunk(page),
                 Err((code, message)) => refuse(fetch.request, code, message),
             };
-            core.borrow().reply(route, reply);
+            core.borrow().link.reply(route, reply);
         }
         DeviceMessage::PairingComplete(_) => {}
     }
@@ -260,7 +261,7 @@ fn answer(core: &Shared, route: Route, request: u32, result: Result<SessionId, a
         }
         Err((code, message)) => refuse(request, code, message),
     };
-    core.reply(route, reply);
+    core.link.reply(route, reply);
 }
 
 fn ack(request: u32, session: Option<SessionId>) -> MachineMessage {
