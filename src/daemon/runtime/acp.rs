@@ -38,7 +38,6 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use agent_client_protocol::schema::ProtocolVersion;
 use agent_client_protocol::v1::{self, schema};
@@ -53,6 +52,7 @@ use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::asks::OpenAsks;
 use super::lines::{Line, LineReader};
+use super::preview::{self, NO_FILE, text_at};
 use super::stderr::beside_stderr;
 use super::{AgentIo, Ask, Command, LocalFuture, Report, Runtime, RuntimeError, Spec, program};
 
@@ -61,10 +61,6 @@ const GEMINI_MODES: [&str; 4] = ["default", "autoEdit", "yolo", "plan"];
 
 /// The extension request whose answer marks the end of a `session/load` replay.
 const BARRIER_METHOD: &str = "_muxagent/barrier";
-
-/// How long a diff of a tool's edit may take before it settles for a coarser one: it runs on
-/// the daemon's only thread.
-const DIFF_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Any ACP agent.
 pub enum AcpRuntime {
@@ -885,11 +881,10 @@ fn ask_of(agent_request: String, tool_call: &Value) -> Ask {
 }
 
 fn tool_name(tool_call: &Value) -> String {
-    let field = |name: &str| tool_call.get(name).and_then(Value::as_str);
-    field("name")
+    text_at(tool_call, "/name")
         .filter(|name| !name.is_empty())
-        .or(field("kind").filter(|kind| *kind != "other"))
-        .or(field("title"))
+        .or(text_at(tool_call, "/kind").filter(|kind| *kind != "other"))
+        .or(text_at(tool_call, "/title"))
         .unwrap_or("tool")
         .to_owned()
 }
@@ -901,19 +896,19 @@ fn tool_finished(tool_call: &str, ok: bool, update: &Value) -> EventKind {
     let mut diffs = String::new();
     let items = update.get("content").and_then(Value::as_array);
     for item in items.into_iter().flatten() {
-        let field = |name: &str| item.get(name).and_then(Value::as_str);
-        match field("type") {
+        let field = |name: &str| text_at(item, name);
+        match field("/type") {
             Some("content") => {
                 let block = item.get("content").unwrap_or(&Value::Null);
-                if block.get("type").and_then(Value::as_str) == Some("text")
-                    && let Some(text) = block.get("text").and_then(Value::as_str)
+                if text_at(block, "/type") == Some("text")
+                    && let Some(text) = text_at(block, "/text")
                 {
                     texts.push(text);
                 }
             }
             Some("diff") => {
-                if let (Some(path), Some(new)) = (field("path"), field("newText")) {
-                    diffs.push_str(&unified_diff(path, field("oldText"), new));
+                if let (Some(path), Some(new)) = (field("/path"), field("/newText")) {
+                    diffs.push_str(&unified_diff(path, field("/oldText"), new));
                 }
             }
             _ => {}
@@ -937,13 +932,8 @@ fn tool_finished(tool_call: &str, ok: bool, update: &Value) -> EventKind {
 
 /// `diff -u` of an ACP diff: the old text (none for a new file) against the new one.
 fn unified_diff(path: &str, old: Option<&str>, new: &str) -> String {
-    similar::TextDiff::configure()
-        .timeout(DIFF_TIMEOUT)
-        .diff_lines(old.unwrap_or(""), new)
-        .unified_diff()
-        .context_radius(3)
-        .header(if old.is_some() { path } else { "/dev/null" }, path)
-        .to_string()
+    let old_name = if old.is_some() { path } else { NO_FILE };
+    preview::unified(old_name, path, old.unwrap_or(""), new)
 }
 
 /// The tokens of a finished turn: the spec's (unstable) `usage`, or Gemini's
@@ -1223,7 +1213,7 @@ mod tests {
             let seen = smol::block_on(smol::future::or(
                 run_segment(segment, spec.clone(), mode_by),
                 async {
-                    smol::Timer::after(Duration::from_secs(20)).await;
+                    smol::Timer::after(std::time::Duration::from_secs(20)).await;
                     panic!("the conversation got stuck");
                 },
             ));

@@ -31,6 +31,7 @@ use smol::channel::{Receiver, Sender};
 
 use super::asks::OpenAsks;
 use super::lines::{self, Effects, LineProtocol};
+use super::preview::{self, Counts, NO_FILE, Side, text_at};
 use super::{AgentIo, Ask, Command, LocalFuture, Report, Runtime, RuntimeError, Spec};
 
 /// Claude Code.
@@ -577,29 +578,19 @@ fn tool_output(line: &str, index: usize, content: &Value) -> String {
 /// A unified diff from the `tool_use_result` of Write, Edit and MultiEdit: their
 /// `structuredPatch` hunks, or for a new file (an empty patch) its whole content.
 fn diff_of(result: &Value) -> Option<String> {
-    let path = result["filePath"].as_str()?;
+    let path = text_at(result, "/filePath")?;
     let hunks = result["structuredPatch"].as_array()?;
+    let mut diff = String::new();
     if hunks.is_empty() {
         if result["type"] != "create" {
             return None;
         }
-        let content = result["content"].as_str()?;
-        let mut diff = format!("--- /dev/null\n+++ {path}\n");
-        let lines: Vec<&str> = content.split_terminator('\n').collect();
-        if !lines.is_empty() {
-            diff.push_str(&format!("@@ -0,0 +1,{} @@\n", lines.len()));
-            for line in lines {
-                diff.push('+');
-                diff.push_str(line);
-                diff.push('\n');
-            }
-            if !content.ends_with('\n') {
-                diff.push_str("\\ No newline at end of file\n");
-            }
-        }
+        let content = text_at(result, "/content")?;
+        preview::header(&mut diff, NO_FILE, path);
+        preview::whole_file(&mut diff, Side::Added, Counts::Whole, content);
         return Some(diff);
     }
-    let mut diff = format!("--- {path}\n+++ {path}\n");
+    preview::header(&mut diff, path, path);
     for hunk in hunks {
         let number = |key: &str| hunk[key].as_u64();
         let (Some(old_start), Some(old_lines), Some(new_start), Some(new_lines)) = (
@@ -610,9 +601,12 @@ fn diff_of(result: &Value) -> Option<String> {
         ) else {
             return None;
         };
-        diff.push_str(&format!(
-            "@@ -{old_start},{old_lines} +{new_start},{new_lines} @@\n"
-        ));
+        preview::hunk_header(
+            &mut diff,
+            Counts::Whole,
+            (old_start, old_lines),
+            (new_start, new_lines),
+        );
         for line in hunk["lines"].as_array()? {
             diff.push_str(line.as_str()?);
             diff.push('\n');

@@ -60,6 +60,7 @@ use smol::channel::{Receiver, Sender};
 
 use super::asks::OpenAsks;
 use super::lines::{self, Effects, LineProtocol};
+use super::preview::{self, Counts, NO_FILE, Side, text_at};
 use super::{AgentIo, Ask, Command, LocalFuture, Report, Runtime, RuntimeError, Spec};
 
 /// Codex.
@@ -179,10 +180,6 @@ pub struct Codex {
 /// A message was mapped (`Ok(true)`), is to be kept opaque (`Ok(false)`), or lacked the named
 /// field a mapped message needs (`Err`).
 type Handled = Result<bool, &'static str>;
-
-fn text_at<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
-    value.pointer(pointer).and_then(Value::as_str)
-}
 
 /// How `agent_request` names a JSON-RPC id: `0` → `"0"`, `"a"` → `"a"`.
 fn request_key(id: &Value) -> String {
@@ -622,21 +619,17 @@ fn unified_diff(changes: &Value, cwd: &Path) -> Option<String> {
         };
         match text_at(change, "/kind/type") {
             Some("add") => {
-                diff.push_str(&format!("--- /dev/null\n+++ {}\n", name("b/", path)));
-                whole_file(&mut diff, '+', text);
+                preview::header(&mut diff, NO_FILE, &name("b/", path));
+                preview::whole_file(&mut diff, Side::Added, Counts::Git, text);
             }
             Some("delete") => {
-                diff.push_str(&format!("--- {}\n+++ /dev/null\n", name("a/", path)));
-                whole_file(&mut diff, '-', text);
+                preview::header(&mut diff, &name("a/", path), NO_FILE);
+                preview::whole_file(&mut diff, Side::Deleted, Counts::Git, text);
             }
             _ => {
                 if !text.starts_with("--- ") && !text.starts_with("diff ") {
                     let to = text_at(change, "/kind/move_path").unwrap_or(path);
-                    diff.push_str(&format!(
-                        "--- {}\n+++ {}\n",
-                        name("a/", path),
-                        name("b/", to)
-                    ));
+                    preview::header(&mut diff, &name("a/", path), &name("b/", to));
                 }
                 diff.push_str(text);
                 if !text.ends_with('\n') {
@@ -646,32 +639,6 @@ fn unified_diff(changes: &Value, cwd: &Path) -> Option<String> {
         }
     }
     (!diff.is_empty()).then_some(diff)
-}
-
-/// One hunk holding all of `content`, every line marked with `sign`.
-fn whole_file(diff: &mut String, sign: char, content: &str) {
-    let count = content.lines().count();
-    if count == 0 {
-        return;
-    }
-    // Git leaves out a count of 1.
-    let range = if count == 1 {
-        "1".to_string()
-    } else {
-        format!("1,{count}")
-    };
-    match sign {
-        '+' => diff.push_str(&format!("@@ -0,0 +{range} @@\n")),
-        _ => diff.push_str(&format!("@@ -{range} +0,0 @@\n")),
-    }
-    for line in content.lines() {
-        diff.push(sign);
-        diff.push_str(line);
-        diff.push('\n');
-    }
-    if !content.ends_with('\n') {
-        diff.push_str("\\ No newline at end of file\n");
-    }
 }
 
 impl LineProtocol for Codex {

@@ -13,6 +13,8 @@
 //! - [`installed`]: which runtimes' programs are on `PATH` (a device's `ListRuntimes`).
 //! - [`lines`]: the driver shared by the JSON-lines protocols (Claude, Codex), which are
 //!   written sans-IO against [`LineProtocol`] and tested by feeding them recorded lines.
+//! - [`preview`]: file changes as unified diffs (one format for every agent), text read out
+//!   of an agent's JSON.
 //! - [`stderr`]: the agent's standard error as output events, beside any runtime's
 //!   conversation.
 //!
@@ -30,6 +32,7 @@ pub mod command;
 mod contract;
 pub mod installed;
 pub mod lines;
+pub mod preview;
 pub mod stderr;
 
 use std::fmt;
