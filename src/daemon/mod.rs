@@ -36,7 +36,7 @@ use muxagent_proto::app::{
     ApprovalState, Event, EventKind, MachineMessage, SessionId, SessionStatus,
 };
 use muxagent_proto::frame::{self, DevicePresence, Frame, Hostname};
-use muxagent_proto::identity::{Fingerprint, Identity};
+use muxagent_proto::identity::{Fingerprint, Identity, PublicIdentity};
 use muxagent_proto::limits::DAEMON_COMMIT_MAX_EVENTS;
 use muxagent_proto::noise::ConnectionId;
 use smol::channel::{Receiver, Sender};
@@ -498,6 +498,42 @@ impl Core {
         self.link.prune_routes();
         let link = &self.link;
         self.notifier.retain_channels(|route| link.is_open(route));
+    }
+
+    /// The relay link went up (what waited for it goes now) or down (news waits).
+    pub fn relay_link(&mut self, up: bool) {
+        self.notifier.link(up);
+        if up {
+            let _ = self.push_wake.0.try_send(());
+        }
+    }
+
+    /// Keep `device` as paired (replacing an older record of its key), and save.
+    pub fn pair_device(&mut self, device: &PublicIdentity) -> Result<(), HomeError> {
+        self.state.add_device(device, os::unix_now());
+        self.state.save(&self.home)
+    }
+
+    /// `device` unpaired itself: forget its record and push keys, and save. `Ok(false)` if it
+    /// was not paired here.
+    pub fn device_left(&mut self, device: &Fingerprint) -> Result<bool, HomeError> {
+        let record = self
+            .state
+            .devices
+            .iter()
+            .position(|d| d.identity().map(|i| i.fingerprint()) == Some(*device));
+        let Some(index) = record else {
+            return Ok(false);
+        };
+        self.state.devices.remove(index);
+        self.notifier.forget_device(device);
+        self.state.save(&self.home).map(|()| true)
+    }
+
+    /// This machine left its account: forget every paired device, and save.
+    pub fn forget_devices(&mut self) -> Result<(), HomeError> {
+        self.state.devices.clear();
+        self.state.save(&self.home)
     }
 }
 

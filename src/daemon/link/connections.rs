@@ -103,6 +103,29 @@ impl Link {
         }
     }
 
+    /// Logged in: frames go into `outgoing`; a `pending` machine (no device yet) offers a
+    /// pairing link at once.
+    pub(super) fn up(&mut self, outgoing: Sender<Out>, pending: bool) {
+        self.outgoing = Some(outgoing);
+        self.status.connected = true;
+        self.status.revoked = false;
+        self.status.last_error = None;
+        if pending {
+            self.want_pairing = true;
+        }
+    }
+
+    /// The connection ended: its channels, subscriptions and pairing went with it.
+    pub(super) fn down(&mut self) {
+        self.outgoing = None;
+        self.status.connected = false;
+        self.status.pairing = None;
+        self.pairing = None;
+        self.peers.clear();
+        self.subscriptions.clear();
+        self.online.clear();
+    }
+
     /// How the link is, for `daemon status`.
     pub fn status(&self) -> &LinkStatus {
         &self.status

@@ -155,28 +155,14 @@ async fn connect_once(
     let (outgoing, queue) = smol::channel::bounded(DAEMON_OUTGOING_QUEUE);
     {
         let mut core = core.borrow_mut();
-        core.link.outgoing = Some(outgoing);
-        core.link.status.connected = true;
-        core.link.status.revoked = false;
-        core.link.status.last_error = None;
-        if role == Role::PendingMachine {
-            core.link.want_pairing = true;
-        }
-        // What waited for the link goes now.
-        core.notifier.link(true);
-        let _ = core.push_wake.0.try_send(());
+        core.link.up(outgoing, role == Role::PendingMachine);
+        core.relay_link(true);
     }
     let ended = serve(core, executor, &mut client, &queue, &url).await;
     {
         let mut core = core.borrow_mut();
-        core.link.outgoing = None;
-        core.link.status.connected = false;
-        core.link.status.pairing = None;
-        core.link.pairing = None;
-        core.link.peers.clear();
-        core.link.subscriptions.clear();
-        core.link.online.clear();
-        core.notifier.link(false);
+        core.link.down();
+        core.relay_link(false);
     }
     client.close().await;
     ended

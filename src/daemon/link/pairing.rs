@@ -183,8 +183,7 @@ pub(super) fn on_pair_recv(core: &mut Core, recv: frame::PairRecv) -> Option<End
         }
         Ok(PairingStep::Ignored) => {}
         Ok(PairingStep::Paired(device)) => {
-            core.state.add_device(&device, os::unix_now());
-            let saved = core.state.save(&core.home);
+            let saved = core.pair_device(&device);
             core.link.pairing = None;
             core.link.status.pairing = None;
             core.link.want_pairing = false;
@@ -241,8 +240,7 @@ pub(super) fn expired(core: &mut Core) {
 /// The relay removed this machine from its account: forget the devices and log in again (as a
 /// pending machine).
 pub(super) fn unpaired(core: &mut Core) -> Ended {
-    core.state.devices.clear();
-    if let Err(error) = core.state.save(&core.home) {
+    if let Err(error) = core.forget_devices() {
         log::error(&format!(
             "unpaired on the relay, but could not save it: {error}"
         ));

@@ -128,20 +128,12 @@ pub(super) fn on_message(
         DeviceMessage::ForgetDevice(forget) => {
             let mut c = core.borrow_mut();
             c.link.reply(route, ack(forget.request, None));
-            let signing = c
-                .state
-                .devices
-                .iter()
-                .position(|d| d.identity().map(|i| i.fingerprint()) == Some(device));
-            if let Some(index) = signing {
-                c.state.devices.remove(index);
-                c.notifier.forget_device(&device);
-                let home = c.home.clone();
-                if let Err(error) = c.state.save(&home) {
-                    log::error(&format!("could not forget device {device}: {error}"));
-                }
-                log::info(&format!("device {device} unpaired itself"));
+            match c.device_left(&device) {
+                Ok(false) => return,
+                Ok(true) => {}
+                Err(error) => log::error(&format!("could not forget device {device}: {error}")),
             }
+            log::info(&format!("device {device} unpaired itself"));
         }
         DeviceMessage::SetPush(set) => {
             let reply = match set_push(core, device, set.push) {
