@@ -271,3 +271,123 @@ impl Link {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use muxagent_proto::app::EventKind;
+    use muxagent_proto::noise::ConnectionId;
+
+    use super::*;
+
+    const SESSION: SessionId = SessionId([7; 16]);
+
+    fn route(device: u8, connection: u8) -> Route {
+        Route {
+            device: Fingerprint([device; 32]),
+            connection: ConnectionId([connection; 8]),
+        }
+    }
+
+    fn event(seq: u64) -> Event {
+        Event {
+            session: SESSION,
+            seq,
+            at: 0,
+            kind: EventKind::TextDelta { text: "x".into() },
+        }
+    }
+
+    fn online(device: Fingerprint, closed: Vec<ConnectionId>) -> DevicePresence {
+        DevicePresence {
+            device,
+            online: true,
+            closed,
+        }
+    }
+
+    /// The routes of what was queued, in order.
+    fn sent(queue: &Receiver<Out>) -> Vec<Route> {
+        std::iter::from_fn(|| queue.try_recv().ok())
+            .filter_map(|out| match out {
+                Out::ToDevice(route, MachineMessage::Event(_)) => Some(route),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_connection_whose_queue_is_full_falls_back_to_replay() {
+        let (replays, requested) = smol::channel::unbounded();
+        let mut link = Link::new(replays);
+        let (outgoing, queue) = smol::channel::bounded(1);
+        link.attach(outgoing);
+        let (a, b) = (route(1, 1), route(1, 2));
+        link.subscribe_live(a);
+        link.subscribe_live(b);
+        link.device_presence(&online(a.device, Vec::new()));
+
+        assert!(link.broadcast(&event(1)), "queued to an online device");
+        assert_eq!(sent(&queue), [a]);
+        assert_eq!(requested.try_recv().ok(), Some((b, 1)), "b fell behind");
+        // Only live connections get new events; what a connection has is not sent again.
+        assert!(link.broadcast(&event(2)));
+        assert!(!link.broadcast(&event(2)));
+        assert_eq!(sent(&queue), [a]);
+        // A second request while b's replay runs is folded into it.
+        link.request_replay(b);
+        assert!(requested.is_empty());
+    }
+
+    #[test]
+    fn presence_drops_the_subscriptions_that_ended() {
+        let (replays, _requested) = smol::channel::unbounded();
+        let mut link = Link::new(replays);
+        let (outgoing, queue) = smol::channel::bounded(8);
+        link.attach(outgoing);
+        let (a1, a2, b) = (route(1, 1), route(1, 2), route(2, 1));
+        for route in [a1, a2, b] {
+            link.subscribe_live(route);
+        }
+        // Not online as far as the relay said: sent, but not delivered.
+        assert!(!link.broadcast(&event(1)));
+        assert_eq!(sent(&queue), [a1, a2, b]);
+
+        link.device_presence(&online(a1.device, vec![a1.connection]));
+        link.device_presence(&online(b.device, Vec::new()));
+        assert!(link.broadcast(&event(2)));
+        assert_eq!(sent(&queue), [a2, b]);
+
+        link.device_presence(&DevicePresence {
+            device: b.device,
+            online: false,
+            closed: Vec::new(),
+        });
+        assert!(link.broadcast(&event(3)));
+        assert_eq!(sent(&queue), [a2]);
+    }
+
+    #[test]
+    fn a_revoked_device_is_named_and_a_reset_starts_over() {
+        let (replays, _requested) = smol::channel::unbounded();
+        let mut link = Link::new(replays);
+        let (outgoing, queue) = smol::channel::bounded(8);
+        link.attach(outgoing);
+        let (a, b) = (route(1, 1), route(2, 1));
+        link.subscribe_live(a);
+        link.subscribe_live(b);
+
+        link.revoked(&a.device);
+        assert_eq!(link.status().revoked_devices, [a.device]);
+        link.broadcast(&event(1));
+        assert_eq!(sent(&queue), [b]);
+
+        link.reset();
+        link.broadcast(&event(2));
+        assert!(sent(&queue).is_empty());
+        assert!(link.want_pairing);
+        assert!(
+            link.relink.1.try_recv().is_ok(),
+            "the link logs in again at once"
+        );
+    }
+}
