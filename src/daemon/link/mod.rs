@@ -31,7 +31,7 @@
 pub mod connections;
 pub mod pairing;
 pub mod replay;
-pub mod requests;
+mod requests;
 
 pub use connections::{DeviceSync, Link, PairingOffer};
 
