@@ -19,7 +19,7 @@ use smol::{LocalExecutor, Timer};
 
 use super::Shared;
 use super::process::{self, signal_group};
-use super::runtime::{self, Command, Runtime, Spec};
+use super::runtime::{self, Command, Report, Runtime, Spec};
 use super::session_machine::{self, Input};
 use super::sessions::SessionError;
 use crate::os;
@@ -174,13 +174,9 @@ fn launch(
         .spawn(async move {
             let (result, ()) = smol::future::zip(conversation, consume).await;
             if let Err(error) = result {
-                record(
-                    &core,
-                    id,
-                    EventKind::Error {
-                        message: error.to_string(),
-                    },
-                );
+                let message = error.to_string();
+                let failed = Report::Event(EventKind::Error { message });
+                let _ = step(&core, &tasks, id, Input::Report(failed));
             }
             // The runtime is done with the agent; make sure nothing of it lingers.
             let group = core.borrow().agents.get(&id).map(|running| running.group);
@@ -240,13 +236,6 @@ pub fn step(
             .detach();
     }
     Ok(stepped.unrecorded)
-}
-
-/// Log an event of a session (errors go to the daemon's log: the session goes on).
-pub fn record(core: &Shared, id: SessionId, kind: EventKind) {
-    if let Err(error) = core.borrow_mut().record(id, kind, os::unix_now()) {
-        super::report(id, &error);
-    }
 }
 
 /// Send a prompt: to the running agent, or to a new process that resumes the agent's

@@ -335,6 +335,75 @@ mod tests {
         assert!(saved.is_paired(&other.public().fingerprint()));
     }
 
+    /// A decision the agent's full queue cannot take is refused whole: nothing logged, the
+    /// approval still open, and it goes through once the agent has room.
+    #[test]
+    fn a_decision_the_agent_cannot_take_now_changes_nothing() {
+        let setup = setup();
+        let me = setup.device.public().fingerprint();
+        let sender = setup.core.borrow().agents[&SESSION].commands.clone();
+        while sender.try_send(Command::Interrupt).is_ok() {}
+        let signed = SignedDecision::sign(
+            &setup.device,
+            body(1, setup.request.request_hash, Decision::AllowOnce),
+        );
+        let before = last_seq(&setup);
+        let result = decide(&setup.core, me, signed.clone());
+        assert_eq!(result, Err(Refusal::Busy));
+        assert_eq!(last_seq(&setup), before, "nothing logged");
+        let state = setup.core.borrow().sessions.state(&SESSION).cloned();
+        assert_eq!(
+            state.expect("state").approvals[&1].state,
+            ApprovalState::Requested
+        );
+        while setup.agent.try_recv().is_ok() {}
+        assert_eq!(decide(&setup.core, me, signed), Ok(SESSION));
+    }
+
+    /// The auto-deny policy without waiting: an ask sets a deadline the shell is asked to arm,
+    /// and a tick at that time denies it (the agent hears why) and logs it expired.
+    #[test]
+    fn an_ask_expires_on_the_tick_at_its_deadline() {
+        let setup = setup();
+        let mut c = setup.core.borrow_mut();
+        c.state.auto_deny_after_minutes = Some(2);
+        let ask = Input::Report(Report::Ask(crate::daemon::runtime::Ask {
+            agent_request: "req-10".into(),
+            kind: ApprovalKind::Tool,
+            tool: "Bash".into(),
+            input: "{}".into(),
+            plan: None,
+        }));
+        let stepped = c.step(SESSION, ask, 1_000).expect("ask");
+        assert_eq!(stepped.timers, [1_120]);
+        assert!(
+            c.step(SESSION, Input::Tick, 1_119)
+                .expect("tick")
+                .timers
+                .is_empty()
+        );
+        assert!(
+            c.sessions
+                .state(&SESSION)
+                .expect("state")
+                .approvals
+                .contains_key(&2)
+        );
+        c.step(SESSION, Input::Tick, 1_120).expect("tick");
+        assert_eq!(
+            setup.agent.try_recv(),
+            Ok(Command::Answer {
+                agent_request: "req-10".into(),
+                decision: Decision::Deny {
+                    message: "nobody decided within 2 minutes (this machine's policy)".into()
+                }
+            })
+        );
+        let approvals = &c.sessions.state(&SESSION).expect("state").approvals;
+        assert!(!approvals.contains_key(&2), "expired");
+        assert!(approvals.contains_key(&1), "the older one had no deadline");
+    }
+
     #[test]
     fn a_withdrawn_approval_cannot_be_decided() {
         let setup = setup();
