@@ -27,10 +27,16 @@ use muxagent_proto::limits::{EVENT_FIELD_MAX_LEN, MAX_PENDING_APPROVALS};
 
 use super::refusal::Refusal;
 use super::runtime::{Ask, Command, Report};
-use super::sessions::{OpenApproval, SessionState};
+use super::sessions::SessionState;
 
+mod fit;
+mod fold;
 #[cfg(test)]
 mod tests;
+
+pub use fit::{add_usage, fit};
+use fold::{changes_state, fold_life, fold_state};
+pub use fold::{fold, waiting};
 
 /// Something that happened to a session, for its machine.
 #[derive(Clone, Debug, PartialEq)]
@@ -161,89 +167,6 @@ pub struct Machine<'a> {
     agent: Option<Agent>,
     policy: Policy,
     effects: Vec<Effect>,
-}
-
-/// Apply one event to what the log says of a session: its status, usage and open approvals.
-/// The session store folds every event it logs with this, and so does the machine with every
-/// event it emits.
-pub fn fold(
-    status: &mut SessionStatus,
-    usage: &mut Usage,
-    state: &mut SessionState,
-    kind: &EventKind,
-) {
-    fold_life(status, usage, kind);
-    if changes_state(kind) {
-        fold_state(state, kind);
-    }
-}
-
-/// [`fold`]'s part for status and usage.
-fn fold_life(status: &mut SessionStatus, usage: &mut Usage, kind: &EventKind) {
-    match kind {
-        EventKind::Started { .. } => *status = SessionStatus::Running,
-        EventKind::Status(new) => *status = *new,
-        EventKind::Usage(total) => *usage = *total,
-        _ => {}
-    }
-}
-
-/// [`fold`]'s part for the [`SessionState`].
-fn fold_state(state: &mut SessionState, kind: &EventKind) {
-    match kind {
-        EventKind::Started { args, .. } => state.args = args.clone(),
-        EventKind::ApprovalRequested(request) => {
-            state.last_approval = state.last_approval.max(request.approval);
-            state.approvals.insert(
-                request.approval,
-                OpenApproval {
-                    request: request.clone(),
-                    state: ApprovalState::Requested,
-                },
-            );
-        }
-        EventKind::ApprovalResolved { approval, .. } => {
-            if let Some(open) = state.approvals.get_mut(approval) {
-                open.state = ApprovalState::Decided;
-            }
-        }
-        EventKind::ApprovalState {
-            approval,
-            state: new_state,
-        } => match new_state {
-            ApprovalState::Applied | ApprovalState::Withdrawn | ApprovalState::Expired => {
-                state.approvals.remove(approval);
-            }
-            ApprovalState::Requested | ApprovalState::Delivered | ApprovalState::Decided => {
-                if let Some(open) = state.approvals.get_mut(approval) {
-                    open.state = *new_state;
-                }
-            }
-        },
-        EventKind::AgentSession { id } => state.agent_session = Some(id.clone()),
-        _ => {}
-    }
-}
-
-/// Whether [`fold`] changes a session's [`SessionState`] for this event.
-fn changes_state(kind: &EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::Started { .. }
-            | EventKind::ApprovalRequested(_)
-            | EventKind::ApprovalResolved { .. }
-            | EventKind::ApprovalState { .. }
-            | EventKind::AgentSession { .. }
-    )
-}
-
-/// Approvals that wait for a person: open and not decided yet.
-pub fn waiting(state: &SessionState) -> usize {
-    state
-        .approvals
-        .values()
-        .filter(|open| open.state != ApprovalState::Decided)
-        .count()
 }
 
 impl<'a> Machine<'a> {
@@ -643,74 +566,4 @@ impl<'a> Machine<'a> {
         }
         self.effects.push(Effect::Append(kind));
     }
-}
-
-/// Add a turn's usage to a session's total.
-pub fn add_usage(total: Usage, delta: Usage) -> Usage {
-    Usage {
-        input_tokens: total.input_tokens.saturating_add(delta.input_tokens),
-        output_tokens: total.output_tokens.saturating_add(delta.output_tokens),
-        cached_tokens: total.cached_tokens.saturating_add(delta.cached_tokens),
-        cost_usd_micros: match (total.cost_usd_micros, delta.cost_usd_micros) {
-            (None, None) => None,
-            (a, b) => Some(a.unwrap_or(0).saturating_add(b.unwrap_or(0))),
-        },
-    }
-}
-
-/// Cut every text field of `kind` to [`EVENT_FIELD_MAX_LEN`], saying how much was left out, so
-/// the event fits one channel message.
-pub fn fit(kind: EventKind) -> EventKind {
-    fn cut(text: &mut String) {
-        if text.len() <= EVENT_FIELD_MAX_LEN {
-            return;
-        }
-        let mut end = EVENT_FIELD_MAX_LEN;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let left_out = text.len() - end;
-        text.truncate(end);
-        text.push_str(&format!("\n… ({left_out} more bytes not shown)"));
-    }
-    let mut kind = kind;
-    match &mut kind {
-        EventKind::Text { text }
-        | EventKind::TextDelta { text }
-        | EventKind::Thinking { text }
-        | EventKind::Output { text, .. }
-        | EventKind::TurnFinished { reason: text }
-        | EventKind::Error { message: text }
-        | EventKind::Opaque { raw: text, .. }
-        | EventKind::Prompt { text }
-        | EventKind::AgentSession { id: text } => cut(text),
-        EventKind::ToolStarted {
-            tool_call,
-            name,
-            input,
-        } => {
-            cut(tool_call);
-            cut(name);
-            cut(input);
-        }
-        EventKind::ToolUpdated { tool_call, detail } => {
-            cut(tool_call);
-            cut(detail);
-        }
-        EventKind::ToolFinished {
-            tool_call,
-            output,
-            diff,
-            ..
-        } => {
-            cut(tool_call);
-            cut(output);
-            if let Some(diff) = diff {
-                cut(diff);
-            }
-        }
-        EventKind::PlanProposed { plan, .. } => cut(plan),
-        _ => {}
-    }
-    kind
 }
