@@ -2,96 +2,29 @@
 //! what was asked; a device's signed decision is checked against it before the agent hears it.
 //!
 //! Every step is an event in the session's log, so the log is the audit trail (who decided
-//! what, from which device, when) and the state machine survives restarts:
-//! requested → delivered → decided (`ApprovalResolved`) → applied, or withdrawn / expired.
-//! The open approvals themselves are folded from the log ([`super::sessions::SessionState`]).
+//! what, from which device, when) and the state machine survives restarts. The approvals' life
+//! (requested → delivered → decided → applied, or withdrawn / expired) is the session machine's
+//! ([`super::session_machine`]); this module keeps what needs keys and memory: the decision's
+//! signature and signer checks, and the whole inputs devices fetch.
 
 use std::collections::BTreeSet;
-use std::rc::Rc;
-use std::time::Duration;
 
 use muxagent_proto::app::{
-    AppErrorCode, ApprovalId, ApprovalKind, ApprovalRequest, ApprovalState, Decision, EventKind,
-    FetchInput, InputChunk, SessionId, SessionStatus, SignedDecision, request_hash,
+    ApprovalId, FetchInput, InputChunk, SessionId, SignedDecision, request_hash,
 };
 use muxagent_proto::identity::Fingerprint;
 use muxagent_proto::limits::{
-    APPROVAL_INPUT_MAX_LEN, DAEMON_WHOLE_INPUTS_MAX_LEN, EVENT_FIELD_MAX_LEN, INPUT_CHUNK_LEN,
-    MAX_PENDING_APPROVALS,
+    APPROVAL_INPUT_MAX_LEN, DAEMON_WHOLE_INPUTS_MAX_LEN, INPUT_CHUNK_LEN,
 };
-use smol::{LocalExecutor, Timer};
 
-use super::agent::{self, Refusal};
-use super::runtime::{Ask, Command};
+use super::refusal::Refusal;
+use super::session_machine::Input;
 use super::{Core, Shared};
 use crate::{log, os};
 
-/// How an approval closed on the agent's side.
-pub enum Close {
-    /// The agent took the ask back.
-    Withdrawn,
-    /// The agent was given the decision.
-    Applied,
-}
-
-/// Log a new ask of session `id` and, under an auto-deny policy, arm its timer.
-pub fn ask(core: &Shared, executor: &Rc<LocalExecutor<'static>>, id: SessionId, ask: Ask) {
-    let now = os::unix_now();
-    let mut c = core.borrow_mut();
-    let Some(state) = c.sessions.state(&id) else {
-        return;
-    };
-    if state.approvals.len() >= MAX_PENDING_APPROVALS {
-        let message = format!(
-            "the agent asked for more than {MAX_PENDING_APPROVALS} approvals at once; this one was denied"
-        );
-        answer_agent(&c, id, &ask.agent_request, deny(&message));
-        let _ = c.record(id, EventKind::Error { message }, now);
-        return;
-    }
-    let approval = state.last_approval + 1;
-    let hash = request_hash(&id, &ask.agent_request, &ask.tool, &ask.input);
-    if let (ApprovalKind::Plan, Some(plan)) = (ask.kind, ask.plan) {
-        record(
-            &mut c,
-            id,
-            agent::fit(EventKind::PlanProposed { approval, plan }),
-        );
-    }
-    // The hash covers the whole input; a very long one is shown cut, and kept whole (within
-    // bounds) for devices to fetch before they allow it.
-    if ask.input.len() > EVENT_FIELD_MAX_LEN {
-        keep_whole(&mut c, id, approval, &ask.input);
-    }
-    let shown = match agent::fit(EventKind::Text { text: ask.input }) {
-        EventKind::Text { text } => text,
-        _ => String::new(),
-    };
-    let request = ApprovalRequest {
-        approval,
-        kind: ask.kind,
-        agent_request: ask.agent_request,
-        tool: ask.tool,
-        input: shown,
-        request_hash: hash,
-    };
-    record(&mut c, id, EventKind::ApprovalRequested(request));
-    agent::set_status(&mut c, id, SessionStatus::WaitingApproval, now);
-    if let Some(minutes) = c.state.auto_deny_after_minutes.filter(|m| *m > 0) {
-        drop(c);
-        let core = core.clone();
-        executor
-            .spawn(async move {
-                Timer::after(Duration::from_secs(u64::from(minutes) * 60)).await;
-                expire(&core, id, approval, minutes);
-            })
-            .detach();
-    }
-}
-
 /// Keep `input` of `approval` whole for devices to fetch, if it is short enough and the
 /// session's budget has room once closed approvals' inputs are dropped.
-fn keep_whole(c: &mut Core, id: SessionId, approval: ApprovalId, input: &str) {
+pub fn keep_whole(c: &mut Core, id: SessionId, approval: ApprovalId, input: &str) {
     let open: BTreeSet<ApprovalId> = c
         .sessions
         .state(&id)
@@ -117,15 +50,12 @@ pub fn input_page(core: &Shared, fetch: &FetchInput) -> Result<InputChunk, Refus
     let c = core.borrow();
     let id = fetch.session;
     let approval = fetch.approval;
-    let state = c
-        .sessions
-        .state(&id)
-        .ok_or_else(|| (AppErrorCode::UnknownSession, format!("no session {id}")))?;
+    let state = c.sessions.state(&id).ok_or(Refusal::UnknownSession(id))?;
     let Some(open) = state.approvals.get(&approval) else {
-        return Err((
-            AppErrorCode::UnknownApproval,
-            format!("approval {approval} of session {id} is not open"),
-        ));
+        return Err(Refusal::ApprovalNotOpen {
+            session: id,
+            approval,
+        });
     };
     let request = &open.request;
     let whole = match c
@@ -141,27 +71,19 @@ pub fn input_page(core: &Shared, fetch: &FetchInput) -> Result<InputChunk, Refus
             request.input.as_str()
         }
         None => {
-            return Err((
-                AppErrorCode::InvalidState,
-                format!(
-                    "approval {approval} of session {id} has an input longer than this machine keeps for devices ({} KiB at most); it can only be denied",
-                    APPROVAL_INPUT_MAX_LEN / 1024
-                ),
-            ));
+            return Err(Refusal::InputKeptCut {
+                session: id,
+                approval,
+            });
         }
     };
     let total = whole.len() as u64;
     let start = usize::try_from(fetch.offset)
         .ok()
         .filter(|start| *start <= whole.len())
-        .ok_or_else(|| {
-            (
-                AppErrorCode::BadRequest,
-                format!(
-                    "offset {} is past the input's end ({total} bytes)",
-                    fetch.offset
-                ),
-            )
+        .ok_or(Refusal::OffsetPastEnd {
+            offset: fetch.offset,
+            total,
         })?;
     let end = whole.len().min(start + INPUT_CHUNK_LEN);
     Ok(InputChunk {
@@ -174,119 +96,9 @@ pub fn input_page(core: &Shared, fetch: &FetchInput) -> Result<InputChunk, Refus
     })
 }
 
-/// The policy's time is up: deny the approval if nobody decided it.
-fn expire(core: &Shared, id: SessionId, approval: u64, minutes: u32) {
-    let mut c = core.borrow_mut();
-    let Some(open) = c
-        .sessions
-        .state(&id)
-        .and_then(|state| state.approvals.get(&approval))
-        .filter(|open| open.state != ApprovalState::Decided)
-        .cloned()
-    else {
-        return;
-    };
-    let message = format!("nobody decided within {minutes} minutes (this machine's policy)");
-    answer_agent(&c, id, &open.request.agent_request, deny(&message));
-    record(
-        &mut c,
-        id,
-        EventKind::ApprovalState {
-            approval,
-            state: ApprovalState::Expired,
-        },
-    );
-    after_close(&mut c, id);
-}
-
-fn deny(message: &str) -> Decision {
-    Decision::Deny {
-        message: message.into(),
-    }
-}
-
-fn answer_agent(c: &Core, id: SessionId, agent_request: &str, decision: Decision) -> bool {
-    c.agents.get(&id).is_some_and(|running| {
-        running
-            .commands
-            .try_send(Command::Answer {
-                agent_request: agent_request.into(),
-                decision,
-            })
-            .is_ok()
-    })
-}
-
-fn record(c: &mut Core, id: SessionId, kind: EventKind) {
-    if let Err(error) = c.record(id, kind, os::unix_now()) {
-        super::report(id, &error);
-    }
-}
-
-/// When nothing waits any more: back to running, or idle if the turn ended meanwhile.
-fn after_close(c: &mut Core, id: SessionId) {
-    let waiting = c
-        .sessions
-        .info(&id)
-        .map(|info| (info.status, info.pending_approvals));
-    if let Some((SessionStatus::WaitingApproval, 0)) = waiting {
-        let turn_open = c.agents.get(&id).is_some_and(|running| running.turn_open);
-        let status = if turn_open {
-            SessionStatus::Running
-        } else {
-            SessionStatus::Idle
-        };
-        agent::set_status(c, id, status, os::unix_now());
-    }
-}
-
-/// The agent withdrew an ask, or was given its answer.
-pub fn close(c: &mut Core, id: SessionId, agent_request: &str, how: Close) {
-    let Some((approval, state)) = c.sessions.state(&id).and_then(|state| {
-        state
-            .approvals
-            .iter()
-            .find(|(_, open)| open.request.agent_request == agent_request)
-            .map(|(approval, open)| (*approval, open.state))
-    }) else {
-        return; // already closed (expired, or withdrawn by the runtime itself)
-    };
-    let closed = match how {
-        Close::Withdrawn => ApprovalState::Withdrawn,
-        Close::Applied if state == ApprovalState::Decided => ApprovalState::Applied,
-        Close::Applied => return,
-    };
-    record(
-        c,
-        id,
-        EventKind::ApprovalState {
-            approval,
-            state: closed,
-        },
-    );
-    after_close(c, id);
-}
-
-/// The agent is gone: every open approval of the session is withdrawn.
-pub fn withdraw_all(c: &mut Core, id: SessionId, now: u64) {
-    let open: Vec<u64> = c
-        .sessions
-        .state(&id)
-        .map(|state| state.approvals.keys().copied().collect())
-        .unwrap_or_default();
-    for approval in open {
-        let kind = EventKind::ApprovalState {
-            approval,
-            state: ApprovalState::Withdrawn,
-        };
-        if let Err(error) = c.record(id, kind, now) {
-            super::report(id, &error);
-        }
-    }
-}
-
-/// A device sent `decision`: check it from end to end, answer the agent, log it. A refused
-/// decision changes nothing.
+/// A device sent `decision`: check it from end to end (is it due and for this request — the
+/// machine's checks —, then its signature and signer), then let the session's machine answer
+/// the agent and log it. A refused decision changes nothing.
 pub fn decide(
     core: &Shared,
     sender: Fingerprint,
@@ -295,74 +107,26 @@ pub fn decide(
     let mut c = core.borrow_mut();
     let body = &decision.body;
     let id = body.session;
-    let state = c
-        .sessions
-        .state(&id)
-        .ok_or_else(|| (AppErrorCode::UnknownSession, format!("no session {id}")))?;
     let approval = body.approval;
-    let Some(open) = state.approvals.get(&approval) else {
-        let message = if approval == 0 || approval > state.last_approval {
-            format!("session {id} has no approval {approval}")
-        } else {
-            format!(
-                "approval {approval} of session {id} is no longer pending (it was decided, withdrawn or expired)"
-            )
-        };
-        return Err((AppErrorCode::UnknownApproval, message));
-    };
-    if open.state == ApprovalState::Decided {
-        return Err((
-            AppErrorCode::UnknownApproval,
-            format!("approval {approval} of session {id} was already decided"),
-        ));
-    }
-    if body.request_hash != open.request.request_hash {
-        return Err((
-            AppErrorCode::HashMismatch,
-            format!(
-                "the decision is for another request than approval {approval} of session {id} (hash mismatch); nothing was changed"
-            ),
-        ));
-    }
+    c.machine(id)?
+        .check_decision(approval, &body.request_hash)?;
     if decision.verify().is_err() {
-        return Err((
-            AppErrorCode::BadSignature,
-            "the decision's signature does not verify; nothing was changed".into(),
-        ));
+        return Err(Refusal::BadSignature);
     }
     let signer = decision.device.fingerprint();
     if signer != sender {
-        return Err((
-            AppErrorCode::BadSignature,
-            format!("the decision is signed by device {signer}, not by {sender} which sent it"),
-        ));
+        return Err(Refusal::WrongSigner { signer, sender });
     }
     if !c.state.is_paired(&signer) {
-        return Err((
-            AppErrorCode::BadSignature,
-            format!("device {signer} is not paired with this machine"),
-        ));
+        return Err(Refusal::SignerNotPaired(signer));
     }
-    let agent_request = open.request.agent_request.clone();
-    if !c.agents.contains_key(&id) {
-        return Err((
-            AppErrorCode::InvalidState,
-            format!("session {id} is not running; its approvals are void"),
-        ));
-    }
-    if !answer_agent(&c, id, &agent_request, body.decision.clone()) {
-        return Err((
-            AppErrorCode::InvalidState,
-            "the agent has too many commands waiting; try again in a moment".into(),
-        ));
-    }
-    let kind = EventKind::ApprovalResolved {
+    let decided = Input::Decided {
         approval,
+        request_hash: body.request_hash,
         decision: body.decision.clone(),
         device: signer,
     };
-    record(&mut c, id, kind);
-    after_close(&mut c, id);
+    c.step(id, decided, os::unix_now())?;
     Ok(id)
 }
 
@@ -370,12 +134,19 @@ pub fn decide(
 mod tests {
     use std::cell::RefCell;
 
-    use muxagent_proto::app::{ApprovalId, DecisionBody};
+    use std::rc::Rc;
+
+    use muxagent_proto::app::{
+        AppErrorCode, ApprovalKind, ApprovalRequest, ApprovalState, Decision, DecisionBody,
+        EventKind,
+    };
     use muxagent_proto::identity::Identity;
     use smol::channel::Receiver;
 
     use super::*;
     use crate::daemon::agent::Running;
+    use crate::daemon::runtime::{Command, Report};
+    use crate::daemon::session_machine::Agent;
     use crate::home::Home;
 
     const SESSION: SessionId = SessionId([7; 16]);
@@ -410,8 +181,10 @@ mod tests {
             Running {
                 group: rustix::process::Pid::from_raw(i32::MAX).expect("pid"),
                 commands,
-                modes: &[],
-                turn_open: true,
+                machine: Agent {
+                    turn_open: true,
+                    ..Agent::new(&[])
+                },
                 whole_inputs: Default::default(),
             },
         );
@@ -459,7 +232,7 @@ mod tests {
     fn refused(setup: &Setup, sender: Fingerprint, decision: SignedDecision, code: AppErrorCode) {
         let before = last_seq(setup);
         let result = decide(&setup.core, sender, decision);
-        assert_eq!(result.map_err(|(code, _)| code), Err(code));
+        assert_eq!(result.map_err(|refusal| refusal.code()), Err(code));
         assert_eq!(last_seq(setup), before, "a refused decision logs nothing");
         assert!(setup.agent.try_recv().is_err(), "the agent hears nothing");
     }
@@ -562,16 +335,87 @@ mod tests {
         assert!(saved.is_paired(&other.public().fingerprint()));
     }
 
+    /// A decision the agent's full queue cannot take is refused whole: nothing logged, the
+    /// approval still open, and it goes through once the agent has room.
+    #[test]
+    fn a_decision_the_agent_cannot_take_now_changes_nothing() {
+        let setup = setup();
+        let me = setup.device.public().fingerprint();
+        let sender = setup.core.borrow().agents[&SESSION].commands.clone();
+        while sender.try_send(Command::Interrupt).is_ok() {}
+        let signed = SignedDecision::sign(
+            &setup.device,
+            body(1, setup.request.request_hash, Decision::AllowOnce),
+        );
+        let before = last_seq(&setup);
+        let result = decide(&setup.core, me, signed.clone());
+        assert_eq!(result, Err(Refusal::Busy));
+        assert_eq!(last_seq(&setup), before, "nothing logged");
+        let state = setup.core.borrow().sessions.state(&SESSION).cloned();
+        assert_eq!(
+            state.expect("state").approvals[&1].state,
+            ApprovalState::Requested
+        );
+        while setup.agent.try_recv().is_ok() {}
+        assert_eq!(decide(&setup.core, me, signed), Ok(SESSION));
+    }
+
+    /// The auto-deny policy without waiting: an ask sets a deadline the shell is asked to arm,
+    /// and a tick at that time denies it (the agent hears why) and logs it expired.
+    #[test]
+    fn an_ask_expires_on_the_tick_at_its_deadline() {
+        let setup = setup();
+        let mut c = setup.core.borrow_mut();
+        c.state.auto_deny_after_minutes = Some(2);
+        let ask = Input::Report(Report::Ask(crate::daemon::runtime::Ask {
+            agent_request: "req-10".into(),
+            kind: ApprovalKind::Tool,
+            tool: "Bash".into(),
+            input: "{}".into(),
+            plan: None,
+        }));
+        let stepped = c.step(SESSION, ask, 1_000).expect("ask");
+        assert_eq!(stepped.timers, [1_120]);
+        assert!(
+            c.step(SESSION, Input::Tick, 1_119)
+                .expect("tick")
+                .timers
+                .is_empty()
+        );
+        assert!(
+            c.sessions
+                .state(&SESSION)
+                .expect("state")
+                .approvals
+                .contains_key(&2)
+        );
+        c.step(SESSION, Input::Tick, 1_120).expect("tick");
+        assert_eq!(
+            setup.agent.try_recv(),
+            Ok(Command::Answer {
+                agent_request: "req-10".into(),
+                decision: Decision::Deny {
+                    message: "nobody decided within 2 minutes (this machine's policy)".into()
+                }
+            })
+        );
+        let approvals = &c.sessions.state(&SESSION).expect("state").approvals;
+        assert!(!approvals.contains_key(&2), "expired");
+        assert!(approvals.contains_key(&1), "the older one had no deadline");
+    }
+
     #[test]
     fn a_withdrawn_approval_cannot_be_decided() {
         let setup = setup();
         let me = setup.device.public().fingerprint();
-        close(
-            &mut setup.core.borrow_mut(),
-            SESSION,
-            "req-9",
-            Close::Withdrawn,
-        );
+        let withdrawn = Input::Report(Report::Withdrawn {
+            agent_request: "req-9".into(),
+        });
+        setup
+            .core
+            .borrow_mut()
+            .step(SESSION, withdrawn, 0)
+            .expect("withdrawn");
         let signed = SignedDecision::sign(
             &setup.device,
             body(1, setup.request.request_hash, Decision::AllowOnce),

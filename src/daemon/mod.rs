@@ -6,8 +6,10 @@
 //! - [`sessions`]: the sessions' logs and metadata.
 //! - [`runtime`]: the agent adapters (command, Claude Code, Codex, ACP) behind one trait.
 //! - [`process`]: agent processes in their own process groups.
-//! - [`agent`]: running sessions — start, prompt, interrupt, mode, stop, and their reports.
-//! - [`approvals`]: asks, signed decisions, their states and the auto-deny policy.
+//! - [`session_machine`]: a session's state machine, sans IO — status, approvals' life, usage.
+//! - [`agent`]: agent processes — start, prompt, interrupt, mode, stop — feeding the machine.
+//! - [`approvals`]: signed decisions' checks, and the whole inputs devices fetch.
+//! - [`refusal`]: why a device's request was refused, for people, and its wire code.
 //! - [`notify`]: what is worth a push notification to which device, and when (sans-IO).
 //! - [`webpush`]: a notice encrypted for a device's push subscription (RFC 8291).
 //! - [`link`]: the relay connection, pairing, device requests and replay.
@@ -21,7 +23,9 @@ pub mod link;
 pub mod lock;
 pub mod notify;
 pub mod process;
+pub mod refusal;
 pub mod runtime;
+pub mod session_machine;
 pub mod sessions;
 pub mod state;
 pub mod webpush;
@@ -32,9 +36,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use muxagent_proto::app::{
-    ApprovalState, Event, EventKind, MachineMessage, SessionId, SessionStatus,
-};
+use muxagent_proto::app::{Event, EventKind, MachineMessage, SessionId, SessionStatus};
 use muxagent_proto::frame::{self, DevicePresence, Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity, PublicIdentity};
 use muxagent_proto::limits::DAEMON_COMMIT_MAX_EVENTS;
@@ -47,6 +49,9 @@ use crate::log;
 use crate::os;
 use link::Link;
 use notify::{Context, Notifier};
+use refusal::Refusal;
+use runtime::Command;
+use session_machine::{Effect, Input, Machine, Policy};
 use sessions::{SessionError, Sessions};
 use state::MachineState;
 
@@ -81,6 +86,15 @@ struct Uncommitted {
     event: Event,
     /// The session's status before it, for the notifier; `None`: not shown to the notifier.
     notify: Option<SessionStatus>,
+}
+
+/// What a step of a session's machine leaves to the asynchronous shell ([`agent::step`]).
+#[derive(Debug, Default)]
+pub struct Stepped {
+    /// When to give the machine a [`Input::Tick`] (unix seconds).
+    pub timers: Vec<u64>,
+    /// The first of its events that could not be logged (already reported).
+    pub unrecorded: Option<SessionError>,
 }
 
 /// Everything the daemon's tasks share. Its fields are the daemon's modules' (none is public);
@@ -236,28 +250,98 @@ impl Core {
     /// Mark sessions whose process died with the previous daemon.
     pub fn close_orphans(&mut self) -> Result<(), SessionError> {
         for id in self.sessions.unfinished() {
-            let now = os::unix_now();
-            approvals::withdraw_all(self, id, now);
-            let resumable = self
-                .sessions
-                .state(&id)
-                .is_some_and(|state| state.agent_session.is_some());
-            let message = if resumable {
-                "the daemon stopped while this session ran; its agent is gone — a new prompt resumes its conversation"
-            } else {
-                "the daemon stopped while this session ran; its process is gone"
-            };
-            self.record(
-                id,
-                EventKind::Error {
-                    message: message.into(),
-                },
-                now,
-            )?;
-            self.record(id, EventKind::Status(SessionStatus::Error), now)?;
+            let stepped = self.step(id, Input::Orphaned, os::unix_now());
+            if let Ok(Stepped {
+                unrecorded: Some(error),
+                ..
+            }) = stepped
+            {
+                return Err(error);
+            }
         }
         self.commit();
         Ok(())
+    }
+
+    /// Session `id`'s machine: what its log says, and its running agent.
+    pub fn machine(&self, id: SessionId) -> Result<Machine<'_>, Refusal> {
+        let (Some(info), Some(state)) = (self.sessions.info(&id), self.sessions.state(&id)) else {
+            return Err(Refusal::UnknownSession(id));
+        };
+        let agent = self.agents.get(&id).map(|running| running.machine.clone());
+        let policy = Policy {
+            auto_deny_after_minutes: self.state.auto_deny_after_minutes,
+        };
+        Ok(Machine::new(
+            id,
+            info.status,
+            info.usage,
+            state,
+            agent,
+            policy,
+        ))
+    }
+
+    /// Feed `input` to session `id`'s machine at time `now` and run its effects: log its
+    /// events ([`Core::record`]: devices get them after the fsync), hand the agent its commands,
+    /// keep whole inputs. Timers are left to the caller ([`agent::step`] arms them). A refused
+    /// input, or a command the agent's full queue cannot take, changes nothing.
+    pub fn step(&mut self, id: SessionId, input: Input, now: u64) -> Result<Stepped, Refusal> {
+        self.step_as(id, input, now, true)
+    }
+
+    /// [`Core::step`]; `notify`: its events are shown to the notifier.
+    fn step_as(
+        &mut self,
+        id: SessionId,
+        input: Input,
+        now: u64,
+        notify: bool,
+    ) -> Result<Stepped, Refusal> {
+        let (effects, agent) = {
+            let mut machine = self.machine(id)?;
+            (machine.step(input, now)?, machine.into_agent())
+        };
+        let mut stepped = Stepped::default();
+        for effect in effects {
+            match effect {
+                Effect::Tell(command) => {
+                    if !self.tell(id, command) {
+                        // The step's first effect: nothing ran yet.
+                        return Err(Refusal::Busy);
+                    }
+                }
+                Effect::TellIfPossible(command) => {
+                    self.tell(id, command);
+                }
+                Effect::Append(kind) => {
+                    let logged = if notify {
+                        self.record(id, kind, now).map(drop)
+                    } else {
+                        self.append(id, kind, now, None).map(drop)
+                    };
+                    if let Err(error) = logged {
+                        report(id, &error);
+                        stepped.unrecorded.get_or_insert(error);
+                    }
+                }
+                Effect::KeepWhole { approval, input } => {
+                    approvals::keep_whole(self, id, approval, &input);
+                }
+                Effect::Timer { at } => stepped.timers.push(at),
+            }
+        }
+        if let (Some(agent), Some(running)) = (agent, self.agents.get_mut(&id)) {
+            running.machine = agent;
+        }
+        Ok(stepped)
+    }
+
+    /// Hand session `id`'s agent a command; false if it is gone or its queue is full.
+    fn tell(&self, id: SessionId, command: Command) -> bool {
+        self.agents
+            .get(&id)
+            .is_some_and(|running| running.commands.try_send(command).is_ok())
     }
 
     /// Log an event; [`Core::commit`] makes it durable and then sends it to every caught-up
@@ -417,19 +501,8 @@ impl Core {
     /// A connection of an online device was sent an approval request: its state moves from
     /// requested to delivered.
     pub fn mark_delivered(&mut self, id: SessionId, approval: u64) {
-        let requested = self
-            .sessions
-            .state(&id)
-            .and_then(|state| state.approvals.get(&approval))
-            .is_some_and(|open| open.state == ApprovalState::Requested);
-        if requested {
-            let kind = EventKind::ApprovalState {
-                approval,
-                state: ApprovalState::Delivered,
-            };
-            // Sent by the commit, like every event; not something to notify about.
-            let _ = self.append(id, kind, os::unix_now(), None);
-        }
+        // Sent by the commit, like every event; not something to notify about.
+        let _ = self.step_as(id, Input::Delivered(approval), os::unix_now(), false);
     }
 
     /// Create a session and log its first event (sent by the next commit).
@@ -652,16 +725,7 @@ fn shutdown(core: &Shared) {
         if let Some(running) = core.agents.remove(&id) {
             let _ = process::signal_group(running.group, rustix::process::Signal::TERM);
         }
-        let now = os::unix_now();
-        approvals::withdraw_all(&mut core, id, now);
-        let _ = core.record(
-            id,
-            EventKind::Error {
-                message: "the daemon was stopped".into(),
-            },
-            now,
-        );
-        let _ = core.record(id, EventKind::Status(SessionStatus::Stopped), now);
+        let _ = core.step(id, Input::Shutdown, os::unix_now());
     }
     core.commit();
     log::info("daemon stopped");

@@ -50,6 +50,8 @@ use muxagent_proto::limits::{
     DAEMON_LOG_RETRY_SECS, LOG_RETENTION_LEN, LOG_SEGMENT_LEN, REPLAY_PAGE_EVENTS,
 };
 use muxagent_store::{Log, Options};
+
+use super::session_machine;
 use serde::{Deserialize, Serialize};
 
 /// The checkpoint's file name inside a session's log folder (the store ignores other names).
@@ -234,63 +236,25 @@ fn empty_info(id: SessionId) -> SessionInfo {
     }
 }
 
-/// Apply one event to a session's metadata and state.
+/// Apply one event to a session's metadata and state: what a session is here, its life (status,
+/// usage, approvals) by the session machine's [`fold`](super::session_machine::fold).
 fn fold(info: &mut SessionInfo, state: &mut SessionState, event: &Event) {
     info.last_seq = event.seq;
     info.updated_at = event.at;
-    match &event.kind {
-        EventKind::Started {
-            runtime,
-            args,
-            cwd,
-            title,
-            ..
-        } => {
-            info.runtime = runtime.clone();
-            info.cwd = cwd.clone();
-            info.title = title.clone();
-            info.created_at = event.at;
-            info.status = SessionStatus::Running;
-            state.args = args.clone();
-        }
-        EventKind::Status(status) => info.status = *status,
-        EventKind::Usage(usage) => info.usage = *usage,
-        EventKind::ApprovalRequested(request) => {
-            state.last_approval = state.last_approval.max(request.approval);
-            state.approvals.insert(
-                request.approval,
-                OpenApproval {
-                    request: request.clone(),
-                    state: ApprovalState::Requested,
-                },
-            );
-        }
-        EventKind::ApprovalResolved { approval, .. } => {
-            if let Some(open) = state.approvals.get_mut(approval) {
-                open.state = ApprovalState::Decided;
-            }
-        }
-        EventKind::ApprovalState {
-            approval,
-            state: new_state,
-        } => match new_state {
-            ApprovalState::Applied | ApprovalState::Withdrawn | ApprovalState::Expired => {
-                state.approvals.remove(approval);
-            }
-            ApprovalState::Requested | ApprovalState::Delivered | ApprovalState::Decided => {
-                if let Some(open) = state.approvals.get_mut(approval) {
-                    open.state = *new_state;
-                }
-            }
-        },
-        EventKind::AgentSession { id } => state.agent_session = Some(id.clone()),
-        _ => {}
+    if let EventKind::Started {
+        runtime,
+        cwd,
+        title,
+        ..
+    } = &event.kind
+    {
+        info.runtime = runtime.clone();
+        info.cwd = cwd.clone();
+        info.title = title.clone();
+        info.created_at = event.at;
     }
-    info.pending_approvals = state
-        .approvals
-        .values()
-        .filter(|open| open.state != ApprovalState::Decided)
-        .count() as u32;
+    session_machine::fold(&mut info.status, &mut info.usage, state, &event.kind);
+    info.pending_approvals = session_machine::waiting(state) as u32;
 }
 
 impl Sessions {

@@ -138,14 +138,14 @@ pub(super) fn on_message(
         DeviceMessage::SetPush(set) => {
             let reply = match set_push(core, device, set.push) {
                 Ok(()) => ack(set.request, None),
-                Err((code, message)) => refuse(set.request, code, message),
+                Err(refusal) => refuse(set.request, refusal.code(), refusal.to_string()),
             };
             core.borrow().link.reply(route, reply);
         }
         DeviceMessage::TestPush(test) => {
             let reply = match test_push(core, device) {
                 Ok(()) => ack(test.request, None),
-                Err((code, message)) => refuse(test.request, code, message),
+                Err(refusal) => refuse(test.request, refusal.code(), refusal.to_string()),
             };
             core.borrow().link.reply(route, reply);
         }
@@ -157,7 +157,7 @@ pub(super) fn on_message(
         DeviceMessage::FetchInput(fetch) => {
             let reply = match approvals::input_page(core, &fetch) {
                 Ok(page) => MachineMessage::InputChunk(page),
-                Err((code, message)) => refuse(fetch.request, code, message),
+                Err(refusal) => refuse(fetch.request, refusal.code(), refusal.to_string()),
             };
             core.borrow().link.reply(route, reply);
         }
@@ -174,23 +174,17 @@ fn set_push(
     if let Some(keys) = &push
         && let Err(error) = webpush::parse_key(&keys.p256dh)
     {
-        return Err((AppErrorCode::BadRequest, error.to_string()));
+        return Err(agent::Refusal::BadPushKeys(error.to_string()));
     }
     let mut c = core.borrow_mut();
     let Some(record) = c.state.device_mut(&device) else {
-        return Err((
-            AppErrorCode::InvalidState,
-            format!("device {device} is not paired with this machine"),
-        ));
+        return Err(agent::Refusal::DeviceNotPaired(device));
     };
     record.push = push.as_ref().map(PushSettings::new);
     let home = c.home.clone();
-    c.state.save(&home).map_err(|error| {
-        (
-            AppErrorCode::Internal,
-            format!("this machine could not save the push keys: {error}"),
-        )
-    })?;
+    c.state
+        .save(&home)
+        .map_err(|error| agent::Refusal::PushKeysNotSaved(error.to_string()))?;
     log::info(&format!(
         "device {device} {} push notifications",
         if push.is_some() {
@@ -206,26 +200,15 @@ fn set_push(
 fn test_push(core: &Shared, device: Fingerprint) -> Result<(), agent::Refusal> {
     let mut c = core.borrow_mut();
     if c.state.push_keys(&device).is_none() {
-        return Err((
-            AppErrorCode::InvalidState,
-            "this device has no push keys on this machine: turn notifications on first".into(),
-        ));
+        return Err(agent::Refusal::NoPushKeys);
     }
     let push = c.notifier.test(device, os::unix_now()).map_err(|limited| {
-        (
-            AppErrorCode::InvalidState,
-            format!(
-                "this device had too many notifications from this machine in the last minute; \
-                 try again in {} s",
-                limited.retry_in_secs
-            ),
-        )
+        agent::Refusal::PushRateLimited {
+            retry_in_secs: limited.retry_in_secs,
+        }
     })?;
     if !c.send_push(push) {
-        return Err((
-            AppErrorCode::Internal,
-            "this machine could not hand the notification to the relay; try again".into(),
-        ));
+        return Err(agent::Refusal::PushNotQueued);
     }
     Ok(())
 }
@@ -251,7 +234,7 @@ fn answer(core: &Shared, route: Route, request: u32, result: Result<SessionId, a
                 ack(request, Some(session))
             }
         }
-        Err((code, message)) => refuse(request, code, message),
+        Err(refusal) => refuse(request, refusal.code(), refusal.to_string()),
     };
     core.link.reply(route, reply);
 }
