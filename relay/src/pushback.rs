@@ -15,13 +15,21 @@
 //!
 //! A frame for a device goes to each of its connections: the held frame keeps the list of those
 //! still to take it and waits on one at a time.
+//!
+//! A connection holds a few frames at once ([`Holds`]) and goes on reading while they are few
+//! and small: a machine's one connection carries frames for every device, so a phone that
+//! stops reading must hold back only the frames for it, not the machine's frames for the
+//! others. A frame for a receiver that already has a held frame from this connection is held
+//! behind it, so each receiver gets its frames in the order sent; the others go at once.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::ErrorCode;
+use muxagent_proto::limits::{RELAY_HOLD_AHEAD_BYTES, RELAY_HOLD_AHEAD_FRAMES};
 
 use crate::metrics::{DropReason, Metrics, RouteKind};
 use crate::outbox::{Bound, Outbox, PushError};
@@ -147,6 +155,107 @@ impl Drop for Held {
             && let Some(outbox) = self.waiting.last()
         {
             outbox.forget(self.waiter);
+        }
+    }
+}
+
+/// The frames one connection holds for full queues, oldest first. Nothing while none is held
+/// (an idle connection's future stays small).
+#[derive(Default)]
+pub(crate) struct Holds(Option<Box<HeldFrames>>);
+
+#[derive(Default)]
+struct HeldFrames {
+    frames: VecDeque<Held>,
+    /// Bytes of the frames held.
+    bytes: usize,
+}
+
+impl Holds {
+    /// Hold one more (routed after every frame held already).
+    pub(crate) fn push(&mut self, held: Held) {
+        let holds = self.0.get_or_insert_default();
+        holds.bytes += held.frame.len();
+        holds.frames.push_back(held);
+    }
+
+    /// Whether the connection may read another frame: while it holds fewer than
+    /// [`RELAY_HOLD_AHEAD_FRAMES`] frames of fewer than [`RELAY_HOLD_AHEAD_BYTES`] bytes.
+    pub(crate) fn may_read(&self) -> bool {
+        self.0.as_ref().is_none_or(|holds| {
+            holds.frames.len() < RELAY_HOLD_AHEAD_FRAMES && holds.bytes < RELAY_HOLD_AHEAD_BYTES
+        })
+    }
+
+    /// Whether a frame held here still waits on `outbox` (a new frame for it goes behind).
+    pub(crate) fn holds_for(&self, outbox: &Outbox) -> bool {
+        self.0.as_ref().is_some_and(|holds| {
+            holds
+                .frames
+                .iter()
+                .any(|held| held.waiting.iter().any(|w| std::ptr::eq(&**w, outbox)))
+        })
+    }
+
+    /// When the oldest frame's wait ends (each waits as long, so it ends first).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.0.as_ref()?.frames.front().map(Held::deadline)
+    }
+
+    /// Offer each frame to its receivers, oldest first; a frame waiting on a receiver that an
+    /// older frame still waits on is not offered (its turn comes after). `Ready` with the
+    /// answers for the senders of the frames that settled, if any did.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Vec<Option<Refused>>> {
+        let Some(holds) = self.0.as_mut() else {
+            return Poll::Pending;
+        };
+        let mut settled = Vec::new();
+        let mut taken: Vec<*const Outbox> = Vec::new();
+        let mut index = 0;
+        while let Some(held) = holds.frames.get_mut(index) {
+            let behind = held
+                .waiting
+                .iter()
+                .any(|outbox| taken.contains(&Arc::as_ptr(outbox)));
+            if !behind && held.poll(cx).is_ready() {
+                if let Some(held) = holds.frames.remove(index) {
+                    holds.bytes -= held.frame.len();
+                    settled.push(held.outcome());
+                }
+                continue;
+            }
+            taken.extend(held.waiting.iter().map(Arc::as_ptr));
+            index += 1;
+        }
+        self.free_if_empty();
+        if settled.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(settled)
+        }
+    }
+
+    /// Give up on the frames whose wait ended by `now` (see [`Held::give_up`]); the answers
+    /// for their senders.
+    pub(crate) fn give_up_due(&mut self, now: Instant) -> Vec<Option<Refused>> {
+        let mut settled = Vec::new();
+        if let Some(holds) = self.0.as_mut() {
+            while holds.frames.front().is_some_and(|held| now >= held.deadline) {
+                let Some(mut held) = holds.frames.pop_front() else {
+                    break;
+                };
+                holds.bytes -= held.frame.len();
+                held.give_up();
+                settled.push(held.outcome());
+            }
+        }
+        self.free_if_empty();
+        settled
+    }
+
+    fn free_if_empty(&mut self) {
+        if self.0.as_ref().is_some_and(|holds| holds.frames.is_empty()) {
+            self.0 = None;
         }
     }
 }
