@@ -512,7 +512,7 @@ fn a_full_disk_under_the_log_is_reported_and_recovered_without_a_restart() {
     std::fs::create_dir_all(&sessions_dir).expect("sessions dir");
     let state = world.path("fake");
     let mut env = fake_env("claude", "approve", &state);
-    env.push(("FAKE_AGENT_DELTAS".into(), (20_000 * size()).to_string()));
+    env.push(("FAKE_AGENT_DELTAS".into(), (4_000 * size()).to_string()));
     // 8 MiB: room for the first turn's stream, not for the filler beside it.
     let wrap = vec![
         "unshare".to_string(),
