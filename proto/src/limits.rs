@@ -244,6 +244,16 @@ pub const RELAY_HOLD_AHEAD_FRAMES: usize = 32;
 /// hold beyond the one frame being read (see [`RELAY_CONNECTION_MAX_BYTES`]).
 pub const RELAY_HOLD_AHEAD_BYTES: usize = 16 * 1024;
 
+/// A connection that holds so many frames that it has stopped reading ([`RELAY_HOLD_AHEAD_FRAMES`])
+/// while it also sends to other receivers gives up on a receiver (drops the frames for it, and
+/// its queue refuses at once until it reads again) once the first frame held for it has waited
+/// this long: the others must not wait the whole [`RELAY_PUSHBACK_MS`] behind it. A machine's
+/// one connection carries frames for all its devices, so a phone that froze or cannot keep up
+/// loses frames (its channel resyncs) instead of stalling the others. A sender talking to one
+/// receiver only keeps the whole push-back. Above a loaded executor's usual scheduling stall
+/// (tens of milliseconds), in which a healthy receiver takes nothing either.
+pub const RELAY_HEAD_OF_LINE_MS: u64 = 100;
+
 /// What one held frame costs besides its bytes (its receivers' list, deadline, counters), as an
 /// upper bound for [`RELAY_CONNECTION_MAX_BYTES`].
 pub const RELAY_HELD_FRAME_OVERHEAD: usize = 256;

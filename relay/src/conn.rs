@@ -498,7 +498,13 @@ impl Wait<'_> {
         if self.holds.may_read() {
             return self.ws.poll_next(cx).map(Event::Read);
         }
-        Poll::Pending
+        // Reading waits: give up on receivers that hold up the others (see `Holds`).
+        let settled = self.holds.give_up_due(Instant::now());
+        if settled.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Event::Sent(settled))
+        }
     }
 }
 
@@ -675,7 +681,7 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Flow::Continue,
                 };
                 match flow {
-                    Flow::Continue => {}
+                    Flow::Continue => holds.went_elsewhere(),
                     Flow::Hold(frame) => holds.push(*frame),
                     // Boxed: a registry write needs far more state than waiting does.
                     Flow::Registry(request) => {
@@ -738,7 +744,10 @@ fn handle(shared: &Shared, session: &Session, data: &[u8], holds: &Holds) -> Flo
             Err(refused) => Some(refused),
         },
         Frame::PairSend(send) => {
-            match shared.router.pair_send(session, send, unix_now(), pushback, behind) {
+            match shared
+                .router
+                .pair_send(session, send, unix_now(), pushback, behind)
+            {
                 Ok(Some(held)) => return Flow::Hold(Box::new(held)),
                 Ok(None) => None,
                 Err(refused) => Some(refused),

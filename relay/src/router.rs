@@ -782,7 +782,8 @@ impl Router {
                 delivered,
                 dropped,
                 session.conn,
-                Instant::now() + pushback,
+                Instant::now(),
+                pushback,
                 self.metrics.clone(),
             )));
         }
