@@ -372,15 +372,7 @@ fn percentile(sorted: &[u128], p: f64) -> u128 {
 /// rate) watch a session beside a healthy one: the healthy one's latency stays in the range it
 /// has with the same stream and no bad device, in the same test (a ratio with a generous
 /// bound: the two extra processes share the machine's cores).
-///
-/// Ignored: it fails. The first run (2026-12-07) gave the healthy device p50 2.2 → 4.5 ms but
-/// p99 24 → 512 ms: `RELAY_PUSHBACK_MS` (500 ms). A frame for a full receiver queue holds the
-/// sender's connection — the machine's one connection, which carries every device's frames —
-/// so a frozen phone stalls every other device of that machine for up to 500 ms each time its
-/// queue fills. Run it with `--ignored` once the relay pushes back per receiver (or drops a
-/// machine's frame to a full device at once).
 #[test]
-#[ignore = "finds a 500 ms stall of every device beside a frozen one (RELAY_PUSHBACK_MS)"]
 fn a_frozen_and_a_slow_device_do_not_hold_back_a_healthy_one() {
     let world = World::new();
     let alpha = Daemon::start(&world.path("alpha"), &world.relay.url());

@@ -219,17 +219,44 @@ pub const RELAY_QUEUE_DEPTH: usize = 32;
 
 /// How long a sender's connection holds a routed frame whose receiver's queue is full (at its
 /// own bound: [`RELAY_QUEUE_DEPTH`] frames or [`RELAY_QUEUE_BYTES_PER_CONNECTION`]) before it
-/// drops it after all (`queue_full`, `Error{Dropped}`). Meanwhile it reads nothing more from its
-/// socket, so TCP pushes back on the sender, and it goes on writing its own queue and answering
-/// pings. A receiver that keeps up on average only fills its queue in a stall — a busy
+/// drops it after all (`queue_full`, `Error{Dropped}`). Meanwhile it reads on only while it holds
+/// few frames ([`RELAY_HOLD_AHEAD_FRAMES`], [`RELAY_HOLD_AHEAD_BYTES`]), routing frames for other
+/// receivers at once and holding those for the full one behind the first; then it reads nothing
+/// more from its socket, so TCP pushes back on the sender, and it goes on writing its own queue
+/// and answering pings. A receiver that keeps up on average only fills its queue in a stall — a busy
 /// executor, a phone's radio waking — of tens of milliseconds (the load bench saw up to ~100
 /// ms on a loaded 2-core box): half a second rides those out, while a sender that also talks
 /// to other receivers waits at most this long behind a stuck one (whose queue then counts as
 /// stalled and refuses at once until it drains; the stuck receiver itself is cut by
-/// [`RELAY_WRITE_TIMEOUT_MS`] or [`RELAY_SLOW_READER_CUT_MS`]). Costs no memory beyond the one
-/// held frame, which takes the place of a message being read (see
+/// [`RELAY_WRITE_TIMEOUT_MS`] or [`RELAY_SLOW_READER_CUT_MS`]). Costs the frames held (see
 /// [`RELAY_CONNECTION_MAX_BYTES`]).
 pub const RELAY_PUSHBACK_MS: u64 = 500;
+
+/// A connection holding frames for full queues reads on while it holds fewer than this many.
+/// A machine's one connection carries frames for every device of its account: were it to stop
+/// reading for one phone that stopped reading, every other device would wait the whole
+/// [`RELAY_PUSHBACK_MS`] too (measured: a healthy device's p99 from 13–46 ms to 505–898 ms,
+/// `tests/faults.rs`). 32 frames cover a burst of small ones (a stream's deltas) while the
+/// other devices are served.
+pub const RELAY_HOLD_AHEAD_FRAMES: usize = 32;
+
+/// ... and while the frames it holds take fewer bytes than this: the memory a connection may
+/// hold beyond the one frame being read (see [`RELAY_CONNECTION_MAX_BYTES`]).
+pub const RELAY_HOLD_AHEAD_BYTES: usize = 16 * 1024;
+
+/// A connection that holds so many frames that it has stopped reading ([`RELAY_HOLD_AHEAD_FRAMES`])
+/// while it also sends to other receivers gives up on a receiver (drops the frames for it, and
+/// its queue refuses at once until it reads again) once the first frame held for it has waited
+/// this long: the others must not wait the whole [`RELAY_PUSHBACK_MS`] behind it. A machine's
+/// one connection carries frames for all its devices, so a phone that froze or cannot keep up
+/// loses frames (its channel resyncs) instead of stalling the others. A sender talking to one
+/// receiver only keeps the whole push-back. Above a loaded executor's usual scheduling stall
+/// (tens of milliseconds), in which a healthy receiver takes nothing either.
+pub const RELAY_HEAD_OF_LINE_MS: u64 = 100;
+
+/// What one held frame costs besides its bytes (its receivers' list, deadline, counters), as an
+/// upper bound for [`RELAY_CONNECTION_MAX_BYTES`].
+pub const RELAY_HELD_FRAME_OVERHEAD: usize = 256;
 
 /// Bytes the relay gathers into one socket write: frames waiting in a receiver's queue are
 /// written together with one flush (one `send` system call) while they fit, instead of one
@@ -413,10 +440,14 @@ pub const RELAY_SLOW_READER_CUT_MS: u64 = 4_000;
 /// (14.5 KiB with TLS, measured), and three buffers of one frame each that tungstenite fills on
 /// a client's say-so and does not shrink — the read buffer reserved for a frame whose header
 /// has arrived, a message arriving in fragments (or, once it has arrived, the frame routed from
-/// it that the connection holds for a full receiver queue, [`RELAY_PUSHBACK_MS`]: the two never
-/// coexist, since a connection holding a frame reads nothing), and the write buffer holding a
-/// frame the client is slow to take (or a batch of smaller ones, [`RELAY_WRITE_BATCH_BYTES`]).
-pub const RELAY_CONNECTION_MAX_BYTES: usize = 15 * 1024 + 3 * (MAX_FRAME_LEN + 16);
+/// it that the connection holds for a full receiver queue, [`RELAY_PUSHBACK_MS`]), and the write
+/// buffer holding a frame the client is slow to take (or a batch of smaller ones,
+/// [`RELAY_WRITE_BATCH_BYTES`]) — and the frames it held before reading that one: under
+/// [`RELAY_HOLD_AHEAD_BYTES`], at most [`RELAY_HOLD_AHEAD_FRAMES`] of them.
+pub const RELAY_CONNECTION_MAX_BYTES: usize = 15 * 1024
+    + 3 * (MAX_FRAME_LEN + 16)
+    + RELAY_HOLD_AHEAD_BYTES
+    + RELAY_HOLD_AHEAD_FRAMES * RELAY_HELD_FRAME_OVERHEAD;
 
 /// The most memory `connections` connections can make the relay hold: each its
 /// [`RELAY_CONNECTION_MAX_BYTES`], and their queues together their per-connection bytes or the
@@ -439,17 +470,17 @@ pub const fn relay_memory_bound(connections: usize) -> u64 {
 }
 
 /// The worst-case memory of a relay at its connection cap with default limits:
-/// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 210 KiB + (256 MiB +
-/// 50 000 × 65 KiB) ≈ 10.0 GiB + 3.35 GiB = 13.4 GiB, plus the registry at its cap (~200 MB,
+/// [`relay_memory_bound`]`(`[`RELAY_MAX_CONNECTIONS`]`)` = 50 000 × 234 KiB + (256 MiB +
+/// 50 000 × 65 KiB) ≈ 11.2 GiB + 3.35 GiB = 14.5 GiB, plus the registry at its cap (~200 MB,
 /// [`RELAY_MAX_REGISTRY_KEYS`]; ~64 MB of pairs, [`RELAY_MAX_REGISTRY_PAIRS`]), the pairing
 /// table (~2 MB, [`RELAY_MAX_PAIRINGS`]), Web Push (127 MiB:
 /// [`RELAY_MAX_PUSH_SUBSCRIPTIONS`] and [`RELAY_PUSH_QUEUE_LEN`]) and the registry's admission
 /// and account counts (5 MiB, [`RELAY_ADMISSION_PREFIXES`], [`RELAY_REGISTRY_RATE_ACCOUNTS`]):
-/// about 13.7 GiB. A compaction of a full registry holds a copy of its accounts for the rewrite
+/// about 14.8 GiB. A compaction of a full registry holds a copy of its accounts for the rewrite
 /// (~100 MB at 1 000 000 keys) for the second or so it takes. Idle, the
 /// same connections take ~0.7 GiB; the rest is what 50 000 hostile clients
 /// (from at least 782 source prefixes) can push it to. Size `--max-connections` to the
-/// machine: ~275 KiB per connection plus 256 MiB.
+/// machine: ~300 KiB per connection plus 256 MiB.
 pub const RELAY_WORST_CASE_MEMORY: u64 = relay_memory_bound(RELAY_MAX_CONNECTIONS)
     + RELAY_MAX_REGISTRY_KEYS as u64 * 200
     + RELAY_MAX_REGISTRY_PAIRS as u64 * 64
@@ -458,12 +489,12 @@ pub const RELAY_WORST_CASE_MEMORY: u64 = relay_memory_bound(RELAY_MAX_CONNECTION
     + RELAY_PUSH_QUEUE_LEN as u64 * RELAY_PUSH_JOB_MAX_BYTES as u64
     + (RELAY_ADMISSION_PREFIXES + RELAY_REGISTRY_RATE_ACCOUNTS) as u64 * 64;
 
-// The figures above, kept true (in MiB): 13.4 GiB for the connections, 13.7 GiB in all.
+// The figures above, kept true (in MiB): 14.5 GiB for the connections, 14.8 GiB in all.
 const _: () = {
     let connections = relay_memory_bound(RELAY_MAX_CONNECTIONS) >> 20;
     let all = RELAY_WORST_CASE_MEMORY >> 20;
-    assert!(connections >= 13_670 && connections < 13_773);
-    assert!(all >= 13_978 && all < 14_080);
+    assert!(connections >= 14_840 && connections < 14_900);
+    assert!(all >= 15_149 && all < 15_252);
 };
 
 /// The relay pings each logged-in connection this often (plus jitter up to

@@ -106,8 +106,8 @@ pub struct Limits {
     /// Bytes queued for one receiver; past it the sender holds the frame (`pushback`), then
     /// drops it.
     pub queue_bytes_per_connection: usize,
-    /// How long a sender's connection holds a frame for a full receiver queue (reading nothing
-    /// meanwhile) before it drops it.
+    /// How long a sender's connection holds a frame for a full receiver queue (reading on only
+    /// while it holds few) before it drops it.
     pub pushback: Duration,
     /// Bytes queued for all connections of one account.
     pub queue_bytes_per_account: usize,

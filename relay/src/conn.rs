@@ -58,7 +58,7 @@ use crate::config::Limits;
 use crate::meter::{Metered, Violation};
 use crate::metrics::{ConnKind, Disconnect, DropReason, EntryKind, LoginFailure, Refusal};
 use crate::outbox::{Bound, Next, Outbox, PushError, QueueLimits};
-use crate::pushback::Held;
+use crate::pushback::{Held, Holds};
 use crate::router::{Refused, Session, check_version, drop_reason, encode, error_frame};
 use crate::server::{Gauge, Shared, Slot};
 use crate::time::{unix_now, until};
@@ -478,23 +478,32 @@ fn read_error(ws: &Ws, error: &WsError) -> (Disconnect, String) {
 }
 
 /// Waits for the first of: an outbound frame (or close), an inbound message (the meter holds
-/// reading back while the byte budget is overspent) — or, while a frame is held for a full
-/// queue, that frame going instead of any reading — and the timer. Reading and writing take
+/// reading back while the byte budget is overspent; reading also waits while the frames held
+/// for full queues are too many, [`Holds::may_read`]), a held frame going, and the timer. Reading and writing take
 /// turns when both are ready. A plain struct rather than combined `async` blocks, so the state
 /// an idle connection parks in is a few pointers.
 struct Wait<'a> {
     ws: &'a mut Ws,
     outbox: &'a Outbox,
-    held: Option<&'a mut Held>,
+    holds: &'a mut Holds,
     timer: &'a mut Timer,
     read_first: bool,
 }
 
 impl Wait<'_> {
     fn poll_in(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        match &mut self.held {
-            Some(held) => held.poll(cx).map(|()| Event::Sent),
-            None => self.ws.poll_next(cx).map(Event::Read),
+        if let Poll::Ready(settled) = self.holds.poll(cx) {
+            return Poll::Ready(Event::Sent(settled));
+        }
+        if self.holds.may_read() {
+            return self.ws.poll_next(cx).map(Event::Read);
+        }
+        // Reading waits: give up on receivers that hold up the others (see `Holds`).
+        let settled = self.holds.give_up_due(Instant::now());
+        if settled.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Event::Sent(settled))
         }
     }
 }
@@ -527,15 +536,15 @@ impl Future for Wait<'_> {
 enum Event {
     Read(Option<Result<Message, WsError>>),
     Out(Next),
-    /// The held frame went (or was refused for good) everywhere.
-    Sent,
+    /// Held frames went (or were refused for good) everywhere: what their senders are told.
+    Sent(Vec<Option<Refused>>),
     Timer,
 }
 
 /// What handling one inbound frame asks for.
 enum Flow {
     Continue,
-    /// Hold this frame for a full queue before reading more.
+    /// Hold this frame for a full queue (reading on while few are held).
     Hold(Box<Held>),
     /// A request that waits on a durable write (boxed: the loop's state stays small).
     Registry(Box<Registry>),
@@ -563,7 +572,7 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
     // One timer for the connection's life, re-armed in place: no timer churn per event.
     let mut timer = Timer::at(ping_due);
     let mut armed = ping_due;
-    let mut held: Option<Box<Held>> = None;
+    let mut holds = Holds::default();
     // Frames read or written since the task last yielded, and which side goes first next.
     let mut work = 0u32;
     let mut read_first = false;
@@ -573,8 +582,8 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
             smol::future::yield_now().await;
         }
         let mut due = pong_due.map_or(ping_due, |pong| pong.min(ping_due));
-        if let Some(held) = &held {
-            due = due.min(held.deadline());
+        if let Some(held) = holds.deadline() {
+            due = due.min(held);
         }
         if due != armed {
             timer.set_at(due);
@@ -583,7 +592,7 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
         let event = Wait {
             ws: &mut *ws,
             outbox: &session.outbox,
-            held: held.as_deref_mut(),
+            holds: &mut holds,
             timer: &mut timer,
             read_first,
         }
@@ -592,9 +601,8 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
         match event {
             Event::Timer => {
                 let now = Instant::now();
-                if let Some(mut late) = held.take_if(|held| now >= held.deadline()) {
-                    late.give_up();
-                    settled(shared, session, late.outcome());
+                for refused in holds.give_up_due(now) {
+                    settled(shared, session, refused);
                 }
                 if pong_due.is_some_and(|pong| now >= pong) {
                     return Disconnect::PongTimeout;
@@ -609,9 +617,9 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     ping_due = next_ping(limits, now);
                 }
             }
-            Event::Sent => {
-                if let Some(sent) = held.take() {
-                    settled(shared, session, sent.outcome());
+            Event::Sent(refusals) => {
+                for refused in refusals {
+                    settled(shared, session, refused);
                 }
             }
             Event::Out(Next::Frame(frame)) => {
@@ -656,7 +664,7 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                 let flow = match message {
                     Message::Binary(data) => {
                         metrics.frame_in(data.len());
-                        handle(shared, session, &data)
+                        handle(shared, session, &data, &holds)
                     }
                     Message::Text(_) => {
                         metrics.malformed_frame();
@@ -673,8 +681,8 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Flow::Continue,
                 };
                 match flow {
-                    Flow::Continue => {}
-                    Flow::Hold(frame) => held = Some(frame),
+                    Flow::Continue => holds.went_elsewhere(),
+                    Flow::Hold(frame) => holds.push(*frame),
                     // Boxed: a registry write needs far more state than waiting does.
                     Flow::Registry(request) => {
                         // A device that revoked itself is closed once acknowledged.
@@ -710,7 +718,7 @@ pub(crate) fn reply(shared: &Shared, session: &Session, frame: Bytes) {
 
 /// Handle one binary frame from a logged-in client (what waits on a durable write is handed
 /// back to the loop: most frames need no future of their own).
-fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
+fn handle(shared: &Shared, session: &Session, data: &[u8], holds: &Holds) -> Flow {
     let metrics = &shared.metrics;
     let frame = match Frame::decode(data) {
         Ok(Decoded::Known(frame)) => frame,
@@ -727,14 +735,19 @@ fn handle(shared: &Shared, session: &Session, data: &[u8]) -> Flow {
         }
     };
     let pushback = shared.limits.pushback;
+    // A frame for a receiver this connection already holds one for goes behind it.
+    let behind = &|outbox: &Outbox| holds.holds_for(outbox);
     let refused = match frame {
-        Frame::Send(send) => match shared.router.send(session, send, pushback) {
+        Frame::Send(send) => match shared.router.send(session, send, pushback, behind) {
             Ok(Some(held)) => return Flow::Hold(Box::new(held)),
             Ok(None) => None,
             Err(refused) => Some(refused),
         },
         Frame::PairSend(send) => {
-            match shared.router.pair_send(session, send, unix_now(), pushback) {
+            match shared
+                .router
+                .pair_send(session, send, unix_now(), pushback, behind)
+            {
                 Ok(Some(held)) => return Flow::Hold(Box::new(held)),
                 Ok(None) => None,
                 Err(refused) => Some(refused),

@@ -15,17 +15,36 @@
 //!
 //! A frame for a device goes to each of its connections: the held frame keeps the list of those
 //! still to take it and waits on one at a time.
+//!
+//! A connection holds a few frames at once ([`Holds`]) and goes on reading while they are few
+//! and small: a machine's one connection carries frames for every device, so a phone that
+//! stops reading must hold back only the frames for it, not the machine's frames for the
+//! others. A frame for a receiver that already has a held frame from this connection is held
+//! behind it, so each receiver gets its frames in the order sent; the others go at once.
+//!
+//! Once it holds so many that it stops reading, and it also sends to others (they wait while
+//! it does not read), a receiver that holds it up is given up on after
+//! [`RELAY_HEAD_OF_LINE_MS`]: a machine's frames for its other devices flow on past a phone
+//! that froze or cannot keep up. A sender talking to one receiver only (a device to its
+//! machine) keeps its push-back for the whole
+//! [`Limits::pushback`](crate::config::Limits::pushback).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::ErrorCode;
+use muxagent_proto::limits::{
+    RELAY_HEAD_OF_LINE_MS, RELAY_HOLD_AHEAD_BYTES, RELAY_HOLD_AHEAD_FRAMES,
+};
 
 use crate::metrics::{DropReason, Metrics, RouteKind};
 use crate::outbox::{Bound, Outbox, PushError};
 use crate::router::{Refused, drop_reason};
+
+const HEAD_OF_LINE: Duration = Duration::from_millis(RELAY_HEAD_OF_LINE_MS);
 
 /// A frame held by its sender's connection until its receivers have room.
 pub(crate) struct Held {
@@ -41,14 +60,15 @@ pub(crate) struct Held {
     registered: bool,
     /// The sender's connection id (its name in waiter lists).
     waiter: u64,
+    held_at: Instant,
     deadline: Instant,
     metrics: Arc<Metrics>,
 }
 
 impl Held {
     /// Hold `frame` for `waiting` (whose queues refused it at their own bound) on behalf of
-    /// connection `waiter`, until `deadline`; `delivered` and `dropped` say how the other
-    /// receivers fared.
+    /// connection `waiter`, from `held_at` for `pushback`; `delivered` and `dropped` say how
+    /// the other receivers fared.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         frame: Bytes,
@@ -58,7 +78,8 @@ impl Held {
         delivered: bool,
         dropped: bool,
         waiter: u64,
-        deadline: Instant,
+        held_at: Instant,
+        pushback: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         Held {
@@ -70,14 +91,10 @@ impl Held {
             dropped,
             registered: false,
             waiter,
-            deadline,
+            held_at,
+            deadline: held_at + pushback,
             metrics,
         }
-    }
-
-    /// When the sender stops waiting.
-    pub(crate) fn deadline(&self) -> Instant {
-        self.deadline
     }
 
     /// Offer the frame to each receiver still waiting in turn: `Ready` once every one has
@@ -108,14 +125,38 @@ impl Held {
     pub(crate) fn give_up(&mut self) {
         self.registered = false;
         for outbox in std::mem::take(&mut self.waiting) {
-            let result = outbox.push(self.frame.clone());
-            if result == Err(PushError::Full(Bound::Connection)) {
-                outbox.give_up(self.waiter);
-            } else {
-                outbox.forget(self.waiter);
-            }
-            self.settle(result);
+            self.last_offer(&outbox);
         }
+    }
+
+    /// Give up on its receivers but those in `skip`: a last offer, then drop it for them and
+    /// mark their queues stalled. Whether no receiver is left to wait on.
+    fn give_up_except(&mut self, skip: &[*const Outbox]) -> bool {
+        let mut index = 0;
+        while let Some(outbox) = self.waiting.get(index) {
+            if skip.contains(&Arc::as_ptr(outbox)) {
+                index += 1;
+                continue;
+            }
+            if index + 1 == self.waiting.len() {
+                self.registered = false;
+            }
+            let outbox = self.waiting.remove(index);
+            self.last_offer(&outbox);
+        }
+        self.waiting.is_empty()
+    }
+
+    /// Offer the frame to `outbox` one last time; if it is still full, its queue counts as
+    /// stalled (it refuses at once until it drains).
+    fn last_offer(&mut self, outbox: &Outbox) {
+        let result = outbox.push(self.frame.clone());
+        if result == Err(PushError::Full(Bound::Connection)) {
+            outbox.give_up(self.waiter);
+        } else {
+            outbox.forget(self.waiter);
+        }
+        self.settle(result);
     }
 
     fn settle(&mut self, result: Result<(), PushError>) {
@@ -133,6 +174,21 @@ impl Held {
         }
     }
 
+    fn waits_on(&self, outbox: &Outbox) -> bool {
+        self.waiting
+            .iter()
+            .any(|receiver| std::ptr::eq(&**receiver, outbox))
+    }
+
+    fn receivers(&self) -> impl Iterator<Item = *const Outbox> + '_ {
+        self.waiting.iter().map(Arc::as_ptr)
+    }
+
+    fn waits_on_any(&self, receivers: &[*const Outbox]) -> bool {
+        self.receivers()
+            .any(|receiver| receivers.contains(&receiver))
+    }
+
     /// What the sender is told once every receiver is settled: `Dropped` if any receiver's
     /// queue refused the frame (that receiver's channel has a gap), `PeerOffline` if every
     /// receiver was closing, else nothing.
@@ -147,6 +203,167 @@ impl Drop for Held {
             && let Some(outbox) = self.waiting.last()
         {
             outbox.forget(self.waiter);
+        }
+    }
+}
+
+/// The frames one connection holds for full queues, oldest first. Nothing while none is held
+/// (an idle connection's future stays small).
+#[derive(Default)]
+pub(crate) struct Holds(Option<Box<HeldFrames>>);
+
+#[derive(Default)]
+struct HeldFrames {
+    frames: VecDeque<Held>,
+    /// Bytes of the frames held.
+    bytes: usize,
+    /// A frame read while these were held went to another receiver at once: the sender talks
+    /// to others too, and they wait while it stops reading.
+    others_wait: bool,
+}
+
+impl HeldFrames {
+    /// The frames that are first in line for at least one of their receivers (those offered).
+    fn first_for_their_receivers(&self) -> impl Iterator<Item = &Held> {
+        let mut seen: Vec<*const Outbox> = Vec::new();
+        self.frames.iter().filter(move |held| {
+            let first = held.receivers().any(|receiver| !seen.contains(&receiver));
+            seen.extend(held.receivers());
+            first
+        })
+    }
+
+    /// See [`Holds::give_up_due`].
+    fn give_up_head_of_line(&mut self, now: Instant, settled: &mut Vec<Option<Refused>>) {
+        let mut seen: Vec<*const Outbox> = Vec::new();
+        let mut index = 0;
+        while let Some(held) = self.frames.get_mut(index) {
+            let receivers: Vec<_> = held.receivers().collect();
+            if now >= held.held_at + HEAD_OF_LINE && held.give_up_except(&seen) {
+                if let Some(held) = self.frames.remove(index) {
+                    self.bytes -= held.frame.len();
+                    settled.push(held.outcome());
+                }
+            } else {
+                index += 1;
+            }
+            seen.extend(receivers);
+        }
+    }
+}
+
+impl Holds {
+    /// Hold one more (routed after every frame held already).
+    pub(crate) fn push(&mut self, held: Held) {
+        let holds = self.0.get_or_insert_default();
+        holds.bytes += held.frame.len();
+        holds.frames.push_back(held);
+    }
+
+    /// A frame read while frames are held went elsewhere at once (see [`Holds::give_up_due`]).
+    pub(crate) fn went_elsewhere(&mut self) {
+        if let Some(holds) = self.0.as_mut() {
+            holds.others_wait = true;
+        }
+    }
+
+    /// Whether the connection may read another frame: while it holds fewer than
+    /// [`RELAY_HOLD_AHEAD_FRAMES`] frames of fewer than [`RELAY_HOLD_AHEAD_BYTES`] bytes.
+    pub(crate) fn may_read(&self) -> bool {
+        self.0.as_ref().is_none_or(|holds| {
+            holds.frames.len() < RELAY_HOLD_AHEAD_FRAMES && holds.bytes < RELAY_HOLD_AHEAD_BYTES
+        })
+    }
+
+    /// Whether a frame held here still waits on `outbox` (a new frame for it goes behind).
+    pub(crate) fn holds_for(&self, outbox: &Outbox) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|holds| holds.frames.iter().any(|held| held.waits_on(outbox)))
+    }
+
+    /// When the connection must next act on its own: the oldest frame's wait ends (each waits
+    /// as long, so it ends first) or, while it holds too many to read on, a receiver it waits
+    /// on can first be given up on ([`Holds::give_up_due`]).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let holds = self.0.as_ref()?;
+        let oldest = holds.frames.front()?.deadline;
+        if self.may_read() {
+            return Some(oldest);
+        }
+        let now = Instant::now();
+        if !holds.others_wait {
+            return Some(oldest);
+        }
+        let head_of_line = holds
+            .first_for_their_receivers()
+            .map(|held| held.held_at + HEAD_OF_LINE)
+            .filter(|&at| at > now)
+            .min();
+        Some(head_of_line.map_or(oldest, |at| at.min(oldest)))
+    }
+
+    /// Offer each frame to its receivers, oldest first; a frame waiting on a receiver that an
+    /// older frame still waits on is not offered (its turn comes after). `Ready` with the
+    /// answers for the senders of the frames that settled, if any did.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Vec<Option<Refused>>> {
+        let Some(holds) = self.0.as_mut() else {
+            return Poll::Pending;
+        };
+        let mut settled = Vec::new();
+        let mut taken: Vec<*const Outbox> = Vec::new();
+        let mut index = 0;
+        while let Some(held) = holds.frames.get_mut(index) {
+            let behind = held.waits_on_any(&taken);
+            if !behind && held.poll(cx).is_ready() {
+                if let Some(held) = holds.frames.remove(index) {
+                    holds.bytes -= held.frame.len();
+                    settled.push(held.outcome());
+                }
+                continue;
+            }
+            taken.extend(held.receivers());
+            index += 1;
+        }
+        self.free_if_empty();
+        if settled.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(settled)
+        }
+    }
+
+    /// Give up on the frames whose wait ended by `now` (see [`Held::give_up`]) and, while the
+    /// connection holds too many to read on and also sends to others
+    /// ([`Holds::went_elsewhere`]), on the receivers whose first frame here was held
+    /// [`RELAY_HEAD_OF_LINE_MS`] ago. The answers for the senders of the frames that settled.
+    pub(crate) fn give_up_due(&mut self, now: Instant) -> Vec<Option<Refused>> {
+        let mut settled = Vec::new();
+        let may_read = self.may_read();
+        if let Some(holds) = self.0.as_mut() {
+            while holds
+                .frames
+                .front()
+                .is_some_and(|held| now >= held.deadline)
+            {
+                let Some(mut held) = holds.frames.pop_front() else {
+                    break;
+                };
+                holds.bytes -= held.frame.len();
+                held.give_up();
+                settled.push(held.outcome());
+            }
+            if !may_read && holds.others_wait {
+                holds.give_up_head_of_line(now, &mut settled);
+            }
+        }
+        self.free_if_empty();
+        settled
+    }
+
+    fn free_if_empty(&mut self) {
+        if self.0.as_ref().is_some_and(|holds| holds.frames.is_empty()) {
+            self.0 = None;
         }
     }
 }

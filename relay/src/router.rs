@@ -639,6 +639,7 @@ impl Router {
         session: &Session,
         send: frame::Send,
         pushback: Duration,
+        behind: &dyn Fn(&Outbox) -> bool,
     ) -> Result<Option<Held>, Refused> {
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -717,6 +718,7 @@ impl Router {
             RouteKind::Send,
             len,
             pushback,
+            behind,
         );
         if let (Some(connection), Ok(_)) = (opened, &routed)
             && let Some(live) = state
@@ -735,10 +737,12 @@ impl Router {
         routed
     }
 
-    /// Push `frame` to every one of `receivers`. Those whose queue is full at its own bound
-    /// make it a [`Held`] frame for `session`'s connection to hold for `pushback` (see
+    /// Push `frame` to every one of `receivers`. Those whose queue is full at its own bound,
+    /// and those `behind` a frame `session`'s connection already holds for them (their order
+    /// is kept), make it a [`Held`] frame for that connection to hold for `pushback` (see
     /// [`crate::pushback`]); otherwise the sender's answer (`Dropped` if a queue refused it,
     /// `PeerOffline` if every receiver was closing).
+    #[allow(clippy::too_many_arguments)]
     fn deliver<'a>(
         &self,
         session: &Session,
@@ -747,10 +751,15 @@ impl Router {
         kind: RouteKind,
         len: usize,
         pushback: Duration,
+        behind: &dyn Fn(&Outbox) -> bool,
     ) -> Result<Option<Held>, Refused> {
         let (mut delivered, mut dropped) = (false, false);
         let mut waiting = Vec::new();
         for live in receivers {
+            if behind(&live.outbox) {
+                waiting.push(live.outbox.clone());
+                continue;
+            }
             match live.outbox.push(frame.clone()) {
                 Ok(()) => {
                     delivered = true;
@@ -773,7 +782,8 @@ impl Router {
                 delivered,
                 dropped,
                 session.conn,
-                Instant::now() + pushback,
+                Instant::now(),
+                pushback,
                 self.metrics.clone(),
             )));
         }
@@ -916,6 +926,7 @@ impl Router {
         send: PairSend,
         now: u64,
         pushback: Duration,
+        behind: &dyn Fn(&Outbox) -> bool,
     ) -> Result<Option<Held>, Refused> {
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -1000,6 +1011,7 @@ impl Router {
             RouteKind::Pair,
             len,
             pushback,
+            behind,
         )
     }
 

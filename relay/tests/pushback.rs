@@ -2,7 +2,8 @@
 //! held, not dropped. A burst larger than the queue reaches a reader that keeps up (slowly)
 //! whole and in order; two connections flooding each other both get through (holding a frame
 //! never stops a connection's own writes); a receiver that never reads is still cut, and its
-//! sender is told and reads again. Every test is bounded in frames and time, on 127.0.0.1.
+//! sender is told and reads again; a machine's frames for a phone that froze do not hold back
+//! its frames for the other devices. Every test is bounded in frames and time, on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a test: failing loudly is its job
 
 mod common;
@@ -15,6 +16,7 @@ use muxagent_proto::frame::{ErrorCode, Frame, Role};
 use muxagent_proto::identity::Identity;
 use muxagent_proto::limits::RELAY_QUEUE_DEPTH;
 use muxagent_relay_client::Client;
+use smol::future::FutureExt;
 
 /// Frames in a burst: four times a receiver's queue.
 const BURST: usize = 4 * RELAY_QUEUE_DEPTH;
@@ -278,6 +280,104 @@ fn a_receiver_that_never_reads_is_cut_and_its_sender_is_told_and_reads_again() {
         assert_eq!(cut, 1, "the stuck receiver was not cut");
         // The sender's connection reads again: a request is answered.
         barrier(&mut machine).await;
+        relay.stop().await;
+    });
+}
+
+/// Frames the machine sends each of its two devices in the frozen-phone test.
+const FAN_OUT: usize = 1_000;
+
+#[test]
+fn a_frozen_phone_does_not_hold_back_its_machines_frames_for_other_devices() {
+    smol::block_on(async {
+        // Push-back, slow-reader cut and write timeout far past the test's own deadline
+        // (`STEP`): were the machine's connection to stop reading until it gave up on the
+        // frozen phone, or until that phone was cut, the healthy one would wait past it.
+        let temp = tempfile::tempdir().expect("tempdir");
+        let mut config = common::config(temp.path());
+        config.limits.pushback = Duration::from_secs(60);
+        config.limits.slow_reader_cut = Duration::from_secs(60);
+        config.limits.write_timeout = Duration::from_secs(60);
+        let relay = TestRelay::start_with(config).await;
+        let (frozen, healthy, m) = (identity(), identity(), identity());
+        for device in [&frozen, &healthy] {
+            let mut client = relay.device(device).await;
+            pair(&relay, device, &mut client, &m).await;
+            client.close().await;
+        }
+        // Small frames, one for each device in turn, in one write: the frozen phone's queue
+        // and then the frames held for it fill long before the stream ends. (Made before any
+        // login: the clients answer no pings meanwhile.)
+        let to = |device: &Identity| device.public().fingerprint();
+        let (to_frozen, to_healthy) = (to(&frozen), to(&healthy));
+        let bytes: Vec<u8> = (0..FAN_OUT)
+            .flat_map(|n| {
+                let mut payload = vec![0x3C; 1024];
+                payload[..4].copy_from_slice(&(n as u32).to_be_bytes());
+                [to_frozen, to_healthy].map(|to| {
+                    raw::message(&Frame::Send(muxagent_proto::frame::Send {
+                        to,
+                        payload: payload.clone(),
+                    }))
+                })
+            })
+            .flatten()
+            .collect();
+        // Logged in, and never reads again.
+        let _frozen = narrow(&relay, &frozen, Role::Device).await;
+        let mut healthy = within("login", Raw::login(relay.addr, &healthy, Role::Device))
+            .await
+            .expect("healthy device logs in");
+        let mut machine = within("login", Raw::login(relay.addr, &m, Role::Machine))
+            .await
+            .expect("machine logs in");
+        let tcp = machine.tcp.clone();
+        let sending = async {
+            smol::io::AsyncWriteExt::write_all(&mut &*tcp, &bytes)
+                .await
+                .expect("machine writes");
+        };
+        let receiving = async {
+            let mut numbers = Vec::new();
+            while numbers.len() < FAN_OUT {
+                match healthy.recv().await.expect("read") {
+                    Some(Frame::Recv(recv)) => numbers.push(number(&recv.payload)),
+                    Some(_) => {}
+                    None => panic!("closed after {} frames", numbers.len()),
+                }
+            }
+            numbers
+        };
+        // The machine reads what the relay tells it meanwhile (the frozen phone's drops).
+        let told = async { while let Ok(Some(_)) = machine.recv().await {} };
+        // Boxed: the joined futures are too large for a test thread's stack in a debug build.
+        let stream = Box::pin(smol::future::zip(sending, receiving));
+        let ((), numbers) = within(
+            "every frame for the healthy device",
+            Box::pin(async { Some(stream.await) }.or(async {
+                told.await;
+                None
+            })),
+        )
+        .await
+        .expect("the machine's connection closed");
+        let queue_full = relay
+            .metric("relay_dropped_total{reason=\"queue_full\"}")
+            .await;
+        eprintln!(
+            "figure: a machine streamed {FAN_OUT} frames of 1 KiB to each of a healthy and a \
+             frozen phone: the healthy one got {}, {queue_full} were dropped for the frozen one",
+            numbers.len()
+        );
+        assert_eq!(
+            numbers,
+            (0..FAN_OUT).collect::<Vec<_>>(),
+            "the healthy device's frames were lost or reordered"
+        );
+        assert!(
+            queue_full > 0,
+            "nothing was dropped: the phone never filled"
+        );
         relay.stop().await;
     });
 }
