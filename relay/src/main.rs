@@ -53,6 +53,16 @@ struct Args {
     #[argh(option)]
     inbound_bytes_per_sec: Option<u32>,
 
+    /// new keys (devices and machines) the relay admits an hour, and at once (default 600; a
+    /// fleet pairing many machines in one go needs more)
+    #[argh(option)]
+    new_keys_per_hour: Option<u32>,
+
+    /// registrations adding keys that one source network (an IPv4 /24, an IPv6 /48) may make
+    /// an hour (default 20)
+    #[argh(option)]
+    new_keys_per_network_per_hour: Option<usize>,
+
     /// threads serving connections (default: the number of CPUs)
     #[argh(option)]
     threads: Option<usize>,
@@ -107,6 +117,13 @@ fn run(args: Args) -> Result<(), String> {
     }
     if let Some(max) = args.max_unauthenticated_connections {
         limits.max_unauthenticated_connections = max;
+    }
+    if let Some(rate) = args.new_keys_per_hour {
+        limits.new_keys_per_hour = rate;
+        limits.new_keys_burst = rate;
+    }
+    if let Some(rate) = args.new_keys_per_network_per_hour {
+        limits.new_key_registrations_per_prefix_per_hour = rate;
     }
     if let Some(rate) = args.inbound_bytes_per_sec {
         limits.inbound_bytes_per_sec = rate;

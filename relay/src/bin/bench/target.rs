@@ -121,6 +121,15 @@ impl Target {
         if !options.shipped_unauthenticated_cap {
             command.args(["--max-unauthenticated-connections", "20000"]);
         }
+        // The tool pairs thousands of machines within seconds, from few source networks: far
+        // past the admission meant for strangers' keys (it holds the storm's reconnects, which
+        // add no keys, to nothing).
+        command.args([
+            "--new-keys-per-hour",
+            "1000000",
+            "--new-keys-per-network-per-hour",
+            "1000000",
+        ]);
         if let Some(max) = options.max_connections {
             command.args(["--max-connections", &max.to_string()]);
         }
