@@ -222,22 +222,22 @@ fn run_scenario(
 ) -> Result<Row, String> {
     let addr = target.addr;
     let setup_start = Instant::now();
-    let (pairs, idle) = smol::block_on(executor.run(async {
+    // Idle machines first, each kept alive (answering pings) as soon as it is up, then the
+    // pairs: a connection left unread through a long set-up would miss the relay's pings and
+    // be closed before the scenario starts.
+    let (pairs, idle_tasks) = smol::block_on(executor.run(async {
+        let mut idle_tasks = Vec::new();
+        for number in 0..scenario.idle {
+            let ws = load::idle(kind, addr, 1_000_000 + number as u64).await?;
+            idle_tasks.push(executor.spawn(load::keep_alive(ws)));
+        }
         let mut pairs = Vec::new();
         for number in 0..scenario.pairs {
             pairs.push(load::pair(kind, addr, number as u64).await?);
         }
-        let mut idle = Vec::new();
-        for number in 0..scenario.idle {
-            idle.push(load::idle(kind, addr, 1_000_000 + number as u64).await?);
-        }
-        Ok::<_, String>((pairs, idle))
+        Ok::<_, String>((pairs, idle_tasks))
     }))?;
     let setup = setup_start.elapsed();
-    let idle_tasks: Vec<_> = idle
-        .into_iter()
-        .map(|ws| executor.spawn(load::keep_alive(ws)))
-        .collect();
     let rss_kib = target.rss_kib();
     let before = target.counters();
     let cpu_before = target.cpu_secs();
