@@ -14,6 +14,7 @@ use crate::daemon::control::{self, Notice};
 use crate::daemon::state::{KEY_FILE, MachineState};
 use crate::daemon::{self, DaemonError, lock};
 use crate::home::{Home, HomeError};
+use crate::limits::{CLI_DAEMON_WAIT_SECS, CLI_LINK_WAIT_SECS, CONTROL_POLL_MS};
 use crate::{qr, render};
 
 /// A command failed; the message is one line for the person who ran it.
@@ -35,11 +36,11 @@ impl<E: std::error::Error> From<E> for CommandError {
 /// The daemon's log file when it runs detached.
 pub const LOG_FILE: &str = "daemon.log";
 
-/// How long `daemon start` waits for the new daemon to answer.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `daemon start` waits for the new daemon to answer, and `daemon stop` for it to go.
+const START_TIMEOUT: Duration = Duration::from_secs(CLI_DAEMON_WAIT_SECS);
 
 /// How long `daemon start` waits for the relay to accept a pairing link before it returns.
-const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+const LINK_TIMEOUT: Duration = Duration::from_secs(CLI_LINK_WAIT_SECS);
 
 /// `muxagent daemon start`.
 pub fn daemon_start(home: &Home, start: cli::DaemonStart) -> Result<(), CommandError> {
@@ -174,9 +175,11 @@ pub fn daemon_stop(home: &Home) -> Result<(), CommandError> {
     let deadline = std::time::Instant::now() + START_TIMEOUT;
     while lock::running(home).is_some() {
         if std::time::Instant::now() > deadline {
-            return Err(CommandError("the daemon did not stop within 10 s".into()));
+            return Err(CommandError(format!(
+                "the daemon did not stop within {CLI_DAEMON_WAIT_SECS} s"
+            )));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(CONTROL_POLL_MS));
     }
     println!("daemon stopped");
     Ok(())

@@ -717,155 +717,31 @@ pub const RELAY_PUSH_RESPONSE_HEAD_MAX_LEN: usize = 8 * 1024;
 /// 24 hours; 12 leaves room for a push service whose clock is hours ahead.
 pub const RELAY_PUSH_JWT_LIFETIME_SECS: u64 = 12 * 60 * 60;
 
-// ---- Daemon ----
+// ---- Between machines and devices ----
 //
-// The daemon holds one log per session and one relay connection. Memory per connection of a
-// device (up to [`MAX_CHANNELS_PER_DEVICE`] per device): its channel (~300 bytes) and, once it
-// said hello, its sync cursors (24 bytes a session); per running `command` session: two read
-// buffers of [`OUTPUT_CHUNK_LEN`].
-
-/// Events per replay page. The machine sends one page, then `ReplayMore`, and waits for the
-/// device to ask for the next: one page in flight, so a slow phone sets the pace and the relay's
-/// queue ([`RELAY_QUEUE_DEPTH`] frames) never overflows. Half the relay queue leaves room for
-/// the answers and live traffic sharing the connection.
-pub const REPLAY_PAGE_EVENTS: usize = RELAY_QUEUE_DEPTH / 2;
-
-/// Messages queued for the relay connection. Live events that find it full make the device
-/// resync instead of blocking the session (a session never waits on a slow phone).
-pub const DAEMON_OUTGOING_QUEUE: usize = 512;
-
-/// Events logged but not yet fsynced and sent (group commit): they are made durable and sent
-/// together once per executor turn, or as soon as this many wait. At most two text fields of
-/// [`EVENT_FIELD_MAX_LEN`] each: 128 × 48 KiB = 6 MiB in the worst case, ~13 KiB for a
-/// stream of ~100-byte deltas; 128 events per fsync instead of one.
-pub const DAEMON_COMMIT_MAX_EVENTS: usize = 128;
-
-/// Seconds between attempts to write a session's log again after writing it failed (a full
-/// disk): each attempt opens the log again, which reads and checks all of it — at most
-/// [`LOG_RETENTION_LEN`] + [`LOG_SEGMENT_LEN`] = 36 MiB, ~0.1–0.3 s of one core — so a session
-/// streaming into a full disk costs at most that once a second, and its events are refused
-/// (not logged, not sent) in between. Attempts are made only when an event arrives.
-pub const DAEMON_LOG_RETRY_SECS: u64 = 1;
-
-/// Largest piece of a command's output in one event. 8 KiB keeps an event well inside one
-/// channel message and a chatty command at a few hundred events a second.
-pub const OUTPUT_CHUNK_LEN: usize = 8 * 1024;
+// What a machine and a device must agree on beyond the frame sizes above. Everything only the
+// daemon decides (its queues, its agents, its notifications) is in the daemon's own `limits`
+// module (`src/limits.rs`); what only a device keeps, in `muxagent-client`'s.
 
 /// First reconnect delay after losing the relay; doubles per failure up to
 /// [`RECONNECT_MAX_MS`], with ±50 % jitter so a fleet does not reconnect in step (iroh: 10 ms →
-/// 16 s).
+/// 16 s). Here rather than in a client's crate because the relay's sizing relies on it: its
+/// cap on connections still logging in ([`RELAY_MAX_UNAUTHENTICATED_CONNECTIONS`]) and its
+/// restart spread ([`RELAY_RESTART_SPREAD_MS`]) were measured against clients that wait this
+/// long (daemons, `ctl`, the web app, and the relay's load bench).
 pub const RECONNECT_MIN_MS: u64 = 250;
 
 /// Longest reconnect delay.
 pub const RECONNECT_MAX_MS: u64 = 15_000;
 
-/// How long a stopped session's processes get after SIGTERM before SIGKILL.
-pub const STOP_GRACE_MS: u64 = 2_000;
-
-/// Size at which a detached daemon's `daemon.log` is rotated to `daemon.log.1` (one old file is
-/// kept), so the log takes at most twice this on disk. 8 MiB holds weeks of a normal daemon's
-/// lines (a few per connection and session) and is read in one go by people.
-pub const DAEMON_LOG_MAX_LEN: u64 = 8 * 1024 * 1024;
-
-/// Warning lines one peer (a device, the relay) can cause per [`DAEMON_WARNING_WINDOW_SECS`];
-/// past it they are counted, and one line gives the count when the window ends. Any account
-/// member can send a machine junk: without this each packet cost a line (39 MB of log in 8 s).
-/// 10 lines of ~150 bytes a minute is ≤ 2 MiB a day per peer.
-pub const DAEMON_WARNINGS_PER_PEER: u32 = 10;
-
-/// The window of [`DAEMON_WARNINGS_PER_PEER`].
-pub const DAEMON_WARNING_WINDOW_SECS: u64 = 60;
-
-/// Peers with their own warning budget at once (an entry is ~60 bytes); beyond that new peers
-/// share one budget, so nobody grows the table by sending from many keys.
-pub const DAEMON_WARNING_PEERS: usize = 64;
-
-// ---- Daemon: push notifications ----
-//
-// Per paired device with push keys: its keys (~100 bytes), a token bucket, and the set of
-// sessions whose news waits for a token (16 bytes a session). Per session: its status, the last
-// line its agent said (≤ [`NOTIFY_TEXT_CHARS`] characters) and, per open approval (at most
-// [`MAX_PENDING_APPROVALS`]), what its notice needs: its summary and, when it can fit one push,
-// its whole input (< [`MAX_PUSH_BODY_LEN`]), so ≤ 64 × 4 KiB = 256 KiB for a session with every
-// approval open, a sixth of what the session's own state holds for them.
-
-/// Notifications a device can get at once before the rate applies: an agent asking three
-/// things in each of three sessions is heard at once.
-pub const NOTIFY_BURST: u32 = 10;
-
-/// One more notification per this many seconds once the burst is spent (10 a minute). News
-/// over the rate is not dropped: the newest state of each session waiting is sent as tokens
-/// come back, approvals first.
-pub const NOTIFY_REFILL_SECS: u64 = 6;
-
-/// How long a push service keeps an approval's notification for a phone that is off, when
-/// the machine's policy does not expire the approval sooner: a day, so a phone back the next
-/// morning still hears that an agent waits (push services keep up to four weeks).
-pub const NOTIFY_APPROVAL_TTL_SECS: u64 = 24 * 60 * 60;
-
-/// How long a push service keeps other notifications (a session ended, a plan): news older
-/// than this is better read in the app.
-pub const NOTIFY_TTL_SECS: u64 = 4 * 60 * 60;
-
-/// Longest one-line summary in a notification's text (the command of a Bash approval, the
-/// last thing an agent said), in characters: about what a phone shows in two lines.
-pub const NOTIFY_TEXT_CHARS: usize = 120;
-
-/// Longest session title in a notification, in characters.
-pub const NOTIFY_TITLE_CHARS: usize = 80;
-
-/// The RFC 8188 record size of a push body: one record holds the whole notice (4096 is what
-/// RFC 8291 §4 expects and what its Appendix A uses).
-pub const PUSH_RECORD_SIZE: u32 = 4096;
-
-/// A push body is padded to a multiple of this many bytes, so its length tells the relay and
-/// the push service less about what it says (how long a command is). 256 costs at most 255
-/// bytes a push.
-pub const PUSH_PAD_BLOCK: usize = 256;
-
-// ---- Agents ----
-//
-// Per running agent session: a line buffer of up to [`AGENT_LINE_MAX_LEN`], and the two queues
-// below between the agent's runtime and the daemon.
-
-/// Longest line an agent may print. Claude Code's `initialize` answer is ~25 KB and a tool result
-/// quoting a file can be far larger; a longer line is skipped with an error event.
-pub const AGENT_LINE_MAX_LEN: usize = 8 * 1024 * 1024;
-
-/// Reports from an agent's runtime waiting for the daemon to log them. When it is full the
-/// runtime stops reading the agent's output, so a flood slows the agent instead of growing.
-pub const AGENT_REPORT_QUEUE: usize = 64;
-
-/// Commands (prompts, answers, interrupts) waiting for an agent's runtime.
-pub const AGENT_COMMAND_QUEUE: usize = 16;
-
-/// How long the daemon keeps reading an agent's standard error after its standard output ended
-/// (a grandchild may hold the pipe open for ever).
-pub const AGENT_STDERR_DRAIN_MS: u64 = 500;
-
-/// Longest text field of one logged event. Longer agent text, tool output or input is cut to
-/// this with a note of how much was left out, so every event fits one channel message
-/// ([`MAX_APP_MESSAGE_LEN`]) even with two such fields.
-pub const EVENT_FIELD_MAX_LEN: usize = 24 * 1024;
-
 /// Longest approval input a device fetches, shows and may allow, and a machine keeps whole for
-/// it (beyond what the approval's event carries, [`EVENT_FIELD_MAX_LEN`]). A big `Write` of a
-/// file is what reaches it; 1 MiB is ~20 000 lines, as much as a person can be asked to read on
-/// a phone. A longer input can only be denied. The machine holds it in memory while the approval
-/// is open: at most [`DAEMON_WHOLE_INPUTS_MAX_LEN`] a session.
+/// it (beyond what the approval's event carries: the daemon cuts an event's text fields to
+/// 24 KiB). A big `Write` of a file is what reaches it; 1 MiB is ~20 000 lines, as much as a
+/// person can be asked to read on a phone. A longer input can only be denied. The machine holds
+/// it in memory while the approval is open, within a budget per session of its own.
 pub const APPROVAL_INPUT_MAX_LEN: usize = 1024 * 1024;
-
-/// The bytes of whole approval inputs a machine holds for one session's open approvals (each at
-/// most [`APPROVAL_INPUT_MAX_LEN`]): four of the largest at once, so 64 sessions at their worst
-/// hold 256 MiB, and a runaway agent asking [`MAX_PENDING_APPROVALS`] huge things cannot make one
-/// session hold 64 MiB. An input over the budget is kept cut, and can only be denied.
-pub const DAEMON_WHOLE_INPUTS_MAX_LEN: usize = 4 * APPROVAL_INPUT_MAX_LEN;
 
 /// Bytes of an approval's input in one [`InputChunk`](crate::app::InputChunk): 48 KiB leaves
 /// ~16 KiB of the channel message ([`MAX_APP_MESSAGE_LEN`]) for the rest, and a 1 MiB input
 /// comes in 22 pages (one in flight at a time, so the relay's queue never fills).
 pub const INPUT_CHUNK_LEN: usize = 48 * 1024;
-
-/// Approvals one session may have waiting. An agent asking for more is answered with a deny
-/// for the excess, so a runaway agent cannot grow the daemon's memory.
-pub const MAX_PENDING_APPROVALS: usize = 64;

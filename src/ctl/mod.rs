@@ -34,8 +34,8 @@ use muxagent_client::history::{History, PlanError};
 use muxagent_client::whole::{Assembly, Step};
 use state::Machine;
 
-/// How long pairing may take from link to registration.
-const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long pairing may take from link to registration: what any device allows it.
+const PAIR_TIMEOUT: Duration = Duration::from_millis(muxagent_client::limits::PAIR_TIMEOUT_MS);
 
 struct Controller {
     home: Home,

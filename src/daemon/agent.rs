@@ -12,9 +12,6 @@ use muxagent_proto::app::{
     AppErrorCode, ApprovalId, EventKind, SessionId, SessionStatus, StartSession, Usage,
 };
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{
-    AGENT_COMMAND_QUEUE, AGENT_REPORT_QUEUE, EVENT_FIELD_MAX_LEN, STOP_GRACE_MS,
-};
 use rand_core::Rng;
 use rustix::process::{Pid, Signal};
 use smol::channel::Sender;
@@ -23,6 +20,7 @@ use smol::{LocalExecutor, Timer};
 use super::process::{self, signal_group};
 use super::runtime::{self, Command, Report, Runtime, Spec};
 use super::{Shared, approvals};
+use crate::limits::{AGENT_COMMAND_QUEUE, AGENT_REPORT_QUEUE, EVENT_FIELD_MAX_LEN, STOP_GRACE_MS};
 use crate::os;
 
 /// A device request that was refused: the code and a message for the person.
@@ -43,7 +41,7 @@ pub struct Running {
     /// can fetch them ([`approvals::input_page`]): at most [`DAEMON_WHOLE_INPUTS_MAX_LEN`]
     /// bytes, gone with the process (its approvals are void then).
     ///
-    /// [`DAEMON_WHOLE_INPUTS_MAX_LEN`]: muxagent_proto::limits::DAEMON_WHOLE_INPUTS_MAX_LEN
+    /// [`DAEMON_WHOLE_INPUTS_MAX_LEN`]: crate::limits::DAEMON_WHOLE_INPUTS_MAX_LEN
     pub whole_inputs: BTreeMap<ApprovalId, String>,
 }
 

@@ -15,15 +15,13 @@ use muxagent_proto::app::{
     FetchInput, InputChunk, SessionId, SessionStatus, SignedDecision, request_hash,
 };
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{
-    APPROVAL_INPUT_MAX_LEN, DAEMON_WHOLE_INPUTS_MAX_LEN, EVENT_FIELD_MAX_LEN, INPUT_CHUNK_LEN,
-    MAX_PENDING_APPROVALS,
-};
+use muxagent_proto::limits::{APPROVAL_INPUT_MAX_LEN, INPUT_CHUNK_LEN};
 use smol::{LocalExecutor, Timer};
 
 use super::agent::{self, Refusal};
 use super::runtime::{Ask, Command};
 use super::{Core, Shared};
+use crate::limits::{DAEMON_WHOLE_INPUTS_MAX_LEN, EVENT_FIELD_MAX_LEN, MAX_PENDING_APPROVALS};
 use crate::{log, os};
 
 /// How an approval closed on the agent's side.

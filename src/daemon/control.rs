@@ -18,12 +18,10 @@ use smol::net::unix::{UnixListener, UnixStream};
 
 use super::{DaemonError, Out, Shared};
 use crate::home::Home;
+use crate::limits::{CONTROL_NOTICES_QUEUE, CONTROL_POLL_MS, CONTROL_REQUEST_MAX_LEN};
 
 /// The socket's file name.
 pub const SOCKET_FILE: &str = "daemon.sock";
-
-/// Longest request line the daemon reads.
-const MAX_REQUEST_LEN: usize = 4096;
 
 /// What a control client is told while it waits (`pair`, `unpair`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -81,7 +79,7 @@ pub async fn serve(
 }
 
 async fn handle(core: Shared, stream: UnixStream, stop: Sender<()>) {
-    let mut reader = BufReader::new(stream.clone()).take(MAX_REQUEST_LEN as u64);
+    let mut reader = BufReader::new(stream.clone()).take(CONTROL_REQUEST_MAX_LEN as u64);
     let mut line = String::new();
     let mut writer = stream;
     if reader.read_line(&mut line).await.is_err() {
@@ -102,7 +100,7 @@ async fn handle(core: Shared, stream: UnixStream, stop: Sender<()>) {
             return;
         }
         "pair" | "unpair" => {
-            let (notices, receiver) = smol::channel::bounded(8);
+            let (notices, receiver) = smol::channel::bounded(CONTROL_NOTICES_QUEUE);
             let started = if op == "pair" {
                 start_pairing(&core, notices)
             } else {
@@ -266,7 +264,7 @@ pub async fn wait_until_up(home: &Home, within: Duration) -> Option<serde_json::
         {
             return Some(status);
         }
-        smol::Timer::after(Duration::from_millis(50)).await;
+        smol::Timer::after(Duration::from_millis(CONTROL_POLL_MS)).await;
     }
     None
 }

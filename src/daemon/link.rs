@@ -34,7 +34,7 @@ use muxagent_proto::frame::{
     self, ErrorCode, Frame, OpenPairing, PairingId, RegistryEntry, Role, SignedEntry,
 };
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{DAEMON_OUTGOING_QUEUE, PAIRING_TTL_SECS, REPLAY_PAGE_EVENTS};
+use muxagent_proto::limits::PAIRING_TTL_SECS;
 use muxagent_proto::machine::{Incoming, Pairing, PairingStep};
 use muxagent_proto::ticket::{PairingSecret, Ticket};
 use muxagent_relay_client::{Client, ClientConfig, ClientError};
@@ -45,6 +45,10 @@ use smol::{LocalExecutor, Timer};
 use super::control::Notice;
 use super::state::PushSettings;
 use super::{DeviceSync, Out, PairingOffer, Route, Shared, agent, approvals, runtime, webpush};
+use crate::limits::{
+    DAEMON_DISPLACED_PAUSE_SECS, DAEMON_OUTGOING_QUEUE, DAEMON_REVOKED_PAUSE_SECS,
+    REPLAY_PAGE_EVENTS,
+};
 use crate::{log, os};
 
 /// The registry request number of an unpair.
@@ -137,7 +141,7 @@ async fn connect_once(
         }) => {
             core.borrow_mut().status.revoked = true;
             return Ended::After(
-                Duration::from_secs(600),
+                Duration::from_secs(DAEMON_REVOKED_PAUSE_SECS),
                 format!("this machine was revoked ({reason}); {REVOKED_ADVICE}"),
             );
         }
@@ -417,7 +421,7 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
         }
         Frame::Error(error) => match error.code {
             ErrorCode::Displaced => Some(Ended::After(
-                Duration::from_secs(60),
+                Duration::from_secs(DAEMON_DISPLACED_PAUSE_SECS),
                 format!(
                     "another daemon logged in with this machine's key: {}",
                     error.reason
@@ -426,7 +430,7 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
             ErrorCode::Revoked => {
                 core.borrow_mut().status.revoked = true;
                 Some(Ended::After(
-                    Duration::from_secs(600),
+                    Duration::from_secs(DAEMON_REVOKED_PAUSE_SECS),
                     format!(
                         "this machine was revoked ({}); {REVOKED_ADVICE}",
                         error.reason

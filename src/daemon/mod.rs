@@ -37,13 +37,14 @@ use muxagent_proto::app::{
 };
 use muxagent_proto::frame::{self, DevicePresence, Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity};
-use muxagent_proto::limits::{DAEMON_COMMIT_MAX_EVENTS, RELAY_MAX_DEVICES_PER_ACCOUNT};
+use muxagent_proto::limits::RELAY_MAX_DEVICES_PER_ACCOUNT;
 use muxagent_proto::machine::{Pairing, Peers};
 use muxagent_proto::noise::ConnectionId;
 use smol::channel::{Receiver, Sender};
 use smol::{LocalExecutor, Timer};
 
 use crate::home::{Home, HomeError};
+use crate::limits::DAEMON_COMMIT_MAX_EVENTS;
 use crate::log;
 use crate::os;
 use notify::{Context, Notifier};

@@ -46,7 +46,6 @@ use agent_client_protocol::{
     Agent, Client, Handled, JsonRpcMessage, Lines, RequestCancellation, UntypedMessage,
 };
 use muxagent_proto::app::{ApprovalKind, Decision, EventKind, RuntimeName, Usage};
-use muxagent_proto::limits::{AGENT_COMMAND_QUEUE, AGENT_LINE_MAX_LEN, AGENT_REPORT_QUEUE};
 use serde_json::{Value, json};
 use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -55,6 +54,9 @@ use super::asks::OpenAsks;
 use super::lines::{Line, LineReader};
 use super::stderr::beside_stderr;
 use super::{AgentIo, Ask, Command, LocalFuture, Report, Runtime, RuntimeError, Spec, program};
+use crate::limits::{
+    AGENT_COMMAND_QUEUE, AGENT_DIFF_TIMEOUT_MS, AGENT_LINE_MAX_LEN, AGENT_REPORT_QUEUE,
+};
 
 /// Gemini CLI's approval modes (`session/new` lists them as `modes.availableModes`).
 const GEMINI_MODES: [&str; 4] = ["default", "autoEdit", "yolo", "plan"];
@@ -62,9 +64,8 @@ const GEMINI_MODES: [&str; 4] = ["default", "autoEdit", "yolo", "plan"];
 /// The extension request whose answer marks the end of a `session/load` replay.
 const BARRIER_METHOD: &str = "_muxagent/barrier";
 
-/// How long a diff of a tool's edit may take before it settles for a coarser one: it runs on
-/// the daemon's only thread.
-const DIFF_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long a diff of a tool's edit may take before it settles for a coarser one.
+const DIFF_TIMEOUT: Duration = Duration::from_millis(AGENT_DIFF_TIMEOUT_MS);
 
 /// Any ACP agent.
 pub enum AcpRuntime {
