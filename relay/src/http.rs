@@ -28,8 +28,8 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use crate::limits::RELAY_WS_PATH;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use muxagent_proto::limits::RELAY_WS_PATH;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::assets::{self, Asset};

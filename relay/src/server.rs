@@ -15,15 +15,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::limits::{
+    RELAY_ADMISSION_IPV6_PREFIX_LEN, RELAY_ADMISSION_PREFIXES, RELAY_IPV4_PREFIX_LEN,
+    RELAY_IPV6_PREFIX_LEN, RELAY_REGISTRY_RATE_ACCOUNTS, RELAY_REGISTRY_RATE_PREFIXES,
+};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Bytes;
 use async_tungstenite::tungstenite::protocol::Role as WsRole;
 use muxagent_proto::frame::{Frame, Restarting, SignedEntry};
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{
-    RELAY_ADMISSION_IPV6_PREFIX_LEN, RELAY_ADMISSION_PREFIXES, RELAY_IPV4_PREFIX_LEN,
-    RELAY_IPV6_PREFIX_LEN, RELAY_REGISTRY_RATE_ACCOUNTS, RELAY_REGISTRY_RATE_PREFIXES,
-};
 use smol::future::FutureExt as _;
 use smol::io::AsyncWriteExt as _;
 use smol::{Async, Executor, Timer};
@@ -375,7 +375,7 @@ impl Relay {
         crate::info(format_args!(
             "listening on {scheme}://{local_addr} (public URL {public_url}, WebSocket at {}), \
              {stored} registry entries",
-            muxagent_proto::limits::RELAY_WS_PATH
+            crate::limits::RELAY_WS_PATH
         ));
         let push = PushService::open(
             &config.data_dir,

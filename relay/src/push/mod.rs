@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::limits::{PUSH_TOPIC_LEN, RELAY_PUSH_COST_BYTES};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_rustls::TlsConnector;
@@ -36,7 +37,6 @@ use muxagent_proto::frame::{
     ErrorCode, Frame, Push, PushEndpoint, PushQuery, PushState, PushSubscribe, PushUrgency, Role,
 };
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{PUSH_TOPIC_LEN, RELAY_PUSH_COST_BYTES};
 
 use crate::bucket::Window;
 use crate::config::{Limits, PushConfig};
@@ -465,5 +465,5 @@ fn topic_text(topic: &[u8; PUSH_TOPIC_LEN]) -> String {
 
 /// The VAPID JWT's expiry for a push made now.
 fn jwt_expiry() -> u64 {
-    unix_now() + muxagent_proto::limits::RELAY_PUSH_JWT_LIFETIME_SECS
+    unix_now() + crate::limits::RELAY_PUSH_JWT_LIFETIME_SECS
 }
