@@ -190,8 +190,9 @@ pub const RELAY_WS_PATH: &str = "/relay";
 
 /// Largest WebSocket message the relay reads before a connection has logged in, so every
 /// client's `Login` must fit it: protocol, role, two public keys, a hostname of up to
-/// [`MAX_HOSTNAME_LEN`] bytes and a signature take at most 210 bytes encoded. It must come as one frame; anything else before the
-/// login (another kind, a control frame, a longer or fragmented message) closes the connection.
+/// [`MAX_HOSTNAME_LEN`] bytes and a signature take at most 210 bytes encoded. It must come as
+/// one frame; anything else before the login (another kind, a control frame, a longer or
+/// fragmented message) closes the connection.
 pub const RELAY_MAX_LOGIN_MESSAGE_LEN: usize = 512;
 
 /// Frames waiting for one receiver. When full, the sender's connection holds the frame and

@@ -276,6 +276,17 @@ pub const RELAY_PONG_TIMEOUT_SECS: u64 = 10;
 /// upgrading. Browsers send ~1 KiB; anything over is refused with 431.
 pub const RELAY_HTTP_HEAD_MAX_LEN: usize = 8 * 1024;
 
+/// Headers one HTTP request may have, within [`RELAY_HTTP_HEAD_MAX_LEN`]: browsers send about
+/// a dozen on a WebSocket upgrade, proxies add a few. The parser keeps them in a fixed array of
+/// this many (32 × 32 bytes on the stack); a request with more is refused with 431.
+pub const RELAY_HTTP_MAX_HEADERS: usize = 32;
+
+/// Pause after `accept` fails (out of file descriptors, usually) before the relay accepts
+/// again, on the clients' listener and the `/metrics` one. Without it the accept loop spins a
+/// core while the condition lasts; 100 ms lets connections closing give descriptors back, and
+/// delays a new connection by at most that.
+pub const RELAY_ACCEPT_BACKOFF_MS: u64 = 100;
+
 /// Pairing ids one connection may have open at once (a daemon shows one QR code at a time;
 /// a few allow a retry while an old one is still live).
 pub const RELAY_PAIRINGS_PER_CONNECTION: usize = 4;
@@ -488,3 +499,12 @@ pub const RELAY_PUSH_RESPONSE_HEAD_MAX_LEN: usize = 8 * 1024;
 /// Lifetime of the VAPID JWT the relay signs for a push (`exp`). RFC 8292 §2 allows at most
 /// 24 hours; 12 leaves room for a push service whose clock is hours ahead.
 pub const RELAY_PUSH_JWT_LIFETIME_SECS: u64 = 12 * 60 * 60;
+
+/// Warning lines about pushes the relay writes per minute at most: a failing push service
+/// would otherwise cost a line per push. 10 lines of ~200 bytes a minute is ~3 MiB a day.
+pub const RELAY_PUSH_WARNINGS_PER_MIN: u32 = 10;
+
+/// Records in the subscriptions log below which it is never compacted (~50 bytes + an endpoint
+/// each, so a few hundred KiB at most: not worth a rewrite). Above it the log is compacted
+/// once it holds more than twice the live table.
+pub const RELAY_PUSH_COMPACT_FLOOR: usize = 1024;

@@ -16,8 +16,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::limits::{
-    RELAY_ADMISSION_IPV6_PREFIX_LEN, RELAY_ADMISSION_PREFIXES, RELAY_IPV4_PREFIX_LEN,
-    RELAY_IPV6_PREFIX_LEN, RELAY_REGISTRY_RATE_ACCOUNTS, RELAY_REGISTRY_RATE_PREFIXES,
+    RELAY_ACCEPT_BACKOFF_MS, RELAY_ADMISSION_IPV6_PREFIX_LEN, RELAY_ADMISSION_PREFIXES,
+    RELAY_IPV4_PREFIX_LEN, RELAY_IPV6_PREFIX_LEN, RELAY_REGISTRY_RATE_ACCOUNTS,
+    RELAY_REGISTRY_RATE_PREFIXES,
 };
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Bytes;
@@ -527,7 +528,7 @@ impl Relay {
                 Some(Err(e)) => {
                     // Out of descriptors or similar: back off instead of spinning.
                     crate::warn(format_args!("accept failed: {e}"));
-                    Timer::after(Duration::from_millis(100)).await;
+                    Timer::after(Duration::from_millis(RELAY_ACCEPT_BACKOFF_MS)).await;
                     continue;
                 }
             };
@@ -573,7 +574,7 @@ async fn serve_metrics(
     let busy = Arc::new(smol::lock::Semaphore::new(1));
     loop {
         let Ok((mut tcp, _)) = listener.accept().await else {
-            Timer::after(Duration::from_millis(100)).await;
+            Timer::after(Duration::from_millis(RELAY_ACCEPT_BACKOFF_MS)).await;
             continue;
         };
         let shared = shared.clone();
