@@ -46,7 +46,7 @@ use muxagent_proto::app::{
     ApprovalId, ApprovalRequest, ApprovalState, Event, EventKind, SessionId, SessionInfo,
     SessionStatus, Usage,
 };
-use muxagent_proto::limits::{LOG_RETENTION_LEN, LOG_SEGMENT_LEN};
+use muxagent_store::limits::{LOG_RETENTION_LEN, LOG_SEGMENT_LEN};
 use muxagent_store::{Log, Options};
 use serde::{Deserialize, Serialize};
 

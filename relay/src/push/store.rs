@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::limits::{LOG_SEGMENT_LEN, RELAY_PUSH_COMPACT_FLOOR};
+use crate::limits::RELAY_PUSH_COMPACT_FLOOR;
 use muxagent_proto::frame::PushEndpoint;
 use muxagent_proto::identity::Fingerprint;
+use muxagent_store::limits::LOG_SEGMENT_LEN;
 use muxagent_store::{Log, Options};
 
 /// Subfolder of the push folder holding the log.
