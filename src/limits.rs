@@ -108,6 +108,11 @@ pub const CONTROL_POLL_MS: u64 = 50;
 /// card gets ten.
 pub const CLI_DAEMON_WAIT_SECS: u64 = 10;
 
+/// Tool calls whose names `ctl watch`'s transcript remembers to label their results (older ones
+/// are forgotten: an agent that never finishes its calls must not grow the map). An agent runs a
+/// few calls at once; 64 names of ~40 bytes is ~3 KiB.
+pub const CTL_TOOL_NAMES: usize = 64;
+
 /// How long `daemon start` waits for the relay to accept a pairing link before it returns
 /// (the daemon goes on trying in the background).
 pub const CLI_LINK_WAIT_SECS: u64 = 10;
