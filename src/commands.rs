@@ -607,3 +607,36 @@ pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn an_error_from_below_reads_as_before_and_stays_its_source() {
+        let error = CommandError::from(DaemonError::NoRelay);
+        assert_eq!(error.to_string(), DaemonError::NoRelay.to_string());
+        let source = error.source().map(ToString::to_string);
+        assert_eq!(source, Some(DaemonError::NoRelay.to_string()));
+    }
+
+    #[test]
+    fn a_failed_file_operation_says_what_it_was_doing() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let error = CommandError::io("cannot create /x")(denied);
+        assert!(
+            error.to_string().starts_with("cannot create /x: "),
+            "{error}"
+        );
+        assert!(error.source().is_some());
+    }
+
+    #[test]
+    fn a_message_of_our_own_is_printed_as_it_is() {
+        let error = CommandError::Usage("`x` is not MACHINE:SESSION".into());
+        assert_eq!(error.to_string(), "`x` is not MACHINE:SESSION");
+        assert!(error.source().is_none());
+    }
+}
