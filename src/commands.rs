@@ -7,39 +7,154 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
+use muxagent_proto::frame::EntryError;
+use muxagent_proto::peer::PeerError;
+use muxagent_proto::ticket::TicketError;
 use serde_json::json;
 
 use crate::cli;
 use crate::daemon::control::{self, Notice};
+use crate::daemon::sessions::SessionError;
 use crate::daemon::state::{KEY_FILE, MachineState};
 use crate::daemon::{self, DaemonError, lock};
 use crate::home::{Home, HomeError};
+use crate::limits::{CLI_DAEMON_WAIT_SECS, CLI_LINK_WAIT_SECS, CONTROL_POLL_MS};
 use crate::{qr, render};
 
-/// A command failed; the message is one line for the person who ran it.
+/// Why a command failed. Each variant says where the failure came from; its message is one
+/// line for the person who ran the command, saying what went wrong and, where there is one,
+/// what to do about it. Errors from other modules are kept whole as the source.
 #[derive(Debug)]
-pub struct CommandError(pub String);
+pub enum CommandError {
+    /// What was asked cannot be done as asked: an argument that does not parse, a name that
+    /// matches nothing or more than one thing, or a state that forbids it (the daemon running).
+    /// The message says what to give or do instead.
+    Usage(String),
+    /// The local daemon did not start, stop or answer, or refused what was asked.
+    Daemon(String),
+    /// Starting or running the daemon itself failed.
+    DaemonFailed(DaemonError),
+    /// The muxagent home folder (keys, state, the machine book) could not be used.
+    Home(HomeError),
+    /// A file or process operation of the command failed: what it was doing, and the OS error.
+    Io {
+        /// What was being done, e.g. "cannot open /home/me/.muxagent/daemon.log".
+        doing: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Reaching a relay, or a machine through it, failed: the connection, the secure channel or
+    /// an exchange (the message says which), or the relay refused what was asked.
+    Relay(String),
+    /// The relay client could not connect, log in or exchange a frame.
+    RelayClient(muxagent_relay_client::ClientError),
+    /// The pairing link does not parse, or has expired.
+    Ticket(TicketError),
+    /// Pairing with a machine failed: its answer did not check out.
+    Pairing(PeerError),
+    /// A registry entry (a revocation, an owner grant) could not be made.
+    Entry(EntryError),
+    /// The session logs on this machine could not be read.
+    Sessions(SessionError),
+    /// The relay `muxagent up` runs could not start.
+    #[cfg(feature = "up")]
+    RelayServer(muxagent_relay::RelayError),
+    /// A machine answered with an error, or not as the protocol says it answers.
+    Machine(String),
+    /// A record this program keeps (the controller's machine book) is damaged; the message
+    /// says which and what to do.
+    Damaged(String),
+    /// An approval was not signed: the person did not confirm, or what they would have signed
+    /// could not be shown to them whole.
+    NotSigned(String),
+}
 
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            CommandError::Usage(message)
+            | CommandError::Daemon(message)
+            | CommandError::Relay(message)
+            | CommandError::Machine(message)
+            | CommandError::Damaged(message)
+            | CommandError::NotSigned(message) => f.write_str(message),
+            CommandError::DaemonFailed(error) => error.fmt(f),
+            CommandError::Home(error) => error.fmt(f),
+            CommandError::Io { doing, source } => write!(f, "{doing}: {source}"),
+            CommandError::RelayClient(error) => error.fmt(f),
+            CommandError::Ticket(error) => error.fmt(f),
+            CommandError::Pairing(error) => error.fmt(f),
+            CommandError::Entry(error) => error.fmt(f),
+            CommandError::Sessions(error) => error.fmt(f),
+            #[cfg(feature = "up")]
+            CommandError::RelayServer(error) => error.fmt(f),
+        }
     }
 }
 
-impl<E: std::error::Error> From<E> for CommandError {
-    fn from(error: E) -> Self {
-        CommandError(error.to_string())
+impl std::error::Error for CommandError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CommandError::DaemonFailed(error) => Some(error),
+            CommandError::Home(error) => Some(error),
+            CommandError::Io { source, .. } => Some(source),
+            CommandError::RelayClient(error) => Some(error),
+            CommandError::Ticket(error) => Some(error),
+            CommandError::Pairing(error) => Some(error),
+            CommandError::Entry(error) => Some(error),
+            CommandError::Sessions(error) => Some(error),
+            #[cfg(feature = "up")]
+            CommandError::RelayServer(error) => Some(error),
+            CommandError::Usage(_)
+            | CommandError::Daemon(_)
+            | CommandError::Relay(_)
+            | CommandError::Machine(_)
+            | CommandError::Damaged(_)
+            | CommandError::NotSigned(_) => None,
+        }
+    }
+}
+
+/// `From` for each typed source, so `?` keeps it whole.
+macro_rules! from_source {
+    ($($variant:ident($source:ty)),* $(,)?) => {
+        $(impl From<$source> for CommandError {
+            fn from(error: $source) -> Self {
+                CommandError::$variant(error)
+            }
+        })*
+    };
+}
+
+from_source!(
+    DaemonFailed(DaemonError),
+    Home(HomeError),
+    RelayClient(muxagent_relay_client::ClientError),
+    Ticket(TicketError),
+    Pairing(PeerError),
+    Entry(EntryError),
+    Sessions(SessionError),
+);
+
+#[cfg(feature = "up")]
+from_source!(RelayServer(muxagent_relay::RelayError));
+
+impl CommandError {
+    /// A file or process operation failed while `doing` something.
+    pub fn io(doing: impl Into<String>) -> impl FnOnce(std::io::Error) -> CommandError {
+        let doing = doing.into();
+        move |source| CommandError::Io { doing, source }
     }
 }
 
 /// The daemon's log file when it runs detached.
 pub const LOG_FILE: &str = "daemon.log";
 
-/// How long `daemon start` waits for the new daemon to answer.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `daemon start` waits for the new daemon to answer, and `daemon stop` for it to go.
+const START_TIMEOUT: Duration = Duration::from_secs(CLI_DAEMON_WAIT_SECS);
 
 /// How long `daemon start` waits for the relay to accept a pairing link before it returns.
-const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+const LINK_TIMEOUT: Duration = Duration::from_secs(CLI_LINK_WAIT_SECS);
 
 /// `muxagent daemon start`.
 pub fn daemon_start(home: &Home, start: cli::DaemonStart) -> Result<(), CommandError> {
@@ -55,9 +170,10 @@ pub fn daemon_start(home: &Home, start: cli::DaemonStart) -> Result<(), CommandE
     if start.foreground {
         if start.log_file {
             let path = home.path(LOG_FILE);
-            crate::log::log_to_file(&path).map_err(|error| {
-                CommandError(format!("cannot write the log {}: {error}", path.display()))
-            })?;
+            crate::log::log_to_file(&path).map_err(CommandError::io(format!(
+                "cannot write the log {}",
+                path.display()
+            )))?;
         }
         if std::env::var_os(DETACHED_ENV).is_some() {
             // Leave the terminal's session so closing it does not stop the daemon.
@@ -99,8 +215,12 @@ fn spawn_detached(home: &Home, relay: &str) -> Result<serde_json::Value, Command
         .append(true)
         .mode(0o600)
         .open(&log_path)
-        .map_err(|error| CommandError(format!("cannot open {}: {error}", log_path.display())))?;
-    let exe = std::env::current_exe()?;
+        .map_err(CommandError::io(format!(
+            "cannot open {}",
+            log_path.display()
+        )))?;
+    let exe =
+        std::env::current_exe().map_err(CommandError::io("cannot find this program's file"))?;
     std::process::Command::new(exe)
         .args([
             "daemon",
@@ -113,12 +233,15 @@ fn spawn_detached(home: &Home, relay: &str) -> Result<serde_json::Value, Command
         .env("MUXAGENT_HOME", home.root())
         .env(DETACHED_ENV, "1")
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
+        .stdout(log.try_clone().map_err(CommandError::io(format!(
+            "cannot open {}",
+            log_path.display()
+        )))?)
         .stderr(log)
         .spawn()
-        .map_err(|error| CommandError(format!("cannot start the daemon: {error}")))?;
+        .map_err(CommandError::io("cannot start the daemon"))?;
     smol::block_on(control::wait_until_up(home, START_TIMEOUT)).ok_or_else(|| {
-        CommandError(format!(
+        CommandError::Daemon(format!(
             "the daemon did not start; see {}",
             log_path.display()
         ))
@@ -169,14 +292,16 @@ pub fn daemon_stop(home: &Home) -> Result<(), CommandError> {
         return Ok(());
     }
     smol::block_on(control::request(home, "stop")).ok_or_else(|| {
-        CommandError("the daemon holds its lock but does not answer on its socket".into())
+        CommandError::Daemon("the daemon holds its lock but does not answer on its socket".into())
     })?;
     let deadline = std::time::Instant::now() + START_TIMEOUT;
     while lock::running(home).is_some() {
         if std::time::Instant::now() > deadline {
-            return Err(CommandError("the daemon did not stop within 10 s".into()));
+            return Err(CommandError::Daemon(format!(
+                "the daemon did not stop within {CLI_DAEMON_WAIT_SECS} s"
+            )));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(CONTROL_POLL_MS));
     }
     println!("daemon stopped");
     Ok(())
@@ -246,7 +371,8 @@ pub fn daemon_status(home: &Home, json_out: bool) -> Result<(), CommandError> {
 
 /// `muxagent daemon install`.
 pub fn daemon_install(home: &Home) -> Result<(), CommandError> {
-    let exe = std::env::current_exe()?;
+    let exe =
+        std::env::current_exe().map_err(CommandError::io("cannot find this program's file"))?;
     let user_home = std::env::var_os("HOME").ok_or(HomeError::NoHome)?;
     let user_home = std::path::PathBuf::from(user_home);
     if cfg!(target_os = "macos") {
@@ -295,7 +421,8 @@ pub fn daemon_install(home: &Home) -> Result<(), CommandError> {
 
 fn write_unit(path: &std::path::Path, text: &str) -> Result<(), CommandError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir)
+            .map_err(CommandError::io(format!("cannot create {}", dir.display())))?;
     }
     crate::home::write_atomic(path, text.as_bytes(), 0o644)?;
     Ok(())
@@ -308,11 +435,11 @@ pub fn pair(home: &Home, pair: cli::Pair) -> Result<(), CommandError> {
         let status = spawn_detached(home, &relay)?;
         println!("daemon started (pid {}), relay {relay}", status["pid"]);
     } else if pair.relay.is_some() {
-        return Err(CommandError(
+        return Err(CommandError::Usage(
             "the daemon is running; stop it to change the relay (`muxagent daemon stop`)".into(),
         ));
     }
-    let mut outcome = Err(CommandError(
+    let mut outcome = Err(CommandError::Daemon(
         "the daemon stopped before pairing finished".into(),
     ));
     smol::block_on(control::follow(home, "pair", |notice| match notice {
@@ -327,17 +454,17 @@ pub fn pair(home: &Home, pair: cli::Pair) -> Result<(), CommandError> {
             false
         }
         Notice::PairingExpired => {
-            outcome = Err(CommandError(
+            outcome = Err(CommandError::Daemon(
                 "the pairing link expired unused; run `muxagent pair` again".into(),
             ));
             false
         }
         Notice::Unpaired | Notice::Failed { .. } => {
-            outcome = Err(CommandError(format!("pairing failed: {notice:?}")));
+            outcome = Err(CommandError::Daemon(format!("pairing failed: {notice:?}")));
             false
         }
     }))
-    .map_err(CommandError)?;
+    .map_err(CommandError::Daemon)?;
     outcome
 }
 
@@ -387,11 +514,11 @@ pub fn auth_status(home: &Home, json_out: bool) -> Result<(), CommandError> {
 /// `muxagent unpair`.
 pub fn unpair(home: &Home) -> Result<(), CommandError> {
     if lock::running(home).is_none() {
-        return Err(CommandError(
+        return Err(CommandError::Usage(
             "the daemon must run to tell the relay; start it with `muxagent daemon start`".into(),
         ));
     }
-    let mut outcome = Err(CommandError(
+    let mut outcome = Err(CommandError::Daemon(
         "the daemon stopped before the relay answered".into(),
     ));
     smol::block_on(control::follow(home, "unpair", |notice| {
@@ -400,12 +527,14 @@ pub fn unpair(home: &Home) -> Result<(), CommandError> {
                 println!("unpaired: the relay forgot this machine and it forgot its devices");
                 Ok(())
             }
-            Notice::Failed { reason } => Err(CommandError(reason)),
-            other => Err(CommandError(format!("unexpected answer: {other:?}"))),
+            Notice::Failed { reason } => Err(CommandError::Relay(reason)),
+            other => Err(CommandError::Daemon(format!(
+                "unexpected answer: {other:?}"
+            ))),
         };
         false
     }))
-    .map_err(CommandError)?;
+    .map_err(CommandError::Daemon)?;
     outcome
 }
 
@@ -414,9 +543,9 @@ pub fn reset(home: &Home) -> Result<(), CommandError> {
     let fingerprint = if lock::running(home).is_some() {
         let reply = smol::block_on(control::request(home, "reset"))
             .and_then(|mut replies| replies.pop())
-            .ok_or_else(|| CommandError("the daemon did not answer".into()))?;
+            .ok_or_else(|| CommandError::Daemon("the daemon did not answer".into()))?;
         if let Some(error) = reply["error"].as_str() {
-            return Err(CommandError(format!("reset failed: {error}")));
+            return Err(CommandError::Daemon(format!("reset failed: {error}")));
         }
         reply["fingerprint"].as_str().unwrap_or("?").to_string()
     } else {
@@ -437,7 +566,7 @@ pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
     let sessions = if lock::running(home).is_some() {
         let rows = smol::block_on(control::request(home, "sessions"))
             .and_then(|mut replies| replies.pop())
-            .ok_or_else(|| CommandError("the daemon did not answer".into()))?;
+            .ok_or_else(|| CommandError::Daemon("the daemon did not answer".into()))?;
         if json_out {
             println!("{}", render::json_text(&rows["sessions"]));
             return Ok(());
@@ -477,4 +606,37 @@ pub fn sessions(home: &Home, json_out: bool) -> Result<(), CommandError> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn an_error_from_below_reads_as_before_and_stays_its_source() {
+        let error = CommandError::from(DaemonError::NoRelay);
+        assert_eq!(error.to_string(), DaemonError::NoRelay.to_string());
+        let source = error.source().map(ToString::to_string);
+        assert_eq!(source, Some(DaemonError::NoRelay.to_string()));
+    }
+
+    #[test]
+    fn a_failed_file_operation_says_what_it_was_doing() {
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let error = CommandError::io("cannot create /x")(denied);
+        assert!(
+            error.to_string().starts_with("cannot create /x: "),
+            "{error}"
+        );
+        assert!(error.source().is_some());
+    }
+
+    #[test]
+    fn a_message_of_our_own_is_printed_as_it_is() {
+        let error = CommandError::Usage("`x` is not MACHINE:SESSION".into());
+        assert_eq!(error.to_string(), "`x` is not MACHINE:SESSION");
+        assert!(error.source().is_none());
+    }
 }

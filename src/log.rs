@@ -22,10 +22,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use muxagent_proto::limits::{
+use crate::limits::{
     DAEMON_LOG_MAX_LEN, DAEMON_WARNING_PEERS, DAEMON_WARNING_WINDOW_SECS, DAEMON_WARNINGS_PER_PEER,
 };
-
 use crate::os;
 
 /// Informational.

@@ -6,6 +6,7 @@ mod commands;
 mod ctl;
 mod daemon;
 mod home;
+mod limits;
 mod log;
 mod os;
 mod qr;

@@ -24,13 +24,12 @@ use muxagent_proto::app::{
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::json;
 
+use crate::limits::CTL_TOOL_NAMES;
+
 /// How many lines of a tool's output the transcript shows.
 const OUTPUT_LINES: usize = 5;
 /// How long one shown line of tool output may get.
 const OUTPUT_LINE_CHARS: usize = 160;
-/// Tool calls whose names the transcript remembers for their results (older ones are forgotten:
-/// an agent that never finishes its calls must not grow the map).
-const TOOL_NAMES: usize = 64;
 
 /// `value` as one line of JSON with every [hidden](is_hidden) character escaped as `\uXXXX`
 /// (serde_json leaves DEL, C1 controls and bidi characters raw): the same value for a parser,
@@ -494,7 +493,7 @@ impl Transcript {
                 name,
                 input,
             } => {
-                if self.tools.len() >= TOOL_NAMES {
+                if self.tools.len() >= CTL_TOOL_NAMES {
                     self.tools.clear();
                 }
                 self.tools.insert(tool_call.clone(), name.clone());

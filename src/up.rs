@@ -13,18 +13,18 @@ use crate::home::Home;
 /// Run the relay (state in `$MUXAGENT_HOME/relay`) and the daemon until SIGINT/SIGTERM.
 pub fn run(home: &Home, listen: &str, public_url: Option<String>) -> Result<(), CommandError> {
     if let Some(pid) = lock::running(home) {
-        return Err(CommandError(format!(
+        return Err(CommandError::Usage(format!(
             "a daemon already runs for {} (pid {pid}); stop it with `muxagent daemon stop` or set MUXAGENT_HOME",
             home.root().display()
         )));
     }
     let addr: SocketAddr = listen.parse().map_err(|_| {
-        CommandError(format!(
+        CommandError::Usage(format!(
             "--listen {listen}: expected an address like 127.0.0.1:8080"
         ))
     })?;
     if addr.ip().is_unspecified() && public_url.is_none() {
-        return Err(CommandError(format!(
+        return Err(CommandError::Usage(format!(
             "--listen {listen} listens on every interface, but a phone cannot open a link to \
              {listen}: add --public-url with this machine's address on your network, e.g. \
              --public-url http://192.168.1.20:{port}",
@@ -40,7 +40,7 @@ pub fn run(home: &Home, listen: &str, public_url: Option<String>) -> Result<(), 
     let relay_thread = std::thread::Builder::new()
         .name("relay".into())
         .spawn(move || smol::block_on(relay.run(std::future::pending())))
-        .map_err(|error| CommandError(format!("cannot start the relay thread: {error}")))?;
+        .map_err(CommandError::io("cannot start the relay thread"))?;
     let result = daemon::run_foreground(home.clone(), Some(url));
     // The relay thread ends with the process.
     drop(relay_thread);
@@ -57,7 +57,7 @@ fn checked_public_url(url: &str) -> Result<String, CommandError> {
         Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', '@', ' ']) => {
             Ok(trimmed.to_string())
         }
-        _ => Err(CommandError(format!(
+        _ => Err(CommandError::Usage(format!(
             "--public-url {url}: expected http://HOST:PORT or https://HOST, e.g. \
              http://192.168.1.20:8080"
         ))),

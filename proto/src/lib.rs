@@ -13,7 +13,8 @@
 //! - [`app`]: messages inside that channel: sessions, events, approvals, resync.
 //! - [`device`], [`machine`]: each side's protocol steps over the above, sans-IO, so
 //!   `muxagent ctl`, the web app and the daemon share one implementation.
-//! - [`limits`]: every size, depth and timeout, with the reasoning behind it.
+//! - [`limits`]: every size, depth and timeout both ends must agree on, with the reasoning
+//!   behind it.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -34,6 +34,7 @@ use smol::stream::StreamExt as _;
 
 use crate::deadline::until;
 use crate::error::ClientError;
+use crate::limits::{CONNECT_TIMEOUT_MS, MAX_WRITE_BUFFER_LEN, READ_BUFFER_LEN, WRITE_TIMEOUT_MS};
 use crate::stream::MaybeTls;
 use crate::tls::{Roots, tls_connector};
 use crate::url::RelayUrl;
@@ -56,8 +57,8 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             roots: Roots::System,
-            connect_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
+            write_timeout: Duration::from_millis(WRITE_TIMEOUT_MS),
         }
     }
 }
@@ -82,9 +83,9 @@ impl fmt::Debug for Client {
 
 fn client_ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(16 * 1024)
+        .read_buffer_size(READ_BUFFER_LEN)
         .write_buffer_size(0)
-        .max_write_buffer_size(2 * MAX_FRAME_LEN + 64)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_LEN)
         .max_message_size(Some(MAX_FRAME_LEN))
         .max_frame_size(Some(MAX_FRAME_LEN))
 }

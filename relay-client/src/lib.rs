@@ -17,6 +17,7 @@
 //! - `stream`: [`MaybeTls`], one byte stream type for plain TCP or TLS over it, either side.
 //! - `deadline`: [`until`], a future with a deadline.
 //! - `error`: [`ClientError`].
+//! - [`limits`]: every capacity and timeout of a client connection, with its reason.
 //! - [`version`]: the `--version` line of both programs.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -24,6 +25,7 @@
 mod client;
 mod deadline;
 mod error;
+pub mod limits;
 mod stream;
 mod tls;
 mod url;

@@ -3,7 +3,7 @@
 //! this holds the net growth of the whole relay to one bucket of keys per hour (keys that
 //! leave give theirs back), and counts the registrations that add keys per source network, so
 //! that one network takes no more than its share. The numbers and the arithmetic of how long
-//! the cap takes to fill are in `muxagent_proto::limits` (`RELAY_NEW_KEYS_PER_HOUR`). Pure: the
+//! the cap takes to fill are in `crate::limits` (`RELAY_NEW_KEYS_PER_HOUR`). Pure: the
 //! caller passes the time.
 
 use std::net::{IpAddr, Ipv6Addr};

@@ -1,11 +1,11 @@
 //! What a relay is started with: where it listens, where it keeps its registry, TLS, the URL
-//! people reach it at, Web Push, and every limit (defaults from [`muxagent_proto::limits`]).
+//! people reach it at, Web Push, and every limit (defaults from [`crate::limits`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use muxagent_proto::limits;
+use crate::limits;
 
 use muxagent_relay_client::Roots;
 
@@ -88,7 +88,7 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// The relay's bounds. Defaults and the reasons for them are in [`muxagent_proto::limits`];
+/// The relay's bounds. Defaults and the reasons for them are in [`crate::limits`];
 /// tests shorten the timeouts, the load bench raises the per-prefix cap.
 #[derive(Clone, Debug)]
 pub struct Limits {

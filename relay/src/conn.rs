@@ -35,6 +35,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::limits::{
+    MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RELAY_FRAMES_PER_TURN,
+    RELAY_QUEUE_RESERVE_BYTES, RELAY_REGISTRY_REQUESTS_PER_MIN,
+    RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN, RELAY_SIGNATURE_COST_BYTES,
+    RELAY_WRITE_BATCH_BYTES,
+};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::error::ProtocolError;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -43,12 +49,6 @@ use futures::Sink;
 use muxagent_proto::envelope::Decoded;
 use muxagent_proto::frame::{
     ErrorCode, Frame, Login, LoginOk, Registry, RegistryAck, RegistryEntry, Role, ServerHello,
-};
-use muxagent_proto::limits::{
-    MAX_FRAME_LEN, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, RELAY_FRAMES_PER_TURN,
-    RELAY_QUEUE_RESERVE_BYTES, RELAY_REGISTRY_REQUESTS_PER_MIN,
-    RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN, RELAY_SIGNATURE_COST_BYTES,
-    RELAY_WRITE_BATCH_BYTES,
 };
 use smol::Timer;
 use smol::stream::StreamExt as _;

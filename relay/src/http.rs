@@ -28,14 +28,11 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use crate::limits::{RELAY_HTTP_MAX_HEADERS, RELAY_WS_PATH};
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
-use muxagent_proto::limits::RELAY_WS_PATH;
 use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::assets::{self, Asset};
-
-/// Headers read at most.
-const MAX_HEADERS: usize = 32;
 
 /// On every response: no MIME sniffing, no `Referer` leaving the app, the camera for the
 /// app's QR scanner and nothing for anyone else, and no opener shared with other origins.
@@ -106,7 +103,7 @@ pub(crate) async fn read_request<S: AsyncRead + Unpin>(
             return Err(HeadError::Io);
         }
         filled += n;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = [httparse::EMPTY_HEADER; RELAY_HTTP_MAX_HEADERS];
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&buf[..filled]) {
             Ok(httparse::Status::Complete(len)) => {

@@ -32,6 +32,8 @@
 //! - `time`: deadlines around futures, the Unix clock.
 //! - [`shutdown`] — SIGTERM/SIGINT.
 //! - [`error`] — [`RelayError`].
+//! - [`limits`] — every capacity, rate and timeout of the relay, with its reason and memory
+//!   arithmetic (and the wire's, re-exported).
 //! - `stream`: the server's byte stream, plain TCP or TLS (`muxagent_relay_client::MaybeTls`).
 //!
 //! The client is the crate `muxagent-relay-client`, which this one uses and never the reverse:
@@ -66,6 +68,7 @@
 
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod shutdown;
 
 mod admission;
@@ -90,7 +93,7 @@ mod tls;
 
 pub use config::{Limits, MetricsAccess, PushConfig, RelayConfig, TlsFiles};
 pub use error::RelayError;
-pub use muxagent_proto::limits::RELAY_WS_PATH;
+pub use limits::RELAY_WS_PATH;
 pub use server::Relay;
 
 /// Log a warning to stderr.

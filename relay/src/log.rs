@@ -26,8 +26,9 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
+use crate::limits::RELAY_REGISTRY_COMPACT_RATIO;
 use muxagent_proto::frame::SignedEntry;
-use muxagent_proto::limits::{LOG_SEGMENT_LEN, RELAY_REGISTRY_COMPACT_RATIO};
+use muxagent_store::limits::LOG_SEGMENT_LEN;
 use muxagent_store::{Log, Options};
 use serde::{Deserialize, Serialize};
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use muxagent_proto::limits::{
+use crate::limits::{
     MAX_FRAME_LEN, RELAY_MAX_CONTROL_FRAMES_PER_SEC, RELAY_MAX_FRAGMENTS_PER_MESSAGE,
     RELAY_MAX_LOGIN_MESSAGE_LEN,
 };

@@ -34,11 +34,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::limits::{RELAY_HEAD_OF_LINE_MS, RELAY_HOLD_AHEAD_BYTES, RELAY_HOLD_AHEAD_FRAMES};
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::ErrorCode;
-use muxagent_proto::limits::{
-    RELAY_HEAD_OF_LINE_MS, RELAY_HOLD_AHEAD_BYTES, RELAY_HOLD_AHEAD_FRAMES,
-};
 
 use crate::metrics::{DropReason, Metrics, RouteKind};
 use crate::outbox::{Bound, Outbox, PushError};

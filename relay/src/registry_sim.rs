@@ -8,16 +8,16 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use muxagent_proto::Bytes64;
-use muxagent_proto::frame::{Hostname, PairingId, RegistryEntry, SignedEntry};
-use muxagent_proto::identity::{Fingerprint, PublicIdentity, Signature};
-use muxagent_proto::limits::{
+use crate::limits::{
     RELAY_ADMISSION_IPV6_PREFIX_LEN, RELAY_ADMISSION_PREFIXES, RELAY_MAX_DEVICES_PER_ACCOUNT,
     RELAY_MAX_MACHINES_PER_ACCOUNT, RELAY_MAX_REGISTRY_KEYS, RELAY_MAX_REGISTRY_PAIRS,
     RELAY_MAX_REVOKED_PER_ACCOUNT, RELAY_NEW_KEY_REGISTRATIONS_PER_PREFIX_PER_HOUR,
     RELAY_NEW_KEYS_BURST, RELAY_NEW_KEYS_PER_HOUR, RELAY_REGISTRY_COMPACT_FLOOR,
     RELAY_REGISTRY_RATE_ACCOUNTS, RELAY_REGISTRY_REQUESTS_PER_ACCOUNT_PER_HOUR,
 };
+use muxagent_proto::Bytes64;
+use muxagent_proto::frame::{Hostname, PairingId, RegistryEntry, SignedEntry};
+use muxagent_proto::identity::{Fingerprint, PublicIdentity, Signature};
 
 use crate::admission::{Admission, AdmissionLimits};
 use crate::bucket::Windows;

@@ -33,6 +33,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use crate::limits::RELAY_TRACKED_CHANNELS_PER_CONNECTION;
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::{
     self, AllowedDevices, ClosedChannels, DevicePresence, ErrorCode, Frame, Hostname, Login,
@@ -40,7 +41,6 @@ use muxagent_proto::frame::{
     RegistryEntry, Role, SignedEntry,
 };
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::RELAY_TRACKED_CHANNELS_PER_CONNECTION;
 use muxagent_proto::noise::ConnectionId;
 use muxagent_proto::noise::packet::{self, Kind};
 

@@ -15,15 +15,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::limits::{
+    RELAY_ACCEPT_BACKOFF_MS, RELAY_ADMISSION_IPV6_PREFIX_LEN, RELAY_ADMISSION_PREFIXES,
+    RELAY_IPV4_PREFIX_LEN, RELAY_IPV6_PREFIX_LEN, RELAY_REGISTRY_RATE_ACCOUNTS,
+    RELAY_REGISTRY_RATE_PREFIXES,
+};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Bytes;
 use async_tungstenite::tungstenite::protocol::Role as WsRole;
 use muxagent_proto::frame::{Frame, Restarting, SignedEntry};
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{
-    RELAY_ADMISSION_IPV6_PREFIX_LEN, RELAY_ADMISSION_PREFIXES, RELAY_IPV4_PREFIX_LEN,
-    RELAY_IPV6_PREFIX_LEN, RELAY_REGISTRY_RATE_ACCOUNTS, RELAY_REGISTRY_RATE_PREFIXES,
-};
 use smol::future::FutureExt as _;
 use smol::io::AsyncWriteExt as _;
 use smol::{Async, Executor, Timer};
@@ -375,7 +376,7 @@ impl Relay {
         crate::info(format_args!(
             "listening on {scheme}://{local_addr} (public URL {public_url}, WebSocket at {}), \
              {stored} registry entries",
-            muxagent_proto::limits::RELAY_WS_PATH
+            crate::limits::RELAY_WS_PATH
         ));
         let push = PushService::open(
             &config.data_dir,
@@ -527,7 +528,7 @@ impl Relay {
                 Some(Err(e)) => {
                     // Out of descriptors or similar: back off instead of spinning.
                     crate::warn(format_args!("accept failed: {e}"));
-                    Timer::after(Duration::from_millis(100)).await;
+                    Timer::after(Duration::from_millis(RELAY_ACCEPT_BACKOFF_MS)).await;
                     continue;
                 }
             };
@@ -573,7 +574,7 @@ async fn serve_metrics(
     let busy = Arc::new(smol::lock::Semaphore::new(1));
     loop {
         let Ok((mut tcp, _)) = listener.accept().await else {
-            Timer::after(Duration::from_millis(100)).await;
+            Timer::after(Duration::from_millis(RELAY_ACCEPT_BACKOFF_MS)).await;
             continue;
         };
         let shared = shared.clone();

@@ -17,7 +17,7 @@ use muxagent_proto::frame::{
     ErrorCode, Frame, OpenPairing, Registry, RegistryEntry, Role, SignedEntry,
 };
 use muxagent_proto::identity::Identity;
-use muxagent_proto::limits::{
+use muxagent_relay::limits::{
     MAX_FRAME_LEN, RELAY_MAX_CONTROL_FRAMES_PER_SEC, RELAY_MAX_FRAGMENTS_PER_MESSAGE,
     RELAY_PAIRINGS_PER_PREFIX, RELAY_QUEUE_RESERVE_BYTES, RELAY_REGISTRY_REQUESTS_PER_MIN,
     RELAY_REGISTRY_REQUESTS_PER_PREFIX_PER_MIN, RELAY_SLOW_READER_CUT_MS, relay_memory_bound,

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use muxagent_proto::frame::{DevicePresence, ErrorCode, Frame};
 use muxagent_proto::identity::Identity;
-use muxagent_proto::limits::{MAX_FRAME_LEN, RELAY_MAX_CONNECTIONS_PER_DEVICE};
 use muxagent_proto::noise::ConnectionId;
+use muxagent_relay::limits::{MAX_FRAME_LEN, RELAY_MAX_CONNECTIONS_PER_DEVICE};
 use muxagent_relay_client::Client;
 
 /// A session-init packet as a device's link sends it (the relay reads only its header).

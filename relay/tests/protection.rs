@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::Message;
 use common::*;
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
-use muxagent_proto::limits::MAX_FRAME_LEN;
+use muxagent_relay::limits::MAX_FRAME_LEN;
 use muxagent_relay_client::{Client, ClientConfig, RelayUrl};
 use smol::Async;
 use smol::io::AsyncReadExt;

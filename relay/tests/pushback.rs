@@ -14,7 +14,7 @@ use common::raw::{self, Raw};
 use common::*;
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
 use muxagent_proto::identity::Identity;
-use muxagent_proto::limits::RELAY_QUEUE_DEPTH;
+use muxagent_relay::limits::RELAY_QUEUE_DEPTH;
 use muxagent_relay_client::Client;
 use smol::future::FutureExt;
 

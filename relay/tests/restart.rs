@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use common::*;
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
-use muxagent_proto::limits;
+use muxagent_relay::limits;
 use muxagent_relay_client::ClientError;
 
 #[test]

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use common::*;
 use muxagent_proto::frame::Role;
-use muxagent_proto::limits::MAX_PAYLOAD_LEN;
 use muxagent_relay::TlsFiles;
+use muxagent_relay::limits::MAX_PAYLOAD_LEN;
 use muxagent_relay_client::{Client, ClientConfig, ClientError, Roots};
 use rustls_pki_types::{CertificateDer, ServerName};
 use smol::Async;

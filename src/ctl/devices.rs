@@ -34,7 +34,7 @@ fn relays(controller: &Controller) -> Result<Vec<String>, CommandError> {
         }
     }
     if relays.is_empty() {
-        return Err(CommandError(
+        return Err(CommandError::Usage(
             "this controller has paired with no machine, so it is in no account; pair one with \
              `muxagent ctl pair LINK`"
                 .into(),
@@ -84,12 +84,12 @@ async fn show(controller: &Controller) -> Result<Vec<Shown>, CommandError> {
     for relay in relays(controller)? {
         let mut client = link::connect(&relay, &controller.identity)
             .await
-            .map_err(CommandError)?;
+            .map_err(CommandError::Relay)?;
         let answer = exchange(&mut client, &devices::query(QUERY_REQUEST), QUERY_REQUEST)
             .await
-            .map_err(|error| CommandError(format!("{relay}: {error}")))?;
+            .map_err(|error| CommandError::Relay(format!("{relay}: {error}")))?;
         let Frame::DeviceList(list) = answer else {
-            return Err(CommandError(format!(
+            return Err(CommandError::Relay(format!(
                 "{relay}: unexpected answer {answer:?}"
             )));
         };
@@ -187,18 +187,18 @@ async fn pick(
         match devices::resolve(&account.rows, prefix) {
             Ok(row) => found.push((index, row.clone())),
             Err(error @ devices::ResolveError::Unknown(_)) => unknown = Some(error),
-            Err(error) => return Err(CommandError(error.to_string())),
+            Err(error) => return Err(CommandError::Usage(error.to_string())),
         }
     }
     if found.len() > 1 {
         let matches = found.iter().map(|(_, row)| row.device).collect();
-        return Err(CommandError(
+        return Err(CommandError::Usage(
             devices::ResolveError::Ambiguous(prefix.into(), matches).to_string(),
         ));
     }
     let Some((index, row)) = found.pop() else {
         let owner = shown.iter().any(|account| devices::is_owner(&account.rows));
-        return Err(CommandError(match unknown {
+        return Err(CommandError::Usage(match unknown {
             Some(_) if !owner => format!(
                 "no device you can see has a fingerprint starting `{prefix}`: this controller is \
                  not an owner, so it sees (and may revoke) only itself"
@@ -219,7 +219,7 @@ async fn pick(
 async fn submit(mut client: Client, frame: &Frame) -> Result<(), CommandError> {
     let acked = exchange(&mut client, frame, ENTRY_REQUEST).await;
     client.close().await;
-    acked.map(drop).map_err(CommandError)
+    acked.map(drop).map_err(CommandError::Relay)
 }
 
 /// `ctl revoke-device PREFIX`.
@@ -260,7 +260,7 @@ pub(super) async fn grant_owner(controller: &Controller, prefix: &str) -> Result
     let (client, _relay, row) = pick(controller, prefix).await?;
     if row.owner {
         client.close().await;
-        return Err(CommandError(format!(
+        return Err(CommandError::Usage(format!(
             "device {} is an owner already",
             row.device
         )));

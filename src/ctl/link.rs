@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use muxagent_client::limits::REQUEST_TIMEOUT_MS;
 use muxagent_proto::app::{DeviceMessage, MachineMessage};
 use muxagent_proto::device::{MachineLink, Received};
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
@@ -12,8 +13,8 @@ use muxagent_relay_client::{Client, ClientConfig, ClientError, RelayUrl};
 
 use crate::os;
 
-/// How long one exchange with a machine may take.
-pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one exchange with a machine may take: what any device allows a request.
+pub const EXCHANGE_TIMEOUT: Duration = Duration::from_millis(REQUEST_TIMEOUT_MS);
 
 /// Log in to `relay` as a device, warning once per run when its URL is not encrypted.
 pub async fn connect(relay: &str, identity: &Identity) -> Result<Client, String> {

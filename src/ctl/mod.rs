@@ -34,8 +34,8 @@ use muxagent_client::history::{History, PlanError};
 use muxagent_client::whole::{Assembly, Step};
 use state::Machine;
 
-/// How long pairing may take from link to registration.
-const PAIR_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long pairing may take from link to registration: what any device allows it.
+const PAIR_TIMEOUT: Duration = Duration::from_millis(muxagent_client::limits::PAIR_TIMEOUT_MS);
 
 struct Controller {
     home: Home,
@@ -51,7 +51,7 @@ impl Controller {
     ) -> Result<muxagent_relay_client::Client, CommandError> {
         link::connect(&machine.relay, &self.identity)
             .await
-            .map_err(CommandError)
+            .map_err(CommandError::Relay)
     }
 
     /// Open a secure channel to `machine` over `client`.
@@ -63,7 +63,7 @@ impl Controller {
     ) -> Result<Conversation<'a>, CommandError> {
         Conversation::open(client, &self.identity, identity, &machine.hostname)
             .await
-            .map_err(CommandError)
+            .map_err(CommandError::Relay)
     }
 
     fn load(home: &Home) -> Result<Self, CommandError> {
@@ -84,10 +84,10 @@ impl Controller {
         let machine = self
             .machines
             .resolve(name)
-            .map_err(|error| CommandError(error.to_string()))?
+            .map_err(|error| CommandError::Usage(error.to_string()))?
             .clone();
         let identity = machine.identity().ok_or_else(|| {
-            CommandError(format!(
+            CommandError::Damaged(format!(
                 "the record of {} in machines.json is damaged; pair again",
                 machine.hostname
             ))
@@ -142,7 +142,7 @@ async fn pair_with(mut controller: Controller, link: &str) -> Result<(), Command
     let hostname = ticket.hostname.to_string();
     let mut client = link::connect(&relay, &controller.identity)
         .await
-        .map_err(CommandError)?;
+        .map_err(CommandError::Relay)?;
     let (mut pairing, init) = Pairing::start(&controller.identity, ticket, 1, &mut os::rng())?;
     client.send(&init).await?;
     let deadline = Instant::now() + PAIR_TIMEOUT;
@@ -159,11 +159,11 @@ async fn pair_with(mut controller: Controller, link: &str) -> Result<(), Command
             },
         )
         .await
-        .map_err(CommandError)?;
+        .map_err(CommandError::Relay)?;
         let step = match frame {
             Frame::PairRecv(recv) => pairing.on_pair_recv(&controller.identity, &recv.payload, os::unix_now())?,
             Frame::RegistryAck(ack) => pairing.on_registry_ack(ack.request)?,
-            Frame::Error(error) => return Err(CommandError(match error.code {
+            Frame::Error(error) => return Err(CommandError::Relay(match error.code {
                 ErrorCode::PairingUnknown => "the pairing link is unknown, expired or already used; run `muxagent pair` on the machine for a new one".into(),
                 ErrorCode::PairingTaken => "another device is already using this pairing link".into(),
                 _ => format!("the relay refused the pairing: {}", error.reason),
@@ -180,7 +180,7 @@ async fn pair_with(mut controller: Controller, link: &str) -> Result<(), Command
                 controller
                     .machines
                     .add(record)
-                    .map_err(|error| CommandError(error.to_string()))?;
+                    .map_err(|error| CommandError::Usage(error.to_string()))?;
                 state::save(&controller.machines, &controller.home)?;
                 println!(
                     "paired with {} ({})",
@@ -232,7 +232,7 @@ async fn list_sessions(
 ) -> Result<Vec<SessionInfo>, CommandError> {
     let identity = machine
         .identity()
-        .ok_or_else(|| CommandError("damaged machine record".into()))?;
+        .ok_or_else(|| CommandError::Damaged("damaged machine record".into()))?;
     let mut client = controller.connect(machine).await?;
     let mut conversation = controller.open(&mut client, machine, identity).await?;
     session_list(&mut conversation).await
@@ -246,10 +246,10 @@ async fn session_list(
     match conversation
         .ask(&ListSessions { request }.into(), request)
         .await
-        .map_err(CommandError)?
+        .map_err(CommandError::Relay)?
     {
         MachineMessage::SessionList(list) => Ok(list.sessions),
-        other => Err(CommandError(format!(
+        other => Err(CommandError::Machine(format!(
             "unexpected answer to the session list: {other:?}"
         ))),
     }
@@ -320,10 +320,10 @@ fn resolve_session(
         .collect();
     match matches.as_slice() {
         [one] if !prefix.is_empty() => Ok((*one).clone()),
-        [] | [_] => Err(CommandError(format!(
+        [] | [_] => Err(CommandError::Usage(format!(
             "{host} has no session `{prefix}`; `muxagent ctl sessions {host}` lists them"
         ))),
-        _ => Err(CommandError(format!(
+        _ => Err(CommandError::Usage(format!(
             "`{prefix}` names more than one session on {host}; give more of its id"
         ))),
     }
@@ -408,7 +408,7 @@ fn plan_reference(reference: &str) -> Result<(&str, &str), CommandError> {
         .rsplit_once(':')
         .filter(|(machine, session)| !machine.is_empty() && !session.is_empty())
         .ok_or_else(|| {
-            CommandError(format!(
+            CommandError::Usage(format!(
                 "`{reference}` is not MACHINE:SESSION (e.g. alpha:1a2b3c4d)"
             ))
         })
@@ -430,10 +430,10 @@ async fn approved_plan(
     let history = histories.get(&id).cloned().unwrap_or_default();
     match history.approved_plan() {
         Ok((_, plan)) => Ok((host, id, plan.to_string())),
-        Err(PlanError::NoPlan) => Err(CommandError(format!(
+        Err(PlanError::NoPlan) => Err(CommandError::Usage(format!(
             "session {id} on {host} has not proposed a plan"
         ))),
-        Err(PlanError::NotApproved { approval, state }) => Err(CommandError(format!(
+        Err(PlanError::NotApproved { approval, state }) => Err(CommandError::Usage(format!(
             "the plan of session {id} on {host} is not approved (approval {id}/{approval}: {state})"
         ))),
     }
@@ -447,17 +447,15 @@ async fn start_session(controller: &Controller, start: cli::CtlStart) -> Result<
         start.prompt.clone(),
         start.plan_from.is_some(),
     )
-    .map_err(CommandError)?;
-    let runtime: RuntimeName = start
-        .runtime
-        .as_str()
-        .try_into()
-        .map_err(|_| CommandError(format!("runtime name `{}` is too long", start.runtime)))?;
+    .map_err(CommandError::Usage)?;
+    let runtime: RuntimeName = start.runtime.as_str().try_into().map_err(|_| {
+        CommandError::Usage(format!("runtime name `{}` is too long", start.runtime))
+    })?;
     let mode: Option<Mode> = match &start.mode {
         Some(mode) => Some(
             mode.as_str()
                 .try_into()
-                .map_err(|_| CommandError(format!("mode `{mode}` is too long")))?,
+                .map_err(|_| CommandError::Usage(format!("mode `{mode}` is too long")))?,
         ),
         None => None,
     };
@@ -486,13 +484,15 @@ async fn start_session(controller: &Controller, start: cli::CtlStart) -> Result<
     let answer = conversation
         .ask(&message.into(), request)
         .await
-        .map_err(CommandError)?;
+        .map_err(CommandError::Relay)?;
     let MachineMessage::Ack(ack) = answer else {
-        return Err(CommandError(format!("unexpected answer {answer:?}")));
+        return Err(CommandError::Machine(format!(
+            "unexpected answer {answer:?}"
+        )));
     };
     let session = ack
         .session
-        .ok_or_else(|| CommandError("the machine did not name the new session".into()))?;
+        .ok_or_else(|| CommandError::Machine("the machine did not name the new session".into()))?;
     if start.json {
         println!(
             "{}",
@@ -538,7 +538,7 @@ async fn session_request(
     conversation
         .ask(&message(request, info.id), request)
         .await
-        .map_err(CommandError)?;
+        .map_err(CommandError::Relay)?;
     Ok((render::visible_field(&machine.hostname), info.id))
 }
 
@@ -594,7 +594,7 @@ async fn set_mode(controller: &Controller, set: cli::CtlMode) -> Result<(), Comm
         .mode
         .as_str()
         .try_into()
-        .map_err(|_| CommandError(format!("mode `{}` is too long", set.mode)))?;
+        .map_err(|_| CommandError::Usage(format!("mode `{}` is too long", set.mode)))?;
     let (host, session) = session_request(
         controller,
         &set.machine,
@@ -624,9 +624,9 @@ async fn runtimes(controller: &Controller, name: &str, json_out: bool) -> Result
     let answer = conversation
         .ask(&ListRuntimes { request }.into(), request)
         .await
-        .map_err(CommandError)?;
+        .map_err(CommandError::Relay)?;
     let MachineMessage::Runtimes(list) = answer else {
-        return Err(CommandError(format!(
+        return Err(CommandError::Machine(format!(
             "unexpected answer to the runtime list: {answer:?}"
         )));
     };
@@ -698,7 +698,7 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
                     let (opened, info) =
                         with_session(controller, &mut client, &machine, identity, &watch.session)
                             .await
-                            .map_err(|e| e.0)?;
+                            .map_err(|e| e.to_string())?;
                     conversation = opened;
                     session = Some(info.id);
                     history = History::new(Some(info.status));
@@ -771,10 +771,10 @@ async fn watch_session(controller: &Controller, watch: cli::CtlWatch) -> Result<
                 return outcome.map_err(|error| {
                     let id = session.map(|id| id.to_string()).unwrap_or_default();
                     let host = render::visible_field(&machine.hostname);
-                    CommandError(format!("session {id} on {host} {error}"))
+                    CommandError::Machine(format!("session {id} on {host} {error}"))
                 });
             }
-            Err(error) if session.is_none() => return Err(CommandError(error)),
+            Err(error) if session.is_none() => return Err(CommandError::Relay(error)),
             Err(error) => {
                 eprintln!("({}; reconnecting)", render::visible_text(&error));
                 let random = rand_core::Rng::next_u32(&mut os::rng());
@@ -831,11 +831,11 @@ async fn revoke_machine(mut controller: Controller, name: &str) -> Result<(), Co
             },
         )
         .await
-        .map_err(CommandError)?;
+        .map_err(CommandError::Relay)?;
         match frame {
             Frame::RegistryAck(ack) if ack.request == 1 => break,
             Frame::Error(error) if error.request == Some(1) => {
-                return Err(CommandError(format!(
+                return Err(CommandError::Relay(format!(
                     "the relay refused the revocation: {}",
                     error.reason
                 )));
@@ -873,13 +873,13 @@ async fn histories(
     conversation
         .send(&Hello { cursors }.into())
         .await
-        .map_err(CommandError)?;
+        .map_err(CommandError::Relay)?;
     loop {
         let deadline = Instant::now() + link::EXCHANGE_TIMEOUT;
         match conversation
             .next(Some(deadline))
             .await
-            .map_err(CommandError)?
+            .map_err(CommandError::Relay)?
         {
             Arrival::Message(MachineMessage::Event(event)) => {
                 if let Some(history) = histories.get_mut(&event.session) {
@@ -894,7 +894,7 @@ async fn histories(
                 conversation
                     .send(&hello.into())
                     .await
-                    .map_err(CommandError)?;
+                    .map_err(CommandError::Relay)?;
             }
             _ => {}
         }
@@ -962,7 +962,7 @@ async fn waiting_on(
 ) -> Result<Vec<Waiting>, CommandError> {
     let identity = machine
         .identity()
-        .ok_or_else(|| CommandError("damaged machine record".into()))?;
+        .ok_or_else(|| CommandError::Damaged("damaged machine record".into()))?;
     let mut client = controller.connect(machine).await?;
     let mut conversation = controller.open(&mut client, machine, identity).await?;
     let sessions: Vec<SessionInfo> = session_list(&mut conversation)
@@ -1094,7 +1094,7 @@ async fn open_request<'a>(
         .split_once('/')
         .and_then(|(session, number)| Some((session, number.parse::<u64>().ok()?)))
         .ok_or_else(|| {
-            CommandError(format!(
+            CommandError::Usage(format!(
                 "`{}` is not a request; use SESSION/N as `muxagent ctl approvals` shows it",
                 render::visible_field(reference)
             ))
@@ -1109,7 +1109,7 @@ async fn open_request<'a>(
         .and_then(|history| history.approvals.get(&number))
         .filter(|approval| approval.request.is_some())
         .ok_or_else(|| {
-            CommandError(format!(
+            CommandError::Usage(format!(
                 "session {session} on {host} has no approval {number}; `muxagent ctl approvals` lists the waiting ones"
             ))
         })?;
@@ -1125,7 +1125,7 @@ async fn open_request<'a>(
             };
             Ok((conversation, pending))
         }
-        _ => Err(CommandError(format!(
+        _ => Err(CommandError::Usage(format!(
             "approval {session}/{number} on {host} is no longer pending ({})",
             approval.describe()
         ))),
@@ -1134,7 +1134,7 @@ async fn open_request<'a>(
 
 /// Nothing is signed for an input the machine sent cut.
 fn cut(pending: &Pending) -> CommandError {
-    CommandError(format!(
+    CommandError::NotSigned(format!(
         "nothing was signed: {host} did not give the whole input of {reference} (a device fetches at most {max} KiB), so no one here has seen all of what the agent asked to run; deny it (`muxagent ctl deny {host} {reference}`)",
         reference = pending.reference(),
         host = pending.host,
@@ -1183,11 +1183,11 @@ async fn ask_person(
     std::io::stdin()
         .lock()
         .read_line(&mut answer)
-        .map_err(|error| CommandError(format!("could not read the answer: {error}")))?;
+        .map_err(CommandError::io("could not read the answer"))?;
     if confirmed(&answer) {
         Ok(digest)
     } else {
-        Err(CommandError("nothing was signed".into()))
+        Err(CommandError::NotSigned("nothing was signed".into()))
     }
 }
 
@@ -1203,7 +1203,7 @@ async fn approve(controller: &Controller, approve: cli::CtlApprove) -> Result<()
             ask_person(controller, &approve.machine, &approve.request, &decision).await?
         }
         None => {
-            return Err(CommandError(
+            return Err(CommandError::NotSigned(
                 "nothing was signed: without a terminal to confirm on, pass --digest DIGEST as `muxagent ctl approvals` printed it for this request".into(),
             ));
         }
@@ -1240,7 +1240,7 @@ async fn decide(
         Answer::Allow(decision, given) => {
             let digest = decide::digest(session, request).ok_or_else(|| cut(&pending))?;
             if !digest_matches(&given, &digest) {
-                return Err(CommandError(format!(
+                return Err(CommandError::NotSigned(format!(
                     "nothing was signed: `{}` is not the digest of {} on {} as it stands; look at it again with `muxagent ctl approvals`",
                     render::visible_field(&given),
                     pending.reference(),
@@ -1257,7 +1257,7 @@ async fn decide(
                 now,
             )
             .map_err(|error| {
-                CommandError(format!(
+                CommandError::NotSigned(format!(
                     "{} on {}: {error}",
                     pending.reference(),
                     pending.host
@@ -1274,7 +1274,7 @@ async fn decide(
     conversation
         .ask(&message.into(), id)
         .await
-        .map_err(CommandError)?;
+        .map_err(CommandError::Relay)?;
     println!(
         "answered {} on {}: {}",
         pending.reference(),
@@ -1306,13 +1306,13 @@ async fn bench_approvals(
     conversation
         .send(&hello.into())
         .await
-        .map_err(CommandError)?;
+        .map_err(CommandError::Relay)?;
     let count = bench.count as usize;
     let mut decided: BTreeMap<u64, u32> = BTreeMap::new();
     let mut acknowledged = 0usize;
     let mut live = false;
     while acknowledged < count {
-        match conversation.next(None).await.map_err(CommandError)? {
+        match conversation.next(None).await.map_err(CommandError::Relay)? {
             Arrival::Message(MachineMessage::Event(event)) if event.session == session => {
                 history.apply(&event);
             }
@@ -1323,7 +1323,7 @@ async fn bench_approvals(
                 conversation
                     .send(&hello.into())
                     .await
-                    .map_err(CommandError)?;
+                    .map_err(CommandError::Relay)?;
                 continue;
             }
             Arrival::Message(MachineMessage::ReplayComplete(_)) => live = true,
@@ -1334,7 +1334,7 @@ async fn bench_approvals(
                 continue;
             }
             Arrival::Message(MachineMessage::Error(error)) => {
-                return Err(CommandError(format!("{host}: {}", error.message)));
+                return Err(CommandError::Machine(format!("{host}: {}", error.message)));
             }
             _ => continue,
         }
@@ -1355,7 +1355,7 @@ async fn bench_approvals(
                 Decision::AllowOnce,
                 os::unix_now(),
             )
-            .map_err(|error| CommandError(format!("{host}: {error}")))?;
+            .map_err(|error| CommandError::NotSigned(format!("{host}: {error}")))?;
             let id = conversation.request_id();
             let message = Decide {
                 request: id,
@@ -1364,11 +1364,11 @@ async fn bench_approvals(
             conversation
                 .send(&message.into())
                 .await
-                .map_err(CommandError)?;
+                .map_err(CommandError::Relay)?;
             decided.insert(request.approval, id);
         }
         if history.finished() && decided.len() == acknowledged {
-            return Err(CommandError(format!(
+            return Err(CommandError::Machine(format!(
                 "session {session} on {host} ended after {acknowledged} of {count} approvals"
             )));
         }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use muxagent_proto::app::{ApprovalId, EventKind, SessionId, StartSession};
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{AGENT_COMMAND_QUEUE, AGENT_REPORT_QUEUE, STOP_GRACE_MS};
 use rand_core::Rng;
 use rustix::process::{Pid, Signal};
 use smol::channel::Sender;
@@ -22,6 +21,7 @@ use super::process::{self, signal_group};
 use super::runtime::{self, Command, Report, Runtime, Spec};
 use super::session_machine::{self, Input};
 use super::sessions::SessionError;
+use crate::limits::{AGENT_COMMAND_QUEUE, AGENT_REPORT_QUEUE, STOP_GRACE_MS};
 use crate::os;
 
 pub use super::refusal::Refusal;
@@ -39,7 +39,7 @@ pub struct Running {
     /// can fetch them ([`approvals::input_page`]): at most [`DAEMON_WHOLE_INPUTS_MAX_LEN`]
     /// bytes, gone with the process (its approvals are void then).
     ///
-    /// [`DAEMON_WHOLE_INPUTS_MAX_LEN`]: muxagent_proto::limits::DAEMON_WHOLE_INPUTS_MAX_LEN
+    /// [`DAEMON_WHOLE_INPUTS_MAX_LEN`]: crate::limits::DAEMON_WHOLE_INPUTS_MAX_LEN
     pub whole_inputs: BTreeMap<ApprovalId, String>,
 }
 

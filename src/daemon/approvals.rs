@@ -13,13 +13,12 @@ use muxagent_proto::app::{
     ApprovalId, FetchInput, InputChunk, SessionId, SignedDecision, request_hash,
 };
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{
-    APPROVAL_INPUT_MAX_LEN, DAEMON_WHOLE_INPUTS_MAX_LEN, INPUT_CHUNK_LEN,
-};
+use muxagent_proto::limits::{APPROVAL_INPUT_MAX_LEN, INPUT_CHUNK_LEN};
 
 use super::refusal::Refusal;
 use super::session_machine::Input;
 use super::{Core, Shared};
+use crate::limits::DAEMON_WHOLE_INPUTS_MAX_LEN;
 use crate::{log, os};
 
 /// Keep `input` of `approval` whole for devices to fetch, if it is short enough and the

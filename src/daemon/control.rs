@@ -18,6 +18,7 @@ use smol::net::unix::{UnixListener, UnixStream};
 use super::link::pairing;
 use super::{DaemonError, Shared};
 use crate::home::Home;
+use crate::limits::{CONTROL_NOTICES_QUEUE, CONTROL_POLL_MS, CONTROL_REQUEST_MAX_LEN};
 
 /// What [`follow`] streams: the news of a `pair` or `unpair` request (written by the relay
 /// link's pairing, which the socket only passes on).
@@ -25,9 +26,6 @@ pub use super::link::pairing::Notice;
 
 /// The socket's file name.
 pub const SOCKET_FILE: &str = "daemon.sock";
-
-/// Longest request line the daemon reads.
-const MAX_REQUEST_LEN: usize = 4096;
 
 /// Listen on the socket (replacing a dead daemon's socket file; the caller holds the lock).
 pub fn bind(home: &Home) -> Result<UnixListener, DaemonError> {
@@ -58,7 +56,7 @@ pub async fn serve(
 }
 
 async fn handle(core: Shared, stream: UnixStream, stop: Sender<()>) {
-    let mut reader = BufReader::new(stream.clone()).take(MAX_REQUEST_LEN as u64);
+    let mut reader = BufReader::new(stream.clone()).take(CONTROL_REQUEST_MAX_LEN as u64);
     let mut line = String::new();
     let mut writer = stream;
     if reader.read_line(&mut line).await.is_err() {
@@ -79,7 +77,7 @@ async fn handle(core: Shared, stream: UnixStream, stop: Sender<()>) {
             return;
         }
         "pair" | "unpair" => {
-            let (notices, receiver) = smol::channel::bounded(8);
+            let (notices, receiver) = smol::channel::bounded(CONTROL_NOTICES_QUEUE);
             let started = if op == "pair" {
                 pairing::watch(&core, notices);
                 Ok(())
@@ -204,7 +202,7 @@ pub async fn wait_until_up(home: &Home, within: Duration) -> Option<serde_json::
         {
             return Some(status);
         }
-        smol::Timer::after(Duration::from_millis(50)).await;
+        smol::Timer::after(Duration::from_millis(CONTROL_POLL_MS)).await;
     }
     None
 }

@@ -36,10 +36,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::rc::Rc;
 
+use crate::limits::DAEMON_COMMIT_MAX_EVENTS;
 use muxagent_proto::app::{Event, EventKind, MachineMessage, SessionId, SessionStatus};
 use muxagent_proto::frame::{self, DevicePresence, Frame, Hostname};
 use muxagent_proto::identity::{Fingerprint, Identity, PublicIdentity};
-use muxagent_proto::limits::DAEMON_COMMIT_MAX_EVENTS;
 use muxagent_proto::noise::ConnectionId;
 use smol::channel::{Receiver, Sender};
 use smol::{LocalExecutor, Timer};

@@ -54,14 +54,15 @@ use muxagent_proto::app::{
 };
 use muxagent_proto::frame::PushUrgency;
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{
-    NOTIFY_APPROVAL_TTL_SECS, NOTIFY_BURST, NOTIFY_REFILL_SECS, NOTIFY_TEXT_CHARS,
-    NOTIFY_TITLE_CHARS, NOTIFY_TTL_SECS, PUSH_TOPIC_LEN,
-};
+use muxagent_proto::limits::PUSH_TOPIC_LEN;
 use muxagent_proto::push::{MAX_NOTICE_LEN, NOTICE_VERSION, Notice, NoticeApproval, NoticeKind};
 
 use super::Route;
 use super::webpush::topic;
+use crate::limits::{
+    NOTIFY_APPROVAL_TTL_SECS, NOTIFY_BURST, NOTIFY_REFILL_SECS, NOTIFY_TEXT_CHARS,
+    NOTIFY_TITLE_CHARS, NOTIFY_TTL_SECS,
+};
 use crate::render::{hex, input_summary};
 
 /// What the notification of an approval too long for one push says after its summary.

@@ -46,13 +46,13 @@ use muxagent_proto::app::{
     ApprovalId, ApprovalRequest, ApprovalState, Event, EventKind, SessionId, SessionInfo,
     SessionStatus, Usage,
 };
-use muxagent_proto::limits::{
-    DAEMON_LOG_RETRY_SECS, LOG_RETENTION_LEN, LOG_SEGMENT_LEN, REPLAY_PAGE_EVENTS,
-};
+use muxagent_store::limits::{LOG_RETENTION_LEN, LOG_SEGMENT_LEN};
 use muxagent_store::{Log, Options};
 
 use super::session_machine;
 use serde::{Deserialize, Serialize};
+
+use crate::limits::{DAEMON_LOG_RETRY_SECS, REPLAY_PAGE_EVENTS};
 
 /// The checkpoint's file name inside a session's log folder (the store ignores other names).
 const CHECKPOINT_FILE: &str = "checkpoint.json";

@@ -21,14 +21,15 @@ use blake2::{Blake2s256, Blake2sMac256};
 use hkdf::Hkdf;
 use muxagent_proto::app::SessionId;
 use muxagent_proto::limits::{
-    MAX_PUSH_BODY_LEN, PUSH_AUTH_LEN, PUSH_PAD_BLOCK, PUSH_RECORD_SIZE, PUSH_TOPIC_LEN,
-    PUSH_VAPID_KEY_LEN,
+    MAX_PUSH_BODY_LEN, PUSH_AUTH_LEN, PUSH_TOPIC_LEN, PUSH_VAPID_KEY_LEN,
 };
 use p256::elliptic_curve::Generate;
 use p256::elliptic_curve::sec1::ToSec1Point;
 use p256::{PublicKey, SecretKey};
 use rand_core::CryptoRng;
 use sha2::Sha256;
+
+use crate::limits::{PUSH_PAD_BLOCK, PUSH_RECORD_SIZE};
 
 /// Length of the `aes128gcm` header: salt (16), record size (4), key id length (1), key id
 /// (the sender's uncompressed P-256 key, 65).

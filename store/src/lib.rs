@@ -26,9 +26,9 @@
 //! `b"MUXLOG" | version u8 = 1 | flags u8 (bit 0 SNAPSHOT) | base seq u64 LE | crc32 u32 LE of
 //! the preceding 16 bytes`; a record is
 //! `len u32 LE | crc32 u32 LE over (len bytes ‖ body) | body = seq u64 LE ‖ postcard(value)`
-//! (see [`record`] for the bounds). Limits are in [`muxagent_proto::limits`]:
-//! `MAX_LOG_RECORD_LEN`, `LOG_SEGMENT_LEN`, `LOG_RETENTION_LEN`, `LOG_WRITE_BUFFER_LEN`,
-//! `LOG_INDEX_INTERVAL`.
+//! (see [`record`] for the bounds). Limits are in [`limits`]:
+//! [`MAX_LOG_RECORD_LEN`](limits::MAX_LOG_RECORD_LEN), `LOG_SEGMENT_LEN`, `LOG_RETENTION_LEN`,
+//! `LOG_WRITE_BUFFER_LEN`, `LOG_INDEX_INTERVAL`.
 //!
 //! # Durability (fsync policy)
 //!
@@ -71,6 +71,7 @@
 
 mod dir;
 pub mod error;
+pub mod limits;
 mod log;
 pub mod record;
 pub mod recovery;

@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use muxagent_proto::limits::{LOG_RETENTION_LEN, LOG_SEGMENT_LEN, LOG_WRITE_BUFFER_LEN};
+use crate::limits::{LOG_RETENTION_LEN, LOG_SEGMENT_LEN, LOG_WRITE_BUFFER_LEN};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

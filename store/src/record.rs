@@ -27,7 +27,7 @@
 
 use core::fmt;
 
-use muxagent_proto::limits::MAX_LOG_RECORD_LEN;
+use crate::limits::MAX_LOG_RECORD_LEN;
 
 /// Bytes before the body: `len` and `crc`.
 pub const RECORD_HEADER_LEN: usize = 8;

@@ -25,7 +25,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use muxagent_proto::limits::{LOG_INDEX_INTERVAL, MAX_LOG_RECORD_LEN};
+use crate::limits::{LOG_INDEX_INTERVAL, MAX_LOG_RECORD_LEN};
 
 use crate::dir;
 use crate::error::{Corruption, Error, IoContext};

@@ -11,9 +11,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::limits::RELAY_PUSH_RESPONSE_HEAD_MAX_LEN;
 use futures_rustls::TlsConnector;
 use muxagent_proto::frame::PushUrgency;
-use muxagent_proto::limits::RELAY_PUSH_RESPONSE_HEAD_MAX_LEN;
 use rustls_pki_types::ServerName;
 use smol::Async;
 use smol::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::limits::{PUSH_TOPIC_LEN, RELAY_PUSH_COST_BYTES, RELAY_PUSH_WARNINGS_PER_MIN};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_rustls::TlsConnector;
@@ -36,7 +37,6 @@ use muxagent_proto::frame::{
     ErrorCode, Frame, Push, PushEndpoint, PushQuery, PushState, PushSubscribe, PushUrgency, Role,
 };
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{PUSH_TOPIC_LEN, RELAY_PUSH_COST_BYTES};
 
 use crate::bucket::Window;
 use crate::config::{Limits, PushConfig};
@@ -59,10 +59,6 @@ const PUSH_DIR: &str = "push";
 
 /// The `sub` of the JWT when the operator named none and the public URL is not `https`.
 const PLACEHOLDER_CONTACT: &str = "mailto:relay@muxagent.invalid";
-
-/// Warning lines about pushes per minute at most (a failing push service would otherwise
-/// cost a line per push).
-const WARNINGS_PER_MIN: u32 = 10;
 
 /// The relay's push state, shared by connections and the workers.
 pub(crate) struct PushService {
@@ -210,10 +206,13 @@ impl PushService {
             .map_err(Clone::clone)
     }
 
-    /// Log a warning, at most [`WARNINGS_PER_MIN`] a minute.
+    /// Log a warning, at most [`RELAY_PUSH_WARNINGS_PER_MIN`] a minute.
     fn warn(&self, message: std::fmt::Arguments<'_>) {
-        let allowed =
-            lock(&self.warnings).allow(Instant::now(), WARNINGS_PER_MIN, Duration::from_secs(60));
+        let allowed = lock(&self.warnings).allow(
+            Instant::now(),
+            RELAY_PUSH_WARNINGS_PER_MIN,
+            Duration::from_secs(60),
+        );
         if allowed {
             crate::warn(format_args!("web push: {message}"));
         }
@@ -465,5 +464,5 @@ fn topic_text(topic: &[u8; PUSH_TOPIC_LEN]) -> String {
 
 /// The VAPID JWT's expiry for a push made now.
 fn jwt_expiry() -> u64 {
-    unix_now() + muxagent_proto::limits::RELAY_PUSH_JWT_LIFETIME_SECS
+    unix_now() + crate::limits::RELAY_PUSH_JWT_LIFETIME_SECS
 }

@@ -4,24 +4,22 @@
 //!
 //! The log holds `(device, Some(endpoint))` for a subscription and `(device, None)` for its
 //! removal, each appended and synced before the device is answered. Replaying it gives the
-//! table; once it holds more than twice the live table (and at least [`COMPACT_FLOOR`]
-//! records), it is rewritten to the live table (atomically: `Log::rewrite`). So disk use stays
-//! within about twice what the subscriptions themselves take.
+//! table; once it holds more than twice the live table (and at least
+//! [`RELAY_PUSH_COMPACT_FLOOR`] records), it is rewritten to the live table (atomically:
+//! `Log::rewrite`). So disk use stays within about twice what the subscriptions themselves take.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::limits::RELAY_PUSH_COMPACT_FLOOR;
 use muxagent_proto::frame::PushEndpoint;
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::LOG_SEGMENT_LEN;
+use muxagent_store::limits::LOG_SEGMENT_LEN;
 use muxagent_store::{Log, Options};
 
 /// Subfolder of the push folder holding the log.
 const LOG_DIR: &str = "subscriptions";
-
-/// Records below which the log is never compacted (a few KiB: not worth a rewrite).
-const COMPACT_FLOOR: usize = 1024;
 
 /// One record of the log.
 type Record = (Fingerprint, Option<PushEndpoint>);
@@ -204,7 +202,7 @@ impl SubscriptionLog {
 
     /// Whether the log holds enough dead records to be rewritten for `live` subscriptions.
     pub(crate) fn wants_compaction(&self, live: usize) -> bool {
-        self.records > COMPACT_FLOOR.max(2 * live)
+        self.records > RELAY_PUSH_COMPACT_FLOOR.max(2 * live)
     }
 
     /// Replace the log with `live` (atomic: a crash leaves the old log or the new one).

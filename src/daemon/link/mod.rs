@@ -40,7 +40,6 @@ use std::time::Duration;
 
 use muxagent_client::backoff::{self, Backoff};
 use muxagent_proto::frame::{ErrorCode, Frame, Role};
-use muxagent_proto::limits::DAEMON_OUTGOING_QUEUE;
 use muxagent_proto::machine::Incoming;
 use muxagent_relay_client::{Client, ClientConfig, ClientError};
 use rand_core::Rng;
@@ -48,6 +47,9 @@ use smol::channel::Receiver;
 use smol::{LocalExecutor, Timer};
 
 use super::{Out, Route, Shared};
+use crate::limits::{
+    DAEMON_DISPLACED_PAUSE_SECS, DAEMON_OUTGOING_QUEUE, DAEMON_REVOKED_PAUSE_SECS,
+};
 use crate::{log, os};
 
 /// Why a relay connection ended, and how long to wait before the next.
@@ -137,7 +139,7 @@ async fn connect_once(
         }) => {
             core.borrow_mut().link.status.revoked = true;
             return Ended::After(
-                Duration::from_secs(600),
+                Duration::from_secs(DAEMON_REVOKED_PAUSE_SECS),
                 format!("this machine was revoked ({reason}); {REVOKED_ADVICE}"),
             );
         }
@@ -321,7 +323,7 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
         }
         Frame::Error(error) => match error.code {
             ErrorCode::Displaced => Some(Ended::After(
-                Duration::from_secs(60),
+                Duration::from_secs(DAEMON_DISPLACED_PAUSE_SECS),
                 format!(
                     "another daemon logged in with this machine's key: {}",
                     error.reason
@@ -330,7 +332,7 @@ fn on_frame(core: &Shared, executor: &Rc<LocalExecutor<'static>>, frame: Frame) 
             ErrorCode::Revoked => {
                 core.borrow_mut().link.status.revoked = true;
                 Some(Ended::After(
-                    Duration::from_secs(600),
+                    Duration::from_secs(DAEMON_REVOKED_PAUSE_SECS),
                     format!(
                         "this machine was revoked ({}); {REVOKED_ADVICE}",
                         error.reason

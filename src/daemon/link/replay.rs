@@ -7,12 +7,12 @@
 use std::rc::Rc;
 
 use muxagent_proto::app::{Cursor, Event, EventKind, MachineMessage, ReplayComplete, ReplayMore};
-use muxagent_proto::limits::REPLAY_PAGE_EVENTS;
 use smol::LocalExecutor;
 use smol::channel::Receiver;
 
 use super::super::{Core, Out, Route, Shared};
 use super::DeviceSync;
+use crate::limits::REPLAY_PAGE_EVENTS;
 use crate::log;
 
 /// Take replay requests and run one catch-up task per connection.

@@ -45,7 +45,6 @@ use agent_client_protocol::{
     Agent, Client, Handled, JsonRpcMessage, Lines, RequestCancellation, UntypedMessage,
 };
 use muxagent_proto::app::{ApprovalKind, Decision, EventKind, RuntimeName, Usage};
-use muxagent_proto::limits::{AGENT_COMMAND_QUEUE, AGENT_LINE_MAX_LEN, AGENT_REPORT_QUEUE};
 use serde_json::{Value, json};
 use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -55,6 +54,7 @@ use super::lines::{Line, LineReader};
 use super::preview::{self, NO_FILE, text_at};
 use super::stderr::beside_stderr;
 use super::{AgentIo, Ask, Command, LocalFuture, Report, Runtime, RuntimeError, Spec, program};
+use crate::limits::{AGENT_COMMAND_QUEUE, AGENT_LINE_MAX_LEN, AGENT_REPORT_QUEUE};
 
 /// Gemini CLI's approval modes (`session/new` lists them as `modes.availableModes`).
 const GEMINI_MODES: [&str; 4] = ["default", "autoEdit", "yolo", "plan"];

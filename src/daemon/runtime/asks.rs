@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use muxagent_proto::limits::MAX_PENDING_APPROVALS;
+use crate::limits::MAX_PENDING_APPROVALS;
 
 /// What the runtime keeps of each open ask until it is answered or withdrawn.
 pub struct OpenAsks<T> {

@@ -33,16 +33,13 @@ use super::asks::OpenAsks;
 use super::lines::{self, Effects, LineProtocol};
 use super::preview::{self, Counts, NO_FILE, Side, text_at};
 use super::{AgentIo, Ask, Command, LocalFuture, Report, Runtime, RuntimeError, Spec};
+use crate::limits::AGENT_STREAMED_MESSAGE_IDS;
 
 /// Claude Code.
 pub struct ClaudeRuntime;
 
 /// Claude's permission modes, in its own words.
 const MODES: [&str; 4] = ["default", "acceptEdits", "plan", "bypassPermissions"];
-
-/// How many recently streamed message ids are remembered: deltas precede their message by a
-/// few lines, but subagents may interleave theirs.
-const STREAMED_MESSAGES: usize = 8;
 
 impl Runtime for ClaudeRuntime {
     fn name(&self) -> &'static str {
@@ -389,7 +386,7 @@ impl Claude {
                         .map(str::to_string)
                         .or_else(|| self.streaming.clone());
                     if let Some(id) = id.filter(|id| !self.streamed.contains(id)) {
-                        if self.streamed.len() == STREAMED_MESSAGES {
+                        if self.streamed.len() == AGENT_STREAMED_MESSAGE_IDS {
                             self.streamed.pop_front();
                         }
                         self.streamed.push_back(id);
@@ -1331,7 +1328,7 @@ mod tests {
 
     #[test]
     fn an_agent_asking_without_end_is_denied_past_the_cap() {
-        use muxagent_proto::limits::MAX_PENDING_APPROVALS;
+        use crate::limits::MAX_PENDING_APPROVALS;
         let mut claude = Claude::default();
         let mut asked = 0;
         let mut denied = 0;

@@ -54,7 +54,6 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use muxagent_proto::app::{ApprovalKind, Decision, EventKind, Usage};
-use muxagent_proto::limits::AGENT_COMMAND_QUEUE;
 use serde_json::{Value, json};
 use smol::channel::{Receiver, Sender};
 
@@ -62,6 +61,7 @@ use super::asks::OpenAsks;
 use super::lines::{self, Effects, LineProtocol};
 use super::preview::{self, Counts, NO_FILE, Side, text_at};
 use super::{AgentIo, Ask, Command, LocalFuture, Report, Runtime, RuntimeError, Spec};
+use crate::limits::AGENT_COMMAND_QUEUE;
 
 /// Codex.
 pub struct CodexRuntime;
@@ -1403,7 +1403,7 @@ mod tests {
 
     #[test]
     fn an_agent_asking_without_end_is_declined_past_the_cap() {
-        use muxagent_proto::limits::MAX_PENDING_APPROVALS;
+        use crate::limits::MAX_PENDING_APPROVALS;
         let mut harness = ready(&spec());
         let ask = |id: usize| {
             format!(

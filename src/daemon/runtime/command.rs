@@ -3,12 +3,12 @@
 //! a line; an interrupt is SIGINT to its process group. It never asks for approval.
 
 use muxagent_proto::app::{EventKind, Stream};
-use muxagent_proto::limits::OUTPUT_CHUNK_LEN;
 use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{AgentIo, Command, LocalFuture, Report, Runtime, RuntimeError, Spec};
 use crate::daemon::process::signal_group;
+use crate::limits::OUTPUT_CHUNK_LEN;
 
 /// Any shell command.
 pub struct CommandRuntime;

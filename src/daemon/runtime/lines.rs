@@ -5,12 +5,12 @@
 //! CLI was sent (`agents/fixtures/`).
 
 use muxagent_proto::app::EventKind;
-use muxagent_proto::limits::AGENT_LINE_MAX_LEN;
 use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::stderr::beside_stderr;
 use super::{AgentIo, Command, Report, RuntimeError, Spec};
+use crate::limits::AGENT_LINE_MAX_LEN;
 
 /// What a protocol step wants done: lines to write to the agent (in order, each without its
 /// newline), then reports for the daemon.

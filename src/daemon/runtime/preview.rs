@@ -6,6 +6,7 @@
 //! a last line without one. Lines are split on `\n` only, so a `\r` stays in the line: the diff
 //! shows the file's bytes.
 
+use crate::limits::AGENT_DIFF_TIMEOUT_MS;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -15,7 +16,7 @@ pub const NO_FILE: &str = "/dev/null";
 
 /// How long a diff of two texts may take before it settles for a coarser one: it runs on the
 /// daemon's only thread.
-const DIFF_TIMEOUT: Duration = Duration::from_millis(100);
+const DIFF_TIMEOUT: Duration = Duration::from_millis(AGENT_DIFF_TIMEOUT_MS);
 
 /// How a hunk's line counts are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

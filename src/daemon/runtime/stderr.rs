@@ -6,12 +6,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use muxagent_proto::app::{EventKind, Stream};
-use muxagent_proto::limits::{AGENT_LINE_MAX_LEN, AGENT_STDERR_DRAIN_MS};
 use smol::channel::Sender;
 use smol::io::AsyncRead;
 
 use super::Report;
 use super::lines::{Line, LineReader};
+use crate::limits::{AGENT_LINE_MAX_LEN, AGENT_STDERR_DRAIN_MS};
 
 /// Run `conversation` while `stderr`'s lines become output events on `reports`. When the
 /// conversation ends, the last of standard error gets [`AGENT_STDERR_DRAIN_MS`] to arrive: a

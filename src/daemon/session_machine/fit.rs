@@ -1,8 +1,8 @@
 //! What the machine does to what a runtime reports before it is logged: text cut to fit one
 //! channel message, usage deltas added up.
 
+use crate::limits::EVENT_FIELD_MAX_LEN;
 use muxagent_proto::app::{EventKind, Usage};
-use muxagent_proto::limits::EVENT_FIELD_MAX_LEN;
 
 /// Add a turn's usage to a session's total.
 pub fn add_usage(total: Usage, delta: Usage) -> Usage {

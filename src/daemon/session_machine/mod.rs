@@ -18,12 +18,12 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use crate::limits::{EVENT_FIELD_MAX_LEN, MAX_PENDING_APPROVALS};
 use muxagent_proto::app::{
     ApprovalId, ApprovalKind, ApprovalRequest, ApprovalState, Decision, EventKind, SessionId,
     SessionStatus, Usage, request_hash,
 };
 use muxagent_proto::identity::Fingerprint;
-use muxagent_proto::limits::{EVENT_FIELD_MAX_LEN, MAX_PENDING_APPROVALS};
 
 use super::refusal::Refusal;
 use super::runtime::{Ask, Command, Report};

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use muxagent_proto::limits::{MAX_FRAME_LEN, RELAY_QUEUE_DEPTH};
+use muxagent_relay::limits::{MAX_FRAME_LEN, RELAY_QUEUE_DEPTH};
 use smol::io::{AsyncRead, AsyncWrite};
 use smol::stream::StreamExt as _;
 use smol::{Async, Executor};

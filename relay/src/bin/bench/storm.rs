@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::Message;
 use muxagent_proto::frame::{Frame, Role};
 use muxagent_proto::identity::Identity;
-use muxagent_proto::limits::{
+use muxagent_relay::limits::{
     RECONNECT_MAX_MS, RECONNECT_MIN_MS, RELAY_MAX_CONNECTIONS, RELAY_SHUTDOWN_GRACE_MS,
 };
 use muxagent_relay_client::{Client, ClientConfig, ClientError, RelayUrl, Roots};
