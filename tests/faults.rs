@@ -214,30 +214,7 @@ fn the_daemon_killed_repeatedly_mid_stream_keeps_what_it_acknowledged() {
     let controller = world.path("controller");
     pair(&controller, &daemon);
     let work = world.path("work");
-    let work_arg = work.display().to_string();
-    let out = ok(
-        &controller,
-        &[
-            "ctl",
-            "start",
-            "machine",
-            "--runtime",
-            "claude",
-            "--cwd",
-            &work_arg,
-            "--json",
-            "--prompt",
-            "prompt 0",
-        ],
-    );
-    let session = serde_json::from_str::<Value>(out.trim()).expect("json")["session"]
-        .as_str()
-        .expect("session")
-        .to_string();
-    let watch = Watch::with_args(
-        &controller,
-        &["ctl", "watch", "machine", &session, "--json"],
-    );
+    let (session, watch) = start_watched(&controller, &work, "prompt 0");
     let mut seen: Vec<String> = Vec::new();
     let mut prompts = vec!["prompt 0".to_string()];
     for kill in 1..=3 * size() {
@@ -288,6 +265,32 @@ fn the_daemon_killed_repeatedly_mid_stream_keeps_what_it_acknowledged() {
         .map(|e| e["text"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(logged, prompts, "every acknowledged prompt is in the log");
+}
+
+/// Start a session of the fake Claude Code on machine `machine` in `work` with `prompt`, and
+/// watch it as JSON: its id and the watch.
+fn start_watched(controller: &Path, work: &Path, prompt: &str) -> (String, Watch) {
+    let out = ok(
+        controller,
+        &[
+            "ctl",
+            "start",
+            "machine",
+            "--runtime",
+            "claude",
+            "--cwd",
+            work.to_str().expect("utf8"),
+            "--json",
+            "--prompt",
+            prompt,
+        ],
+    );
+    let session = serde_json::from_str::<Value>(out.trim()).expect("json")["session"]
+        .as_str()
+        .expect("session")
+        .to_string();
+    let watch = Watch::with_args(controller, &["ctl", "watch", "machine", &session, "--json"]);
+    (session, watch)
 }
 
 /// A `ctl watch --json` whose output is read by `pace` (a slow device reads slowly; its pipe
@@ -525,30 +528,7 @@ fn a_full_disk_under_the_log_is_reported_and_recovered_without_a_restart() {
             .expect("absolute sessions folder"),
     );
     let work = world.path("work");
-    let work_arg = work.display().to_string();
-    let out = ok(
-        &controller,
-        &[
-            "ctl",
-            "start",
-            "machine",
-            "--runtime",
-            "claude",
-            "--cwd",
-            &work_arg,
-            "--json",
-            "--prompt",
-            "first",
-        ],
-    );
-    let session = serde_json::from_str::<Value>(out.trim()).expect("json")["session"]
-        .as_str()
-        .expect("session")
-        .to_string();
-    let watch = Watch::with_args(
-        &controller,
-        &["ctl", "watch", "machine", &session, "--json"],
-    );
+    let (session, watch) = start_watched(&controller, &work, "first");
     let mut seen = watch.read_until(|line| {
         let event = event(line);
         event["kind"] == "status" && event["status"] == "idle"
