@@ -498,7 +498,7 @@ impl Wait<'_> {
         if self.holds.may_read() {
             return self.ws.poll_next(cx).map(Event::Read);
         }
-        // Reading waits: give up on receivers that hold up the others (see `Holds`).
+        // Reading waits: give up on receivers that hold up the others (`Holds::give_up_due`).
         let settled = self.holds.give_up_due(Instant::now());
         if settled.is_empty() {
             Poll::Pending

@@ -62,22 +62,16 @@ pub const RELAY_PUSHBACK_MS: u64 = 500;
 /// reading for one phone that stopped reading, every other device would wait the whole
 /// [`RELAY_PUSHBACK_MS`] too (measured: a healthy device's p99 from 13–46 ms to 505–898 ms,
 /// `tests/faults.rs`). 32 frames cover a burst of small ones (a stream's deltas) while the
-/// other devices are served.
+/// other devices are served. Once it holds this many and also sends to others, it gives up at
+/// once on the receivers of its oldest held frame (they lose that frame, and their queues refuse
+/// at once until they read again) rather than stop the others: a phone that froze or cannot keep
+/// up resyncs instead of stalling its machine's other devices. A sender talking to one receiver
+/// only stops reading instead, for up to [`RELAY_PUSHBACK_MS`].
 pub const RELAY_HOLD_AHEAD_FRAMES: usize = 32;
 
 /// ... and while the frames it holds take fewer bytes than this: the memory a connection may
 /// hold beyond the one frame being read (see [`RELAY_CONNECTION_MAX_BYTES`]).
 pub const RELAY_HOLD_AHEAD_BYTES: usize = 16 * 1024;
-
-/// A connection that holds so many frames that it has stopped reading ([`RELAY_HOLD_AHEAD_FRAMES`])
-/// while it also sends to other receivers gives up on a receiver (drops the frames for it, and
-/// its queue refuses at once until it reads again) once the first frame held for it has waited
-/// this long: the others must not wait the whole [`RELAY_PUSHBACK_MS`] behind it. A machine's
-/// one connection carries frames for all its devices, so a phone that froze or cannot keep up
-/// loses frames (its channel resyncs) instead of stalling the others. A sender talking to one
-/// receiver only keeps the whole push-back. Above a loaded executor's usual scheduling stall
-/// (tens of milliseconds), in which a healthy receiver takes nothing either.
-pub const RELAY_HEAD_OF_LINE_MS: u64 = 100;
 
 /// What one held frame costs besides its bytes (its receivers' list, deadline, counters), as an
 /// upper bound for [`RELAY_CONNECTION_MAX_BYTES`].

@@ -23,10 +23,10 @@
 //! behind it, so each receiver gets its frames in the order sent; the others go at once.
 //!
 //! Once it holds so many that it stops reading, and it also sends to others (they wait while
-//! it does not read), a receiver that holds it up is given up on after
-//! [`RELAY_HEAD_OF_LINE_MS`]: a machine's frames for its other devices flow on past a phone
-//! that froze or cannot keep up. A sender talking to one receiver only (a device to its
-//! machine) keeps its push-back for the whole
+//! it does not read), it gives up at once on the receivers of its oldest held frame: a
+//! machine's frames for its other devices flow on past a phone that froze or cannot keep up
+//! (that phone loses frames, and its channel resyncs). A sender talking to one receiver only (a
+//! device to its machine) keeps its push-back for the whole
 //! [`Limits::pushback`](crate::config::Limits::pushback).
 
 use std::collections::VecDeque;
@@ -34,15 +34,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::limits::{RELAY_HEAD_OF_LINE_MS, RELAY_HOLD_AHEAD_BYTES, RELAY_HOLD_AHEAD_FRAMES};
+use crate::limits::{RELAY_HOLD_AHEAD_BYTES, RELAY_HOLD_AHEAD_FRAMES};
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::ErrorCode;
 
 use crate::metrics::{DropReason, Metrics, RouteKind};
 use crate::outbox::{Bound, Outbox, PushError};
 use crate::router::{Refused, drop_reason};
-
-const HEAD_OF_LINE: Duration = Duration::from_millis(RELAY_HEAD_OF_LINE_MS);
 
 /// A frame held by its sender's connection until its receivers have room.
 pub(crate) struct Held {
@@ -58,7 +56,6 @@ pub(crate) struct Held {
     registered: bool,
     /// The sender's connection id (its name in waiter lists).
     waiter: u64,
-    held_at: Instant,
     deadline: Instant,
     metrics: Arc<Metrics>,
 }
@@ -89,7 +86,6 @@ impl Held {
             dropped,
             registered: false,
             waiter,
-            held_at,
             deadline: held_at + pushback,
             metrics,
         }
@@ -125,24 +121,6 @@ impl Held {
         for outbox in std::mem::take(&mut self.waiting) {
             self.last_offer(&outbox);
         }
-    }
-
-    /// Give up on its receivers but those in `skip`: a last offer, then drop it for them and
-    /// mark their queues stalled. Whether no receiver is left to wait on.
-    fn give_up_except(&mut self, skip: &[*const Outbox]) -> bool {
-        let mut index = 0;
-        while let Some(outbox) = self.waiting.get(index) {
-            if skip.contains(&Arc::as_ptr(outbox)) {
-                index += 1;
-                continue;
-            }
-            if index + 1 == self.waiting.len() {
-                self.registered = false;
-            }
-            let outbox = self.waiting.remove(index);
-            self.last_offer(&outbox);
-        }
-        self.waiting.is_empty()
     }
 
     /// Offer the frame to `outbox` one last time; if it is still full, its queue counts as
@@ -220,36 +198,6 @@ struct HeldFrames {
     others_wait: bool,
 }
 
-impl HeldFrames {
-    /// The frames that are first in line for at least one of their receivers (those offered).
-    fn first_for_their_receivers(&self) -> impl Iterator<Item = &Held> {
-        let mut seen: Vec<*const Outbox> = Vec::new();
-        self.frames.iter().filter(move |held| {
-            let first = held.receivers().any(|receiver| !seen.contains(&receiver));
-            seen.extend(held.receivers());
-            first
-        })
-    }
-
-    /// See [`Holds::give_up_due`].
-    fn give_up_head_of_line(&mut self, now: Instant, settled: &mut Vec<Option<Refused>>) {
-        let mut seen: Vec<*const Outbox> = Vec::new();
-        let mut index = 0;
-        while let Some(held) = self.frames.get_mut(index) {
-            let receivers: Vec<_> = held.receivers().collect();
-            if now >= held.held_at + HEAD_OF_LINE && held.give_up_except(&seen) {
-                if let Some(held) = self.frames.remove(index) {
-                    self.bytes -= held.frame.len();
-                    settled.push(held.outcome());
-                }
-            } else {
-                index += 1;
-            }
-            seen.extend(receivers);
-        }
-    }
-}
-
 impl Holds {
     /// Hold one more (routed after every frame held already).
     pub(crate) fn push(&mut self, held: Held) {
@@ -280,25 +228,9 @@ impl Holds {
             .is_some_and(|holds| holds.frames.iter().any(|held| held.waits_on(outbox)))
     }
 
-    /// When the connection must next act on its own: the oldest frame's wait ends (each waits
-    /// as long, so it ends first) or, while it holds too many to read on, a receiver it waits
-    /// on can first be given up on ([`Holds::give_up_due`]).
+    /// When the oldest frame's wait ends (each waits as long, so it ends first).
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        let holds = self.0.as_ref()?;
-        let oldest = holds.frames.front()?.deadline;
-        if self.may_read() {
-            return Some(oldest);
-        }
-        let now = Instant::now();
-        if !holds.others_wait {
-            return Some(oldest);
-        }
-        let head_of_line = holds
-            .first_for_their_receivers()
-            .map(|held| held.held_at + HEAD_OF_LINE)
-            .filter(|&at| at > now)
-            .min();
-        Some(head_of_line.map_or(oldest, |at| at.min(oldest)))
+        Some(self.0.as_ref()?.frames.front()?.deadline)
     }
 
     /// Offer each frame to its receivers, oldest first; a frame waiting on a receiver that an
@@ -333,26 +265,31 @@ impl Holds {
 
     /// Give up on the frames whose wait ended by `now` (see [`Held::give_up`]) and, while the
     /// connection holds too many to read on and also sends to others
-    /// ([`Holds::went_elsewhere`]), on the receivers whose first frame here was held
-    /// [`RELAY_HEAD_OF_LINE_MS`] ago. The answers for the senders of the frames that settled.
+    /// ([`Holds::went_elsewhere`]), on the oldest frame: its receivers hold the others up. The
+    /// answers for the senders of the frames that settled.
     pub(crate) fn give_up_due(&mut self, now: Instant) -> Vec<Option<Refused>> {
         let mut settled = Vec::new();
         let may_read = self.may_read();
         if let Some(holds) = self.0.as_mut() {
+            let mut give_up = |holds: &mut HeldFrames, mut held: Held| {
+                holds.bytes -= held.frame.len();
+                held.give_up();
+                settled.push(held.outcome());
+            };
             while holds
                 .frames
                 .front()
                 .is_some_and(|held| now >= held.deadline)
             {
-                let Some(mut held) = holds.frames.pop_front() else {
-                    break;
-                };
-                holds.bytes -= held.frame.len();
-                held.give_up();
-                settled.push(held.outcome());
+                if let Some(held) = holds.frames.pop_front() {
+                    give_up(holds, held);
+                }
             }
-            if !may_read && holds.others_wait {
-                holds.give_up_head_of_line(now, &mut settled);
+            if !may_read
+                && holds.others_wait
+                && let Some(held) = holds.frames.pop_front()
+            {
+                give_up(holds, held);
             }
         }
         self.free_if_empty();
