@@ -190,6 +190,18 @@ pub async fn pair(kind: Kind, addr: SocketAddr, number: u64) -> Result<Pair, Str
                 ws.send(Message::binary(id.to_le_bytes().to_vec()))
                     .await
                     .map_err(|e| e.to_string())?;
+                // A message to itself comes back once the forwarder has taken the registration
+                // (the same connection's messages are handled in order): the scenario must not
+                // start before, or its first frames would go nowhere.
+                ws.send(Message::binary(wrap(
+                    Address::Id(id),
+                    b"registered?".to_vec(),
+                )))
+                .await
+                .map_err(|e| e.to_string())?;
+                if next_binary(ws).await.is_none() {
+                    return Err("the forwarder closed a connection being set up".into());
+                }
             }
             Ok(Pair {
                 device,
