@@ -544,6 +544,8 @@ enum Event {
 /// What handling one inbound frame asks for.
 enum Flow {
     Continue,
+    /// A routed frame went to its receivers at once (for [`Holds::went_elsewhere`]).
+    Routed,
     /// Hold this frame for a full queue (reading on while few are held).
     Hold(Box<Held>),
     /// A request that waits on a durable write (boxed: the loop's state stays small).
@@ -681,7 +683,8 @@ async fn run(shared: &Shared, ws: &mut Ws, session: &Session) -> Disconnect {
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Flow::Continue,
                 };
                 match flow {
-                    Flow::Continue => holds.went_elsewhere(),
+                    Flow::Continue => {}
+                    Flow::Routed => holds.went_elsewhere(),
                     Flow::Hold(frame) => holds.push(*frame),
                     // Boxed: a registry write needs far more state than waiting does.
                     Flow::Registry(request) => {
@@ -740,7 +743,7 @@ fn handle(shared: &Shared, session: &Session, data: &[u8], holds: &Holds) -> Flo
     let refused = match frame {
         Frame::Send(send) => match shared.router.send(session, send, pushback, behind) {
             Ok(Some(held)) => return Flow::Hold(Box::new(held)),
-            Ok(None) => None,
+            Ok(None) => return Flow::Routed,
             Err(refused) => Some(refused),
         },
         Frame::PairSend(send) => {
@@ -749,7 +752,7 @@ fn handle(shared: &Shared, session: &Session, data: &[u8], holds: &Holds) -> Flo
                 .pair_send(session, send, unix_now(), pushback, behind)
             {
                 Ok(Some(held)) => return Flow::Hold(Box::new(held)),
-                Ok(None) => None,
+                Ok(None) => return Flow::Routed,
                 Err(refused) => Some(refused),
             }
         }

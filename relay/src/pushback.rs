@@ -1,7 +1,7 @@
 //! Push back instead of dropping: a routed frame whose receiver's queue is full at its own bound
-//! is held by the sender's connection, which stops reading its socket meanwhile (so TCP pushes
-//! back on the sender) but keeps writing its own queue and answering its timer (so two
-//! connections that send to each other cannot deadlock). The frame goes as soon as the
+//! is held by the sender's connection, which stops reading its socket once it holds several (so
+//! TCP pushes back on the sender) but keeps writing its own queue and answering its timer (so
+//! two connections that send to each other cannot deadlock). The frame goes as soon as the
 //! receiver takes frames out of its queue, or is dropped as before (counted, `Error{Dropped}`)
 //! once [`Limits::pushback`](crate::config::Limits::pushback) has passed.
 //!
@@ -34,10 +34,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::limits::{RELAY_HOLD_AHEAD_BYTES, RELAY_HOLD_AHEAD_FRAMES};
 use async_tungstenite::tungstenite::Bytes;
 use muxagent_proto::frame::ErrorCode;
 
+use crate::limits::{RELAY_HOLD_AHEAD_BYTES, RELAY_HOLD_AHEAD_FRAMES};
 use crate::metrics::{DropReason, Metrics, RouteKind};
 use crate::outbox::{Bound, Outbox, PushError};
 use crate::router::{Refused, drop_reason};
@@ -193,8 +193,8 @@ struct HeldFrames {
     frames: VecDeque<Held>,
     /// Bytes of the frames held.
     bytes: usize,
-    /// A frame read while these were held went to another receiver at once: the sender talks
-    /// to others too, and they wait while it stops reading.
+    /// A frame read while these were held was routed to its receivers at once: the sender
+    /// talks to others too, and they wait while it stops reading.
     others_wait: bool,
 }
 
@@ -206,7 +206,7 @@ impl Holds {
         holds.frames.push_back(held);
     }
 
-    /// A frame read while frames are held went elsewhere at once (see [`Holds::give_up_due`]).
+    /// A frame read while frames are held was routed at once (see [`Holds::give_up_due`]).
     pub(crate) fn went_elsewhere(&mut self) {
         if let Some(holds) = self.0.as_mut() {
             holds.others_wait = true;
